@@ -1,0 +1,74 @@
+"""Checkpoints: one file that rebuilds the run (config, networks, optimizers, step, RNG, data order).
+
+Files are written atomically (temporary file, then rename) and read with
+``torch.load(..., weights_only=True)``: a checkpoint is untrusted input, so it holds only
+tensors, numbers, strings, lists and dicts, and the config travels as JSON text.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .errors import UserError
+from .utils import atomic_write
+
+FORMAT = "facegan-checkpoint-v1"
+LATEST = "latest.pt"
+BEST = "best.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (must hold 'config' as a Config) atomically to ``path``."""
+    state = dict(state)
+    cfg = state.pop("config")
+    payload = {"format": FORMAT, "config": cfg.to_json(), **state}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def resolve_checkpoint(path: str | os.PathLike, *, prefer: str = LATEST) -> Path:
+    """A run folder, its checkpoints/ folder or a checkpoint file -> the checkpoint file."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"'{p}' does not exist; give a run folder or a checkpoint file (.pt)")
+    if p.is_dir():
+        for cand in (p / "checkpoints" / prefer, p / prefer, p / "checkpoints" / LATEST, p / LATEST):
+            if cand.is_file():
+                return cand
+        raise UserError(f"no checkpoint in '{p}' (looked for checkpoints/{prefer}); "
+                        "train first with 'facegan train', or give a .pt file")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a facegan checkpoint; returns the dict with 'config' rebuilt as a Config."""
+    p = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"'{p}' is not a readable facegan checkpoint ({first[:120]}); "
+                        "point to a .pt file written by 'facegan train'") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
+        raise UserError(f"'{p}' is not a facegan checkpoint (no '{FORMAT}' header); "
+                        "point to a .pt file written by 'facegan train'")
+    try:
+        ckpt["config"] = Config.from_json(ckpt["config"])
+    except (ValueError, TypeError) as e:
+        raise UserError(f"'{p}' holds an unreadable config ({e}); the file is damaged") from None
+    ckpt["path"] = p
+    return ckpt
+
+
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """RUN for RUN/checkpoints/x.pt (when RUN has a config.json), else None."""
+    parent = checkpoint.resolve().parent
+    if parent.name == "checkpoints" and (parent.parent / "config.json").exists():
+        return parent.parent
+    return None

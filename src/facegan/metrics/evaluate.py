@@ -1,0 +1,322 @@
+"""Evaluate a generator (or an image folder) against real data: FID, KID, IS.
+
+Metrics live in :data:`METRICS`, a registry ``name -> function(inputs) -> dict``; every
+function reads the generated features (and class probabilities) and the real statistics
+from one :class:`MetricInputs`. :func:`evaluate_checkpoint` backs ``facegan evaluate``;
+:class:`TrainingEvaluator` is what the training loop calls every ``eval_every`` steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import DataConfig
+from ..errors import UserError
+from ..utils import append_jsonl
+from .features import extract_features
+from .fid import frechet_distance, gaussian_fit, inception_score, kernel_inception_distance
+from .inception import InceptionNet, inception_score_unavailable_message, load_inception
+from .stats import PROTOCOL, FeatureStats, real_stats
+
+EVAL_SEED = 0  # one fixed latent set, so evaluations at different steps compare like with like
+
+
+@dataclass
+class MetricInputs:
+    """gen_features float32 (N, 2048); gen_probs float64 (N, 1008) or None; real statistics."""
+
+    gen_features: np.ndarray
+    real: FeatureStats
+    gen_probs: np.ndarray | None = None
+    seed: int = 0
+    _gen_fit: tuple[np.ndarray, np.ndarray] | None = None
+
+    def gen_fit(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._gen_fit is None:
+            self._gen_fit = gaussian_fit(self.gen_features)
+        return self._gen_fit
+
+
+@dataclass(frozen=True)
+class Metric:
+    fn: Callable[[MetricInputs], dict]
+    needs_probs: bool = False
+    needs_real_features: bool = False
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, needs_probs: bool = False, needs_real_features: bool = False):
+    def deco(fn: Callable[[MetricInputs], dict]) -> Callable[[MetricInputs], dict]:
+        METRICS[name] = Metric(fn, needs_probs, needs_real_features)
+        return fn
+
+    return deco
+
+
+@register_metric("fid")
+def _fid(x: MetricInputs) -> dict:
+    mu, sigma = x.gen_fit()
+    return {"fid": frechet_distance(mu, sigma, x.real.mu, x.real.sigma)}
+
+
+@register_metric("kid", needs_real_features=True)
+def _kid(x: MetricInputs) -> dict:
+    mean, std = kernel_inception_distance(x.gen_features, x.real.features, seed=x.seed)
+    return {"kid_mean": mean, "kid_std": std}
+
+
+@register_metric("is", needs_probs=True)
+def _is(x: MetricInputs) -> dict:
+    mean, std = inception_score(x.gen_probs)
+    return {"is_mean": mean, "is_std": std}
+
+
+def parse_metrics(spec: str | Sequence[str]) -> list[str]:
+    names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    names = [n for n in names if n]
+    if not names:
+        raise UserError(f"no metrics given; choose from: {', '.join(METRICS)}")
+    for n in names:
+        if n not in METRICS:
+            raise UserError(f"unknown metric '{n}'; choose from: {', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def check_metrics(names: Sequence[str], net: InceptionNet) -> None:
+    """Refuse metrics the loaded network cannot give (IS without the classifier head)."""
+    if any(METRICS[n].needs_probs for n in names) and not net.has_logits:
+        raise UserError(inception_score_unavailable_message())
+
+
+def compute_metrics(names: Sequence[str], gen_features: np.ndarray, real: FeatureStats,
+                    gen_probs: np.ndarray | None = None, seed: int = 0) -> dict:
+    inputs = MetricInputs(gen_features=gen_features, real=real, gen_probs=gen_probs, seed=seed)
+    out: dict = {}
+    for n in names:
+        m = METRICS[n]
+        if m.needs_real_features and real.features is None:
+            raise UserError(f"'{n}' needs real features, but the statistics hold only mu and sigma "
+                            "(recompute them with facegan, not another tool)")
+        if m.needs_probs and gen_probs is None:
+            raise UserError(inception_score_unavailable_message())
+        out.update(m.fn(inputs))
+    return out
+
+
+def evaluate_images(images, real: FeatureStats, net: InceptionNet, metrics: Sequence[str] = ("fid",),
+                    *, batch_size: int = 64, seed: int = 0, progress: bool = False) -> dict:
+    """Metrics of images (uint8 (N, 3, H, W) or an ImageSource) against real statistics."""
+    check_metrics(metrics, net)
+    want_probs = any(METRICS[n].needs_probs for n in metrics)
+    res = extract_features(net, images, batch_size=batch_size, probs=want_probs, progress=progress,
+                           desc="generated-image features")
+    feats, probs = res if want_probs else (res, None)
+    return compute_metrics(metrics, feats, real, probs, seed=seed)
+
+
+def _module_device(m: nn.Module) -> torch.device:
+    for p in m.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def generate_uint8(generator: nn.Module, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
+    """n images from ``generator`` as uint8 (n, 3, R, R), in eval mode, restoring its mode after."""
+    from ..sampling import generate_images
+
+    was_training = generator.training
+    generator.eval()
+    try:
+        return generate_images(generator, n, seed=seed, batch_size=batch_size,
+                               device=_module_device(generator))
+    finally:
+        generator.train(was_training)
+
+
+class TrainingEvaluator:
+    """FID/KID of a generator against a fixed data set, for use during training.
+
+    ``ev = TrainingEvaluator(cfg.data, n=2000)``; ``ev(generator)`` -> ``{"fid", "kid_mean",
+    "kid_std", "eval_n"}`` (plus ``is_mean``/``is_std`` when asked for and available). The
+    network, the data and the real statistics load on the first call (statistics from the
+    cache when present); the generator always sees the same latents (``seed``), and goes
+    back to its previous train/eval mode afterwards.
+    """
+
+    def __init__(self, data_cfg: DataConfig, n: int = 2000, device="cpu",
+                 metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
+                 seed: int = EVAL_SEED, batch_size: int = 64):
+        if n < 2:
+            raise UserError("eval_n must be at least 2")
+        self.data_cfg = replace(data_cfg, hflip=False)
+        self.n = int(n)
+        self.device = device
+        self.metrics = parse_metrics(metrics)
+        self.inception = inception
+        self.seed = seed
+        self.batch_size = batch_size
+        self._net: InceptionNet | None = None
+        self._real: FeatureStats | None = None
+        self.fingerprint = ""
+
+    def _setup(self) -> None:
+        if self._net is None:
+            self._net = load_inception(self.inception, device=self.device)
+            check_metrics(self.metrics, self._net)
+        if self._real is None:
+            from ..data import load_dataset
+
+            data = load_dataset(self.data_cfg, progress=False)
+            self.fingerprint = data.fingerprint
+            self._real = real_stats(data, self._net, cache_dir=self.data_cfg.cache_dir,
+                                    batch_size=self.batch_size)
+
+    def __call__(self, generator: nn.Module) -> dict:
+        self._setup()
+        images = generate_uint8(generator, self.n, self.seed)
+        out = evaluate_images(images, self._real, self._net, self.metrics,
+                              batch_size=self.batch_size, seed=self.seed)
+        out["eval_n"] = self.n
+        return out
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
+                        metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
+                        seed: int = EVAL_SEED, device="cpu", partition: str | None = None,
+                        batch_size: int = 64, progress: bool = True, log: bool = True) -> dict:
+    """Generate ``n`` images (EMA generator when the checkpoint has one), compare with the
+    training data preprocessed as in training, append the record to the run's metrics.jsonl.
+
+    Returns the record: ``kind: "eval"``, the metric values, step, checkpoint, n, data path
+    and fingerprint, network, protocol, seed, seconds.
+    """
+    from ..data import load_dataset
+    from ..sampling import load_generator
+
+    names = parse_metrics(metrics)
+    if n < 2:
+        raise UserError("--n must be at least 2")
+    t0 = time.time()
+    net = load_inception(inception, device=device)
+    check_metrics(names, net)
+    loaded = load_generator(checkpoint, device=str(net.device), ema=True)
+    dcfg = replace(loaded.config.data, path=str(data), hflip=False)
+    if partition:
+        dcfg = replace(dcfg, partition=partition)
+    real_set = load_dataset(dcfg, progress=progress)
+    if len(real_set) < 2:
+        raise UserError(f"{data} gives {len(real_set)} images with partition '{dcfg.partition}'; "
+                        "need at least 2")
+    real = real_stats(real_set, net, cache_dir=dcfg.cache_dir, batch_size=batch_size,
+                      progress=progress)
+    images = generate_uint8(loaded.generator, n, seed)
+    values = evaluate_images(images, real, net, names, batch_size=batch_size, seed=seed,
+                             progress=progress)
+    record = {
+        "kind": "eval",
+        **values,
+        "step": loaded.step,
+        "checkpoint": str(loaded.checkpoint),
+        "ema": bool(loaded.has_ema),
+        "n": n,
+        "n_real": real.n,
+        "data": str(data),
+        "partition": dcfg.partition,
+        "data_fingerprint": real_set.fingerprint,
+        "network": net.network_id,
+        "protocol": PROTOCOL,
+        "seed": seed,
+        "seconds": round(time.time() - t0, 1),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    if log:
+        append_jsonl(metrics_log_path(loaded), record)
+    return record
+
+
+def metrics_log_path(loaded) -> Path:
+    """RUN/metrics.jsonl when the checkpoint sits in a run folder, else next to the checkpoint."""
+    run_dir = getattr(loaded, "run_dir", None)
+    if run_dir is not None:
+        return Path(run_dir) / "metrics.jsonl"
+    return Path(loaded.checkpoint).parent / "metrics.jsonl"
+
+
+def stats_for_path(path: str | Path, net: InceptionNet, *, batch_size: int = 64,
+                   progress: bool = False) -> tuple[FeatureStats, str]:
+    """Statistics for ``facegan fid``: a .npz file as-is, or an image folder's features.
+
+    Returns (stats, description).
+    """
+    from .features import FileImages, list_image_files
+    from .stats import load_stats
+
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".npz":
+        st = load_stats(p)
+        return st, f"{p} (statistics, n={st.n})"
+    if p.is_file():
+        raise UserError(f"{p} is neither an image folder nor a statistics .npz file")
+    files = list_image_files(p)  # raises for missing / empty
+    if len(files) < 2:
+        raise UserError(f"{p} holds only {len(files)} image; FID needs at least 2")
+    feats = extract_features(net, FileImages(files), batch_size=batch_size, progress=progress,
+                             desc=f"features {p.name}")
+    return FeatureStats.from_features(feats, network_id=net.network_id), f"{p} ({len(files)} images)"
+
+
+def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str | None = None,
+              batch_size: int = 64, device="cpu", progress: bool = False) -> dict:
+    """FID (and KID) between two folders, or a folder/.npz and another folder/.npz."""
+    net = load_inception(inception, device=device)
+    sa, da = stats_for_path(a, net, batch_size=batch_size, progress=progress)
+    sb, db = stats_for_path(b, net, batch_size=batch_size, progress=progress)
+    warnings = []
+    for st, d in ((sa, da), (sb, db)):
+        if st.network_id and st.network_id != net.network_id:
+            warnings.append(f"{d} was computed with network '{st.network_id}', not "
+                            f"'{net.network_id}'; numbers may differ slightly")
+        if st.protocol and st.protocol != PROTOCOL:
+            warnings.append(f"{d} was computed with protocol '{st.protocol}', not '{PROTOCOL}'")
+    out = {"fid": frechet_distance(sa.mu, sa.sigma, sb.mu, sb.sigma)}
+    if kid:
+        for st, d in ((sa, da), (sb, db)):
+            if st.features is None:
+                raise UserError(f"KID needs features, but {d} holds only mu and sigma")
+        mean, std = kernel_inception_distance(sa.features, sb.features)
+        out.update(kid_mean=mean, kid_std=std)
+    out.update(a=da, b=db, network=net.network_id, protocol=PROTOCOL)
+    if warnings:
+        out["warnings"] = warnings
+    return out
+
+
+def save_folder_stats(folder: str | Path, out: str | Path, *, inception: str | None = None,
+                      batch_size: int = 64, device="cpu", progress: bool = False) -> FeatureStats:
+    from .stats import save_stats
+
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"--save-stats needs a .npz file name, got {out}")
+    if not Path(folder).is_dir():
+        raise UserError(f"--save-stats needs an image folder, got {folder}")
+    net = load_inception(inception, device=device)
+    st, _ = stats_for_path(folder, net, batch_size=batch_size, progress=progress)
+    save_stats(out, st)
+    return st
+
+
+__all__ = [
+    "METRICS", "Metric", "MetricInputs", "register_metric", "parse_metrics", "compute_metrics",
+    "evaluate_images", "TrainingEvaluator", "evaluate_checkpoint", "fid_paths",
+    "save_folder_stats", "stats_for_path", "metrics_log_path", "EVAL_SEED",
+]

@@ -1,0 +1,145 @@
+"""Feature extraction: uint8 images -> clean bicubic resize to 299 -> Inception features.
+
+The resize is CPU work in PIL (which releases the GIL), so a thread pool resizes the next
+batch while the network runs on the current one. Images come from a uint8 tensor
+(N, 3, H, W) or any :class:`ImageSource` (``len()`` and ``[i]`` -> uint8 (H, W, 3)), e.g. the
+files of a folder, read one batch at a time so a large folder never sits in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import UserError
+from .resize import resize_clean
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class ImageSource(Protocol):
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> np.ndarray: ...  # uint8 (H, W, 3) RGB
+
+
+class TensorImages:
+    """A uint8 (N, 3, H, W) tensor or array seen as an :class:`ImageSource`."""
+
+    def __init__(self, images: torch.Tensor | np.ndarray):
+        t = torch.as_tensor(images)
+        if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[1] != 3:
+            raise ValueError(f"expected uint8 (N, 3, H, W) images, got {t.dtype} {tuple(t.shape)}")
+        self.images = t.cpu()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.images[i].permute(1, 2, 0).numpy()
+
+
+class FileImages:
+    """Image files read with PIL, converted to RGB, at their own size (no crop, no resize)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike]):
+        self.paths = [Path(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        p = self.paths[i]
+        try:
+            with Image.open(p) as im:
+                return np.asarray(im.convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise UserError(f"cannot read image {p}: {e}") from None
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted); UserError when none or no folder."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise UserError(f"{folder} does not exist")
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    files = sorted(p for p in folder.rglob("*")
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise UserError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {folder}")
+    return files
+
+
+def _as_source(images) -> ImageSource:
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        return TensorImages(images)
+    return images
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def extract_features(net, images, *, batch_size: int = 64, probs: bool = False,
+                     progress: bool = False, desc: str = "features", workers: int | None = None):
+    """Features of every image.
+
+    net: an :class:`~facegan.metrics.inception.InceptionNet` (or any callable with the same
+        contract: float (B, 3, 299, 299) in [0, 255] -> float (B, 2048), and with
+        ``probs=True`` -> (features, probs)).
+    images: uint8 (N, 3, H, W) tensor/array, or an :class:`ImageSource`.
+    Returns float32 (N, 2048) numpy, or (features, probs float64 (N, 1008)) when ``probs``.
+    """
+    src = _as_source(images)
+    n = len(src)
+    if batch_size < 1:
+        raise UserError("--batch-size must be >= 1")
+    batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    feats_out: list[torch.Tensor] = []
+    probs_out: list[torch.Tensor] = []
+    bar = None
+    if progress and n:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=desc, unit="img", leave=False)
+
+    def _prep(i: int) -> np.ndarray:
+        return resize_clean(src[i])
+
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        def submit(b: range):
+            return [pool.submit(_prep, i) for i in b]
+
+        pending = submit(batches[0]) if batches else None
+        try:
+            for k in range(len(batches)):
+                futures = pending
+                # Queue the next batch's resizes before running the network on this one.
+                pending = submit(batches[k + 1]) if k + 1 < len(batches) else None
+                x = torch.from_numpy(np.stack([f.result() for f in futures]))  # [B, 3, 299, 299]
+                if probs:
+                    f, p = net(x, probs=True)
+                    probs_out.append(p)
+                else:
+                    f = net(x)
+                feats_out.append(f.float())
+                if bar is not None:
+                    bar.update(x.shape[0])
+        finally:
+            if pending is not None:
+                for f in pending:
+                    f.cancel()
+            if bar is not None:
+                bar.close()
+    feats = torch.cat(feats_out).numpy() if feats_out else np.zeros((0, 2048), np.float32)
+    if probs:
+        pr = torch.cat(probs_out).numpy() if probs_out else np.zeros((0, 1008))
+        return feats, pr
+    return feats

@@ -1,0 +1,95 @@
+"""Training: the builder (config -> trainer), and ``run_training`` for the CLI."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import LATEST, load_checkpoint
+from ..config import Config, TrainConfig, validate
+from ..data import ImageSet
+from ..errors import UserError
+from ..losses import build_loss
+from ..models import build_networks
+from ..sampling import pick_device
+from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (AVX-512 BF16 or AMX), where oneDNN's
+    bf16 convolutions beat fp32; elsewhere bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> bool:
+    """Return True to train under bf16 autocast."""
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        ok = cpu_has_fast_bf16()
+    else:
+        ok = False
+    if precision == "bf16" and not ok and device.type == "cuda":
+        raise UserError("precision=bf16 asked for but this GPU has no bf16; use precision=fp32")
+    return ok if precision == "auto" else True
+
+
+def build_optimizers(t: TrainConfig, g: nn.Module, d: nn.Module):
+    if t.optimizer == "adam":
+        return (torch.optim.Adam(g.parameters(), lr=t.g_lr, betas=(t.beta1, t.beta2)),
+                torch.optim.Adam(d.parameters(), lr=t.d_lr, betas=(t.beta1, t.beta2)))
+    if t.optimizer == "rmsprop":
+        return (torch.optim.RMSprop(g.parameters(), lr=t.g_lr), torch.optim.RMSprop(d.parameters(), lr=t.d_lr))
+    raise UserError(f"unknown optimizer '{t.optimizer}'; use adam or rmsprop")
+
+
+def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator=None,
+                  progress: bool = True) -> Trainer:
+    """Turn a config (and loaded data) into a ready Trainer: networks on the device, optimizers,
+    loss, EMA copy, precision and memory format chosen."""
+    validate(cfg)
+    if len(data) < cfg.train.batch_size:
+        raise UserError(f"the data has {len(data)} images, fewer than one batch ({cfg.train.batch_size}); "
+                        "lower train.batch_size or add images")
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    g, d = build_networks(cfg.model, cfg.data.resolution)
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    g.to(device=device, memory_format=memory_format)
+    d.to(device=device, memory_format=memory_format)
+    g_ema = None
+    if cfg.train.ema_decay > 0:
+        g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+    opt_g, opt_d = build_optimizers(cfg.train, g, d)
+    return Trainer(cfg, g, d, g_ema, opt_g, opt_d, build_loss(cfg.loss), data, run_dir, device,
+                   use_bf16=resolve_precision(cfg.train.precision, device),
+                   channels_last=cfg.train.channels_last, evaluator=evaluator, progress=progress)
+
+
+def resume_trainer(run_dir: str | Path, data: ImageSet, cfg: Config | None = None, *, evaluator=None,
+                   progress: bool = True) -> Trainer:
+    """Rebuild a trainer from RUN/checkpoints/latest.pt with every state restored."""
+    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / LATEST)
+    cfg = cfg or ckpt["config"]
+    trainer = build_trainer(cfg, data, run_dir, evaluator=evaluator, progress=progress)
+    try:
+        trainer.load_state_dict(ckpt)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"cannot resume from {ckpt['path']}: {str(e).splitlines()[0][:160]}") from None
+    trainer.logger.truncate_after(trainer.step)
+    return trainer
+
+
+__all__ = ["Trainer", "TrainingDiverged", "TrainingInterrupted", "build_trainer", "resume_trainer",
+           "resolve_precision", "build_optimizers"]

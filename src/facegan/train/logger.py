@@ -1,0 +1,106 @@
+"""What a run writes while it trains: metrics.jsonl, loss.png, train.log, TensorBoard scalars."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..utils import append_jsonl, atomic_write, atomic_write_text, read_jsonl
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, tensorboard: bool = False):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.log_path = self.run_dir / "train.log"
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UserError("TensorBoard logging needs the tensorboard package; "
+                                "pip install 'facegan[tensorboard]' or drop train.tensorboard") from None
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def event(self, message: str) -> None:
+        """One timestamped line in train.log (the human-readable history of the run)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        append_jsonl(self.metrics_path, record)
+        if self.tb is not None:
+            step = int(record.get("step", 0))
+            prefix = "eval" if record.get("kind") == "eval" else "train"
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
+                    self.tb.add_scalar(f"{prefix}/{k}", v, step)
+
+    def image(self, tag: str, grid_chw_uint8, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_image(tag, grid_chw_uint8, step)
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop records logged after the checkpoint's step: they will be logged again."""
+        if not self.metrics_path.exists():
+            return
+        keep = [r for r in read_jsonl(self.metrics_path) if int(r.get("step", 0)) <= step]
+        import json
+
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+
+    def plot(self) -> Path | None:
+        """Redraw loss.png from metrics.jsonl: losses, Wasserstein estimate and penalty, quality."""
+        records = read_jsonl(self.metrics_path)
+        train = [r for r in records if r.get("kind", "train") == "train"]
+        evals = [r for r in records if r.get("kind") == "eval" and ("fid" in r or "kid_mean" in r)]
+        if not train:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        panels = 3 if evals else 2
+        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
+        steps = [r["step"] for r in train]
+        ax = axes[0]
+        for key, label in (("d_loss", "critic / D loss"), ("g_loss", "G loss")):
+            ax.plot(steps, [r.get(key) for r in train], label=label, lw=1)
+        ax.set_xlabel("generator step")
+        ax.set_title("losses")
+        ax.legend(fontsize=8)
+        ax = axes[1]
+        if any("wasserstein" in r for r in train):
+            ax.plot(steps, [r.get("wasserstein") for r in train], label="E[D(real)] - E[D(fake)]", lw=1)
+        if any(r.get("gp") for r in train):
+            ax.plot(steps, [r.get("gp") for r in train], label="gradient penalty", lw=1)
+        ax.set_xlabel("generator step")
+        ax.set_title("critic gap / penalty")
+        ax.legend(fontsize=8)
+        if evals:
+            ax = axes[2]
+            es = [r["step"] for r in evals]
+            if any("fid" in r for r in evals):
+                ax.plot(es, [r.get("fid") for r in evals], "o-", label="FID")
+                ax.set_ylabel("FID")
+            if any("kid_mean" in r for r in evals):
+                ax2 = ax.twinx()
+                ax2.plot(es, [1000 * r.get("kid_mean", float("nan")) for r in evals], "s--", color="C1",
+                         label="KID x 1e3")
+                ax2.set_ylabel("KID x 1e3")
+            ax.set_xlabel("generator step")
+            ax.set_title("quality (lower is better)")
+        fig.tight_layout()
+        path = self.run_dir / "loss.png"
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+        plt.close(fig)
+        return path
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()

@@ -1,0 +1,313 @@
+"""The training loop: n critic steps per generator step, EMA, logging, checkpoints, resume.
+
+The trainer is given built objects (networks, optimizers, loss, data); ``facegan.train.build``
+turns a config into them.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import BEST, LATEST, save_checkpoint
+from ..config import Config
+from ..data import ImageSet
+from ..losses import AdversarialLoss, clip_weights, gradient_penalty
+from ..sampling import latents, make_grid, save_png, to_uint8
+from ..utils import atomic_write_text
+from .batches import BatchSampler
+from .logger import RunLogger
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM: a checkpoint was written, the run can be resumed."""
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+class Trainer:
+    """Runs a GAN training job into a run folder.
+
+    generator: z (N, latent_dim) -> (N, 3, R, R) in [-1, 1]; critic: (N, 3, R, R) -> (N,).
+    data.images: uint8 (M, 3, R, R); batches are scaled to [-1, 1] on the device.
+    """
+
+    def __init__(self, cfg: Config, generator: nn.Module, critic: nn.Module, g_ema: nn.Module | None,
+                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, loss: AdversarialLoss,
+                 data: ImageSet, run_dir: str | Path, device: torch.device, *, use_bf16: bool = False,
+                 channels_last: bool = False, evaluator: Callable[[nn.Module], dict] | None = None,
+                 progress: bool = True):
+        self.cfg, self.G, self.D, self.G_ema = cfg, generator, critic, g_ema
+        self.opt_g, self.opt_d, self.loss, self.data = opt_g, opt_d, loss, data
+        self.run_dir, self.device = Path(run_dir), device
+        self.use_bf16, self.channels_last = use_bf16, channels_last
+        self.evaluator, self.progress = evaluator, progress
+        t = cfg.train
+        self.batch_size, self.n_critic = t.batch_size, t.n_critic
+        self.step = 0
+        self.best_fid = math.inf
+        self.batches = BatchSampler(len(data), t.batch_size, seed=t.seed, hflip=cfg.data.hflip)
+        # One critic pass over real and fake together is only equivalent when the critic has no
+        # batch norm (batch statistics would mix the two halves).
+        self.joint_pass = not has_batch_norm(critic)
+        # The whole uint8 set on the GPU costs little and removes a host->device copy per batch.
+        self.images = data.images
+        if device.type == "cuda" and data.images.numel() < 4e9:
+            self.images = data.images.to(device)
+        self.fixed_z = latents(t.n_samples, generator.latent_dim, t.seed + 1, device)
+        self.logger = RunLogger(self.run_dir, tensorboard=t.tensorboard)
+        self._stop_reason: str | None = None
+        self._window: dict[str, float] = {}
+        self._window_n = 0
+        self._window_t = time.perf_counter()
+        self.elapsed = 0.0
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "config": self.cfg, "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
+            "batches": self.batches.state_dict(), "best_fid": self.best_fid,
+            "data_fingerprint": self.data.fingerprint, "elapsed": self.elapsed,
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        self.G.load_state_dict(ckpt["G"])
+        self.D.load_state_dict(ckpt["D"])
+        if self.G_ema is not None and ckpt.get("G_ema") is not None:
+            self.G_ema.load_state_dict(ckpt["G_ema"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.batches.load_state_dict(ckpt["batches"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        self.step = int(ckpt["step"])
+        self.best_fid = float(ckpt.get("best_fid", math.inf))
+        self.elapsed = float(ckpt.get("elapsed", 0.0))
+
+    def save(self, name: str = LATEST) -> Path:
+        return save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
+
+    # ---- one step ---------------------------------------------------------------------------
+
+    def _autocast(self):
+        if not self.use_bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _real_batch(self) -> torch.Tensor:
+        idx, flip = self.batches.next()
+        x = self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
+        x = x.float().div_(127.5).sub_(1.0)
+        if self.cfg.data.hflip:
+            x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(3), x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _noise(self) -> torch.Tensor:
+        return torch.randn(self.batch_size, self.G.latent_dim, device=self.device)
+
+    def critic_step(self) -> dict[str, torch.Tensor]:
+        real = self._real_batch()
+        with torch.no_grad(), self._autocast():
+            fake = self.G(self._noise()).float()
+        with self._autocast():
+            if self.joint_pass:
+                scores = self.D(torch.cat([real, fake]))
+                real_s, fake_s = scores[: self.batch_size], scores[self.batch_size:]
+            else:
+                real_s, fake_s = self.D(real), self.D(fake)
+            d_loss = self.loss.d_loss(real_s, fake_s)
+            total = d_loss
+            gp = torch.zeros((), device=self.device)
+            if self.loss.gp_weight > 0:
+                gp = gradient_penalty(self.D, real, fake)
+                total = total + self.loss.gp_weight * gp
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_d.step()
+        if self.loss.clip_value > 0:
+            clip_weights(self.D, self.loss.clip_value)
+        return {"d_loss": d_loss.detach(), "gp": gp.detach(),
+                "wasserstein": (real_s.detach().float().mean() - fake_s.detach().float().mean())}
+
+    def generator_step(self) -> dict[str, torch.Tensor]:
+        # Frozen critic: the generator step needs gradients through D, not for D's weights.
+        self.D.requires_grad_(False)
+        try:
+            with self._autocast():
+                fake_s = self.D(self.G(self._noise()))
+                g_loss = self.loss.g_loss(fake_s)
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+        finally:
+            self.D.requires_grad_(True)
+        return {"g_loss": g_loss.detach()}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.G_ema is None:
+            return
+        # Warm-up: early on the EMA would average mostly the random init.
+        decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
+        ema_p = list(self.G_ema.parameters())
+        torch._foreach_lerp_(ema_p, [p.detach() for p in self.G.parameters()], 1.0 - decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        stats: dict[str, torch.Tensor] = {}
+        for _ in range(self.n_critic):
+            for k, v in self.critic_step().items():
+                stats[k] = stats.get(k, 0) + v / self.n_critic
+        stats.update(self.generator_step())
+        self.update_ema()
+        self.step += 1
+        return stats
+
+    # ---- outputs ----------------------------------------------------------------------------
+
+    @property
+    def sample_generator(self) -> nn.Module:
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def write_samples(self) -> Path:
+        g = self.sample_generator
+        was_training = g.training
+        g.eval()
+        imgs = to_uint8(g(self.fixed_z)).cpu()
+        g.train(was_training)
+        grid = make_grid(imgs, nrow=int(math.ceil(math.sqrt(imgs.shape[0]))))
+        path = save_png(grid, self.run_dir / "samples" / f"step_{self.step:06d}.png")
+        self.logger.image("samples", np.asarray(grid).transpose(2, 0, 1), self.step)
+        return path
+
+    def _flush_window(self) -> dict[str, Any]:
+        now = time.perf_counter()
+        dt = max(now - self._window_t, 1e-9)
+        rec = {"kind": "train", "step": self.step}
+        rec.update({k: round(v / self._window_n, 6) for k, v in self._window.items()})
+        rec["steps_per_s"] = round(self._window_n / dt, 4)
+        rec["img_per_s"] = round(self._window_n * self.batch_size * self.n_critic / dt, 2)
+        rec["elapsed_s"] = round(self.elapsed, 1)
+        self.logger.metrics(rec)
+        self._window, self._window_n, self._window_t = {}, 0, now
+        return rec
+
+    def evaluate(self) -> dict[str, Any] | None:
+        if self.evaluator is None:
+            return None
+        result = self.evaluator(self.sample_generator)
+        rec = {"kind": "eval", "step": self.step, **result}
+        self.logger.metrics(rec)
+        fid = result.get("fid")
+        if fid is not None and fid < self.best_fid:
+            self.best_fid = float(fid)
+            self.save(BEST)
+            self.logger.event(f"step {self.step}: new best FID {fid:.2f}, saved checkpoints/{BEST}")
+        return rec
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def _request_stop(self, signum, _frame) -> None:
+        if self._stop_reason is not None:  # a second Ctrl-C: stop now, without the checkpoint
+            raise KeyboardInterrupt
+        self._stop_reason = signal.Signals(signum).name
+
+    def train(self, until: int) -> dict[str, Any]:
+        """Train until ``until`` generator steps in total. Returns the last logged record.
+
+        Raises TrainingInterrupted after writing checkpoints/latest.pt on SIGINT/SIGTERM, and
+        TrainingDiverged (without overwriting the last good checkpoint) on a NaN/inf loss.
+        """
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.json", self.cfg.to_json() + "\n")
+        old_handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old_handlers[sig] = signal.signal(sig, self._request_stop)
+        self.G.train()
+        self.D.train()
+        last: dict[str, Any] = {}
+        bar = tqdm(total=until, initial=self.step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True, desc="train")
+        last_good = self.step
+        try:
+            self._window_t = time.perf_counter()
+            while self.step < until:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                vals = {k: float(v) for k, v in stats.items()}
+                self.elapsed += time.perf_counter() - t0
+                if not all(math.isfinite(v) for v in vals.values()):
+                    bad = ", ".join(f"{k}={v}" for k, v in vals.items() if not math.isfinite(v))
+                    self.logger.event(f"step {self.step}: non-finite loss ({bad}); stopped")
+                    raise TrainingDiverged(
+                        f"training diverged at step {self.step} ({bad}); the last good checkpoint "
+                        f"(step {last_good}) is kept in {self.run_dir / 'checkpoints' / LATEST}; "
+                        "lower the learning rates or use precision=fp32, then resume")
+                for k, v in vals.items():
+                    self._window[k] = self._window.get(k, 0.0) + v
+                self._window_n += 1
+                bar.update(1)
+                s = self.step
+                if s % t.log_every == 0 or s == until:
+                    last = self._flush_window()
+                    bar.set_postfix(d=f"{last['d_loss']:.3f}", g=f"{last['g_loss']:.3f}",
+                                    img_s=f"{last['img_per_s']:.0f}", refresh=False)
+                if s % t.sample_every == 0 or s == until:
+                    self.write_samples()
+                    self.logger.plot()
+                if t.eval_every and (s % t.eval_every == 0 or s == until):
+                    self.evaluate()
+                    self.logger.plot()
+                if t.keep_every and s % t.keep_every == 0:
+                    self.save(f"step_{s:06d}.pt")
+                if s % t.checkpoint_every == 0 or s == until:
+                    self.save(LATEST)
+                    last_good = s
+                if self._stop_reason is not None:
+                    break
+            if self._stop_reason is not None:
+                if last_good != self.step:
+                    self.save(LATEST)
+                self.write_samples()
+                self.logger.plot()
+                self.logger.event(f"step {self.step}: {self._stop_reason}, checkpoint written")
+                raise TrainingInterrupted(
+                    f"stopped by {self._stop_reason} at step {self.step}; checkpoint saved, continue "
+                    f"with: facegan train --resume {self.run_dir}")
+            self.logger.event(f"step {self.step}: done")
+            return last
+        finally:
+            bar.close()
+            self.logger.close()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)

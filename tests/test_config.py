@@ -1,0 +1,60 @@
+import json
+
+import pytest
+
+from facegan.config import PRESETS, Config, apply_overrides, get_preset, validate
+from facegan.errors import UserError
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_valid_and_round_trip(name):
+    cfg = get_preset(name)
+    validate(cfg)
+    assert cfg.preset == name
+    again = Config.from_json(cfg.to_json())
+    assert again == cfg
+
+
+def test_wgangp_preset_is_the_recipe():
+    c = get_preset("wgangp-celeba64")
+    assert (c.model.latent_dim, c.loss.gp_weight, c.train.n_critic, c.train.g_lr) == (128, 10.0, 5, 1e-4)
+    assert (c.train.beta1, c.train.beta2, c.train.batch_size, c.model.d_norm) == (0.5, 0.9, 64, "instance")
+    c = get_preset("wgangp-celeba128")
+    assert (c.model.latent_dim, c.data.resolution, c.train.batch_size) == (200, 128, 128)
+    c = get_preset("wgan-clip-celeba64")
+    assert (c.loss.clip_value, c.train.optimizer, c.train.g_lr, c.loss.gp_weight) == (0.01, "rmsprop", 5e-5, 0)
+    c = get_preset("dcgan-celeba64")
+    assert (c.loss.name, c.train.beta2, c.model.d_norm, c.train.n_critic) == ("bce", 0.999, "batch", 1)
+    assert c.loss.label_smoothing > 0
+
+
+def test_overrides_dotted_bare_and_types():
+    c = apply_overrides(get_preset("demo"), ["train.g_lr=3e-4", "batch_size=16", "hflip=false",
+                                             "model.d_norm=none", "data.resolution=16"])
+    assert c.train.g_lr == 3e-4 and c.train.batch_size == 16 and c.data.hflip is False
+    assert c.model.d_norm == "none" and c.data.resolution == 16
+
+
+def test_override_errors():
+    with pytest.raises(UserError, match="unknown config key 'train.nope'"):
+        apply_overrides(get_preset("demo"), ["train.nope=1"])
+    with pytest.raises(UserError, match="bad value 'abc' for 'train.steps'"):
+        apply_overrides(get_preset("demo"), ["train.steps=abc"])
+    with pytest.raises(UserError, match="key=value"):
+        apply_overrides(get_preset("demo"), ["steps"])
+    with pytest.raises(UserError, match="unknown preset 'nope'"):
+        get_preset("nope")
+
+
+def test_batch_norm_refused_in_gp_critic():
+    cfg = apply_overrides(get_preset("wgangp-celeba64"), ["model.d_norm=batch"])
+    with pytest.raises(UserError, match="batch norm in a WGAN-GP critic"):
+        validate(cfg)
+
+
+def test_from_dict_tolerates_unknown_and_missing_keys():
+    d = json.loads(get_preset("demo").to_json())
+    d["train"]["from_the_future"] = 1
+    del d["model"]["d_dropout"]
+    c = Config.from_dict(d)
+    assert c.model.d_dropout == 0.0 and c.train.steps == get_preset("demo").train.steps

@@ -1,0 +1,122 @@
+import pytest
+import torch
+from torch import nn
+
+from facegan.config import LossConfig
+from facegan.errors import UserError
+from facegan.losses import (LOSSES, bce_d_loss, bce_g_loss, bce_targets, build_loss, clip_weights,
+                            gradient_penalty, hinge_d_loss, wasserstein_d_loss, wasserstein_g_loss)
+
+
+def test_wasserstein_signs():
+    real, fake = torch.tensor([3.0, 1.0]), torch.tensor([-1.0, 0.0])
+    # critic minimises E[D(fake)] - E[D(real)]: good critic (real high) -> negative loss
+    torch.testing.assert_close(wasserstein_d_loss(real, fake), torch.tensor(-0.5 - 2.0))
+    torch.testing.assert_close(wasserstein_g_loss(fake), torch.tensor(0.5))
+
+
+def test_bce_signs_and_values():
+    big = torch.full((4,), 20.0)
+    # a discriminator that is right and confident has ~0 loss; wrong and confident, large loss
+    assert bce_d_loss(big, -big).item() < 1e-6
+    assert bce_d_loss(-big, big).item() > 30
+    # non-saturating generator loss: -log sigmoid(s)
+    s = torch.tensor([0.0, 2.0])
+    torch.testing.assert_close(bce_g_loss(s), -torch.nn.functional.logsigmoid(s).mean())
+
+
+def test_hinge_values():
+    torch.testing.assert_close(hinge_d_loss(torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])),
+                               torch.tensor((0 + 1) / 2 + (0 + 1.5) / 2))
+
+
+def test_label_smoothing_is_one_sided():
+    torch.testing.assert_close(bce_targets(5, real=True, smoothing=0.1), torch.full((5,), 0.9))
+    torch.testing.assert_close(bce_targets(5, real=False, smoothing=0.1), torch.zeros(5))
+    # with smoothing the optimum real logit is finite: loss at logit(0.9) is minimal
+    s = torch.tensor([2.1972245])  # logit(0.9)
+    l0 = bce_d_loss(s, torch.tensor([-50.0]), smoothing=0.1)
+    assert l0 < bce_d_loss(s + 1, torch.tensor([-50.0]), smoothing=0.1)
+    assert l0 < bce_d_loss(s - 1, torch.tensor([-50.0]), smoothing=0.1)
+
+
+def test_label_noise_bounds():
+    torch.manual_seed(0)
+    t = bce_targets(10000, real=True, noise=0.2)
+    assert t.max() <= 1.0 and t.min() >= 0.8 and t.std() > 0.01
+    f = bce_targets(10000, real=False, noise=0.2)
+    assert f.min() >= 0.0 and f.max() <= 0.2
+
+
+def test_label_flips_rate():
+    torch.manual_seed(0)
+    t = bce_targets(20000, real=True, flip=0.1)
+    frac = (t == 0).float().mean().item()
+    assert frac == pytest.approx(0.1, abs=0.01)
+    f = bce_targets(20000, real=False, flip=0.1, smoothing=0.1)
+    vals = torch.unique(f)
+    assert len(vals) == 2 and vals[0] == 0.0 and vals[1].item() == pytest.approx(0.9)
+    assert (f > 0).float().mean().item() == pytest.approx(0.1, abs=0.01)
+
+
+class Linear(nn.Module):
+    """D(x) = <w, x> + b: its input gradient is w for every x, so the penalty is (||w|| - 1)^2."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(shape))
+        self.b = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x):
+        return (x * self.w).flatten(1).sum(1) + self.b
+
+
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_gradient_penalty_linear_critic_analytic(channels):
+    torch.manual_seed(0)
+    critic = Linear((channels, 6, 7))
+    real, fake = torch.randn(8, channels, 6, 7), torch.randn(8, channels, 6, 7)
+    gp, norms = gradient_penalty(critic, real, fake, return_norms=True)
+    expected = (critic.w.detach().norm() - 1) ** 2
+    torch.testing.assert_close(gp.detach(), expected)
+    torch.testing.assert_close(norms.detach(), critic.w.detach().norm().expand(8))
+    # The penalty is differentiable w.r.t. the critic weights: d/dw (||w|| - 1)^2 = 2(||w||-1) w/||w||
+    gp.backward()
+    n = critic.w.detach().norm()
+    torch.testing.assert_close(critic.w.grad, 2 * (n - 1) * critic.w.detach() / n)
+
+
+def test_gradient_penalty_interpolates_per_sample():
+    # A critic D(x) = 0.5 * ||x||^2 has gradient x_hat: norms reveal eps per sample lies in [0, 1].
+    torch.manual_seed(0)
+    real, fake = torch.ones(64, 2, 3, 3), torch.zeros(64, 2, 3, 3)
+    _, norms = gradient_penalty(lambda x: 0.5 * x.pow(2).flatten(1).sum(1), real, fake, return_norms=True)
+    eps = norms / real[0].norm()
+    assert eps.min() >= 0 and eps.max() <= 1 and eps.std() > 0.2  # different eps per sample
+
+
+def test_gradient_penalty_with_labels():
+    critic = lambda x, y: (x.flatten(1) * y[:, None]).sum(1)  # noqa: E731
+    y = torch.tensor([1.0, 2.0])
+    gp, norms = gradient_penalty(critic, torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), y, return_norms=True)
+    torch.testing.assert_close(norms, y * (3 * 16) ** 0.5)
+
+
+def test_clip_bounds():
+    m = nn.Linear(10, 10)
+    with torch.no_grad():
+        m.weight.mul_(100)
+    clip_weights(m, 0.01)
+    for p in m.parameters():
+        assert p.abs().max() <= 0.01 + 1e-9
+    assert (m.weight.abs() == 0.01).any()
+
+
+def test_registry_and_options():
+    assert set(LOSSES) >= {"bce", "wasserstein", "hinge"}
+    l = build_loss(LossConfig(name="bce", gp_weight=0.0, label_smoothing=0.2))
+    assert l.d_loss.keywords["smoothing"] == 0.2
+    with pytest.raises(UserError, match="unknown loss"):
+        build_loss(LossConfig(name="nope"))
+    with pytest.raises(UserError, match="bce loss only"):
+        build_loss(LossConfig(name="wasserstein", label_smoothing=0.1))

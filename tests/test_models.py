@@ -1,0 +1,57 @@
+import pytest
+import torch
+from torch import nn
+
+from facegan.config import ModelConfig
+from facegan.models import build_networks
+from facegan.models.dcgan import DCGANCritic, DCGANGenerator, stage_widths
+
+
+@pytest.mark.parametrize("res", [16, 32, 64, 128])
+@pytest.mark.parametrize("norm", ["batch", "instance", "layer", "none"])
+def test_shapes_every_resolution_and_norm(res, norm):
+    g = DCGANGenerator(latent_dim=8, resolution=res, width=4, norm="batch")
+    d = DCGANCritic(resolution=res, width=4, norm=norm, dropout=0.1)
+    x = g(torch.randn(3, 8))
+    assert x.shape == (3, 3, res, res)
+    assert x.min() >= -1 and x.max() <= 1  # tanh output
+    assert d(x).shape == (3,)
+
+
+def test_paper_widths_for_64px():
+    assert stage_widths(64, 64, 1024) == [512, 256, 128, 64]
+    assert stage_widths(128, 64, 512) == [512, 512, 256, 128, 64]
+    g = DCGANGenerator(latent_dim=128, resolution=64, width=64)
+    convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [c.out_channels for c in convs] == [512, 256, 128, 64, 3]
+    d = DCGANCritic(resolution=64, width=64, norm="instance")
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1]
+    assert all(c.kernel_size == (4, 4) for c in convs)
+    # No norm after the first conv; instance norms (affine) after the others.
+    norms = [m for m in d.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert len(norms) == 3 and all(n.affine for n in norms)
+
+
+def test_dcgan_init_statistics():
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=128, resolution=64, width=64)
+    w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(w.mean().item()) < 1e-3
+    assert w.std().item() == pytest.approx(0.02, rel=0.05)
+    bn = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    torch.testing.assert_close(torch.cat([b.bias for b in bn]), torch.zeros(sum(b.num_features for b in bn)))
+
+
+def test_layer_and_instance_norm_are_per_sample():
+    # A critic that normalises per sample must score a sample the same whatever its batch mates.
+    for norm in ("instance", "layer", "none"):
+        d = DCGANCritic(resolution=16, width=4, norm=norm).eval()
+        x = torch.randn(4, 3, 16, 16)
+        torch.testing.assert_close(d(x)[:2], d(x[:2]))
+
+
+def test_build_networks_from_config():
+    g, d = build_networks(ModelConfig(latent_dim=16, g_width=4, d_width=4), 32)
+    assert g.latent_dim == 16 and g.resolution == 32
+    assert d(g(torch.randn(2, 16))).shape == (2,)
