@@ -104,3 +104,23 @@ def test_too_few_images_is_a_user_error(tmp_path, tiny_folder):
     cfg = tiny_cfg("demo", tiny_folder, "train.batch_size=64")
     with pytest.raises(UserError, match="fewer than one batch"):
         build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "r", progress=False)
+
+
+def test_tensorboard_logging(tmp_path, tiny_folder):
+    pytest.importorskip("tensorboard")
+    cfg = tiny_cfg("demo", tiny_folder, "train.tensorboard=true", "train.n_critic=1")
+    data = load_dataset(cfg.data, progress=False)
+    build_trainer(cfg, data, tmp_path / "run", progress=False).train(2)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_celeba_few_steps(tmp_path, celeba_dir):
+    cfg = apply_overrides(get_preset("wgangp-celeba64"),
+                          TINY + [f"data.path={celeba_dir}", "data.max_images=64", "data.resolution=32",
+                                  "train.n_critic=2"])
+    data = load_dataset(cfg.data, progress=False)
+    assert len(data) == 64 and data.source == "celeba" and data.labels.shape == (64, 40)
+    tr = build_trainer(cfg, data, tmp_path / "run", progress=False)
+    rec = tr.train(2)
+    assert math.isfinite(rec["wasserstein"])
+    assert (tmp_path / "run" / "samples" / "step_000002.png").exists()

@@ -21,8 +21,19 @@ from ..config import DataConfig
 from ..errors import UserError
 from ..utils import append_jsonl
 from .features import extract_features
-from .fid import frechet_distance, gaussian_fit, inception_score, kernel_inception_distance
-from .inception import InceptionNet, inception_score_unavailable_message, load_inception
+from .fid import (
+    fid_from_features,
+    frechet_distance,
+    gaussian_fit,
+    inception_score,
+    kernel_inception_distance,
+)
+from .inception import (
+    InceptionNet,
+    inception_score_unavailable_message,
+    load_inception,
+    resolve_device,
+)
 from .stats import PROTOCOL, FeatureStats, real_stats
 
 EVAL_SEED = 0  # one fixed latent set, so evaluations at different steps compare like with like
@@ -62,8 +73,21 @@ def register_metric(name: str, needs_probs: bool = False, needs_real_features: b
     return deco
 
 
+def _has_all_features(st: FeatureStats) -> bool:
+    return st.features is not None and len(st.features) == st.n
+
+
+def fid_of_stats(a: FeatureStats, b: FeatureStats) -> float:
+    """FID of two statistics; the exact low-rank form when both hold all their features."""
+    if _has_all_features(a) and _has_all_features(b):
+        return fid_from_features(a.features, b.features)
+    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+
+
 @register_metric("fid")
 def _fid(x: MetricInputs) -> dict:
+    if _has_all_features(x.real) and len(x.gen_features) < x.gen_features.shape[1]:
+        return {"fid": fid_from_features(x.gen_features, x.real.features)}
     mu, sigma = x.gen_fit()
     return {"fid": frechet_distance(mu, sigma, x.real.mu, x.real.sigma)}
 
@@ -206,9 +230,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
     if n < 2:
         raise UserError("--n must be at least 2")
     t0 = time.time()
-    net = load_inception(inception, device=device)
+    dev = resolve_device(device)
+    loaded = load_generator(checkpoint, device=dev, ema=True)
+    net = load_inception(inception, device=dev)
     check_metrics(names, net)
-    loaded = load_generator(checkpoint, device=str(net.device), ema=True)
     dcfg = replace(loaded.config.data, path=str(data), hflip=False)
     if partition:
         dcfg = replace(dcfg, partition=partition)
@@ -251,6 +276,19 @@ def metrics_log_path(loaded) -> Path:
     return Path(loaded.checkpoint).parent / "metrics.jsonl"
 
 
+def check_stats_path(path: str | Path) -> None:
+    """UserError unless ``path`` is a statistics .npz or a folder with at least 2 images."""
+    from .features import list_image_files
+
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".npz":
+        return
+    if p.is_file():
+        raise UserError(f"{p} is neither an image folder nor a statistics .npz file")
+    if len(list_image_files(p)) < 2:
+        raise UserError(f"{p} holds only 1 image; FID needs at least 2")
+
+
 def stats_for_path(path: str | Path, net: InceptionNet, *, batch_size: int = 64,
                    progress: bool = False) -> tuple[FeatureStats, str]:
     """Statistics for ``facegan fid``: a .npz file as-is, or an image folder's features.
@@ -277,6 +315,8 @@ def stats_for_path(path: str | Path, net: InceptionNet, *, batch_size: int = 64,
 def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str | None = None,
               batch_size: int = 64, device="cpu", progress: bool = False) -> dict:
     """FID (and KID) between two folders, or a folder/.npz and another folder/.npz."""
+    for p in (a, b):
+        check_stats_path(p)  # user mistakes first, before the network loads
     net = load_inception(inception, device=device)
     sa, da = stats_for_path(a, net, batch_size=batch_size, progress=progress)
     sb, db = stats_for_path(b, net, batch_size=batch_size, progress=progress)
@@ -287,7 +327,7 @@ def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str
                             f"'{net.network_id}'; numbers may differ slightly")
         if st.protocol and st.protocol != PROTOCOL:
             warnings.append(f"{d} was computed with protocol '{st.protocol}', not '{PROTOCOL}'")
-    out = {"fid": frechet_distance(sa.mu, sa.sigma, sb.mu, sb.sigma)}
+    out = {"fid": fid_of_stats(sa, sb)}
     if kid:
         for st, d in ((sa, da), (sb, db)):
             if st.features is None:
@@ -309,6 +349,7 @@ def save_folder_stats(folder: str | Path, out: str | Path, *, inception: str | N
         raise UserError(f"--save-stats needs a .npz file name, got {out}")
     if not Path(folder).is_dir():
         raise UserError(f"--save-stats needs an image folder, got {folder}")
+    check_stats_path(folder)
     net = load_inception(inception, device=device)
     st, _ = stats_for_path(folder, net, batch_size=batch_size, progress=progress)
     save_stats(out, st)

@@ -56,7 +56,27 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_from_features(feats1: np.ndarray, feats2: np.ndarray) -> float:
-    return frechet_distance(*gaussian_fit(feats1), *gaussian_fit(feats2))
+    """FID between two feature sets (N1, D), (N2, D).
+
+    When a set has fewer rows than dimensions its covariance is low-rank, and the trace term
+    has an exact small form: with S1 = A^T A, S2 = B^T B (A, B the centred features over
+    sqrt(N - 1)), the non-zero eigenvalues of S1 S2 are the squared singular values of A B^T,
+    so tr((S1 S2)^(1/2)) = ||A B^T||_* (nuclear norm) -- an (N1, N2) SVD instead of a
+    (D, D) sqrtm, and no imaginary parts. Otherwise this is :func:`frechet_distance`.
+    """
+    x1 = np.asarray(feats1, dtype=np.float64)
+    x2 = np.asarray(feats2, dtype=np.float64)
+    if x1.ndim != 2 or x2.ndim != 2 or x1.shape[1] != x2.shape[1]:
+        raise ValueError(f"feature shapes do not match: {x1.shape} vs {x2.shape}")
+    n1, n2, d = x1.shape[0], x2.shape[0], x1.shape[1]
+    if min(n1, n2) >= d:
+        return frechet_distance(*gaussian_fit(x1), *gaussian_fit(x2))
+    mu1, mu2 = x1.mean(0), x2.mean(0)
+    a = (x1 - mu1) / np.sqrt(n1 - 1)
+    b = (x2 - mu2) / np.sqrt(n2 - 1)
+    nuclear = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + (a * a).sum() + (b * b).sum() - 2.0 * nuclear)
 
 
 def _poly_kernel_sums(x: torch.Tensor, y: torch.Tensor, d: int) -> float:

@@ -128,15 +128,15 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
     from ..sampling import load_generator
     from .evaluate import generate_uint8
     from .features import extract_features
-    from .inception import load_inception
+    from .inception import load_inception, resolve_device
     from .stats import real_stats
 
     if n < 2:
         raise UserError("--n must be at least 2")
     holdout = n if holdout is None else holdout
-    net = load_inception(inception, device=device) if use_inception else None
-    dev = str(net.device) if net is not None else device
-    loaded = load_generator(checkpoint, device=dev if dev != "auto" else "cpu", ema=True)
+    dev = resolve_device(device)
+    loaded = load_generator(checkpoint, device=dev, ema=True)
+    net = load_inception(inception, device=dev) if use_inception else None
     dcfg = replace(loaded.config.data, path=str(data), hflip=False)
     data_set = load_dataset(dcfg, progress=progress)
     held = _held_out(data_set, dcfg, holdout)

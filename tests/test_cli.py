@@ -1,0 +1,156 @@
+"""The command line through a subprocess: happy path and user mistakes (one line, exit 2)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TINY = ["data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4",
+        "train.batch_size=8", "train.n_samples=4", "train.log_every=1", "train.sample_every=2",
+        "train.checkpoint_every=2", "train.n_critic=1"]
+
+
+def facegan(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "facegan.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+def assert_user_error(r, *needles):
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("facegan: error: "), r.stderr
+    for n in needles:
+        assert n in lines[-1], lines[-1]
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(1)
+    d = tmp_path / "imgs"
+    (d / "sub").mkdir(parents=True)
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)).save(d / ("sub" if i % 2 else "") / f"{i}.jpg")
+    return d
+
+
+@pytest.fixture
+def trained_run(tmp_path, images):
+    run = tmp_path / "run"
+    r = facegan("train", "--data", images, "--preset", "wgangp-celeba64", "--out", run, "--steps", 2,
+                "--no-progress", *TINY)
+    assert r.returncode == 0, r.stderr
+    return run
+
+
+def test_train_sample_morph_resume(tmp_path, trained_run):
+    run = trained_run
+    assert (run / "checkpoints" / "latest.pt").exists() and (run / "samples" / "step_000002.png").exists()
+    # sample: a grid and one PNG per image, from the checkpoint file alone
+    ck = tmp_path / "alone.pt"
+    ck.write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
+    r = facegan("sample", ck, "--n", 6, "--out", tmp_path / "grid.png", "--png-dir", tmp_path / "pngs", "--seed", 3)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "grid.png").size[0] > 16
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 6
+    assert Image.open(next((tmp_path / "pngs").glob("*.png"))).size == (16, 16)
+    # morph with GIF, slerp
+    r = facegan("morph", run, "--out", tmp_path / "m.png", "--gif", tmp_path / "m.gif", "--steps", 5,
+                "--rows", 2, "--slerp")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "m.png").size == (5 * 18 + 2, 2 * 18 + 2)
+    assert Image.open(tmp_path / "m.gif").n_frames == 8  # forth and back
+    # resume to a larger total
+    r = facegan("train", "--resume", run, "--steps", 4, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x).get("kind") == "train"]
+    assert steps == [1, 2, 3, 4]
+    # refusing to overwrite a run
+    r = facegan("train", "--data", run, "--out", run, *TINY)
+    assert_user_error(r, "already holds a run", "--resume")
+
+
+def test_corrupt_image_is_skipped_and_logged(tmp_path, images):
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    run = tmp_path / "run"
+    r = facegan("train", "--data", images, "--out", run, "--steps", 1, "--no-progress", *TINY)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 1 unreadable" in r.stderr
+    assert "broken.jpg" in (run / "skipped_files.txt").read_text()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "preset", "key", "value", "bn_gp"])
+def test_bad_input_one_line_errors(tmp_path, images, case):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    base = ["train", "--out", tmp_path / "r", "--no-progress"]
+    args = {
+        "missing": (base + ["--data", tmp_path / "nope"], ["does not exist"]),
+        "empty": (base + ["--data", empty], ["no images"]),
+        "preset": (base + ["--data", images, "--preset", "bogus"], ["unknown preset 'bogus'"]),
+        "key": (base + ["--data", images, "train.bogus=1"], ["unknown config key 'train.bogus'"]),
+        "value": (base + ["--data", images, "train.steps=many"], ["bad value 'many'"]),
+        "bn_gp": (base + ["--data", images, "model.d_norm=batch"], ["batch norm"]),
+    }[case]
+    r = facegan(*args[0])
+    assert_user_error(r, *args[1])
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"hello, I am not a checkpoint")
+    assert_user_error(facegan("sample", bad, "--out", tmp_path / "x.png"), "not a readable facegan checkpoint")
+    assert not (tmp_path / "x.png").exists()
+    import torch
+
+    torch.save({"some": torch.zeros(2)}, tmp_path / "other.pt")
+    assert_user_error(facegan("sample", tmp_path / "other.pt"), "not a facegan checkpoint")
+    assert_user_error(facegan("morph", tmp_path / "missing_dir"), "does not exist")
+
+
+def test_presets_listing():
+    r = facegan("presets")
+    assert r.returncode == 0 and "wgangp-celeba64" in r.stdout and "train.g_lr" in r.stdout
+    r = facegan("presets", "--show", "wgangp-celeba128")
+    assert json.loads(r.stdout)["model"]["latent_dim"] == 200
+
+
+def test_demo_runs_tiny(tmp_path):
+    out = tmp_path / "demo"
+    r = facegan("demo", "--out", out, "--steps", 2, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    for f in ("samples.png", "loss.png", "morph.png", "morph.gif", "checkpoints/latest.pt"):
+        assert (out / f).exists(), f
+    assert str(out / "samples.png") in r.stdout
+
+
+def test_sigterm_writes_checkpoint_then_resume(tmp_path, images):
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "facegan.cli", "train", "--data", str(images), "--out", str(run),
+           "--steps", "100000", "--no-progress", *TINY, "train.checkpoint_every=100000",
+           "train.sample_every=100000"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "SIGTERM" in err and "--resume" in err and "Traceback" not in err
+    import torch
+
+    step = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"]
+    assert step >= 3
+    r = facegan("train", "--resume", run, "--steps", step + 1, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == step + 1

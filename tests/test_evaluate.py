@@ -1,0 +1,267 @@
+"""Evaluation plumbing with a tiny fake feature network: the stats cache, TrainingEvaluator,
+``facegan evaluate`` / ``fid`` / ``nearest`` and their one-line errors. Fast (no Inception)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from facegan.checkpoint import save_checkpoint
+from facegan.config import Config, DataConfig, ModelConfig
+from facegan.errors import UserError
+from facegan.metrics import evaluate as ev
+from facegan.metrics import nearest as nearest_mod
+from facegan.metrics.cli import register
+from facegan.metrics.stats import PROTOCOL, real_stats, stats_cache_path
+from facegan.models import build_networks
+
+
+class FakeNet:
+    """Stands in for InceptionNet: (B, 3, 299, 299) in [0, 255] -> (B, 2048), deterministic."""
+
+    kind = "fake"
+    network_id = "fake-net"
+    has_logits = True
+    device = torch.device("cpu")
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.randn(3 * 8 * 8, 2048, generator=g) / 8
+        self.head = torch.randn(2048, 10, generator=g) / 8
+        self.images_seen = 0
+
+    def __call__(self, x, probs=False):
+        self.images_seen += x.shape[0]
+        f = torch.relu(F.adaptive_avg_pool2d(x.float() / 255.0, 8).flatten(1) @ self.w)
+        if probs:
+            return f, torch.softmax(f @ self.head, 1).double()
+        return f
+
+
+class FakeSet:
+    def __init__(self, images, fingerprint="fp-test"):
+        self.images = images
+        self.fingerprint = fingerprint
+        self.names = [f"img{i}" for i in range(len(images))]
+
+    def __len__(self):
+        return len(self.images)
+
+
+@pytest.fixture
+def fake_net(monkeypatch):
+    net = FakeNet()
+    monkeypatch.setattr(ev, "load_inception", lambda *a, **k: net)
+    monkeypatch.setattr("facegan.metrics.inception.load_inception", lambda *a, **k: net)
+    return net
+
+
+def _tiny_cfg(**data) -> Config:
+    return Config(data=DataConfig(path="builtin", resolution=16, max_images=48, **data),
+                  model=ModelConfig(latent_dim=8, g_width=4, d_width=4, g_norm="batch", d_norm="layer"))
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    cfg = _tiny_cfg()
+    torch.manual_seed(0)
+    g, _ = build_networks(cfg.model, cfg.data.resolution)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(cfg.to_json())
+    save_checkpoint(run / "checkpoints" / "latest.pt",
+                    {"config": cfg, "G": g.state_dict(), "G_ema": g.state_dict(), "step": 7})
+    return run
+
+
+# ---- statistics cache ---------------------------------------------------------------------
+
+def test_cached_and_uncached_statistics_are_identical(fake_net):
+    imgs = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    data = FakeSet(imgs)
+    first = real_stats(data, fake_net, batch_size=16)
+    assert fake_net.images_seen == 40
+    assert stats_cache_path("fp-test", "fake-net").is_file()
+    second = real_stats(data, fake_net, batch_size=16)
+    assert fake_net.images_seen == 40  # the second evaluation runs no network on real images
+    uncached = real_stats(data, fake_net, batch_size=16, use_cache=False)
+    for a, b in ((first, second), (first, uncached)):
+        np.testing.assert_array_equal(a.mu, b.mu)
+        np.testing.assert_array_equal(a.sigma, b.sigma)
+        np.testing.assert_array_equal(a.features, b.features)
+    # Another batch size changes only float rounding inside the network.
+    other = real_stats(data, fake_net, batch_size=7, use_cache=False)
+    torch.testing.assert_close(torch.from_numpy(other.features), torch.from_numpy(first.features),
+                               rtol=1e-5, atol=1e-6)
+    assert second.protocol == PROTOCOL and second.n == 40
+
+
+# ---- TrainingEvaluator ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_training_evaluator_fixed_seed_cache_and_mode(fake_net, mode, tmp_path):
+    cfg = _tiny_cfg(cache_dir=str(tmp_path / "cache"))
+    g, _ = build_networks(cfg.model, cfg.data.resolution)
+    g.train(mode == "train")
+    evaluator = ev.TrainingEvaluator(cfg.data, n=24, metrics=("fid", "kid"))
+    r1 = evaluator(g)
+    assert g.training == (mode == "train")
+    seen = fake_net.images_seen
+    assert seen == 48 + 24  # real statistics once, then the generated images
+    r2 = evaluator(g)
+    assert fake_net.images_seen == seen + 24
+    assert set(r1) == {"fid", "kid_mean", "kid_std", "eval_n"} and r1["eval_n"] == 24
+    assert r1 == r2  # the same latents every time
+    assert np.isfinite(r1["fid"]) and r1["fid"] > 0
+    # A new evaluator on the same data reads the cached statistics.
+    before = fake_net.images_seen
+    ev.TrainingEvaluator(cfg.data, n=24)(g)
+    assert fake_net.images_seen == before + 24
+
+
+def test_is_without_classifier_head_is_a_user_error(fake_net, monkeypatch):
+    monkeypatch.setattr(FakeNet, "has_logits", False)
+    with pytest.raises(UserError, match="Inception Score needs"):
+        ev.TrainingEvaluator(_tiny_cfg().data, n=8, metrics=("fid", "is"))(
+            build_networks(_tiny_cfg().model, 16)[0])
+
+
+def test_unknown_metric_is_a_user_error():
+    with pytest.raises(UserError, match="unknown metric"):
+        ev.parse_metrics("fid,bogus")
+
+
+# ---- evaluate / nearest ---------------------------------------------------------------------
+
+def test_evaluate_checkpoint_appends_eval_record(fake_net, run_dir):
+    rec = ev.evaluate_checkpoint(run_dir, "builtin", n=20, metrics=["fid", "kid", "is"],
+                                 progress=False)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1]) == rec
+    assert rec["kind"] == "eval" and rec["step"] == 7 and rec["n"] == 20 and rec["ema"] is True
+    assert rec["protocol"] == PROTOCOL and rec["data_fingerprint"] and rec["network"] == "fake-net"
+    assert {"fid", "kid_mean", "kid_std", "is_mean", "is_std"} <= set(rec)
+    assert rec["checkpoint"].endswith("latest.pt")
+
+
+def test_nearest_finds_planted_copies(fake_net, run_dir, monkeypatch, tmp_path):
+    from facegan.data import load_dataset
+
+    data = load_dataset(_tiny_cfg().data, progress=False)
+    # A "generator" that returns training images: the check must call it memorisation.
+    monkeypatch.setattr(ev, "generate_uint8", lambda g, n, seed, batch_size=256: data.images[:n].clone())
+    out = tmp_path / "nn.png"
+    res = nearest_mod.nearest_check(run_dir, "builtin", n=8, out=out, holdout=8, progress=False)
+    assert res["pixel_l1"]["generated"]["min"] == 0.0
+    assert res["near_copies"] == 8 and res["verdict"].startswith("MEMORISATION")
+    assert res["n_reference"] == 40 and res["heldout"].startswith("last 8")
+    png = Image.open(out)
+    assert png.size[1] == 2 + 8 * 18  # one row per generated image
+    assert "inception_l2" in res
+
+
+def test_nearest_with_fresh_generator_sees_no_copies(run_dir, tmp_path):
+    res = nearest_mod.nearest_check(run_dir, "builtin", n=6, out=tmp_path / "n.png",
+                                    use_inception=False, progress=False)
+    assert res["near_copies"] == 0 and "inception_l2" not in res
+    assert res["pixel_l1"]["generated"]["min"] > 0.02
+
+
+def test_nearest_topk_is_exact():
+    q = torch.rand(5, 12)
+    ref = torch.rand(50, 12)
+    d, i = nearest_mod.nearest(q, ref, k=3, metric="l1", chunk=7)
+    full = (q[:, None, :] - ref[None]).abs().mean(-1)
+    ref_d, ref_i = full.topk(3, largest=False)
+    torch.testing.assert_close(d, ref_d)
+    torch.testing.assert_close(i, ref_i)
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="facegan")
+    register(p.add_subparsers(dest="command", required=True))
+    return p.parse_args(argv)
+
+
+def _write_images(folder, n, size=(20, 24), seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_fid_command_folders_and_saved_stats(fake_net, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b" / "nested"
+    _write_images(a, 12, seed=1)
+    _write_images(b, 10, size=(33, 17), seed=2)
+    args = _parse(["fid", str(a), str(tmp_path / "b"), "--kid", "--json"])
+    assert args.func(args) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["fid"] > 0 and "kid_mean" in res
+    stats = tmp_path / "a.npz"
+    args = _parse(["fid", "--save-stats", str(stats), str(a)])
+    assert args.func(args) == 0 and stats.is_file()
+    capsys.readouterr()
+    args = _parse(["fid", str(stats), str(tmp_path / "b"), "--kid", "--json"])
+    assert args.func(args) == 0
+    res2 = json.loads(capsys.readouterr().out)
+    assert res2["fid"] == pytest.approx(res["fid"], rel=1e-9)
+    assert res2["kid_mean"] == pytest.approx(res["kid_mean"], rel=1e-9)
+    args = _parse(["fid", str(a), str(a)])
+    assert args.func(args) == 0
+    assert abs(float(capsys.readouterr().out.split()[1])) < 1e-6
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "one_path", "bad_batch"])
+def test_fid_command_user_errors(tmp_path, case):
+    (tmp_path / "empty").mkdir()
+    _write_images(tmp_path / "ok", 3)
+    argv = {"missing": ["fid", str(tmp_path / "nope"), str(tmp_path / "ok")],
+            "empty": ["fid", str(tmp_path / "empty"), str(tmp_path / "ok")],
+            "one_path": ["fid", str(tmp_path / "ok")],
+            "bad_batch": ["fid", str(tmp_path / "ok"), str(tmp_path / "ok"), "--batch-size", "0"]}[case]
+    args = _parse(argv)
+    with pytest.raises(UserError):
+        args.func(args)
+
+
+def _cli(*argv, cwd=None):
+    return subprocess.run([sys.executable, "-m", "facegan.cli", *argv], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize("case", ["bad_inception", "missing_folder", "empty_folder"])
+def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
+    (tmp_path / "empty").mkdir()
+    _write_images(tmp_path / "ok", 3)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00not weights")
+    argv = {
+        "bad_inception": ["fid", str(tmp_path / "ok"), str(tmp_path / "ok"), "--inception", str(junk)],
+        "missing_folder": ["fid", str(tmp_path / "nope"), str(tmp_path / "ok")],
+        "empty_folder": ["fid", str(tmp_path / "empty"), str(tmp_path / "ok")],
+    }[case]
+    r = _cli(*argv)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "Warning" not in ln
+             and "warnings.warn" not in ln]
+    assert len(lines) == 1 and "error" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_missing_inception_path_and_checkpoint(tmp_path):
+    _write_images(tmp_path / "ok", 3)
+    r = _cli("fid", str(tmp_path / "ok"), str(tmp_path / "ok"), "--inception", str(tmp_path / "no.pth"))
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("evaluate", str(tmp_path / "norun"), "--data", "builtin")
+    assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -1,0 +1,198 @@
+"""FID / KID / IS maths, the clean resize and the statistics files: small arrays, fast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facegan.errors import UserError
+from facegan.metrics.fid import (
+    fid_from_features,
+    frechet_distance,
+    gaussian_fit,
+    inception_score,
+    kernel_inception_distance,
+)
+from facegan.metrics.resize import resize_clean
+from facegan.metrics.stats import FeatureStats, load_stats, save_stats, stats_cache_path
+
+
+def _close(a, b, **kw):
+    torch.testing.assert_close(torch.as_tensor(a, dtype=torch.float64),
+                               torch.as_tensor(b, dtype=torch.float64), **kw)
+
+
+# ---- FID ------------------------------------------------------------------------------------
+
+def test_frechet_matches_closed_form_for_diagonal_gaussians():
+    rng = np.random.default_rng(0)
+    d = 16
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    s1, s2 = rng.uniform(0.1, 2.0, d), rng.uniform(0.1, 2.0, d)
+    expected = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
+    _close(frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_frechet_of_a_set_with_itself_is_zero():
+    f = np.random.default_rng(1).normal(size=(400, 32))
+    mu, sigma = gaussian_fit(f)
+    _close(frechet_distance(mu, sigma, mu, sigma), 0.0, rtol=0, atol=1e-8)
+    _close(fid_from_features(f, f), 0.0, rtol=0, atol=1e-8)
+
+
+def test_gaussian_fit_is_mean_and_unbiased_covariance():
+    f = np.random.default_rng(2).normal(size=(50, 5)).astype(np.float32)
+    mu, sigma = gaussian_fit(f)
+    _close(mu, f.astype(np.float64).mean(0), rtol=1e-12, atol=1e-12)
+    _close(sigma, np.cov(f.astype(np.float64), rowvar=False), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n1,n2,d", [(30, 40, 64), (20, 20, 100), (120, 90, 32)])
+def test_low_rank_fid_equals_the_sqrtm_form(n1, n2, d):
+    rng = np.random.default_rng(n1)
+    a = rng.normal(size=(n1, d))
+    b = rng.normal(size=(n2, d)) * 1.5 + 0.3
+    _close(fid_from_features(a, b), frechet_distance(*gaussian_fit(a), *gaussian_fit(b)),
+           rtol=1e-6, atol=1e-6)
+
+
+def test_fid_halves_small_shift_large():
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(2000, 8))
+    halves = fid_from_features(f[:1000], f[1000:])
+    shifted = fid_from_features(f[:1000], f[1000:] + 1.0)
+    assert halves < 0.05
+    assert shifted > 7.5  # 8 dims x 1.0^2 plus covariance noise
+
+
+# ---- KID ------------------------------------------------------------------------------------
+
+def _kid_reference(x, y):
+    """Direct unbiased MMD^2 with k(a, b) = (a.b/d + 1)^3 (loops kept obvious)."""
+    d = x.shape[1]
+    m = x.shape[0]
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    off = ~np.eye(m, dtype=bool)
+    return kxx[off].mean() + kyy[off].mean() - 2 * kxy.mean()
+
+
+def test_kid_matches_direct_formula_on_full_sets():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(60, 10))
+    y = rng.normal(size=(60, 10)) + 0.5
+    # Subsets as large as the sets: every subset is a permutation, so each value is exact.
+    mean, std = kernel_inception_distance(x, y, num_subsets=5, subset_size=1000)
+    _close(mean, _kid_reference(x, y), rtol=1e-10, atol=1e-12)
+    assert std < 1e-10
+
+
+def test_kid_of_identical_sets_is_minus_the_diagonal_excess():
+    # For y == x the unbiased estimate is 2 (mean off-diagonal k - mean k) <= 0, exactly.
+    x = np.random.default_rng(5).normal(size=(50, 6))
+    mean, _ = kernel_inception_distance(x, x, num_subsets=3, subset_size=50)
+    _close(mean, _kid_reference(x, x), rtol=1e-10, atol=1e-12)
+    assert mean <= 0
+
+
+def test_kid_unbiased_near_zero_for_same_distribution_positive_for_different():
+    rng = np.random.default_rng(6)
+    f = rng.normal(size=(2000, 16))
+    same_mean, same_std = kernel_inception_distance(f[:1000], f[1000:], num_subsets=50,
+                                                    subset_size=200)
+    diff_mean, _ = kernel_inception_distance(f[:1000], f[1000:] + 0.5, num_subsets=50,
+                                             subset_size=200)
+    # Unbiased: centred on 0 (either sign), well inside the subset spread.
+    assert abs(same_mean) < same_std
+    assert diff_mean > 10 * same_std
+
+
+def test_kid_subset_size_is_capped_by_the_smaller_set():
+    rng = np.random.default_rng(7)
+    mean, std = kernel_inception_distance(rng.normal(size=(30, 4)), rng.normal(size=(500, 4)),
+                                          num_subsets=10)
+    assert np.isfinite(mean) and np.isfinite(std)
+
+
+# ---- IS -------------------------------------------------------------------------------------
+
+def test_inception_score_limits():
+    n, c = 100, 10
+    uniform = np.full((n, c), 1.0 / c)
+    _close(inception_score(uniform)[0], 1.0, rtol=1e-12, atol=1e-12)
+    # Confident and evenly spread over c classes in every split: IS = c.
+    onehot = np.eye(c)[np.arange(n) % c]
+    mean, std = inception_score(onehot, splits=10)
+    _close(mean, float(c), rtol=1e-9, atol=1e-9)
+    _close(std, 0.0, rtol=0, atol=1e-9)
+
+
+# ---- resize ---------------------------------------------------------------------------------
+
+def _gradient(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1),
+                     (x + y) * 255 // max(h + w - 2, 1)], -1).astype(np.uint8)
+
+
+def test_resize_matches_per_channel_float_pil_bicubic():
+    img = _gradient(64, 64)
+    img[10:20, 30:40] = [255, 0, 0]  # a hard edge, so bicubic overshoots and the clip matters
+    out = resize_clean(img)
+    assert out.shape == (3, 299, 299) and out.dtype == np.float32
+    for c in range(3):
+        ref = Image.fromarray(img[:, :, c].astype(np.float32))  # clean-fid: mode 'F'
+        assert ref.mode == "F"
+        ref = np.clip(np.asarray(ref.resize((299, 299), resample=Image.BICUBIC)), 0, 255)
+        np.testing.assert_array_equal(out[c], ref)
+    assert out.min() >= 0 and out.max() <= 255
+    # Not quantised: the float result keeps fractional values.
+    assert np.any(out != np.round(out))
+
+
+def test_resize_299_passes_through_and_nonsquare_is_squashed():
+    img = np.random.default_rng(8).integers(0, 256, (299, 299, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_clean(img), img.transpose(2, 0, 1).astype(np.float32))
+    wide = _gradient(40, 90)
+    assert resize_clean(wide).shape == (3, 299, 299)
+
+
+# ---- statistics files -----------------------------------------------------------------------
+
+def test_stats_round_trip_atomic_and_foreign_npz(tmp_path):
+    f = np.random.default_rng(9).normal(size=(40, 8)).astype(np.float32)
+    st = FeatureStats.from_features(f, network_id="net-x", fingerprint="abc")
+    path = save_stats(tmp_path / "s.npz", st)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]  # no temporary left over
+    back = load_stats(path)
+    _close(back.mu, st.mu, rtol=0, atol=0)
+    _close(back.sigma, st.sigma, rtol=0, atol=0)
+    np.testing.assert_array_equal(back.features, f)
+    assert (back.n, back.network_id, back.fingerprint) == (40, "net-x", "abc")
+    # pytorch-fid's format: only mu and sigma.
+    np.savez(tmp_path / "foreign.npz", mu=st.mu, sigma=st.sigma)
+    foreign = load_stats(tmp_path / "foreign.npz")
+    assert foreign.features is None
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError):
+        load_stats(tmp_path / "bad.npz")
+    np.savez(tmp_path / "empty.npz", x=np.zeros(3))
+    with pytest.raises(UserError, match="mu"):
+        load_stats(tmp_path / "empty.npz")
+
+
+def test_stats_keep_a_fixed_feature_subset_for_kid():
+    f = np.random.default_rng(10).normal(size=(300, 4)).astype(np.float32)
+    st = FeatureStats.from_features(f, max_features=100)
+    assert st.features.shape == (100, 4) and st.n == 300
+    np.testing.assert_array_equal(st.features, f[st.feature_index])
+    again = FeatureStats.from_features(f, max_features=100)
+    np.testing.assert_array_equal(again.feature_index, st.feature_index)
+
+
+def test_stats_cache_path_is_under_cache_and_safe(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path))
+    p = stats_cache_path("ab/c d", "net:1")
+    assert p.parent == tmp_path / "stats" and "/" not in p.name and ":" not in p.name
