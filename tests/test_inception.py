@@ -124,11 +124,11 @@ class _NvidiaLike(nn.Module):
     def __init__(self, trunk, weight: torch.Tensor, head_name: str):
         super().__init__()
         self.trunk = trunk
-        self.head_name = head_name
-        lin = nn.Linear(2048, 1008)
+        self.classifier = nn.Linear(2048, 1008)
         with torch.no_grad():
-            lin.weight.copy_(weight)
-        setattr(self, head_name, lin)
+            self.classifier.weight.copy_(weight)
+        if head_name == "output":  # NVIDIA's attribute name, which the loader looks for
+            self.output = self.classifier
 
     def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False,
                 no_output_bias: bool = False) -> torch.Tensor:
@@ -136,18 +136,17 @@ class _NvidiaLike(nn.Module):
         features = self.trunk(x)
         if return_features:
             return features
-        head = self.output if self.head_name == "output" else self.classifier
         if no_output_bias:
-            logits = F.linear(features, head.weight)
+            logits = F.linear(features, self.classifier.weight)
         else:
-            logits = head(features)
+            logits = self.classifier(features)
         return torch.softmax(logits, dim=1)
 
 
 @pytest.mark.slow
 def test_pytorch_fid_and_nvidia_files_match_the_default(default_net, tmp_path):
     x = torch.from_numpy(np.stack([np.random.default_rng(i).uniform(0, 255, (3, 299, 299))
-                                   for i in range(3)]).astype(np.float32))
+                                   for i in range(2)]).astype(np.float32))
     ref = default_net(x)
     sd = _pytorch_fid_state_dict(default_net.module)
     pth = tmp_path / "pt_inception.pth"
@@ -155,7 +154,7 @@ def test_pytorch_fid_and_nvidia_files_match_the_default(default_net, tmp_path):
     pt = inc.load_inception(pth)
     assert pt.kind == "pytorch-fid" and pt.has_logits
     feats, probs = pt(x, probs=True)
-    torch.testing.assert_close(feats, ref, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-4)  # same graph, same numbers
     expected = torch.softmax(feats.double() @ sd["fc.weight"].double().T, 1)  # no bias, as the original IS
     torch.testing.assert_close(probs, expected, rtol=1e-4, atol=1e-6)
 

@@ -10,7 +10,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .errors import UserError
@@ -22,7 +21,7 @@ EXIT_INTERRUPTED = 130
 
 # ---- train ----------------------------------------------------------------------------------
 
-def _config_from_args(args) -> "Config":
+def _config_from_args(args):
     from .config import apply_overrides, get_preset
 
     cfg = get_preset(args.preset)
@@ -45,7 +44,7 @@ def _check_data_path(path: str) -> None:
                         "folder (with img_align_celeba/), or 'builtin'")
 
 
-def _load_data(cfg, run_dir: Path, logger_event=None):
+def _load_data(cfg, run_dir: Path):
     from .data import load_dataset
 
     _check_data_path(cfg.data.path)

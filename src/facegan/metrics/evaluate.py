@@ -55,22 +55,25 @@ class MetricInputs:
         return self._gen_fit
 
 
-@dataclass(frozen=True)
-class Metric:
-    fn: Callable[[MetricInputs], dict]
-    needs_probs: bool = False
-    needs_real_features: bool = False
+MetricFn = Callable[[MetricInputs], dict]
 
-
-METRICS: dict[str, Metric] = {}
+# The registry: metric name -> function(MetricInputs) -> dict of values. A function's
+# ``needs_probs`` / ``needs_real_features`` attributes say what inputs it reads.
+METRICS: dict[str, MetricFn] = {}
 
 
 def register_metric(name: str, needs_probs: bool = False, needs_real_features: bool = False):
-    def deco(fn: Callable[[MetricInputs], dict]) -> Callable[[MetricInputs], dict]:
-        METRICS[name] = Metric(fn, needs_probs, needs_real_features)
+    def deco(fn: MetricFn) -> MetricFn:
+        fn.needs_probs = needs_probs  # type: ignore[attr-defined]
+        fn.needs_real_features = needs_real_features  # type: ignore[attr-defined]
+        METRICS[name] = fn
         return fn
 
     return deco
+
+
+def _needs(name: str, what: str) -> bool:
+    return bool(getattr(METRICS[name], what, False))
 
 
 def _has_all_features(st: FeatureStats) -> bool:
@@ -117,7 +120,7 @@ def parse_metrics(spec: str | Sequence[str]) -> list[str]:
 
 def check_metrics(names: Sequence[str], net: InceptionNet) -> None:
     """Refuse metrics the loaded network cannot give (IS without the classifier head)."""
-    if any(METRICS[n].needs_probs for n in names) and not net.has_logits:
+    if any(_needs(n, "needs_probs") for n in names) and not net.has_logits:
         raise UserError(inception_score_unavailable_message())
 
 
@@ -126,13 +129,12 @@ def compute_metrics(names: Sequence[str], gen_features: np.ndarray, real: Featur
     inputs = MetricInputs(gen_features=gen_features, real=real, gen_probs=gen_probs, seed=seed)
     out: dict = {}
     for n in names:
-        m = METRICS[n]
-        if m.needs_real_features and real.features is None:
+        if _needs(n, "needs_real_features") and real.features is None:
             raise UserError(f"'{n}' needs real features, but the statistics hold only mu and sigma "
                             "(recompute them with facegan, not another tool)")
-        if m.needs_probs and gen_probs is None:
+        if _needs(n, "needs_probs") and gen_probs is None:
             raise UserError(inception_score_unavailable_message())
-        out.update(m.fn(inputs))
+        out.update(METRICS[n](inputs))
     return out
 
 
@@ -140,7 +142,7 @@ def evaluate_images(images, real: FeatureStats, net: InceptionNet, metrics: Sequ
                     *, batch_size: int = 64, seed: int = 0, progress: bool = False) -> dict:
     """Metrics of images (uint8 (N, 3, H, W) or an ImageSource) against real statistics."""
     check_metrics(metrics, net)
-    want_probs = any(METRICS[n].needs_probs for n in metrics)
+    want_probs = any(_needs(n, "needs_probs") for n in metrics)
     res = extract_features(net, images, batch_size=batch_size, probs=want_probs, progress=progress,
                            desc="generated-image features")
     feats, probs = res if want_probs else (res, None)
@@ -357,7 +359,7 @@ def save_folder_stats(folder: str | Path, out: str | Path, *, inception: str | N
 
 
 __all__ = [
-    "METRICS", "Metric", "MetricInputs", "register_metric", "parse_metrics", "compute_metrics",
+    "METRICS", "MetricInputs", "register_metric", "parse_metrics", "compute_metrics",
     "evaluate_images", "TrainingEvaluator", "evaluate_checkpoint", "fid_paths",
     "save_folder_stats", "stats_for_path", "metrics_log_path", "EVAL_SEED",
 ]

@@ -248,7 +248,7 @@ class InceptionNet:
                 feats = self.module(x, return_features=True)
             else:
                 feats = self.module((x - 128.0) / 128.0)
-        feats = feats.float().reshape(x.shape[0], FEATURE_DIM)
+        feats = feats.float().reshape(x.shape[0], -1)
         if not probs:
             return feats.cpu()
         if self.head is not None:

@@ -31,14 +31,20 @@ def nearest(query: torch.Tensor, ref: torch.Tensor, k: int = 3, metric: str = "l
     """k nearest rows of ``ref`` (N, D) for each row of ``query`` (Q, D).
 
     metric 'l1': mean absolute difference (cdist p=1 / D); 'l2': Euclidean distance.
+    uint8 rows (images) are compared in [0, 1] scale, converted one chunk at a time so a large
+    reference set never exists as floats all at once.
     Returns (distances float (Q, k) ascending, indices int64 (Q, k)).
     """
+    def as_float(t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(t.shape[0], -1)
+        return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+
     k = min(k, ref.shape[0])
-    q = query.float()
+    q = as_float(query)
     best_d = torch.full((q.shape[0], 0), float("inf"))
     best_i = torch.zeros((q.shape[0], 0), dtype=torch.int64)
     for s in range(0, ref.shape[0], chunk):
-        r = ref[s:s + chunk].float()
+        r = as_float(ref[s:s + chunk])
         if metric == "l1":
             d = torch.cdist(q, r, p=1.0) / q.shape[1]
         elif metric == "l2":
@@ -147,12 +153,8 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
         raise UserError(f"generator makes {gen.shape[-1]} px images but the data is "
                         f"{ref_images.shape[-1]} px")
 
-    def flat(x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], -1).float() / 255.0
-
-    ref_flat = flat(ref_images)
-    pix_d, pix_i = nearest(flat(gen), ref_flat, k=k, metric="l1")
-    held_pix_d, _ = nearest(flat(held.images), ref_flat, k=1, metric="l1")
+    pix_d, pix_i = nearest(gen, ref_images, k=k, metric="l1")  # uint8 in, [0, 1] distances
+    held_pix_d, _ = nearest(held.images, ref_images, k=1, metric="l1")
     result: dict = {
         "n": n, "n_heldout": int(held.images.shape[0]), "heldout": held.source,
         "n_reference": int(ref_rows.numel()), "step": loaded.step, "checkpoint": str(loaded.checkpoint),
