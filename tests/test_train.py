@@ -124,3 +124,25 @@ def test_celeba_few_steps(tmp_path, celeba_dir):
     rec = tr.train(2)
     assert math.isfinite(rec["wasserstein"])
     assert (tmp_path / "run" / "samples" / "step_000002.png").exists()
+
+
+def test_eval_hook_logs_quality_and_keeps_best(tmp_path, tiny_folder):
+    fids = iter([30.0, 20.0, 25.0])
+    calls = []
+
+    def fake_eval(g):
+        calls.append(g.training)
+        return {"fid": next(fids), "kid_mean": 0.01, "kid_std": 0.001, "eval_n": 8}
+
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1", "train.eval_every=1")
+    data = load_dataset(cfg.data, progress=False)
+    run = tmp_path / "run"
+    tr = build_trainer(cfg, data, run, evaluator=fake_eval, progress=False)
+    tr.train(3)
+    evals = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "eval"]
+    assert [(r["step"], r["fid"]) for r in evals] == [(1, 30.0), (2, 20.0), (3, 25.0)]
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["step"] == 2 and best["best_fid"] == 20.0
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["best_fid"] == 20.0
+    assert calls == [False, False, False]  # the EMA generator, in eval mode

@@ -190,9 +190,9 @@ def _demo() -> Config:
         data=DataConfig(path="builtin", resolution=32),
         model=ModelConfig(latent_dim=64, g_width=32, d_width=32, g_norm="batch", d_norm="layer"),
         loss=LossConfig(name="wasserstein", gp_weight=10.0),
-        train=TrainConfig(steps=600, n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
-                          beta2=0.9, ema_decay=0.99, log_every=10, sample_every=100,
-                          checkpoint_every=200),
+        train=TrainConfig(steps=2000, n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
+                          beta2=0.9, ema_decay=0.99, log_every=10, sample_every=250,
+                          checkpoint_every=500),
     )
 
 

@@ -36,13 +36,40 @@ from .fid import (
 )
 from .inception import InceptionNet, default_weights_path, load_inception
 from .resize import resize_clean
-from .stats import PROTOCOL, FeatureStats, load_stats, real_stats, save_stats, stats_cache_path
+from .stats import (
+    PROTOCOL,
+    FeatureStats,
+    load_stats,
+    real_stats,
+    save_stats,
+    stats_cache_path,
+)
 
 __all__ = [
-    "METRICS", "PROTOCOL", "TrainingEvaluator", "compute_metrics", "evaluate_checkpoint",
-    "evaluate_images", "fid_paths", "register_metric", "FileImages", "TensorImages",
-    "extract_features", "list_image_files", "fid_from_features", "frechet_distance",
-    "gaussian_fit", "inception_score", "kernel_inception_distance", "InceptionNet",
-    "default_weights_path", "load_inception", "resize_clean", "FeatureStats", "load_stats",
-    "real_stats", "save_stats", "stats_cache_path",
+    "METRICS",
+    "PROTOCOL",
+    "FeatureStats",
+    "FileImages",
+    "InceptionNet",
+    "TensorImages",
+    "TrainingEvaluator",
+    "compute_metrics",
+    "default_weights_path",
+    "evaluate_checkpoint",
+    "evaluate_images",
+    "extract_features",
+    "fid_from_features",
+    "fid_paths",
+    "frechet_distance",
+    "gaussian_fit",
+    "inception_score",
+    "kernel_inception_distance",
+    "list_image_files",
+    "load_inception",
+    "load_stats",
+    "real_stats",
+    "register_metric",
+    "resize_clean",
+    "save_stats",
+    "stats_cache_path",
 ]

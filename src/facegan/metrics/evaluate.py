@@ -9,9 +9,9 @@ from one :class:`MetricInputs`. :func:`evaluate_checkpoint` backs ``facegan eval
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -359,7 +359,17 @@ def save_folder_stats(folder: str | Path, out: str | Path, *, inception: str | N
 
 
 __all__ = [
-    "METRICS", "MetricInputs", "register_metric", "parse_metrics", "compute_metrics",
-    "evaluate_images", "TrainingEvaluator", "evaluate_checkpoint", "fid_paths",
-    "save_folder_stats", "stats_for_path", "metrics_log_path", "EVAL_SEED",
+    "EVAL_SEED",
+    "METRICS",
+    "MetricInputs",
+    "TrainingEvaluator",
+    "compute_metrics",
+    "evaluate_checkpoint",
+    "evaluate_images",
+    "fid_paths",
+    "metrics_log_path",
+    "parse_metrics",
+    "register_metric",
+    "save_folder_stats",
+    "stats_for_path",
 ]

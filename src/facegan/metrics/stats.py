@@ -60,7 +60,7 @@ class FeatureStats:
 
     @classmethod
     def from_features(cls, feats: np.ndarray, *, max_features: int = MAX_KID_FEATURES,
-                      seed: int = 0, network_id: str = "", fingerprint: str = "") -> "FeatureStats":
+                      seed: int = 0, network_id: str = "", fingerprint: str = "") -> FeatureStats:
         """feats: (N, D) float -> statistics keeping up to ``max_features`` rows for KID."""
         from .fid import gaussian_fit
 
