@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,10 @@ def _forward_args(module: Any) -> list[str]:
 
 def _load_torchscript(path: Path, device: torch.device) -> Any:
     try:
-        m = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            # torch >= 2.10 marks jit.load deprecated; the weights ship only as TorchScript.
+            warnings.simplefilter("ignore", FutureWarning)
+            m = torch.jit.load(str(path), map_location=device)
     except Exception as e:  # noqa: BLE001 -- any failure means: not a usable TorchScript file
         raise UserError(f"cannot load Inception weights {path}: {str(e).splitlines()[0]}") from None
     m.eval()  # default_1.pt is saved with its top module in training mode
