@@ -149,12 +149,6 @@ def evaluate_images(images, real: FeatureStats, net: InceptionNet, metrics: Sequ
     return compute_metrics(metrics, feats, real, probs, seed=seed)
 
 
-def _module_device(m: nn.Module) -> torch.device:
-    for p in m.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def generate_uint8(generator: nn.Module, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
     """n images from ``generator`` as uint8 (n, 3, R, R), in eval mode, restoring its mode after."""
     from ..sampling import generate_images
@@ -162,8 +156,7 @@ def generate_uint8(generator: nn.Module, n: int, seed: int, batch_size: int = 25
     was_training = generator.training
     generator.eval()
     try:
-        return generate_images(generator, n, seed=seed, batch_size=batch_size,
-                               device=_module_device(generator))
+        return generate_images(generator, n, seed=seed, batch_size=batch_size)
     finally:
         generator.train(was_training)
 
