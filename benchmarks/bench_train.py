@@ -7,11 +7,19 @@ both alike; quotes medians and their ratio. Optional variants show what each cho
 
     python benchmarks/bench_train.py --data ../shared/data/celeba-10k --steps 3 --rounds 2
     python benchmarks/bench_train.py --variants      # + fp32 / no channels_last / separate passes
+    python benchmarks/bench_train.py --ceiling       # + FLOPs per step and this CPU's compute ceiling
+
+The ceiling: one facegan generator step is recorded op by op; its convolutions (and their
+gradients, the double backward of the penalty included) are replayed alone with the same
+shapes, dtypes and memory formats. That time is what this recipe costs on this CPU with
+PyTorch's (oneDNN's) kernels even if everything else were free, and the reference's time over
+it is the largest speed-up those kernels allow. FLOPs per step are counted for both loops.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import tempfile
@@ -19,6 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,6 +63,58 @@ def reference_step_times(cfg, files, steps: int) -> list[float]:
     return run_reference(files, g, d, steps + 1, latent_dim=cfg.model.latent_dim)["step_times"][1:]
 
 
+class ConvRecorder(TorchDispatchMode):
+    """Records every op torch's flop_counter knows (here: convolutions and their gradients) with
+    copies of its arguments, and counts its FLOPs. A bare dispatch mode because
+    FlopCounterMode's module hooks do not allow the gradient penalty's torch.autograd.grad."""
+
+    def __init__(self, keep: bool = True):
+        super().__init__()
+        self.keep = keep
+        self.flops: collections.Counter = collections.Counter()
+        self.calls: list = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            shape = lambda t: t.shape if isinstance(t, torch.Tensor) else t  # noqa: E731
+            self.flops[str(func._overloadpacket)] += count(
+                *tree_map(shape, args), **tree_map(shape, kwargs), out_val=tree_map(shape, out))
+            if self.keep:  # clone keeps strides, so the replay sees the same memory formats
+                copy = lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t  # noqa: E731
+                self.calls.append((func, tree_map(copy, args), tree_map(copy, kwargs)))
+        return out
+
+    def replay_seconds(self, reps: int = 3) -> float:
+        """Median time to run just the recorded ops again, back to back."""
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for func, args, kwargs in self.calls:
+                func(*args, **kwargs)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+
+def conv_floor(cfg, data, files) -> dict:
+    """One facegan generator step (with its critic steps) recorded op by op: its FLOPs and the
+    time of its convolutions alone, replayed with the same shapes, dtypes and memory formats.
+    Also the reference loop's FLOPs for the same step."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = build_trainer(cfg, data, tmp, progress=False)
+        tr.train_step()
+        with ConvRecorder() as rec:
+            tr.train_step()
+    torch.manual_seed(0)
+    g, d = build_networks(cfg.model, cfg.data.resolution)
+    with ConvRecorder(keep=False) as rec_ref:
+        run_reference(files[: 5 * cfg.train.batch_size], g, d, 1, latent_dim=cfg.model.latent_dim)
+    return {"flops": sum(rec.flops.values()), "ref_flops": sum(rec_ref.flops.values()),
+            "n_ops": len(rec.calls), "conv_s": rec.replay_seconds()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "celeba-10k"))
@@ -59,6 +122,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed generator steps per round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--variants", action="store_true")
+    ap.add_argument("--ceiling", action="store_true")
     args = ap.parse_args()
 
     root = Path(args.data)
@@ -99,6 +163,20 @@ def main() -> None:
         }
         for name, (ov, joint) in variants.items():
             line(name, facegan_step_times(apply_overrides(cfg, ov), data, args.steps, joint=joint), ref)
+        # Not the recipe: how fast the step gets with the critic's instance norms taken out, a
+        # bound on what any faster norm implementation could buy.
+        line("facegan bf16, critic with no norm (NOT the recipe)",
+             facegan_step_times(apply_overrides(cfg, ["model.d_norm=none"]), data, args.steps), ref)
+    if args.ceiling:
+        fl = conv_floor(cfg, data, files)
+        t_ref, t_fg = statistics.median(ref), statistics.median(fg)
+        print(f"\nFLOPs per generator step (convolutions and their gradients): facegan "
+              f"{fl['flops'] / 1e9:.0f} G, reference {fl['ref_flops'] / 1e9:.0f} G")
+        print(f"facegan's {fl['n_ops']} convolution ops of one generator step replayed alone: "
+              f"{fl['conv_s']:.2f} s ({fl['flops'] / fl['conv_s'] / 1e9:.0f} GFLOP/s); the whole step "
+              f"takes {t_fg:.2f} s, so {fl['conv_s'] / t_fg:.0%} of it is convolution kernels")
+        print(f"ceiling with these kernels (everything but the convolutions free): "
+              f"{t_ref / fl['conv_s']:.2f}x the reference")
 
 
 if __name__ == "__main__":
