@@ -63,6 +63,15 @@ def reference_step_times(cfg, files, steps: int) -> list[float]:
     return run_reference(files, g, d, steps + 1, latent_dim=cfg.model.latent_dim)["step_times"][1:]
 
 
+def _shape(t):
+    return t.shape if isinstance(t, torch.Tensor) else t
+
+
+def _copy(t):
+    # clone keeps strides, so the replay sees the same memory formats
+    return t.detach().clone() if isinstance(t, torch.Tensor) else t
+
+
 class ConvRecorder(TorchDispatchMode):
     """Records every op torch's flop_counter knows (here: convolutions and their gradients) with
     copies of its arguments, and counts its FLOPs. A bare dispatch mode because
@@ -79,12 +88,10 @@ class ConvRecorder(TorchDispatchMode):
         out = func(*args, **kwargs)
         count = flop_registry.get(func._overloadpacket)
         if count is not None:
-            shape = lambda t: t.shape if isinstance(t, torch.Tensor) else t  # noqa: E731
             self.flops[str(func._overloadpacket)] += count(
-                *tree_map(shape, args), **tree_map(shape, kwargs), out_val=tree_map(shape, out))
-            if self.keep:  # clone keeps strides, so the replay sees the same memory formats
-                copy = lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t  # noqa: E731
-                self.calls.append((func, tree_map(copy, args), tree_map(copy, kwargs)))
+                *tree_map(_shape, args), **tree_map(_shape, kwargs), out_val=tree_map(_shape, out))
+            if self.keep:
+                self.calls.append((func, tree_map(_copy, args), tree_map(_copy, kwargs)))
         return out
 
     def replay_seconds(self, reps: int = 3) -> float:

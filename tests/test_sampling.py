@@ -50,28 +50,3 @@ def test_batch_sampler_epochs_and_state():
         assert torch.equal(ia, ib) and torch.equal(fa, fb)
     assert s.epoch >= 1
 
-
-def test_atomic_write_permissions_and_no_leftovers(tmp_path):
-    import os
-
-    from facegan.utils import atomic_write_text
-
-    p = atomic_write_text(tmp_path / "a.txt", "hi")
-    mask = os.umask(0)
-    os.umask(mask)
-    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)
-    assert [x.name for x in tmp_path.iterdir()] == ["a.txt"]
-
-
-def test_atomic_write_failure_leaves_nothing(tmp_path):
-    import pytest
-
-    from facegan.utils import atomic_write
-
-    def boom(tmp):
-        open(tmp, "w").write("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(tmp_path / "x.bin", boom)
-    assert list(tmp_path.iterdir()) == []

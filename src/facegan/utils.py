@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -33,7 +34,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
+@functools.cache
 def _umask() -> int:
+    # Read once: os.umask can only be read by setting it, and a process-wide umask of 0 even
+    # for a moment would affect files other threads create (e.g. TensorBoard's writer).
     mask = os.umask(0)
     os.umask(mask)
     return mask
