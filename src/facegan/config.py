@@ -46,7 +46,7 @@ class ModelConfig:
     32x32x64 -> 64x64x3; the critic mirrors it (64 -> 128 -> 256 -> 512, then a 4x4 conv).
     """
 
-    arch: str = "dcgan"
+    arch: str = "dcgan"  # dcgan | resnet (facegan.models.ARCHS)
     latent_dim: int = 128
     g_width: int = 64
     d_width: int = 64
@@ -54,6 +54,8 @@ class ModelConfig:
     g_norm: str = "batch"  # batch | none
     d_norm: str = "instance"  # batch | instance | layer | none
     d_dropout: float = 0.0
+    g_sn: bool = False  # spectral norm on the generator's convolutions / linear layers
+    d_sn: bool = False  # spectral norm on the critic's convolutions / linear layers
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class LossConfig:
 
     name: bce (non-saturating) | wasserstein | hinge.
     gp_weight: gradient-penalty lambda (0 = no penalty).
+    r1_weight: R1 gamma: (gamma / 2) E[||grad_x D(x_real)||^2] added to the critic loss (0 = off).
+    reg_every: lazy regularisation: apply the gradient penalty / R1 every k-th critic step only,
+        with its weight multiplied by k (1 = every step, the classic recipes).
     clip_value: critic weight clipping bound c (0 = no clipping), the original WGAN.
     label_smoothing: real target becomes 1 - s (one-sided, BCE only).
     label_noise: uniform noise in [0, a] pushed into the targets (BCE only).
@@ -70,6 +75,8 @@ class LossConfig:
 
     name: str = "wasserstein"
     gp_weight: float = 10.0
+    r1_weight: float = 0.0
+    reg_every: int = 1
     clip_value: float = 0.0
     label_smoothing: float = 0.0
     label_noise: float = 0.0
@@ -101,6 +108,12 @@ class TrainConfig:
     tensorboard: bool = False
     eval_every: int = 0  # FID/KID every N steps (0 = never)
     eval_n: int = 2000
+    # DiffAugment policy for every critic call: comma-separated from color, translation, cutout
+    # ('' = none). Real and fake images go through the same random transformations' distribution.
+    augment: str = ""
+    # Wall-clock budget in seconds of training (0 = none): the run stops at `steps` or when the
+    # budget is spent, whichever comes first; resumed runs count the time already trained.
+    time_budget: float = 0.0
 
 
 @dataclass(frozen=True)
