@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from facegan.checkpoint import load_checkpoint
-from facegan.config import apply_overrides, get_preset
+from facegan.config import PRESETS, apply_overrides, get_preset
 from facegan.data import load_dataset
 from facegan.train import TrainingDiverged, build_trainer, resume_trainer
 
@@ -33,7 +33,7 @@ def tiny_cfg(preset, folder, *extra):
     return apply_overrides(get_preset(preset), TINY + [f"data.path={folder}", *extra])
 
 
-@pytest.mark.parametrize("preset", ["wgangp-celeba64", "dcgan-celeba64", "wgan-clip-celeba64", "demo"])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_trains_a_few_steps(tmp_path, tiny_folder, preset):
     cfg = tiny_cfg(preset, tiny_folder, "train.n_critic=2")
     data = load_dataset(cfg.data, progress=False)
@@ -50,7 +50,9 @@ def test_every_preset_trains_a_few_steps(tmp_path, tiny_folder, preset):
     assert json.loads((run / "config.json").read_text())["preset"] == preset
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [1, 2]
-    assert {"d_loss", "g_loss", "gp", "wasserstein", "img_per_s"} <= set(lines[0])
+    assert {"d_loss", "g_loss", "wasserstein", "img_per_s"} <= set(lines[0])
+    # A penalty is logged exactly when the recipe has one (and on its lazy steps only).
+    assert ("gp" in lines[0]) == (cfg.loss.gp_weight > 0 and cfg.loss.reg_every == 1)
     if preset == "wgan-clip-celeba64":
         assert max(p.abs().max().item() for p in tr.D.parameters()) <= 0.01 + 1e-7
 
@@ -60,9 +62,16 @@ def _final_weights(run):
     return ck
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_resume_gives_identical_weights(tmp_path, tiny_folder, precision):
-    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=2", f"train.precision={precision}")
+@pytest.mark.parametrize("precision,extra", [
+    ("fp32", []), ("bf16", []),
+    # augmentation draws from its own stream and the lazy penalty counts critic steps: both
+    # must continue exactly where they stopped
+    ("fp32", ["train.augment=color,translation,cutout", "loss.reg_every=3"]),
+    ("fp32", ["train.augment=translation", "loss.name=bce", "loss.gp_weight=0", "loss.r1_weight=1",
+              "loss.reg_every=4", "model.d_norm=none"]),
+])
+def test_resume_gives_identical_weights(tmp_path, tiny_folder, precision, extra):
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=2", f"train.precision={precision}", *extra)
     data = load_dataset(cfg.data, progress=False)
     a = tmp_path / "a"
     build_trainer(cfg, data, a, progress=False).train(6)
@@ -98,12 +107,16 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_folder):
         torch.testing.assert_close(ck["G"][k], v)
 
 
-def test_too_few_images_is_a_user_error(tmp_path, tiny_folder):
-    from facegan.errors import UserError
-
+def test_fewer_images_than_a_batch_trains_with_the_batch_clamped(tmp_path, tiny_folder, capsys):
     cfg = tiny_cfg("demo", tiny_folder, "train.batch_size=64")
-    with pytest.raises(UserError, match="fewer than one batch"):
-        build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "r", progress=False)
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "r", progress=False)
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and f"train.batch_size={len(data)}" in err
+    assert tr.batch_size == len(data) < 64
+    tr.train(2)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["train"]["batch_size"] == len(data)
 
 
 def test_tensorboard_logging(tmp_path, tiny_folder):
@@ -146,3 +159,16 @@ def test_eval_hook_logs_quality_and_keeps_best(tmp_path, tiny_folder):
     assert best["step"] == 2 and best["best_fid"] == 20.0
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["best_fid"] == 20.0
     assert calls == [False, False, False]  # the EMA generator, in eval mode
+
+
+def test_time_budget_ends_the_run_like_its_last_step(tmp_path, tiny_folder):
+    cfg = tiny_cfg("demo", tiny_folder, "train.time_budget=0.5", "train.sample_every=1000",
+                   "train.checkpoint_every=1000")
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "r", progress=False)
+    tr.train(10 ** 6)
+    assert 1 <= tr.step < 10 ** 6 and tr.elapsed >= 0.5
+    ck = load_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")
+    assert ck["step"] == tr.step
+    assert (tmp_path / "r" / "samples" / f"step_{tr.step:06d}.png").exists()
+    assert "time budget of 0.5 s reached" in (tmp_path / "r" / "train.log").read_text()

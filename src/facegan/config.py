@@ -326,8 +326,13 @@ def validate(cfg: Config) -> None:
             "batch norm in a WGAN-GP critic breaks the gradient penalty (it mixes samples); "
             "set model.d_norm=instance, layer or none"
         )
-    if cfg.loss.gp_weight < 0 or cfg.loss.clip_value < 0:
-        raise UserError("loss.gp_weight and loss.clip_value must be >= 0")
+    if cfg.loss.gp_weight < 0 or cfg.loss.clip_value < 0 or cfg.loss.r1_weight < 0:
+        raise UserError("loss.gp_weight, loss.r1_weight and loss.clip_value must be >= 0")
+    if cfg.loss.reg_every < 1:
+        raise UserError(f"loss.reg_every must be >= 1 (1 = every critic step), got {cfg.loss.reg_every}")
+    if cfg.loss.r1_weight > 0 and cfg.model.d_norm == "batch":
+        raise UserError("batch norm in the critic breaks the R1 penalty (it mixes samples); "
+                        "set model.d_norm=instance, layer or none")
     t = cfg.train
     if t.steps < 0 or t.batch_size < 1 or t.n_critic < 1:
         raise UserError("train.steps must be >= 0, train.batch_size >= 1 and train.n_critic >= 1")
@@ -335,6 +340,11 @@ def validate(cfg: Config) -> None:
         raise UserError(f"unknown precision '{t.precision}'; use auto, fp32 or bf16")
     if t.optimizer not in ("adam", "rmsprop"):
         raise UserError(f"unknown optimizer '{t.optimizer}'; use adam or rmsprop")
+    if t.time_budget < 0:
+        raise UserError("train.time_budget must be >= 0 seconds (0 = no budget)")
+    from .augment import parse_policy  # the policy names live with the augmentations
+
+    parse_policy(t.augment)
     if not 0.0 <= t.ema_decay < 1.0:
         raise UserError("train.ema_decay must be in [0, 1)")
     for name in ("label_smoothing", "label_noise", "label_flip"):

@@ -80,10 +80,27 @@ hinge_g_loss = wasserstein_g_loss
 
 # ---- Regularisers ----------------------------------------------------------------------------
 
-def gradient_penalty(critic: Callable[..., Tensor], real: Tensor, fake: Tensor,
-                     labels: Tensor | None = None, *, return_norms: bool = False):
+def _as_channels_last_like(x: Tensor, like: Tensor) -> Tensor:
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _input_gradients(score_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """grad_x sum(score_fn(x)) (N, ...) in float32, kept in the graph (create_graph) so the
+    penalty built from it trains the critic (double backward)."""
+    x = x.detach().requires_grad_(True)
+    scores = score_fn(x)
+    (grad,) = torch.autograd.grad(scores.float().sum(), x, create_graph=True)
+    return grad.float()
+
+
+def gradient_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
+                     *, return_norms: bool = False):
     """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] (Gulrajani et al. 2017).
 
+    score_fn: image (N, C, H, W) -> scores (N,). The trainer passes a closure over its one
+        critic call (augmentation, labels held fixed), so this function knows nothing of them.
     real, fake: (N, C, H, W) (any C, any size; fake detached by the caller or not).
     x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] of shape (N, 1, 1, 1), one per
     sample; the norm is over all non-batch dims and computed in float32 even under autocast,
@@ -92,15 +109,19 @@ def gradient_penalty(critic: Callable[..., Tensor], real: Tensor, fake: Tensor,
     """
     eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     eps = torch.rand(eps_shape, device=real.device, dtype=torch.float32)
-    x_hat = (eps * real.float() + (1.0 - eps) * fake.detach().float())
-    if real.is_contiguous(memory_format=torch.channels_last) and real.dim() == 4:
-        x_hat = x_hat.contiguous(memory_format=torch.channels_last)
-    x_hat.requires_grad_(True)
-    scores = critic(x_hat) if labels is None else critic(x_hat, labels)
-    (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
-    norms = grad.float().flatten(1).norm(2, dim=1)
+    x_hat = _as_channels_last_like(eps * real.float() + (1.0 - eps) * fake.detach().float(), real)
+    norms = _input_gradients(score_fn, x_hat).flatten(1).norm(2, dim=1)
     penalty = ((norms - 1.0) ** 2).mean()
     return (penalty, norms) if return_norms else penalty
+
+
+def r1_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||_2^2] on real images x (N, C, H, W).
+
+    The caller adds (gamma / 2) * r1 to the critic loss. Gradients in float32, as above.
+    """
+    grad = _input_gradients(score_fn, _as_channels_last_like(real.float(), real))
+    return grad.flatten(1).pow(2).sum(1).mean()
 
 
 @torch.no_grad()
@@ -121,6 +142,8 @@ class AdversarialLoss:
     g_loss: Callable[[Tensor], Tensor]
     gp_weight: float = 0.0
     clip_value: float = 0.0
+    r1_weight: float = 0.0
+    reg_every: int = 1
 
 
 LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[[Tensor], Tensor]]] = {
@@ -139,4 +162,6 @@ def build_loss(cfg: LossConfig) -> AdversarialLoss:
     elif cfg.label_smoothing or cfg.label_noise or cfg.label_flip:
         raise UserError(f"label smoothing/noise/flips apply to the bce loss only, not '{cfg.name}'; "
                         "set them to 0 or use loss.name=bce")
-    return AdversarialLoss(cfg.name, d, g, cfg.gp_weight, cfg.clip_value)
+    if cfg.reg_every < 1:
+        raise UserError(f"loss.reg_every must be >= 1 (1 = regularise every critic step), got {cfg.reg_every}")
+    return AdversarialLoss(cfg.name, d, g, cfg.gp_weight, cfg.clip_value, cfg.r1_weight, cfg.reg_every)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..augment import DiffAugment
 from ..checkpoint import LATEST, load_checkpoint
 from ..config import Config, TrainConfig, validate
 from ..data import ImageSet
@@ -59,9 +62,7 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
     """Turn a config (and loaded data) into a ready Trainer: networks on the device, optimizers,
     loss, EMA copy, precision and memory format chosen."""
     validate(cfg)
-    if len(data) < cfg.train.batch_size:
-        raise UserError(f"the data has {len(data)} images, fewer than one batch ({cfg.train.batch_size}); "
-                        "lower train.batch_size or add images")
+    cfg = clamp_batch_size(cfg, len(data))
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     g, d = build_networks(cfg.model, cfg.data.resolution)
@@ -72,9 +73,25 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
     if cfg.train.ema_decay > 0:
         g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     opt_g, opt_d = build_optimizers(cfg.train, g, d)
+    # The augmenter draws from its own stream (seeded from the run's seed), saved in checkpoints.
+    augment = DiffAugment(cfg.train.augment, seed=cfg.train.seed + 2, device=device)
     return Trainer(cfg, g, d, g_ema, opt_g, opt_d, build_loss(cfg.loss), data, run_dir, device,
                    use_bf16=resolve_precision(cfg.train.precision, device),
-                   channels_last=cfg.train.channels_last, evaluator=evaluator, progress=progress)
+                   channels_last=cfg.train.channels_last, evaluator=evaluator, progress=progress,
+                   augment=augment or None)
+
+
+def clamp_batch_size(cfg: Config, n_images: int) -> Config:
+    """A set smaller than one batch trains with the batch clamped to the set (one warning), so
+    a folder of a few dozen images needs no config edit. The clamped size is what the run
+    records (config.json, checkpoints), so a resume uses it too."""
+    if n_images < 1:
+        raise UserError("the data holds no images; point --data at a folder, zip or CelebA root with images")
+    if n_images >= cfg.train.batch_size:
+        return cfg
+    print(f"facegan: warning: the data has {n_images} images, fewer than one batch "
+          f"({cfg.train.batch_size}); training with train.batch_size={n_images}", file=sys.stderr)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=n_images))
 
 
 def resume_trainer(run_dir: str | Path, data: ImageSet, cfg: Config | None = None, *, evaluator=None,

@@ -6,6 +6,7 @@ turns a config into them.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 import threading
@@ -21,7 +22,8 @@ from torch import nn
 from ..checkpoint import BEST, LATEST, save_checkpoint
 from ..config import Config
 from ..data import ImageSet
-from ..losses import AdversarialLoss, clip_weights, gradient_penalty
+from ..augment import DiffAugment
+from ..losses import AdversarialLoss, clip_weights, gradient_penalty, r1_penalty
 from ..sampling import latents, make_grid, save_png, to_uint8
 from ..utils import atomic_write_text
 from .batches import BatchSampler
@@ -45,14 +47,19 @@ class Trainer:
 
     generator: z (N, latent_dim) -> (N, 3, R, R) in [-1, 1]; critic: (N, 3, R, R) -> (N,).
     data.images: uint8 (M, 3, R, R); batches are scaled to [-1, 1] on the device.
+    A batch is ``(x, c)``: images (N, 3, R, R) in [-1, 1] and labels (N, K) float, K = 0 for
+    an unconditional run. The critic is called in one place, :meth:`_critic`, which applies
+    the augmentation (``augment``, a :class:`DiffAugment` or None) and the labels.
     """
 
     def __init__(self, cfg: Config, generator: nn.Module, critic: nn.Module, g_ema: nn.Module | None,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, loss: AdversarialLoss,
                  data: ImageSet, run_dir: str | Path, device: torch.device, *, use_bf16: bool = False,
                  channels_last: bool = False, evaluator: Callable[[nn.Module], dict] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, augment: DiffAugment | None = None):
         self.cfg, self.G, self.D, self.G_ema = cfg, generator, critic, g_ema
+        self.augment = augment if augment else None
+        self.d_steps = 0  # critic steps taken, for lazy regularisation
         self.opt_g, self.opt_d, self.loss, self.data = opt_g, opt_d, loss, data
         self.run_dir, self.device = Path(run_dir), device
         self.use_bf16, self.channels_last = use_bf16, channels_last
@@ -69,10 +76,12 @@ class Trainer:
         self.images = data.images
         if device.type == "cuda" and data.images.numel() < 4e9:
             self.images = data.images.to(device)
+        self._no_labels = torch.zeros(t.batch_size, 0, device=device)
         self.fixed_z = latents(t.n_samples, generator.latent_dim, t.seed + 1, device)
         self.logger = RunLogger(self.run_dir, tensorboard=t.tensorboard)
         self._stop_reason: str | None = None
         self._window: dict[str, float] = {}
+        self._window_counts: dict[str, int] = {}
         self._window_n = 0
         self._window_t = time.perf_counter()
         self.elapsed = 0.0
@@ -89,6 +98,8 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
             "batches": self.batches.state_dict(), "best_fid": self.best_fid,
             "data_fingerprint": self.data.fingerprint, "elapsed": self.elapsed,
+            "d_steps": self.d_steps,
+            "augment": self.augment.state_dict() if self.augment is not None else None,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -105,6 +116,9 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.best_fid = float(ckpt.get("best_fid", math.inf))
         self.elapsed = float(ckpt.get("elapsed", 0.0))
+        self.d_steps = int(ckpt.get("d_steps", self.step * self.n_critic))
+        if self.augment is not None and ckpt.get("augment"):
+            self.augment.load_state_dict(ckpt["augment"])
 
     def save(self, name: str = LATEST) -> Path:
         return save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
@@ -116,7 +130,9 @@ class Trainer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
-    def _real_batch(self) -> torch.Tensor:
+    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next batch (x, c): x float (B, 3, R, R) in [-1, 1] on the device, c (B, 0) (labels
+        arrive with conditional training)."""
         idx, flip = self.batches.next()
         x = self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
         x = x.float().div_(127.5).sub_(1.0)
@@ -124,41 +140,60 @@ class Trainer:
             x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(3), x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return x, self._no_labels
 
     def _noise(self) -> torch.Tensor:
         return torch.randn(self.batch_size, self.G.latent_dim, device=self.device)
 
+    def _critic(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The one place the critic is called: augmentation, then D. x (N, 3, R, R), c (N, K)
+        -> scores (N,). Labels are passed only to a conditional critic (K > 0)."""
+        if self.augment is not None:
+            x = self.augment(x)
+        return self.D(x) if c.shape[1] == 0 else self.D(x, c)
+
     def critic_step(self) -> dict[str, torch.Tensor]:
-        real = self._real_batch()
+        real, c = self._real_batch()
         with torch.no_grad(), self._autocast():
             fake = self.G(self._noise()).float()
+        loss = self.loss
+        self.d_steps += 1
+        # Lazy regularisation: the penalty every k-th critic step, weighted by k, so it has the
+        # same weight on average (k = 1: the classic recipe, every step).
+        regularise = self.d_steps % loss.reg_every == 0
+        out: dict[str, torch.Tensor] = {}
         with self._autocast():
             if self.joint_pass:
-                scores = self.D(torch.cat([real, fake]))
+                scores = self._critic(torch.cat([real, fake]), torch.cat([c, c]))
                 real_s, fake_s = scores[: self.batch_size], scores[self.batch_size:]
             else:
-                real_s, fake_s = self.D(real), self.D(fake)
-            d_loss = self.loss.d_loss(real_s, fake_s)
+                real_s, fake_s = self._critic(real, c), self._critic(fake, c)
+            d_loss = loss.d_loss(real_s, fake_s)
             total = d_loss
-            gp = torch.zeros((), device=self.device)
-            if self.loss.gp_weight > 0:
-                gp = gradient_penalty(self.D, real, fake)
-                total = total + self.loss.gp_weight * gp
+            score_fn = functools.partial(self._critic, c=c)
+            if loss.gp_weight > 0 and regularise:
+                gp = gradient_penalty(score_fn, real, fake)
+                total = total + loss.gp_weight * loss.reg_every * gp
+                out["gp"] = gp.detach()
+            if loss.r1_weight > 0 and regularise:
+                r1 = r1_penalty(score_fn, real)
+                total = total + 0.5 * loss.r1_weight * loss.reg_every * r1
+                out["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         self.opt_d.step()
-        if self.loss.clip_value > 0:
-            clip_weights(self.D, self.loss.clip_value)
-        return {"d_loss": d_loss.detach(), "gp": gp.detach(),
-                "wasserstein": (real_s.detach().float().mean() - fake_s.detach().float().mean())}
+        if loss.clip_value > 0:
+            clip_weights(self.D, loss.clip_value)
+        out["d_loss"] = d_loss.detach()
+        out["wasserstein"] = real_s.detach().float().mean() - fake_s.detach().float().mean()
+        return out
 
     def generator_step(self) -> dict[str, torch.Tensor]:
         # Frozen critic: the generator step needs gradients through D, not for D's weights.
         self.D.requires_grad_(False)
         try:
             with self._autocast():
-                fake_s = self.D(self.G(self._noise()))
+                fake_s = self._critic(self.G(self._noise()), self._no_labels)
                 g_loss = self.loss.g_loss(fake_s)
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -179,10 +214,16 @@ class Trainer:
             b_ema.copy_(b)
 
     def train_step(self) -> dict[str, torch.Tensor]:
-        stats: dict[str, torch.Tensor] = {}
+        """n_critic critic steps, one generator step, the EMA update. Returns the critic stats
+        averaged over the critic steps that produced them (a lazy penalty appears only on its
+        steps) and the generator loss."""
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
         for _ in range(self.n_critic):
             for k, v in self.critic_step().items():
-                stats[k] = stats.get(k, 0) + v / self.n_critic
+                sums[k] = sums.get(k, 0) + v
+                counts[k] = counts.get(k, 0) + 1
+        stats = {k: v / counts[k] for k, v in sums.items()}
         stats.update(self.generator_step())
         self.update_ema()
         self.step += 1
@@ -210,12 +251,12 @@ class Trainer:
         now = time.perf_counter()
         dt = max(now - self._window_t, 1e-9)
         rec = {"kind": "train", "step": self.step}
-        rec.update({k: round(v / self._window_n, 6) for k, v in self._window.items()})
+        rec.update({k: round(v / self._window_counts[k], 6) for k, v in self._window.items()})
         rec["steps_per_s"] = round(self._window_n / dt, 4)
         rec["img_per_s"] = round(self._window_n * self.batch_size * self.n_critic / dt, 2)
         rec["elapsed_s"] = round(self.elapsed, 1)
         self.logger.metrics(rec)
-        self._window, self._window_n, self._window_t = {}, 0, now
+        self._window, self._window_counts, self._window_n, self._window_t = {}, {}, 0, now
         return rec
 
     def evaluate(self) -> dict[str, Any] | None:
@@ -275,7 +316,13 @@ class Trainer:
                         "lower the learning rates or use precision=fp32, then resume")
                 for k, v in vals.items():
                     self._window[k] = self._window.get(k, 0.0) + v
+                    self._window_counts[k] = self._window_counts.get(k, 0) + 1
                 self._window_n += 1
+                # The time budget ends the run like reaching `until` does (samples, checkpoint).
+                if t.time_budget and self.elapsed >= t.time_budget and self.step < until:
+                    self.logger.event(f"step {self.step}: time budget of {t.time_budget:g} s reached")
+                    until = self.step
+                    bar.total = until
                 bar.update(1)
                 s = self.step
                 if s % t.log_every == 0 or s == until:

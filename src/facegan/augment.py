@@ -1,0 +1,127 @@
+"""DiffAugment (Zhao et al. 2020): differentiable colour, translation and cutout augmentation.
+
+The trainer applies it inside its one critic call, to real and fake images alike (critic step)
+and to fakes in the generator step, so the critic never sees an un-augmented image and the
+generator gets gradients through the augmentation. Every transformation is built from
+differentiable tensor ops (arithmetic, indexing, masks), so the gradient penalty's double
+backward goes through it too. Random parameters come from the augmenter's own
+``torch.Generator``, whose state travels in checkpoints: a resumed run draws the same
+augmentations as an uninterrupted one.
+
+All functions take x float (N, C, H, W) (images in [-1, 1]) and return the same shape. Each
+sample gets its own random parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .errors import UserError
+
+
+def _rand(n: int, g: torch.Generator, like: Tensor) -> Tensor:
+    """U[0, 1) of shape (n, 1, 1, 1), float32, on like's device."""
+    return torch.rand(n, 1, 1, 1, generator=g, device=like.device, dtype=torch.float32)
+
+
+def brightness(x: Tensor, g: torch.Generator) -> Tensor:
+    """Add U[-0.5, 0.5) to every pixel of a sample."""
+    return x + (_rand(x.shape[0], g, x) - 0.5).to(x.dtype)
+
+
+def saturation(x: Tensor, g: torch.Generator) -> Tensor:
+    """Scale each pixel's distance to its channel mean by U[0, 2)."""
+    mean = x.mean(dim=1, keepdim=True)
+    return (x - mean) * (_rand(x.shape[0], g, x) * 2).to(x.dtype) + mean
+
+
+def contrast(x: Tensor, g: torch.Generator) -> Tensor:
+    """Scale each sample's distance to its overall mean by U[0.5, 1.5)."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (_rand(x.shape[0], g, x) + 0.5).to(x.dtype) + mean
+
+
+def translation(x: Tensor, g: torch.Generator, ratio: float = 0.125) -> Tensor:
+    """Shift each sample by whole pixels, up to ratio * size in each direction, zero-filled.
+
+    Implemented as a gather from a zero-padded copy, which is linear in x (so it has a double
+    backward); values are the input's or 0, never new ones.
+    """
+    n, _, h, w = x.shape
+    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    dev = x.device
+    ty = torch.randint(-sh, sh + 1, (n, 1), generator=g, device=dev)
+    tx = torch.randint(-sw, sw + 1, (n, 1), generator=g, device=dev)
+    # Index into the padded image (one zero border pixel); out-of-range reads land on it.
+    gy = (torch.arange(h, device=dev)[None] + ty + 1).clamp_(0, h + 1)  # (N, H)
+    gx = (torch.arange(w, device=dev)[None] + tx + 1).clamp_(0, w + 1)  # (N, W)
+    xp = torch.nn.functional.pad(x, [1, 1, 1, 1])
+    batch = torch.arange(n, device=dev)[:, None, None]
+    out = xp.permute(0, 2, 3, 1)[batch, gy[:, :, None], gx[:, None, :]]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
+
+def cutout(x: Tensor, g: torch.Generator, ratio: float = 0.5) -> Tensor:
+    """Zero one square of (ratio * H) x (ratio * W) pixels per sample at a random place
+    (it may be cut by the border)."""
+    n, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    dev = x.device
+    cy = torch.randint(0, h + (1 - ch % 2), (n, 1), generator=g, device=dev)
+    cx = torch.randint(0, w + (1 - cw % 2), (n, 1), generator=g, device=dev)
+    ys = torch.arange(h, device=dev)[None]
+    xs = torch.arange(w, device=dev)[None]
+    in_y = (ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch)  # (N, H)
+    in_x = (xs >= cx - cw // 2) & (xs < cx - cw // 2 + cw)  # (N, W)
+    keep = ~(in_y[:, :, None] & in_x[:, None, :])  # (N, H, W)
+    return x * keep[:, None].to(x.dtype)
+
+
+AUGMENTS: dict[str, list[Callable[[Tensor, torch.Generator], Tensor]]] = {
+    "color": [brightness, saturation, contrast],
+    "translation": [translation],
+    "cutout": [cutout],
+}
+
+
+def parse_policy(policy: str) -> list[str]:
+    """'color,translation,cutout' -> ['color', 'translation', 'cutout']; '' or 'none' -> []."""
+    names = [p.strip() for p in policy.replace("+", ",").split(",") if p.strip()]
+    if names == ["none"]:
+        return []
+    bad = [p for p in names if p not in AUGMENTS]
+    if bad:
+        raise UserError(f"unknown augmentation '{bad[0]}' in augment='{policy}'; "
+                        f"use a comma-separated subset of {', '.join(AUGMENTS)} (or '' for none)")
+    return names
+
+
+class DiffAugment:
+    """A seeded, resumable augmentation policy: ``aug(x)`` -> augmented x (same shape, dtype).
+
+    policy: e.g. 'color,translation,cutout' (applied in that order). seed: start of the
+    augmenter's own random stream on ``device``.
+    """
+
+    def __init__(self, policy: str, seed: int = 0, device: torch.device | str = "cpu"):
+        self.names = parse_policy(policy)
+        self.policy = ",".join(self.names)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        for name in self.names:
+            for fn in AUGMENTS[name]:
+                x = fn(x, self.generator)
+        return x
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy, "rng": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["rng"])
