@@ -107,6 +107,33 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_folder):
         torch.testing.assert_close(ck["G"][k], v)
 
 
+def test_nan_found_with_deferred_reads_names_the_step_and_keeps_a_good_checkpoint(tmp_path, tiny_folder):
+    # Losses are read once per log window (5 steps) and before each checkpoint (every 4): a NaN
+    # at step 6 is found at step 8, before that checkpoint is written; step 4's stays.
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1", "train.log_every=5",
+                   "train.checkpoint_every=4", "train.sample_every=100")
+    data = load_dataset(cfg.data, progress=False)
+    run = tmp_path / "run"
+    tr = build_trainer(cfg, data, run, progress=False)
+    plain_step = tr.train_step
+
+    def poisoned_step():
+        if tr.step == 5:
+            with torch.no_grad():
+                for p in tr.D.parameters():
+                    p.fill_(float("nan"))
+        return plain_step()
+
+    tr.train_step = poisoned_step
+    with pytest.raises(TrainingDiverged, match="diverged at step 6 .*last good checkpoint \\(step 4\\)"):
+        tr.train(20)
+    assert tr.step == 8
+    ck = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ck["step"] == 4 and all(torch.isfinite(v).all() for v in ck["D"].values())
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5]  # the window holding the NaN is never logged
+
+
 def test_fewer_images_than_a_batch_trains_with_the_batch_clamped(tmp_path, tiny_folder, capsys):
     cfg = tiny_cfg("demo", tiny_folder, "train.batch_size=64")
     data = load_dataset(cfg.data, progress=False)

@@ -82,6 +82,7 @@ class Trainer:
         self._stop_reason: str | None = None
         self._window: dict[str, float] = {}
         self._window_counts: dict[str, int] = {}
+        self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []
         self._window_n = 0
         self._window_t = time.perf_counter()
         self.elapsed = 0.0
@@ -247,6 +248,28 @@ class Trainer:
         self.logger.image("samples", np.asarray(grid).transpose(2, 0, 1), self.step)
         return path
 
+    def _check_pending(self, last_good: int) -> None:
+        """Read the losses of the steps since the last check in one host-device transfer, add
+        them to the log window, and raise TrainingDiverged at the first non-finite one."""
+        if not self._pending:
+            return
+        flat = [(step, k, v) for step, stats in self._pending for k, v in stats.items()]
+        self._pending = []
+        values = torch.stack([v.detach().float().reshape(()) for _, _, v in flat]).tolist()
+        bad_step = next((step for (step, _, _), v in zip(flat, values) if not math.isfinite(v)), None)
+        if bad_step is not None:
+            bad = ", ".join(f"{k}={v}" for (step, k, _), v in zip(flat, values)
+                            if step == bad_step and not math.isfinite(v))
+            self.logger.event(f"step {bad_step}: non-finite loss ({bad}); stopped")
+            raise TrainingDiverged(
+                f"training diverged at step {bad_step} ({bad}); the last good checkpoint "
+                f"(step {last_good}) is kept in {self.run_dir / 'checkpoints' / LATEST}; "
+                "lower the learning rates or use precision=fp32, then resume")
+        for (_, k, _), v in zip(flat, values):
+            self._window[k] = self._window.get(k, 0.0) + v
+            self._window_counts[k] = self._window_counts.get(k, 0) + 1
+        self._window_n += len({step for step, _, _ in flat})
+
     def _flush_window(self) -> dict[str, Any]:
         now = time.perf_counter()
         dt = max(now - self._window_t, 1e-9)
@@ -304,20 +327,11 @@ class Trainer:
             self._window_t = time.perf_counter()
             while self.step < until:
                 t0 = time.perf_counter()
-                stats = self.train_step()
-                vals = {k: float(v) for k, v in stats.items()}
+                # Losses stay on the device: reading them every step would make the host wait
+                # for the GPU each time. They are read (and checked) once per log window and
+                # before every checkpoint, so a checkpoint never holds a diverged model.
+                self._pending.append((self.step + 1, self.train_step()))
                 self.elapsed += time.perf_counter() - t0
-                if not all(math.isfinite(v) for v in vals.values()):
-                    bad = ", ".join(f"{k}={v}" for k, v in vals.items() if not math.isfinite(v))
-                    self.logger.event(f"step {self.step}: non-finite loss ({bad}); stopped")
-                    raise TrainingDiverged(
-                        f"training diverged at step {self.step} ({bad}); the last good checkpoint "
-                        f"(step {last_good}) is kept in {self.run_dir / 'checkpoints' / LATEST}; "
-                        "lower the learning rates or use precision=fp32, then resume")
-                for k, v in vals.items():
-                    self._window[k] = self._window.get(k, 0.0) + v
-                    self._window_counts[k] = self._window_counts.get(k, 0) + 1
-                self._window_n += 1
                 # The time budget ends the run like reaching `until` does (samples, checkpoint).
                 if t.time_budget and self.elapsed >= t.time_budget and self.step < until:
                     self.logger.event(f"step {self.step}: time budget of {t.time_budget:g} s reached")
@@ -325,6 +339,10 @@ class Trainer:
                     bar.total = until
                 bar.update(1)
                 s = self.step
+                checkpoint_now = (s % t.checkpoint_every == 0 or s == until or self._stop_reason is not None
+                                  or bool(t.keep_every and s % t.keep_every == 0))
+                if s % t.log_every == 0 or s == until or checkpoint_now:
+                    self._check_pending(last_good)
                 if s % t.log_every == 0 or s == until:
                     last = self._flush_window()
                     bar.set_postfix(d=f"{last['d_loss']:.3f}", g=f"{last['g_loss']:.3f}",
