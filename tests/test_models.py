@@ -78,5 +78,6 @@ def test_dcgan_outputs_for_a_seed_are_unchanged():
     g, d = build_networks(ModelConfig(latent_dim=16, g_width=4, d_width=4, d_norm="layer"), 16)
     torch.manual_seed(1)
     x = g(torch.randn(2, 16))
-    torch.testing.assert_close(x[0, :, 0, 0], torch.tensor([0.008458978, -0.001092050, 0.001794890]))
+    torch.testing.assert_close(x[0, :, 0, 0],
+                               torch.tensor([0.008458978, -0.001092050, 0.001794890]))
     torch.testing.assert_close(d(x), torch.tensor([-0.014736561, 0.042056616]))
