@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from facegan.config import ModelConfig
-from facegan.models import build_networks
+from facegan.errors import UserError
+from facegan.models import NetSpec, build_networks
 from facegan.models.dcgan import DCGANCritic, DCGANGenerator, stage_widths
 
 
@@ -55,3 +56,28 @@ def test_build_networks_from_config():
     g, d = build_networks(ModelConfig(latent_dim=16, g_width=4, d_width=4), 32)
     assert g.latent_dim == 16 and g.resolution == 32
     assert d(g(torch.randn(2, 16))).shape == (2,)
+
+
+def test_build_networks_takes_a_spec_or_a_resolution():
+    cfg = ModelConfig(latent_dim=16, g_width=4, d_width=4)
+    g, d = build_networks(cfg, NetSpec(resolution=16, channels=1))
+    assert g(torch.randn(2, 16)).shape == (2, 1, 16, 16)
+    assert d(torch.randn(2, 1, 16, 16)).shape == (2,)
+    with pytest.raises(ValueError, match="label_dim"):
+        build_networks(cfg, NetSpec(16, label_dim=4))
+    with pytest.raises(UserError, match="spectral norm"):
+        build_networks(ModelConfig(d_sn=True), 16)
+    with pytest.raises(UserError, match="unknown model.arch"):
+        build_networks(ModelConfig(arch="stylegan"), 16)
+
+
+def test_dcgan_outputs_for_a_seed_are_unchanged():
+    # Values recorded before the shared layers moved to models/layers.py: a refactor that
+    # changes the order of construction (so the initial weights) or the layout shows here.
+    torch.manual_seed(0)
+    g, d = build_networks(ModelConfig(latent_dim=16, g_width=4, d_width=4, d_norm="layer"), 16)
+    torch.manual_seed(1)
+    x = g(torch.randn(2, 16))
+    torch.testing.assert_close(x[0, :, 0, 0],
+                               torch.tensor([0.008458978, -0.001092050, 0.001794890]))
+    torch.testing.assert_close(d(x), torch.tensor([-0.014736561, 0.042056616]))

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from .layers import norm2d
+
 
 def stage_widths(resolution: int, width: int, max_width: int) -> list[int]:
     """Channel counts at 4x4, 8x8, ..., resolution/2 (generator order; the critic reverses it).
@@ -19,20 +21,6 @@ def stage_widths(resolution: int, width: int, max_width: int) -> list[int]:
     """
     n = int(math.log2(resolution)) - 2
     return [min(width * 2 ** (n - 1 - i), max_width) for i in range(n)]
-
-
-def _norm2d(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        # affine: the WGAN-GP recipe's critic learns a per-channel scale and shift.
-        return nn.InstanceNorm2d(channels, affine=True)
-    if kind == "layer":
-        # GroupNorm with one group normalises each sample over (C, H, W): layer norm for convs.
-        return nn.GroupNorm(1, channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm '{kind}'")
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -64,11 +52,11 @@ class DCGANGenerator(nn.Module):
         bias = norm == "none"
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=bias),
-            _norm2d(norm, widths[0]),
+            norm2d(norm, widths[0]),
             nn.ReLU(inplace=True),
         ]
         for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias), _norm2d(norm, c_out),
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias), norm2d(norm, c_out),
                        nn.ReLU(inplace=True)]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -98,7 +86,7 @@ class DCGANCritic(nn.Module):
             use_norm = i > 0 and norm != "none"
             layers.append(nn.Conv2d(c_prev, c, 4, 2, 1, bias=not use_norm))
             if use_norm:
-                layers.append(_norm2d(norm, c))
+                layers.append(norm2d(norm, c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             if dropout > 0:
                 layers.append(nn.Dropout2d(dropout))

@@ -1,0 +1,32 @@
+"""What a network is built for: image size, channels and label width (independent of the recipe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Shape of the data a (generator, critic) pair is built for.
+
+    resolution: image side in pixels, a power of two (32, 64, 128 in practice).
+    channels: image channels (3 for RGB).
+    label_dim: width of the conditioning vector c (0: unconditional). Carried for the
+        conditional models; today's architectures refuse label_dim > 0.
+    """
+
+    resolution: int
+    channels: int = 3
+    label_dim: int = 0
+
+    def __post_init__(self) -> None:
+        r = self.resolution
+        if not isinstance(r, int) or r < 8 or r & (r - 1):
+            raise ValueError(f"NetSpec.resolution must be a power of two >= 8, got {r!r}")
+        if self.channels < 1:
+            raise ValueError(f"NetSpec.channels must be >= 1, got {self.channels}")
+        if self.label_dim < 0:
+            raise ValueError(f"NetSpec.label_dim must be >= 0, got {self.label_dim}")
+
+
+__all__ = ["NetSpec"]
