@@ -65,8 +65,6 @@ def test_build_networks_takes_a_spec_or_a_resolution():
     assert d(torch.randn(2, 1, 16, 16)).shape == (2,)
     with pytest.raises(ValueError, match="label_dim"):
         build_networks(cfg, NetSpec(16, label_dim=4))
-    with pytest.raises(UserError, match="spectral norm"):
-        build_networks(ModelConfig(d_sn=True), 16)
     with pytest.raises(UserError, match="unknown model.arch"):
         build_networks(ModelConfig(arch="stylegan"), 16)
 
@@ -81,3 +79,20 @@ def test_dcgan_outputs_for_a_seed_are_unchanged():
     torch.testing.assert_close(x[0, :, 0, 0],
                                torch.tensor([0.008458978, -0.001092050, 0.001794890]))
     torch.testing.assert_close(d(x), torch.tensor([-0.014736561, 0.042056616]))
+
+
+def test_dcgan_spectral_norm_on_every_conv_including_transposed():
+    torch.manual_seed(0)
+    g, d = build_networks(ModelConfig(latent_dim=16, g_width=4, d_width=4, d_norm="none", g_sn=True,
+                                      d_sn=True), 16)
+    convs = [m for net in (g, d) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    for _ in range(30):  # one power iteration per train-mode forward
+        d(g(torch.randn(8, 16)))
+    for m in convs:
+        w = m.weight.detach()
+        # spectral norm's matrix: (out, in*kh*kw); a transposed conv stores (in, out, kh, kw)
+        mat = (w.transpose(0, 1) if isinstance(m, nn.ConvTranspose2d) else w).flatten(1)
+        assert abs(torch.linalg.matrix_norm(mat, ord=2).item() - 1) < 0.05
+    ref, _ = build_networks(ModelConfig(latent_dim=16, g_width=4, d_width=4), 16)
+    assert not any(hasattr(m, "parametrizations") for m in ref.modules())

@@ -196,6 +196,36 @@ def _wgan_clip_celeba64() -> Config:
     )
 
 
+def _resnet_wgangp_celeba64() -> Config:
+    # The residual WGAN-GP of Gulrajani et al. (their 64 px ResNet), with a spectrally normalised
+    # instance-norm critic: residual blocks with nearest up-sampling in G, average-pooling
+    # down-sampling blocks and global sum pooling in the critic.
+    return Config(
+        preset="resnet-wgangp-celeba64",
+        data=DataConfig(resolution=64),
+        model=ModelConfig(arch="resnet", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
+                          d_norm="instance", d_sn=True),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0),
+        train=TrainConfig(n_critic=5, batch_size=64, g_lr=1e-4, d_lr=1e-4, beta1=0.0, beta2=0.9),
+    )
+
+
+def _sngan_celeba64() -> Config:
+    # SNGAN's "standard CNN" recipe (Miyato et al. 2018, setting C: hinge loss, one critic step,
+    # Adam 2e-4 (0.5, 0.999)) on the DCGAN networks, spectral norm in the critic and no norm
+    # there, plus DiffAugment: 10,000 faces is small data, where augmenting what the critic
+    # sees keeps it from memorising the training set.
+    return Config(
+        preset="sngan-celeba64",
+        data=DataConfig(resolution=64),
+        model=ModelConfig(arch="dcgan", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
+                          d_norm="none", d_sn=True),
+        loss=LossConfig(name="hinge", gp_weight=0.0),
+        train=TrainConfig(n_critic=1, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999,
+                          augment="color,translation,cutout"),
+    )
+
+
 def _demo() -> Config:
     # Small enough to show faces forming on the built-in set within a few CPU minutes.
     return Config(
@@ -216,6 +246,8 @@ PRESETS = {
     "wgangp-celeba64": _wgangp_celeba64,
     "wgangp-celeba128": _wgangp_celeba128,
     "wgan-clip-celeba64": _wgan_clip_celeba64,
+    "resnet-wgangp-celeba64": _resnet_wgangp_celeba64,
+    "sngan-celeba64": _sngan_celeba64,
     "demo": _demo,
 }
 
@@ -224,6 +256,8 @@ PRESET_HELP = {
     "wgangp-celeba64": "WGAN-GP, lambda 10, 5 critic steps, instance-norm critic, Adam 1e-4 (0.5, 0.9)",
     "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
     "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
+    "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
+    "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment (color, translation, cutout), 1 critic step",
     "demo": "small WGAN-GP for the built-in faces at 32x32, a few CPU minutes",
 }
 

@@ -26,13 +26,10 @@ def _unconditional(spec: NetSpec, arch: str) -> None:
 
 def _dcgan(m: ModelConfig, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
     _unconditional(spec, "dcgan")
-    if m.g_sn or m.d_sn:
-        raise UserError("model.arch 'dcgan' has no spectral norm; set model.g_sn=false and "
-                         "model.d_sn=false, or use model.arch=resnet")
     g = DCGANGenerator(latent_dim=m.latent_dim, resolution=spec.resolution, width=m.g_width,
-                       max_width=m.max_width, norm=m.g_norm, channels=spec.channels)
+                       max_width=m.max_width, norm=m.g_norm, channels=spec.channels, use_sn=m.g_sn)
     d = DCGANCritic(resolution=spec.resolution, width=m.d_width, max_width=m.max_width,
-                    norm=m.d_norm, dropout=m.d_dropout, channels=spec.channels)
+                    norm=m.d_norm, dropout=m.d_dropout, channels=spec.channels, use_sn=m.d_sn)
     return g, d
 
 

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import norm2d
+from .layers import norm2d, sn
 
 
 def stage_widths(resolution: int, width: int, max_width: int) -> list[int]:
@@ -35,6 +35,14 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _add_spectral_norm(module: nn.Module) -> None:
+    """Spectral norm on every (transposed) convolution, after the DCGAN init (the
+    parametrization keeps the initialised weight as its raw weight)."""
+    for name, child in list(module.net.named_children()):
+        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.net.register_module(name, sn(child))
+
+
 class DCGANGenerator(nn.Module):
     """Latent vector to image.
 
@@ -44,7 +52,7 @@ class DCGANGenerator(nn.Module):
     """
 
     def __init__(self, latent_dim: int = 128, resolution: int = 64, width: int = 64,
-                 max_width: int = 1024, norm: str = "batch", channels: int = 3):
+                 max_width: int = 1024, norm: str = "batch", channels: int = 3, use_sn: bool = False):
         super().__init__()
         self.latent_dim = latent_dim
         self.resolution = resolution
@@ -61,6 +69,8 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
+        if use_sn:
+            _add_spectral_norm(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
@@ -75,7 +85,8 @@ class DCGANCritic(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, max_width: int = 1024,
-                 norm: str = "instance", dropout: float = 0.0, channels: int = 3):
+                 norm: str = "instance", dropout: float = 0.0, channels: int = 3,
+                 use_sn: bool = False):
         super().__init__()
         self.resolution = resolution
         self.norm = norm
@@ -94,6 +105,8 @@ class DCGANCritic(nn.Module):
         layers.append(nn.Conv2d(c_prev, 1, 4, 1, 0))
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
+        if use_sn:
+            _add_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).reshape(x.shape[0])
