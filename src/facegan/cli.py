@@ -98,7 +98,17 @@ def _check_out_file(path: str | None, option: str, image: bool = True) -> None:
                         f"{p / ('grid.png' if image else 'morph.gif')}")
     if image:
         image_format(p)
-    _make_out_dir(p.parent, f"{option}'s folder")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {option} '{p}': '{folder}' is a file, not a folder; give "
+                        f"{option} another path")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {option} '{p}' ({e.strerror or e}); give {option} a path in "
+                        "a writable place") from None
 
 
 def _load_data(cfg, run_dir: Path, resumed: bool = False):
@@ -200,11 +210,11 @@ def cmd_resume(args) -> int:
     from .train import resume_trainer
     from .train.resume import check_resume_changes, describe_changes
 
-    if args.preset is not None:
-        raise UserError("--preset cannot change when resuming (a run keeps its recipe); drop "
-                        "--preset, or start a new run with --out NEW_RUN_DIR")
     ckpt, run_dir = _resume_source(args)
     old = ckpt["config"]
+    if args.preset is not None and args.preset != old.preset:
+        raise UserError(f"--preset cannot change when resuming (this run is '{old.preset}'); drop "
+                        "--preset, or start a new run with --out NEW_RUN_DIR")
     step = int(ckpt.get("step", 0))
     cfg = _apply_args(old, args)
     changes = check_resume_changes(old, cfg)
