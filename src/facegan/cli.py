@@ -57,12 +57,14 @@ def _absolute_data_path(cfg):
     return replace(cfg, data=replace(cfg.data, path=os.path.abspath(os.path.expanduser(path))))
 
 
-def _check_data_path(path: str, resumed: bool = False) -> None:
+def _check_data_path(path: str, stored: str | None = None) -> None:
+    """UserError unless ``path`` exists; ``stored``: the path as the resumed run recorded it."""
     if path == "builtin" or Path(path).expanduser().exists():
         return
-    if resumed:
-        raise UserError(f"the run's data path '{path}' does not exist (here: {Path.cwd()}); "
-                        "point the run at its images with --data PATH")
+    if stored is not None:
+        where = "" if Path(stored).is_absolute() else f" (relative to where it started; here: {Path.cwd()})"
+        raise UserError(f"the run's data path '{stored}' does not exist{where}; point the run at "
+                        "its images with --data PATH")
     raise UserError(f"data path '{path}' does not exist; give an image folder, a .zip, a CelebA "
                     "folder (with img_align_celeba/), or 'builtin'")
 
@@ -111,10 +113,10 @@ def _check_out_file(path: str | None, option: str, image: bool = True) -> None:
                         "a writable place") from None
 
 
-def _load_data(cfg, run_dir: Path, resumed: bool = False):
+def _load_data(cfg, run_dir: Path):
     from .data import SkippedFilesWarning, load_dataset
 
-    _check_data_path(cfg.data.path, resumed)
+    _check_data_path(cfg.data.path)
     with warnings.catch_warnings():
         # Replaced by the one line below, which names the file holding the list.
         warnings.simplefilter("ignore", SkippedFilesWarning)
@@ -225,14 +227,19 @@ def cmd_resume(args) -> int:
         raise UserError(f"the run in {run_dir} is already at step {step}, {told}; nothing was "
                         f"changed; to train further pass --steps N with N above {step} (the run's "
                         "total number of steps)")
+    given = [o.split("=", 1)[0].strip() for o in [*args.overrides, *(args.set or [])]]
+    if args.data is None and not {"data.path", "path"} & set(given):
+        _check_data_path(cfg.data.path, stored=old.data.path)
     _check_evaluation(cfg, args.inception)
     created = _make_out_dir(run_dir, "--out")
     try:
-        data = _load_data(cfg, run_dir, resumed=cfg.data.path == old.data.path)
+        data = _load_data(cfg, run_dir)
     except UserError:
         _remove_if_empty(run_dir, created)
         raise
-    if data.fingerprint != ckpt.get("data_fingerprint"):
+    # A re-pointed data.path always changes the fingerprint (it holds the path); the change
+    # itself is reported below.
+    if data.fingerprint != ckpt.get("data_fingerprint") and cfg.data.path == old.data.path:
         print("facegan: warning: the data differs from the data this run started with", file=sys.stderr)
     trainer = resume_trainer(run_dir, data, cfg, evaluator=_make_evaluator(cfg, args.inception),
                              progress=not args.no_progress, ckpt=ckpt)
