@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "continue in)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint "
                    "(or from a checkpoint file); options and overrides given with it change the run "
-                   "from that step on, except the networks' shapes and the data")
+                   "from that step on (e.g. train.g_lr=5e-5), except model.* and data.* other than "
+                   "data.path")
     t.add_argument("--steps", type=int, help="total generator steps of the run")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resolution", type=int, choices=RESOLUTIONS,
