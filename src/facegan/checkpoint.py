@@ -8,6 +8,7 @@ tensors, numbers, strings, lists and dicts, and the config travels as JSON text.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # untrusted bytes: any failure to parse means 'not a checkpoint'
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"'{p}' is not a readable facegan checkpoint ({first[:120]}); "
+        raise UserError(f"'{p}' is not a readable facegan checkpoint ({_why_unreadable(e)}); "
                         "point to a .pt file written by 'facegan train'") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
         raise UserError(f"'{p}' is not a facegan checkpoint (no '{FORMAT}' header); "
@@ -62,6 +62,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise UserError(f"'{p}' holds an unreadable config ({e}); the file is damaged") from None
     ckpt["path"] = p
     return ckpt
+
+
+def _why_unreadable(e: Exception) -> str:
+    """A short reason for a failed torch.load, without PyTorch's advice to retry with
+    weights_only=False: that would run whatever code the file carries."""
+    text = str(e).strip()
+    low = text.lower()
+    if "weights_only" in low or "weights only" in low:
+        return "it holds Python objects, not only tensors and plain values"
+    first = text.splitlines()[0] if text else ""
+    # A bare KeyError('105') from a non-zip file says nothing useful.
+    if isinstance(e, (KeyError, pickle.UnpicklingError)) or len(first) < 8:
+        return "not a PyTorch file, or a damaged one"
+    return first.split(". ")[0][:120]  # the first sentence; PyTorch's next ones are advice
 
 
 def run_dir_of(checkpoint: Path) -> Path | None:

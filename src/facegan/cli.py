@@ -6,10 +6,10 @@ A user mistake raises UserError, printed as one line ``facegan: error: ...`` wit
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import UserError
@@ -21,52 +21,145 @@ EXIT_INTERRUPTED = 130
 
 # ---- train ----------------------------------------------------------------------------------
 
-def _config_from_args(args):
-    from .config import apply_overrides, get_preset
+DEFAULT_PRESET = "wgangp-celeba64"
 
-    cfg = get_preset(args.preset)
+
+def _option_overrides(args) -> dict:
+    """The config values given as train options (--steps, --data, ...), typed, by config key."""
     quick = {
         "data.path": args.data, "train.steps": args.steps, "train.batch_size": args.batch_size,
         "data.resolution": args.resolution, "data.max_images": args.max_images,
         "data.partition": args.partition, "data.crop": args.crop, "train.device": args.device,
         "train.precision": args.precision, "train.eval_every": args.eval_every,
         "train.eval_n": args.eval_n, "train.seed": args.seed,
+        "train.tensorboard": True if args.tensorboard else None,
     }
-    cfg = apply_overrides(cfg, {k: v for k, v in quick.items() if v is not None})
-    if args.tensorboard:
-        cfg = apply_overrides(cfg, {"train.tensorboard": True})
-    return apply_overrides(cfg, list(args.overrides) + list(args.set or []))
+    return {k: v for k, v in quick.items() if v is not None}
 
 
-def _check_data_path(path: str) -> None:
-    if path != "builtin" and not Path(path).exists():
-        raise UserError(f"data path '{path}' does not exist; give an image folder, a .zip, a CelebA "
-                        "folder (with img_align_celeba/), or 'builtin'")
+def _apply_args(cfg, args):
+    """``cfg`` with the train options and key=value overrides applied, data.path made absolute."""
+    from .config import apply_overrides
+
+    cfg = apply_overrides(cfg, _option_overrides(args))
+    cfg = apply_overrides(cfg, list(args.overrides) + list(args.set or []))
+    return _absolute_data_path(cfg)
+
+
+def _absolute_data_path(cfg):
+    # The run folder outlives the shell it was started from: a relative path would break
+    # 'facegan train --resume' (and evaluation) anywhere else.
+    from dataclasses import replace
+
+    path = cfg.data.path
+    if path.strip() == "builtin" or not path.strip():
+        return cfg
+    return replace(cfg, data=replace(cfg.data, path=os.path.abspath(os.path.expanduser(path))))
+
+
+def _check_data_path(path: str, stored: str | None = None) -> None:
+    """UserError unless ``path`` exists; ``stored``: the path as the resumed run recorded it."""
+    if path == "builtin" or Path(path).expanduser().exists():
+        return
+    if stored is not None:
+        where = "" if Path(stored).is_absolute() else f" (relative to where it started; here: {Path.cwd()})"
+        raise UserError(f"the run's data path '{stored}' does not exist{where}; point the run at "
+                        "its images with --data PATH")
+    raise UserError(f"data path '{path}' does not exist; give an image folder, a .zip, a CelebA "
+                    "folder (with img_align_celeba/), or 'builtin'")
+
+
+def _make_out_dir(path: Path, option: str) -> bool:
+    """Create the output folder given as ``option``; True when this call created it.
+
+    Any reason it cannot be a folder we write into is a one-line UserError naming ``option``.
+    """
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} '{path}' is a file, not a folder; give {option} a folder name")
+    existed = path.is_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the folder '{path}' ({e.strerror or e}); give {option} "
+                        "a folder in a writable place") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into '{path}' (permission denied); give {option} a folder "
+                        "in a writable place")
+    return not existed
+
+
+def _check_out_file(path: str | None, option: str, image: bool = True) -> None:
+    """Refuse an output file name that cannot be written, before any work is done."""
+    if not path:
+        return
+    from .sampling import image_format
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} '{p}' is a folder; give {option} a file name such as "
+                        f"{p / ('grid.png' if image else 'morph.gif')}")
+    if image:
+        image_format(p)
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {option} '{p}': '{folder}' is a file, not a folder; give "
+                        f"{option} another path")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {option} '{p}' ({e.strerror or e}); give {option} a path in "
+                        "a writable place") from None
 
 
 def _load_data(cfg, run_dir: Path):
-    from .data import load_dataset
+    from .data import SkippedFilesWarning, load_dataset
 
     _check_data_path(cfg.data.path)
-    data = load_dataset(cfg.data, progress=sys.stderr.isatty())
+    with warnings.catch_warnings():
+        # Replaced by the one line below, which names the file holding the list.
+        warnings.simplefilter("ignore", SkippedFilesWarning)
+        data = load_dataset(cfg.data, progress=sys.stderr.isatty())
     if data.skipped:
         run_dir.mkdir(parents=True, exist_ok=True)
         lines = "".join(f"{name}\t{why}\n" for name, why in data.skipped)
         from .utils import atomic_write_text
 
         atomic_write_text(run_dir / "skipped_files.txt", lines)
-        print(f"facegan: warning: skipped {len(data.skipped)} unreadable image(s); list in "
-              f"{run_dir / 'skipped_files.txt'}", file=sys.stderr)
+        name, why = data.skipped[0]
+        print(f"facegan: warning: skipped {len(data.skipped)} unreadable image(s) (first: {name}: "
+              f"{why}); list in {run_dir / 'skipped_files.txt'}", file=sys.stderr)
     return data
 
 
-def _make_evaluator(cfg):
+def _check_evaluation(cfg, inception: str | None) -> None:
+    """Before anything trains: --eval-every needs the Inception weights; load them once now
+    (a few seconds) so a missing extra or a wrong file fails here, not at the first evaluation."""
+    if not cfg.train.eval_every:
+        if inception:
+            raise UserError("--inception is used only for evaluation during training; add "
+                            "--eval-every N, or drop --inception")
+        return
+    from .metrics import load_inception
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            load_inception(inception, device="cpu")
+    except UserError as e:
+        raise UserError(f"--eval-every {cfg.train.eval_every} needs the FID Inception weights: {e}; "
+                        "or train without --eval-every") from None
+
+
+def _make_evaluator(cfg, inception: str | None = None):
     if not cfg.train.eval_every:
         return None
     from .metrics import TrainingEvaluator
     from .sampling import pick_device
 
-    return TrainingEvaluator(cfg.data, n=cfg.train.eval_n, device=pick_device(cfg.train.device))
+    return TrainingEvaluator(cfg.data, n=cfg.train.eval_n, device=pick_device(cfg.train.device),
+                             inception=inception)
 
 
 def _run(trainer, until: int, run_dir: Path) -> int:
@@ -86,30 +179,92 @@ def _run(trainer, until: int, run_dir: Path) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def _resume_source(args):
+    """--resume RUN_DIR or a checkpoint file -> (loaded checkpoint, run folder to continue in).
+
+    A checkpoint inside RUN/checkpoints/ continues RUN; any other checkpoint file needs --out.
+    """
     from .checkpoint import LATEST, load_checkpoint
-    from .config import apply_overrides, validate
-    from .train import build_trainer, resume_trainer
+
+    ckpt = load_checkpoint(args.resume)
+    path = ckpt["path"]  # RUN/checkpoints/latest.pt for a run folder, else the file given
+    home = None
+    if path.parent.name == "checkpoints":
+        home = path.parent.parent
+    elif path.resolve().parent.name == "checkpoints":
+        home = path.resolve().parent.parent
+    if args.out:
+        run_dir = Path(args.out)
+        same = home is not None and run_dir.resolve() == home.resolve()
+        if not same and (run_dir / "checkpoints" / LATEST).exists():
+            raise UserError(f"'{run_dir}' already holds a run; give --out a new folder to continue "
+                            f"{args.resume} in")
+        return ckpt, run_dir
+    if home is None:
+        raise UserError(f"'{args.resume}' is not inside a run folder (RUN/checkpoints/); continue "
+                        f"it in a new run folder with --resume {args.resume} --out NEW_RUN_DIR")
+    return ckpt, home
+
+
+def cmd_resume(args) -> int:
+    from .checkpoint import LATEST
+    from .config import validate
+    from .train import resume_trainer
+    from .train.resume import check_resume_changes, describe_changes
+
+    ckpt, run_dir = _resume_source(args)
+    old = ckpt["config"]
+    if args.preset is not None and args.preset != old.preset:
+        raise UserError(f"--preset cannot change when resuming (this run is '{old.preset}'); drop "
+                        "--preset, or start a new run with --out NEW_RUN_DIR")
+    step = int(ckpt.get("step", 0))
+    cfg = _apply_args(old, args)
+    changes = check_resume_changes(old, cfg)
+    validate(cfg)
+    if cfg.train.steps <= step:
+        told = (f"past --steps {cfg.train.steps}" if cfg.train.steps < step
+                else f"the end of its {cfg.train.steps} steps")
+        raise UserError(f"the run in {run_dir} is already at step {step}, {told}; nothing was "
+                        f"changed; to train further pass --steps N with N above {step} (the run's "
+                        "total number of steps)")
+    given = [o.split("=", 1)[0].strip() for o in [*args.overrides, *(args.set or [])]]
+    if args.data is None and not {"data.path", "path"} & set(given):
+        _check_data_path(cfg.data.path, stored=old.data.path)
+    _check_evaluation(cfg, args.inception)
+    created = _make_out_dir(run_dir, "--out")
+    try:
+        data = _load_data(cfg, run_dir)
+    except UserError:
+        _remove_if_empty(run_dir, created)
+        raise
+    # A re-pointed data.path always changes the fingerprint (it holds the path); the change
+    # itself is reported below.
+    if data.fingerprint != ckpt.get("data_fingerprint") and cfg.data.path == old.data.path:
+        print("facegan: warning: the data differs from the data this run started with", file=sys.stderr)
+    trainer = resume_trainer(run_dir, data, cfg, evaluator=_make_evaluator(cfg, args.inception),
+                             progress=not args.no_progress, ckpt=ckpt)
+    src = "" if ckpt["path"].name == LATEST and not args.out else f" from {ckpt['path']}"
+    trainer.logger.event(f"resumed at step {trainer.step}{src}")
+    if changes:
+        trainer.logger.event(f"step {trainer.step}: config changed on resume: {describe_changes(changes)}")
+        print(f"facegan: changed from step {trainer.step}: {describe_changes(changes)}", file=sys.stderr)
+    print(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
+    return _run(trainer, cfg.train.steps, run_dir)
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    # A failed start leaves no empty run folder behind (when this command made it).
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def cmd_train(args) -> int:
+    from .checkpoint import LATEST
+    from .config import get_preset, validate
+    from .train import build_trainer
 
     if args.resume:
-        run_dir = Path(args.resume)
-        ckpt = load_checkpoint(run_dir / "checkpoints" / LATEST if run_dir.is_dir() else run_dir)
-        cfg = ckpt["config"]
-        if run_dir.is_file():
-            run_dir = run_dir.parent.parent
-        changes = {k: v for k, v in {"data.path": args.data, "train.steps": args.steps,
-                                     "train.device": args.device}.items() if v is not None}
-        cfg = apply_overrides(cfg, changes)
-        validate(cfg)
-        data = _load_data(cfg, run_dir)
-        if data.fingerprint != ckpt.get("data_fingerprint"):
-            print("facegan: warning: the data differs from the data this run started with", file=sys.stderr)
-        trainer = resume_trainer(run_dir, data, cfg, evaluator=_make_evaluator(cfg),
-                                 progress=not args.no_progress)
-        trainer.logger.event(f"resumed at step {trainer.step}")
-        print(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
-        return _run(trainer, cfg.train.steps, run_dir)
-
+        return cmd_resume(args)
     if not args.out:
         raise UserError("--out RUN_DIR is required (or --resume RUN_DIR to continue a run)")
     if not args.data:
@@ -118,10 +273,17 @@ def cmd_train(args) -> int:
     if (run_dir / "checkpoints" / LATEST).exists():
         raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
                         "or choose a new --out")
-    cfg = _config_from_args(args)
+    cfg = _apply_args(get_preset(args.preset or DEFAULT_PRESET), args)
     validate(cfg)
-    data = _load_data(cfg, run_dir)
-    trainer = build_trainer(cfg, data, run_dir, evaluator=_make_evaluator(cfg), progress=not args.no_progress)
+    _check_evaluation(cfg, args.inception)
+    created = _make_out_dir(run_dir, "--out")
+    try:
+        data = _load_data(cfg, run_dir)
+        trainer = build_trainer(cfg, data, run_dir, evaluator=_make_evaluator(cfg, args.inception),
+                                progress=not args.no_progress)
+    except UserError:
+        _remove_if_empty(run_dir, created)
+        raise
     trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
                          f"({data.source}), {len(data.skipped)} skipped, device {trainer.device}, "
                          f"bf16 {trainer.use_bf16}")
@@ -139,22 +301,25 @@ def cmd_demo(args) -> int:
     from .train import build_trainer
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        cfg_file = out / "config.json"
-        if not (cfg_file.exists() and json.loads(cfg_file.read_text()).get("preset") == "demo"):
-            raise UserError(f"'{out}' exists and is not a facegan demo folder; pass --out NEW_FOLDER")
-        for sub in ("checkpoints", "samples", "tensorboard"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        for f in ("metrics.jsonl", "train.log"):
-            (out / f).unlink(missing_ok=True)
+    if out.is_dir() and any(out.iterdir()):
+        # Never delete a finished run (its checkpoint may be the only copy).
+        if (out / "checkpoints" / "latest.pt").exists():
+            raise UserError(f"'{out}' already holds a demo run; pass --out NEW_FOLDER for a fresh "
+                            f"one, or continue it: facegan train --resume {out} --steps N")
+        raise UserError(f"'{out}' exists and is not empty; pass --out NEW_FOLDER")
     cfg = get_preset("demo")
     changes = {k: v for k, v in {"train.steps": args.steps, "train.device": args.device}.items() if v is not None}
     cfg = apply_overrides(cfg, changes)
     validate(cfg)
+    created = _make_out_dir(out, "--out")
     t0 = time.time()
     print("facegan demo: drawing the built-in face set (cached after the first run)...", file=sys.stderr)
-    data = _load_data(cfg, out)
-    trainer = build_trainer(cfg, data, out, progress=not args.no_progress)
+    try:
+        data = _load_data(cfg, out)
+        trainer = build_trainer(cfg, data, out, progress=not args.no_progress)
+    except UserError:
+        _remove_if_empty(out, created)
+        raise
     trainer.save()
     print(f"facegan demo: training {cfg.train.steps} WGAN-GP steps on {len(data)} faces at "
           f"{cfg.data.resolution}px ({trainer.device}, bf16 {trainer.use_bf16})...", file=sys.stderr)
@@ -180,13 +345,16 @@ def cmd_sample(args) -> int:
 
     if args.n < 1:
         raise UserError("--n must be at least 1")
+    out = args.out or (None if args.png_dir else "samples.png")
+    _check_out_file(out, "--out")
+    if args.png_dir:
+        _make_out_dir(Path(args.png_dir), "--png-dir")
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     imgs = generate_images(lg.generator, args.n, seed=args.seed, batch_size=args.batch_size)
     written = []
     if args.png_dir:
         written.append(f"{len(save_individual(imgs, args.png_dir))} PNGs in {args.png_dir}")
-    if args.out or not args.png_dir:
-        out = args.out or "samples.png"
+    if out:
         save_grid(imgs, out, nrow=args.nrow)
         written.append(out)
     print(f"step {lg.step} ({'EMA' if lg.has_ema and not args.no_ema else 'raw'} generator): "
@@ -197,6 +365,11 @@ def cmd_sample(args) -> int:
 def cmd_morph(args) -> int:
     from .sampling import load_generator, morph, save_gif, save_grid
 
+    _check_out_file(args.out, "--out")
+    if args.gif:
+        if Path(args.gif).suffix.lower() != ".gif":
+            raise UserError(f"--gif '{args.gif}' must be a .gif file name, e.g. morph.gif")
+        _check_out_file(args.gif, "--gif", image=False)
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     frames = morph(lg.generator, rows=args.rows, steps=args.steps, seed=args.seed, spherical=args.slerp)
     save_grid(frames.flatten(0, 1), args.out, nrow=frames.shape[1])
@@ -225,6 +398,7 @@ def cmd_presets(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .config import RESOLUTIONS
 
     p = argparse.ArgumentParser(prog="facegan", description="Train, sample and evaluate face GANs.")
     p.add_argument("--version", action="version", version=f"facegan {__version__}")
@@ -233,20 +407,29 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a GAN (or --resume one)",
                        description="Train a GAN. Overrides: any config key as key=value after the options.")
     t.add_argument("--data", help="image folder, .zip, CelebA folder, or 'builtin'")
-    t.add_argument("--preset", default="wgangp-celeba64", help="recipe (facegan presets lists them)")
-    t.add_argument("--out", help="run folder to create")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    t.add_argument("--preset", help=f"recipe (facegan presets lists them; default {DEFAULT_PRESET})")
+    t.add_argument("--out", help="run folder to create (with --resume CHECKPOINT.pt: the folder to "
+                   "continue in)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint "
+                   "(or from a checkpoint file); options and overrides given with it change the run "
+                   "from that step on (e.g. train.g_lr=5e-5), except model.* and data.* other than "
+                   "data.path")
     t.add_argument("--steps", type=int, help="total generator steps of the run")
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--resolution", type=int, choices=[16, 32, 64, 128, 256])
+    t.add_argument("--resolution", type=int, choices=RESOLUTIONS,
+                   help=f"image size in pixels: {', '.join(map(str, RESOLUTIONS))}")
     t.add_argument("--max-images", type=int, help="use only the first N images")
     t.add_argument("--partition", choices=["train", "valid", "test", "all"], help="CelebA partition")
     t.add_argument("--crop", choices=["auto", "center", "celeba", "none"])
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     t.add_argument("--seed", type=int)
-    t.add_argument("--eval-every", type=int, help="FID/KID every N steps (needs facegan[metrics])")
+    t.add_argument("--eval-every", type=int, help="FID/KID every N steps (needs facegan[metrics] "
+                   "or --inception)")
     t.add_argument("--eval-n", type=int, help="generated images per evaluation (default 2000)")
+    t.add_argument("--inception", metavar="PATH", help="Inception weights for --eval-every: "
+                   "pytorch-fid's pt_inception-2015-12-05-6726825d.pth or NVIDIA's "
+                   "inception-2015-12-05.pt (default: the facegan[metrics] file)")
     t.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -263,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample images from a run folder or checkpoint")
     s.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
     s.add_argument("--n", type=int, default=64)
-    s.add_argument("--out", help="grid PNG (default samples.png)")
+    s.add_argument("--out", help="grid image, .png or .jpg (default samples.png)")
     s.add_argument("--png-dir", help="also write one PNG per image here")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--nrow", type=int)
@@ -274,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("morph", help="latent interpolation between random faces")
     m.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
-    m.add_argument("--out", default="morph.png")
+    m.add_argument("--out", default="morph.png", help="grid image, .png or .jpg")
     m.add_argument("--gif", help="also write an animated GIF of the first row")
     m.add_argument("--steps", type=int, default=10)
     m.add_argument("--rows", type=int, default=4)
@@ -295,12 +478,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """facegan's own warnings (their text starts 'facegan: ') as one line, like its errors;
+    anyone else's as Python prints them."""
+    text = str(message)
+    if text.startswith("facegan: "):
+        if not text.startswith("facegan: warning: "):
+            text = "facegan: warning: " + text[len("facegan: "):]
+        return text + "\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    warnings.formatwarning = _format_warning
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -309,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facegan: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        warnings.formatwarning = _python_format_warning
 
 
 if __name__ == "__main__":

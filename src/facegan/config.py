@@ -344,11 +344,15 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any]) -> Confi
     return cfg
 
 
+RESOLUTIONS = (16, 32, 64, 128, 256)  # the training sizes (CLI --resolution choices, README)
+
+
 def validate(cfg: Config) -> None:
     """Refuse combinations that cannot train correctly, with a message that says the fix."""
     r = cfg.data.resolution
-    if r < 8 or r & (r - 1):
-        raise UserError(f"resolution {r} is not a power of two >= 8; use 32, 64 or 128")
+    if r not in RESOLUTIONS:
+        raise UserError(f"resolution {r} is not supported; use one of "
+                        f"{', '.join(map(str, RESOLUTIONS))}")
     if cfg.data.crop not in ("auto", "center", "celeba", "none"):
         raise UserError(f"unknown crop '{cfg.data.crop}'; use auto, center, celeba or none")
     if cfg.data.partition not in ("train", "valid", "test", "all"):

@@ -95,13 +95,32 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -
     return Image.fromarray(grid.permute(1, 2, 0).contiguous().numpy())
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The Pillow format for an output file name ('PNG' or 'JPEG'); UserError for other names."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        raise UserError(f"cannot write '{path}': facegan writes .png and .jpg images; "
+                        "name the file e.g. grid.png or grid.jpg")
+    return IMAGE_FORMATS[suffix]
+
+
 def save_png(img: Image.Image, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
+def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
+    """Save atomically as PNG or JPEG (quality 95), chosen by the file name's extension."""
+    fmt = image_format(path)
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **options))
+
+
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
-    """Save uint8 (N, 3, H, W) images as one grid PNG (atomically)."""
-    return save_png(make_grid(images, nrow), path)
+    """Save uint8 (N, 3, H, W) images as one grid image (atomically): PNG, or JPEG for .jpg."""
+    return save_image(make_grid(images, nrow), path)
 
 
 def save_individual(images: torch.Tensor, folder: str | os.PathLike, prefix: str = "sample") -> list[Path]:

@@ -5,12 +5,12 @@
     batch = to_float(ds.images[:64])     # float32 in [-1, 1]
 """
 
-from .dataset import ImageSet, load_dataset
+from .dataset import ImageSet, SkippedFilesWarning, load_dataset
 from .sources import CELEBA_ATTRIBUTES, IMAGE_EXTENSIONS
 from .synthetic import LABEL_NAMES as BUILTIN_ATTRIBUTES
 from .transforms import crop_box, resolve_crop, to_float
 
 __all__ = [
-    "BUILTIN_ATTRIBUTES", "CELEBA_ATTRIBUTES", "IMAGE_EXTENSIONS", "ImageSet", "crop_box",
-    "load_dataset", "resolve_crop", "to_float",
+    "BUILTIN_ATTRIBUTES", "CELEBA_ATTRIBUTES", "IMAGE_EXTENSIONS", "ImageSet", "SkippedFilesWarning",
+    "crop_box", "load_dataset", "resolve_crop", "to_float",
 ]

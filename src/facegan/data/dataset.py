@@ -165,12 +165,20 @@ def _to_imageset(data: Decoded, key: str) -> ImageSet:
                     source=data.source)
 
 
+class SkippedFilesWarning(UserWarning):
+    """Some image files were missing or undecodable and left out (the list: ImageSet.skipped).
+
+    One warning per load, however many files; the CLI replaces it with its own line that names
+    the run's skipped_files.txt.
+    """
+
+
 def _warn_skipped(skipped: list[tuple[str, str]], total: int) -> None:
     if skipped:
         name, reason = skipped[0]
         warnings.warn(f"facegan: skipped {len(skipped)} of {total} image files that are missing "
                       f"or could not be decoded (first: {name}: {reason}); the list is in "
-                      f"ImageSet.skipped", stacklevel=3)
+                      f"ImageSet.skipped", SkippedFilesWarning, stacklevel=3)
 
 
 def _hash_lines(lines) -> str:

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..losses import build_loss
 from ..models import build_networks
 from ..sampling import pick_device
+from .resume import apply_optimizer_settings, check_resume_changes
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 
@@ -95,15 +96,18 @@ def clamp_batch_size(cfg: Config, n_images: int) -> Config:
 
 
 def resume_trainer(run_dir: str | Path, data: ImageSet, cfg: Config | None = None, *, evaluator=None,
-                   progress: bool = True) -> Trainer:
-    """Rebuild a trainer from RUN/checkpoints/latest.pt with every state restored."""
-    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / LATEST)
+                   progress: bool = True, ckpt: dict | None = None) -> Trainer:
+    """Rebuild a trainer from RUN/checkpoints/latest.pt (or the loaded checkpoint ``ckpt``) with
+    every state restored. ``cfg`` may change what ``resume.check_resume_changes`` allows."""
+    ckpt = ckpt or load_checkpoint(Path(run_dir) / "checkpoints" / LATEST)
     cfg = cfg or ckpt["config"]
+    check_resume_changes(ckpt["config"], cfg)
     trainer = build_trainer(cfg, data, run_dir, evaluator=evaluator, progress=progress)
     try:
         trainer.load_state_dict(ckpt)
     except (ValueError, RuntimeError, KeyError) as e:
         raise UserError(f"cannot resume from {ckpt['path']}: {str(e).splitlines()[0][:160]}") from None
+    apply_optimizer_settings(trainer)
     trainer.logger.truncate_after(trainer.step)
     return trainer
 

@@ -1,0 +1,93 @@
+"""Resuming with a changed config: which fields may change mid-run, and applying the changes.
+
+A resumed run may change how it trains (learning rates, loss weights, steps, device, logging)
+but not what the checkpoint's tensors are: the networks' shapes and the data they were trained
+on. The rule is by section, so fields added later are covered without a list to maintain:
+
+* ``model.*``: fixed, every field (present and future): they decide the networks' parameters.
+* ``data.*``: fixed except ``data.path`` (the same images may move to another folder) and
+  ``data.cache_dir`` (where decoded images are cached).
+* ``train.*`` and ``loss.*``: may change, except the few that would make the checkpoint's
+  optimizer or EMA state unusable (:data:`FIXED_TRAIN`, and turning the EMA on or off).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Config
+from ..errors import UserError
+
+FIXED_SECTIONS = ("model",)
+DATA_MAY_CHANGE = ("path", "cache_dir")
+# The optimizer's saved state (Adam moments vs RMSprop averages) only fits the same optimizer.
+FIXED_TRAIN = ("optimizer",)
+
+Change = tuple[str, Any, Any]  # (dotted key, old value, new value)
+
+
+def _flat(cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for section, values in cfg.to_dict().items():
+        if isinstance(values, dict):
+            for name, v in values.items():
+                out[f"{section}.{name}"] = v
+        else:
+            out[section] = values
+    return out
+
+
+def config_changes(old: Config, new: Config) -> list[Change]:
+    """Every field whose value differs between two configs, in config order."""
+    a, b = _flat(old), _flat(new)
+    return [(k, a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+
+
+def _why_fixed(key: str, old: Any, new: Any) -> str | None:
+    section, _, name = key.partition(".")
+    if section in FIXED_SECTIONS or key == "data.resolution":
+        return "it shapes the networks"
+    if section == "data" and name not in DATA_MAY_CHANGE:
+        return "it changes the training images"
+    if section == "train" and name in FIXED_TRAIN:
+        return "the saved optimizer state belongs to the old one"
+    if key == "train.ema_decay" and (old == 0) != (new == 0):
+        return "the EMA generator cannot be turned on or off mid-run"
+    if section == "preset":
+        return "a run keeps its preset"
+    return None
+
+
+def check_resume_changes(old: Config, new: Config) -> list[Change]:
+    """The changes from ``old`` (the checkpoint's config) to ``new``; UserError naming each
+    field that cannot change in a resumed run."""
+    changes = config_changes(old, new)
+    refused = []
+    for key, a, b in changes:
+        why = _why_fixed(key, a, b)
+        if why is not None:
+            refused.append(f"{key} ({a} -> {b}: {why})")
+    if refused:
+        raise UserError(f"cannot change {'; '.join(refused)} when resuming; drop "
+                        f"{'that override' if len(refused) == 1 else 'those overrides'}, or start a "
+                        "new run with --out NEW_RUN_DIR")
+    return changes
+
+
+def describe_changes(changes: list[Change]) -> str:
+    """'train.g_lr 0.0001 -> 5e-05, train.steps 20 -> 40'."""
+    return ", ".join(f"{k} {a} -> {b}" for k, a, b in changes)
+
+
+def apply_optimizer_settings(trainer) -> None:
+    """Put the config's learning rates and betas into the optimizers.
+
+    Loading an optimizer's state dict also restores its old hyperparameters, so without this a
+    resumed run with ``train.g_lr=5e-5`` would go on at the old rate.
+    """
+    t = trainer.cfg.train
+    for opt, lr in ((trainer.opt_g, t.g_lr), (trainer.opt_d, t.d_lr)):
+        for group in opt.param_groups:
+            group["lr"] = lr
+            if "betas" in group:
+                group["betas"] = (t.beta1, t.beta2)
