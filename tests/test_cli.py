@@ -120,6 +120,22 @@ def test_presets_listing():
     assert json.loads(r.stdout)["model"]["latent_dim"] == 200
 
 
+def test_time_budget_then_resume_trains_on(tmp_path, images):
+    run = tmp_path / "run"
+    r = facegan("train", "--data", images, "--preset", "demo", "--out", run, "--steps", 10 ** 6,
+                "--no-progress", *TINY, "train.time_budget=0.5", "train.checkpoint_every=1000")
+    assert r.returncode == 0, r.stderr
+    step = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert 0 < step < 10 ** 6
+    assert "time budget of 0.5 s reached" in (run / "train.log").read_text()
+    # The budget is spent: resuming to more steps trains on without it, and says so.
+    r = facegan("train", "--resume", run, "--steps", step + 2, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "time budget (0.5 s) is spent" in r.stderr
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == step + 2
+    assert json.loads((run / "config.json").read_text())["train"]["time_budget"] == 0
+
+
 def test_demo_runs_tiny(tmp_path):
     out = tmp_path / "demo"
     r = facegan("demo", "--out", out, "--steps", 2, "--no-progress")

@@ -219,6 +219,14 @@ def cmd_resume(args) -> int:
                         "--preset, or start a new run with --out NEW_RUN_DIR")
     step = int(ckpt.get("step", 0))
     cfg = _apply_args(old, args)
+    given = [o.split("=", 1)[0].strip() for o in [*args.overrides, *(args.set or [])]]
+    spent = float(ckpt.get("elapsed", 0.0))
+    if (cfg.train.time_budget and spent >= cfg.train.time_budget
+            and not {"train.time_budget", "time_budget"} & set(given)):
+        # The budget ended the earlier run (the demo's, say); resuming means training on.
+        print(f"facegan: the run's time budget ({cfg.train.time_budget:g} s) is spent; training on "
+              "without one (set train.time_budget=SECONDS for a new budget)", file=sys.stderr)
+        cfg = _replace_train(cfg, time_budget=0.0)
     changes = check_resume_changes(old, cfg)
     validate(cfg)
     if cfg.train.steps <= step:
@@ -227,7 +235,6 @@ def cmd_resume(args) -> int:
         raise UserError(f"the run in {run_dir} is already at step {step}, {told}; nothing was "
                         f"changed; to train further pass --steps N with N above {step} (the run's "
                         "total number of steps)")
-    given = [o.split("=", 1)[0].strip() for o in [*args.overrides, *(args.set or [])]]
     if args.data is None and not {"data.path", "path"} & set(given):
         _check_data_path(cfg.data.path, stored=old.data.path)
     _check_evaluation(cfg, args.inception)
@@ -250,6 +257,12 @@ def cmd_resume(args) -> int:
         print(f"facegan: changed from step {trainer.step}: {describe_changes(changes)}", file=sys.stderr)
     print(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
     return _run(trainer, cfg.train.steps, run_dir)
+
+
+def _replace_train(cfg, **fields):
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **fields))
 
 
 def _remove_if_empty(folder: Path, created: bool) -> None:
@@ -309,6 +322,8 @@ def cmd_demo(args) -> int:
         raise UserError(f"'{out}' exists and is not empty; pass --out NEW_FOLDER")
     cfg = get_preset("demo")
     changes = {k: v for k, v in {"train.steps": args.steps, "train.device": args.device}.items() if v is not None}
+    if args.steps is not None:
+        changes["train.time_budget"] = 0.0  # asked for a number of steps: no time limit
     cfg = apply_overrides(cfg, changes)
     validate(cfg)
     created = _make_out_dir(out, "--out")
@@ -321,7 +336,9 @@ def cmd_demo(args) -> int:
         _remove_if_empty(out, created)
         raise
     trainer.save()
-    print(f"facegan demo: training {cfg.train.steps} WGAN-GP steps on {len(data)} faces at "
+    budget = (f" or {cfg.train.time_budget / 60:g} minutes, whichever comes first"
+              if cfg.train.time_budget else "")
+    print(f"facegan demo: training {cfg.train.steps} WGAN-GP steps{budget}, on {len(data)} faces at "
           f"{cfg.data.resolution}px ({trainer.device}, bf16 {trainer.use_bf16})...", file=sys.stderr)
     code = _run(trainer, cfg.train.steps, out)
     if code:
