@@ -109,7 +109,7 @@ class Progress:
         self.done = 0
         self.t0 = time.perf_counter()
         self._last_t = self.t0
-        self._next_frac = 0.1
+        self._next_tenth = 1  # the next 10% step to report (integers: no float drift)
         self._bar = None
         if log is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -126,10 +126,9 @@ class Progress:
             self._bar.update(n)
             return
         now = time.perf_counter()
-        frac = self.done / max(self.total, 1)
-        if frac >= self._next_frac or now - self._last_t >= self.every_s:
-            while self._next_frac <= frac:
-                self._next_frac += 0.1
+        tenths = 10 * self.done // max(self.total, 1)
+        if tenths >= self._next_tenth or self.done >= self.total or now - self._last_t >= self.every_s:
+            self._next_tenth = tenths + 1
             self._last_t = now
             self._line(now)
 
