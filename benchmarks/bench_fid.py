@@ -1,5 +1,7 @@
 """FID speed and reference figures on this machine.
 
+    python benchmarks/bench_fid.py engines               # TorchScript vs eager: img/s (interleaved) and FID change
+    python benchmarks/bench_fid.py sweep                 # eager img/s by batch size and torch threads
     python benchmarks/bench_fid.py throughput            # images/s: resize, fp32, channels_last, bf16
     python benchmarks/bench_fid.py halves --crop center  # FID/KID of CelebA images 1-5000 vs 5001-10000
     python benchmarks/bench_fid.py bf16                  # FID change that bf16 autocast causes (celeba halves)
@@ -73,6 +75,104 @@ def throughput(args) -> None:
     extract_features(net, imgs.repeat(2, 1, 1, 1), batch_size=args.batch)
     dt = time.perf_counter() - t
     print(f"end to end (uint8 {args.resolution}px -> features, fp32, pipelined): {2 * args.batch / dt:.2f} img/s")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def _real_299(args, n: int) -> torch.Tensor:
+    """The first n images of the data (training preprocessing), resized as the protocol does:
+    float (n, 3, 299, 299) in [0, 255]."""
+    from facegan.data import load_dataset
+    from facegan.metrics.resize import resize_clean
+
+    data = load_dataset(_data_cfg(args), progress=False)
+    if len(data) < n:
+        sys.exit(f"need {n} images, {args.data} gives {len(data)}")
+    imgs = data.images[:n]
+    return torch.from_numpy(np.stack([resize_clean(im.permute(1, 2, 0).numpy()) for im in imgs]))
+
+
+def engines(args) -> None:
+    """The reference TorchScript file and the eager module, same weights, same inputs.
+
+    Speed: the same batch of real 299 x 299 inputs through each engine in turn (interleaved, so
+    load from other processes hits both alike), --repeats times after warm-up; medians.
+    FID: features of 2 x --n-fid real images with each engine; FID of the two halves.
+    """
+    from facegan.metrics.fid import fid_from_features, frechet_distance, gaussian_fit
+    from facegan.metrics.inception import load_inception
+
+    print(f"{_cpu_name()}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"batch {args.batch}")
+    nets = {"torchscript": load_inception(device="cpu", engine="reference"),
+            "eager": load_inception(device="cpu", engine="eager")}
+    x = _real_299(args, max(args.batch, 2 * args.n_fid))
+    xb = x[:args.batch]
+    for net in nets.values():
+        for _ in range(3):  # TorchScript's profiling executor specialises over the first calls
+            net(xb)
+    times: dict[str, list[float]] = {k: [] for k in nets}
+    for _ in range(args.repeats):
+        for name, net in nets.items():
+            t = time.perf_counter()
+            net(xb)
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k in nets:
+        ips = [args.batch / t for t in times[k]]
+        print(f"  {k:12s} {args.batch / med[k]:7.2f} img/s (median of {args.repeats}; "
+              f"min {min(ips):.2f}, max {max(ips):.2f})")
+    print(f"  speed-up eager / torchscript: {med['torchscript'] / med['eager']:.2f}x")
+
+    n = args.n_fid
+    feats = {}
+    for name, net in nets.items():
+        t = time.perf_counter()
+        feats[name] = torch.cat([net(x[i:i + args.batch]) for i in range(0, 2 * n, args.batch)]).numpy()
+        print(f"  features of {2 * n} real images, {name}: {time.perf_counter() - t:.1f} s", flush=True)
+    diff = np.abs(feats["eager"] - feats["torchscript"])
+    print(f"  features: max |eager - torchscript| {diff.max():.2e}, mean {diff.mean():.2e} "
+          f"(feature mean {np.abs(feats['torchscript']).mean():.3f})")
+    fids = {}
+    for name, f in feats.items():
+        a, b = f[:n], f[n:2 * n]
+        fids[name] = (fid_from_features(a, b) if n < a.shape[1]
+                      else frechet_distance(*gaussian_fit(a), *gaussian_fit(b)))
+    rel = (fids["eager"] - fids["torchscript"]) / fids["torchscript"]
+    print(f"  FID real {n} vs {n} ({args.data}, {args.resolution}px, crop {args.crop}): "
+          f"torchscript {fids['torchscript']:.5f}, eager {fids['eager']:.5f}, change {100 * rel:+.5f}%")
+
+
+def sweep(args) -> None:
+    """Eager img/s by batch size and number of torch threads (real 299 x 299 inputs)."""
+    from facegan.metrics.inception import load_inception
+
+    print(f"{_cpu_name()}; torch {torch.__version__}, default threads {torch.get_num_threads()}")
+    net = load_inception(device="cpu", engine="eager")
+    batches = [int(b) for b in args.batches.split(",")]
+    x = _real_299(args, max(batches))
+    default_threads = torch.get_num_threads()
+    for threads in sorted({1, default_threads}):
+        torch.set_num_threads(threads)
+        for bs in batches:
+            xb = x[:bs]
+            net(xb)
+            ts = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                net(xb)
+                ts.append(time.perf_counter() - t)
+            print(f"  threads {threads} batch {bs:3d}: {bs / statistics.median(ts):7.2f} img/s "
+                  f"(median of {args.repeats})", flush=True)
+    torch.set_num_threads(default_threads)
 
 
 def _halves(args, precision: str):
@@ -149,7 +249,7 @@ def fid10k(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("throughput", "halves", "bf16", "fid10k"))
+    p.add_argument("mode", choices=("engines", "sweep", "throughput", "halves", "bf16", "fid10k"))
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--crop", default="center", choices=("center", "celeba", "none", "auto"))
@@ -157,8 +257,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--n-fid", type=int, default=1000, help="engines: FID of N vs N real images")
+    p.add_argument("--batches", default="8,16,32,64", help="sweep: batch sizes")
     args = p.parse_args()
-    {"throughput": throughput, "halves": halves, "bf16": bf16, "fid10k": fid10k}[args.mode](args)
+    {"engines": engines, "sweep": sweep, "throughput": throughput, "halves": halves, "bf16": bf16,
+     "fid10k": fid10k}[args.mode](args)
 
 
 if __name__ == "__main__":

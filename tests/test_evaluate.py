@@ -273,6 +273,11 @@ def test_evaluate_command_with_real_inception(run_dir):
         pytest.skip('needs pip install "facegan[metrics]"')
     r = _cli("evaluate", str(run_dir), "--data", "builtin", "--n", "16", "--device", "cpu")
     assert r.returncode == 0, r.stderr
+    # stderr is a pipe here, as in a log: the one-time notice, progress lines, one warning.
+    assert "computing real-image statistics once: Inception features of 48 images" in r.stderr
+    assert "real-image features: 48/48 images" in r.stderr
+    assert "generated-image features: 16/16 images" in r.stderr
+    assert sum(ln.startswith("warning: FID on 16 generated") for ln in r.stderr.splitlines()) == 1
     rec = json.loads(r.stdout.strip().splitlines()[-1])
     assert rec["kind"] == "eval" and rec["network"] == "fidhelper-default1" and rec["fid"] > 0
     assert rec["protocol"] == PROTOCOL
@@ -280,3 +285,91 @@ def test_evaluate_command_with_real_inception(run_dir):
     assert logged[-1] == rec
     r = _cli("evaluate", str(run_dir), "--data", "builtin", "--n", "16", "--metrics", "fid,is")
     assert r.returncode == 2 and "Inception Score needs" in r.stderr
+
+
+# ---- progress, notices and warnings ---------------------------------------------------------
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+
+    from facegan.metrics.features import Progress, format_duration
+
+    out = io.StringIO()  # not a terminal
+    p = Progress(100, "real-image features", stream=out)
+    for _ in range(10):
+        p.update(10)
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10  # one line at every 10%
+    assert lines[2].startswith("real-image features: 30/100 images, ") and " img/s, eta " in lines[2]
+    assert lines[-1].startswith("real-image features: 100/100 images") and "done in" in lines[-1]
+    quiet = io.StringIO()
+    p = Progress(1000, "x", stream=quiet, every_s=1e9)
+    p.update(5)
+    assert quiet.getvalue() == ""  # under 10% and before the time limit: nothing yet
+    assert (format_duration(45), format_duration(170), format_duration(3720)) == ("45s", "2m50s", "1h02m")
+
+
+def test_first_evaluate_announces_real_statistics_and_logs_progress(fake_net, run_dir, capsys):
+    args = _parse(["evaluate", str(run_dir), "--data", "builtin", "--n", "20", "--batch-size", "16"])
+    assert args.func(args) == 0
+    err = capsys.readouterr().err  # captured: not a terminal, so progress comes as lines
+    assert "computing real-image statistics once: Inception features of 48 images" in err
+    assert "real-image features: 48/48 images" in err and "done in" in err
+    assert "generated-image features: 20/20 images" in err
+    warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "FID on 20 generated and 48 real images is unreliable" in warnings[0]
+    args.func(args)
+    err = capsys.readouterr().err
+    assert "computing real-image statistics" not in err  # the cache answers the second time
+    assert "generated-image features: 20/20 images" in err
+
+
+def test_no_small_sample_warning_for_kid_only(fake_net, run_dir, capsys):
+    args = _parse(["evaluate", str(run_dir), "--data", "builtin", "--n", "20", "--metrics", "kid"])
+    assert args.func(args) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_fid_prints_zero_not_minus_zero(fake_net, tmp_path, capsys, monkeypatch):
+    a = tmp_path / "a"
+    _write_images(a, 60, seed=1)
+    monkeypatch.setattr(ev, "fid_of_stats", lambda sa, sb: -2e-9)  # float error on identical sets
+    args = _parse(["fid", str(a), str(a)])
+    assert args.func(args) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "FID  0.0000"
+    assert "warning" not in err  # 60 images a side: no small-sample warning
+    args = _parse(["fid", str(a), str(a), "--json"])
+    args.func(args)
+    assert json.loads(capsys.readouterr().out)["fid"] == 0.0
+
+
+def test_fid_on_few_images_warns_once(fake_net, tmp_path, capsys):
+    _write_images(tmp_path / "a", 12, seed=1)
+    _write_images(tmp_path / "b", 10, seed=2)
+    args = _parse(["fid", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert args.func(args) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(err) == 1 and "FID on 12 and 10 images is unreliable" in err[0] and "10,000" in err[0]
+
+
+def test_nearest_pixels_only_on_grey_noise_is_inconclusive_through_the_cli(run_dir, tmp_path):
+    # A fresh generator makes grey noise: near every face in pixels, a copy of none.
+    r = _cli("nearest", str(run_dir), "--data", "builtin", "--n", "8", "--no-inception",
+             "--out", str(tmp_path / "n.png"))
+    assert r.returncode == 0, r.stderr
+    verdict = r.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("INCONCLUSIVE"), r.stdout
+    assert "CLOSER" not in r.stdout and "MEMORISATION" not in r.stdout
+
+
+def test_nearest_pixels_only_on_new_real_faces_says_no_memorisation(run_dir, monkeypatch, tmp_path):
+    from facegan.data import load_dataset
+
+    data = load_dataset(_tiny_cfg().data, progress=False)
+    # Samples that are real faces outside the reference set: the pixel check must count them.
+    monkeypatch.setattr(ev, "generate_uint8", lambda g, n, seed, batch_size=256: data.images[-n:].clone())
+    res = nearest_mod.nearest_check(run_dir, "builtin", n=8, out=tmp_path / "n.png", holdout=8,
+                                    use_inception=False, progress=False)
+    assert res["pixel_conclusive"] and res["verdict"].startswith("NO SIGN OF MEMORISATION"), res

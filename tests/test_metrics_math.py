@@ -196,3 +196,79 @@ def test_stats_cache_path_is_under_cache_and_safe(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path))
     p = stats_cache_path("ab/c d", "net:1")
     assert p.parent == tmp_path / "stats" and "/" not in p.name and ":" not in p.name
+
+
+# ---- display and reliability helpers --------------------------------------------------------
+
+def test_fid_tiny_negatives_are_zero_real_problems_are_not_hidden():
+    from facegan.metrics.evaluate import clamp_fid
+
+    assert clamp_fid(-3e-9) == 0.0 and str(clamp_fid(-3e-9)) == "0.0"
+    assert f"{clamp_fid(-0.0):.4f}" == "0.0000"  # not '-0.0000'
+    assert clamp_fid(12.5) == 12.5
+    assert clamp_fid(-0.5) == -0.5  # a clearly negative FID is a bug, shown as it is
+
+
+def test_small_sample_warning_names_counts_and_recommendation():
+    from facegan.metrics.evaluate import small_sample_warning
+
+    assert small_sample_warning([(50, "generated"), (10000, "real")]) is None
+    assert small_sample_warning([(0, ""), (5000, "")]) is None  # 0: unknown (mu/sigma-only file)
+    msg = small_sample_warning([(16, "generated"), (48, "real")])
+    assert msg.startswith("FID on 16 generated and 48 real images is unreliable")
+    assert "10,000" in msg and "\n" not in msg
+
+
+# ---- the eager Inception module, without the weights file -----------------------------------
+
+def test_batch_norm_folding_equals_conv_then_batch_norm():
+    import torch.nn.functional as F
+
+    from facegan.metrics.tf_inception import fold_bn
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(6, 4, 3, 3, generator=g)
+    gamma, beta = torch.rand(6, generator=g) + 0.5, torch.randn(6, generator=g)
+    mean, var = torch.randn(6, generator=g), torch.rand(6, generator=g) + 0.1
+    x = torch.randn(2, 4, 9, 9, generator=g)
+    ref = F.batch_norm(F.conv2d(x, w, padding=1), mean, var, gamma, beta, False, 0.1, 1e-3)
+    fw, fb = fold_bn(w, beta, mean, var, gamma=gamma)
+    torch.testing.assert_close(F.conv2d(x, fw, fb, padding=1), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_eager_module_is_the_pytorch_fid_graph(channels_last):
+    """Random weights and batch-norm statistics: the folded eager module (stacked 1x1
+    convolutions, TF pools) gives the features of pytorch-fid's torchvision layout."""
+    from facegan.metrics.inception import _PytorchFIDFeatures, build_pytorch_fid_inception
+    from facegan.metrics.tf_inception import FIDInceptionV3, convs_from_pytorch_fid
+
+    torch.manual_seed(0)
+    net = build_pytorch_fid_inception()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eps = 1e-3
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+    ref = _PytorchFIDFeatures(net).eval()
+    eager = FIDInceptionV3(convs_from_pytorch_fid(net))
+    x = torch.rand(1, 3, 299, 299) * 2 - 1
+    if channels_last:
+        eager = eager.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        a, b = ref(x), eager(x)
+    assert a.shape == b.shape == (1, 2048)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+def test_eager_module_refuses_a_wrong_layout():
+    from facegan.metrics.tf_inception import FIDInceptionV3, convs_from_torchscript_state_dict
+
+    with pytest.raises(ValueError, match="94 convolutions"):
+        FIDInceptionV3([(torch.zeros(1, 1, 1, 1), torch.zeros(1))] * 3)
+    with pytest.raises(ValueError, match="not the FID Inception layout"):
+        convs_from_torchscript_state_dict({"conv.weight": torch.zeros(1, 1, 1, 1)})

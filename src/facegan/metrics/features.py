@@ -9,6 +9,8 @@ files of a folder, read one batch at a time so a large folder never sits in memo
 from __future__ import annotations
 
 import os
+import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,6 +80,74 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def format_duration(seconds: float) -> str:
+    """45s, 2m50s, 1h02m."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+class Progress:
+    """Progress of a count: a tqdm bar on a terminal, else one line on ``stream`` (stderr) at
+    every 10% and at least every ``every_s`` seconds, so logs show it too::
+
+        real-image features: 3000/10000 images, 41.2 img/s, eta 2m50s
+
+    ``log=None`` picks by ``stream.isatty()``.
+    """
+
+    def __init__(self, total: int, desc: str = "features", unit: str = "images", *,
+                 stream=None, log: bool | None = None, every_s: float = 30.0):
+        self.total = int(total)
+        self.desc = desc
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.every_s = every_s
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self._last_t = self.t0
+        self._next_tenth = 1  # the next 10% step to report (integers: no float drift)
+        self._bar = None
+        if log is None:
+            isatty = getattr(self.stream, "isatty", None)
+            log = not (callable(isatty) and isatty())
+        self.log = log
+        if not log and self.total:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, desc=desc, unit="img", leave=False, file=self.stream)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.perf_counter()
+        tenths = 10 * self.done // max(self.total, 1)
+        if tenths >= self._next_tenth or self.done >= self.total or now - self._last_t >= self.every_s:
+            self._next_tenth = tenths + 1
+            self._last_t = now
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        dt = max(now - self.t0, 1e-9)
+        rate = self.done / dt
+        if self.done >= self.total:
+            tail = f"done in {format_duration(dt)}"
+        else:
+            tail = f"eta {format_duration((self.total - self.done) / max(rate, 1e-9))}"
+        print(f"{self.desc}: {self.done}/{self.total} {self.unit}, {rate:.1f} img/s, {tail}",
+              file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 def _as_source(images) -> ImageSource:
     if isinstance(images, (torch.Tensor, np.ndarray)):
         return TensorImages(images)
@@ -92,6 +162,9 @@ def extract_features(net, images, *, batch_size: int = 64, probs: bool = False,
                      progress: bool = False, desc: str = "features", workers: int | None = None):
     """Features of every image.
 
+    progress: a tqdm bar when stderr is a terminal, else a one-line report on stderr at every
+        10% and at least every 30 s (see :class:`Progress`).
+
     net: an :class:`~facegan.metrics.inception.InceptionNet` (or any callable with the same
         contract: float (B, 3, 299, 299) in [0, 255] -> float (B, 2048), and with
         ``probs=True`` -> (features, probs)).
@@ -105,11 +178,7 @@ def extract_features(net, images, *, batch_size: int = 64, probs: bool = False,
     batches = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     feats_out: list[torch.Tensor] = []
     probs_out: list[torch.Tensor] = []
-    bar = None
-    if progress and n:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, desc=desc, unit="img", leave=False)
+    bar = Progress(n, desc) if progress and n else None
 
     def _prep(i: int) -> np.ndarray:
         return resize_clean(src[i])

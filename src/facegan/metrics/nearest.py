@@ -12,6 +12,7 @@ Held-out images: the CelebA valid (else test) partition when the data has one, e
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,6 +26,13 @@ NEAR_COPY_L1 = 0.02  # mean |difference| under ~5/255 per pixel: a near-copy at 
 # Ratios of median nearest distance, generated / held-out, taken in the space where it is largest.
 CLOSER_RATIO = 0.9  # below: samples sit closer to the training set than new real faces do
 MEMORISED_RATIO = 0.5  # below: much closer -- likely copies
+# Pixel distances mean something only for images that sit among the data the way real faces
+# do. A flat or noisy grey image is near *every* face (the centre of pixel space), so its
+# nearest distance is small without any copying. The pixel comparison counts only when the
+# generated images' typical distance to the training set (median over a fixed sample of it)
+# is distributed like the held-out real images' (two-sample Kolmogorov-Smirnov p >= this).
+RESEMBLANCE_ALPHA = 0.01
+TYPICAL_SAMPLE = 1024  # reference images the typical distance is measured against
 
 
 def nearest(query: torch.Tensor, ref: torch.Tensor, k: int = 3, metric: str = "l1",
@@ -58,6 +66,24 @@ def nearest(query: torch.Tensor, ref: torch.Tensor, k: int = 3, metric: str = "l
         best_d, order = all_d.topk(k, dim=1, largest=False, sorted=True)
         best_i = all_i.gather(1, order)
     return best_d, best_i
+
+
+def typical_distance(query: torch.Tensor, ref: torch.Tensor, sample: int = TYPICAL_SAMPLE,
+                     seed: int = 0) -> torch.Tensor:
+    """Median mean-absolute pixel distance (0..1) of each query image (uint8 (Q, ...)) to a
+    fixed random sample of up to ``sample`` reference images (uint8 (N, ...)): float (Q,)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(ref.shape[0], generator=g)[:sample]
+    q = query.reshape(query.shape[0], -1).float() / 255.0
+    r = ref[idx].reshape(len(idx), -1).float() / 255.0
+    return (torch.cdist(q, r, p=1.0) / q.shape[1]).median(dim=1).values
+
+
+def resemblance_p(gen_typical: torch.Tensor, held_typical: torch.Tensor) -> float:
+    """Two-sample KS p-value: do generated and held-out images sit alike among the data?"""
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(gen_typical.double().numpy(), held_typical.double().numpy()).pvalue)
 
 
 def _summary(d: torch.Tensor) -> dict:
@@ -145,7 +171,7 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
     loaded = load_generator(checkpoint, device=dev, ema=True)
     net = load_inception(inception, device=dev) if use_inception else None
     dcfg = replace(loaded.config.data, path=str(data), hflip=False)
-    data_set = load_dataset(dcfg, progress=progress)
+    data_set = load_dataset(dcfg, progress=progress and sys.stderr.isatty())
     held = _held_out(data_set, dcfg, holdout)
     ref_rows = held.reference
     ref_images = data_set.images[ref_rows]
@@ -156,10 +182,15 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
 
     pix_d, pix_i = nearest(gen, ref_images, k=k, metric="l1")  # uint8 in, [0, 1] distances
     held_pix_d, _ = nearest(held.images, ref_images, k=1, metric="l1")
+    gen_typ = typical_distance(gen, ref_images, seed=seed)
+    held_typ = typical_distance(held.images, ref_images, seed=seed)
     result: dict = {
         "n": n, "n_heldout": int(held.images.shape[0]), "heldout": held.source,
         "n_reference": int(ref_rows.numel()), "step": loaded.step, "checkpoint": str(loaded.checkpoint),
-        "pixel_l1": {"generated": _summary(pix_d[:, 0]), "heldout": _summary(held_pix_d[:, 0])},
+        "pixel_l1": {"generated": _summary(pix_d[:, 0]), "heldout": _summary(held_pix_d[:, 0]),
+                     "typical_generated": float(gen_typ.median()),
+                     "typical_heldout": float(held_typ.median()),
+                     "resemblance_p": resemblance_p(gen_typ, held_typ)},
     }
     groups = [[ref_images[pix_i[i]]] for i in range(n)]
 
@@ -189,19 +220,34 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
                                   / max(result["inception_l2"]["heldout"]["median"], 1e-12))
     result["median_ratio"] = ratios
     result["near_copies"] = near_copies
+    pix = result["pixel_l1"]
+    pixel_conclusive = pix["resemblance_p"] >= RESEMBLANCE_ALPHA
+    result["pixel_conclusive"] = pixel_conclusive
     # Copies are near in every space; a blurry average face is near in pixels only, so the
-    # verdict takes the largest ratio (the space where samples look least like copies).
-    worst = max(ratios.values())
-    if near_copies or worst < MEMORISED_RATIO:
+    # verdict takes the largest ratio (the space where samples look least like copies), over
+    # the spaces whose distances can be compared with held-out real images.
+    usable = {k: v for k, v in ratios.items() if k != "pixel_l1" or pixel_conclusive}
+    worst = max(usable.values()) if usable else float("nan")
+    if near_copies:
         verdict = (f"MEMORISATION SUSPECTED: {near_copies} of {n} samples are near-copies of training "
                    f"images (pixel L1 < {NEAR_COPY_L1}); nearest-distance median ratio "
-                   f"generated/held-out = {worst:.2f}")
+                   f"generated/held-out = {ratios['pixel_l1']:.2f} (pixels)")
+    elif not usable:
+        verdict = (f"INCONCLUSIVE: the samples do not sit among the training images the way real "
+                   f"faces do (median pixel distance to training images {pix['typical_generated']:.3f}, "
+                   f"held-out real images {pix['typical_heldout']:.3f}; KS p = {pix['resemblance_p']:.2g}), "
+                   "so nearness in pixels says nothing about copying; rerun without --no-inception")
+    elif worst < MEMORISED_RATIO:
+        verdict = (f"MEMORISATION SUSPECTED: nearest-distance median ratio generated/held-out = "
+                   f"{worst:.2f}")
     elif worst < CLOSER_RATIO:
         verdict = (f"CLOSER THAN NEW FACES: samples sit nearer the training set than held-out real "
                    f"images do (median ratio {worst:.2f}); look at {out}")
     else:
         verdict = (f"NO SIGN OF MEMORISATION: samples are no closer to the training set than held-out "
                    f"real images are (median ratio {worst:.2f})")
+    if usable and not pixel_conclusive:
+        verdict += "; pixel distances left out (samples unlike the data in pixel space)"
     result["verdict"] = verdict
     canvas = _tile_rows(gen, groups)
     result["png"] = str(save_png(out, canvas))

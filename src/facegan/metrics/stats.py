@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +140,7 @@ def real_stats(images, net, *, cache_dir: str | os.PathLike = "", batch_size: in
 
     images: an ImageSet (``.images`` uint8 (N, 3, R, R), ``.fingerprint``); net: an
     :class:`~facegan.metrics.inception.InceptionNet`. A cache hit runs no network at all.
+    progress: on a cache miss, say so on stderr (once) and report the features' progress.
     """
     from .features import extract_features
 
@@ -151,6 +153,10 @@ def real_stats(images, net, *, cache_dir: str | os.PathLike = "", batch_size: in
                 return st
         except UserError:
             pass  # a damaged cache file is recomputed and replaced
+    if progress:
+        where = f"; cached in {path} for later evaluations" if path is not None else ""
+        print(f"computing real-image statistics once: Inception features of {len(images.images)} "
+              f"images{where}", file=sys.stderr, flush=True)
     feats = extract_features(net, images.images, batch_size=batch_size, progress=progress,
                              desc="real-image features")
     st = FeatureStats.from_features(feats, network_id=net.network_id, fingerprint=fp)
