@@ -170,5 +170,6 @@ class ACHead(nn.Module):
         return self.fc(h)
 
 
-__all__ = ["G_CONDS", "D_CONDS", "check_cond", "check_labels", "LabelEmbedding", "ConditionalBatchNorm2d",
-           "norm_forward", "sequential_forward", "concat_label_maps", "ProjectionHead", "ACHead"]
+__all__ = ["G_CONDS", "D_CONDS", "check_cond", "check_labels", "LabelEmbedding",
+           "ConditionalBatchNorm2d", "norm_forward", "sequential_forward", "concat_label_maps",
+           "ProjectionHead", "ACHead"]

@@ -156,8 +156,10 @@ class DCGANCritic(nn.Module):
         dcgan_init(self)
         if use_sn:
             _add_spectral_norm(self)
-        self.proj = ProjectionHead(c_prev, label_dim, use_sn) if self.cond == "projection" else None
-        self.ac = ACHead(c_prev, label_dim, use_sn) if self.cond == "ac" else None
+        features = c_prev
+        self.proj = (ProjectionHead(features, label_dim, use_sn) if self.cond == "projection"
+                     else None)
+        self.ac = ACHead(features, label_dim, use_sn) if self.cond == "ac" else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
         n = x.shape[0]

@@ -116,8 +116,10 @@ class ResNetCritic(nn.Module):
             for i, (c_in, c_out) in enumerate(zip(ins, widths))
         ])
         self.fc = linear(widths[-1], 1, use_sn=use_sn, gain=1.0)
-        self.proj = ProjectionHead(widths[-1], label_dim, use_sn) if self.cond == "projection" else None
-        self.ac = ACHead(widths[-1], label_dim, use_sn) if self.cond == "ac" else None
+        features = widths[-1]
+        self.proj = (ProjectionHead(features, label_dim, use_sn) if self.cond == "projection"
+                     else None)
+        self.ac = ACHead(features, label_dim, use_sn) if self.cond == "ac" else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
         n = x.shape[0]
