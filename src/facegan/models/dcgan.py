@@ -49,7 +49,7 @@ def _add_spectral_norm(module: nn.Module) -> None:
 class DCGANGenerator(nn.Module):
     """Latent vector to image.
 
-    forward(z): z float (N, latent_dim) -> images float (N, 3, R, R) in [-1, 1] (tanh).
+    forward(z, c=None): z float (N, latent_dim) -> images float (N, 3, R, R) in [-1, 1] (tanh).
     Layout: 4x4 transposed conv from the latent, then stride-2 4x4 transposed convs with
     norm + ReLU, each doubling the size, and a last transposed conv to 3 channels.
 
@@ -113,7 +113,7 @@ class DCGANGenerator(nn.Module):
 class DCGANCritic(nn.Module):
     """Image to one unbounded score per image (a logit for BCE, a critic value for WGAN).
 
-    forward(x): x float (N, 3, R, R) in [-1, 1] -> scores float (N,).
+    forward(x, c=None): x float (N, 3, R, R) in [-1, 1] -> scores float (N,) (unconditional).
     Layout: stride-2 4x4 convs with LeakyReLU 0.2 (no norm on the first, as in DCGAN), halving
     the size down to 4x4, then a 4x4 conv to one score.
 

@@ -25,7 +25,7 @@ def _check_resolution(resolution: int) -> None:
 class ResNetGenerator(nn.Module):
     """Latent vector to image.
 
-    forward(z): z float (N, latent_dim) -> images float (N, channels, R, R) in [-1, 1] (tanh).
+    forward(z, c=None): z float (N, latent_dim) -> images float (N, channels, R, R) in [-1, 1] (tanh).
     Layout (64 px, width 64): Linear z -> 4x4x512 seed, norm, ReLU; then per stage an
     :class:`.blocks.UpBlock` (2x nearest, 3x3 conv, norm, ReLU) and a :class:`.blocks.ResBlock`:
     8x8x256, 16x16x128, 32x32x64, 64x64x64; then a 3x3 conv to ``channels`` and tanh.
@@ -83,7 +83,7 @@ class ResNetGenerator(nn.Module):
 class ResNetCritic(nn.Module):
     """Image to one unbounded score per image (a logit for BCE, a critic value for WGAN).
 
-    forward(x): x float (N, channels, R, R) -> scores float (N,).
+    forward(x, c=None): x float (N, channels, R, R) -> scores float (N,) (unconditional).
     Layout (64 px, width 64): :class:`.blocks.DownBlock` s 64 -> 32x32x64 (the optimised
     first block, no norm before its first conv) -> 16x16x128 -> 8x8x256 -> 4x4x512, then
     LeakyReLU 0.2, a sum over the 4x4 positions (as SNGAN) and a Linear to one score.
