@@ -25,7 +25,8 @@ def _check_resolution(resolution: int) -> None:
 class ResNetGenerator(nn.Module):
     """Latent vector to image.
 
-    forward(z, c=None): z float (N, latent_dim) -> images float (N, channels, R, R) in [-1, 1] (tanh).
+    forward(z, c=None): z float (N, latent_dim) -> images float (N, channels, R, R) in [-1, 1]
+    (tanh).
     Layout (64 px, width 64): Linear z -> 4x4x512 seed, norm, ReLU; then per stage an
     :class:`.blocks.UpBlock` (2x nearest, 3x3 conv, norm, ReLU) and a :class:`.blocks.ResBlock`:
     8x8x256, 16x16x128, 32x32x64, 64x64x64; then a 3x3 conv to ``channels`` and tanh.
