@@ -63,8 +63,9 @@ def test_build_networks_takes_a_spec_or_a_resolution():
     g, d = build_networks(cfg, NetSpec(resolution=16, channels=1))
     assert g(torch.randn(2, 16)).shape == (2, 1, 16, 16)
     assert d(torch.randn(2, 1, 16, 16)).shape == (2,)
+    g, d = build_networks(cfg, NetSpec(16, label_dim=4))  # conditional (test_conditional_models)
     with pytest.raises(ValueError, match="label_dim"):
-        build_networks(cfg, NetSpec(16, label_dim=4))
+        g(torch.randn(2, 16))  # labels missing
     with pytest.raises(UserError, match="unknown model.arch"):
         build_networks(ModelConfig(arch="stylegan"), 16)
 

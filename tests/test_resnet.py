@@ -182,8 +182,9 @@ def test_spec_forms_and_errors():
     assert g(torch.randn(2, 16)).shape == (2, 1, 16, 16)
     assert d(torch.randn(2, 1, 16, 16)).shape == (2,)
     for arch in ARCHS:
+        g, _ = build_networks(_cfg(arch=arch), NetSpec(16, label_dim=10))
         with pytest.raises(ValueError, match="label_dim"):
-            build_networks(_cfg(arch=arch), NetSpec(16, label_dim=10))
+            g(torch.randn(2, 16))  # conditional: labels missing
     for bad in (24, 4, 0):
         with pytest.raises(ValueError, match="power of two"):
             NetSpec(bad)

@@ -56,6 +56,9 @@ class ModelConfig:
     d_dropout: float = 0.0
     g_sn: bool = False  # spectral norm on the generator's convolutions / linear layers
     d_sn: bool = False  # spectral norm on the critic's convolutions / linear layers
+    # Conditioning, used only when the data has labels (NetSpec.label_dim > 0):
+    g_cond: str = "concat"  # concat ([z, embed(c)] into G) | cbn (conditional batch norm)
+    d_cond: str = "projection"  # concat (label maps) | projection | ac (auxiliary classifier)
 
 
 @dataclass(frozen=True)
@@ -361,6 +364,10 @@ def validate(cfg: Config) -> None:
         raise UserError(f"unknown critic norm '{cfg.model.d_norm}'; use batch, instance, layer or none")
     if cfg.model.g_norm not in ("batch", "none"):
         raise UserError(f"unknown generator norm '{cfg.model.g_norm}'; use batch or none")
+    if cfg.model.g_cond not in ("concat", "cbn"):
+        raise UserError(f"unknown model.g_cond '{cfg.model.g_cond}'; use concat or cbn")
+    if cfg.model.d_cond not in ("concat", "projection", "ac"):
+        raise UserError(f"unknown model.d_cond '{cfg.model.d_cond}'; use concat, projection or ac")
     if cfg.loss.gp_weight > 0 and cfg.model.d_norm == "batch":
         raise UserError(
             "batch norm in a WGAN-GP critic breaks the gradient penalty (it mixes samples); "

@@ -2,7 +2,9 @@
 
 Every block takes ``norm`` (see :func:`.layers.norm2d`) and ``use_sn`` (spectral norm on its
 convolutions). Convolutions directly followed by a normalisation have no bias (the norm's shift
-replaces it) unless ``norm == "none"``.
+replaces it) unless ``norm == "none"``. The generator's blocks also take ``label_dim``: when > 0
+(with ``norm == "batch"``) their batch norms are :class:`.conditioning.ConditionalBatchNorm2d`
+and ``forward(x, c)`` needs the labels c (N, label_dim).
 """
 
 from __future__ import annotations
@@ -11,45 +13,58 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import ConditionalBatchNorm2d, norm_forward
 from .layers import RELU_GAIN, conv2d, norm2d
+
+
+def gen_norm(norm: str, channels: int, label_dim: int) -> nn.Module:
+    """A generator norm: conditional batch norm when labels are given, else :func:`norm2d`."""
+    if label_dim > 0:
+        if norm != "batch":
+            raise ValueError(f"conditional batch norm replaces batch norm; got norm '{norm}'")
+        return ConditionalBatchNorm2d(channels, label_dim)
+    return norm2d(norm, channels)
 
 
 class UpBlock(nn.Module):
     """Nearest 2x up-sample, 3x3 conv, norm, ReLU.
 
-    forward(x): (N, c_in, H, W) -> (N, c_out, 2H, 2W), >= 0.
+    forward(x, c=None): (N, c_in, H, W) -> (N, c_out, 2H, 2W), >= 0; c (N, label_dim) when
+    label_dim > 0.
     """
 
-    def __init__(self, c_in: int, c_out: int, norm: str = "batch", use_sn: bool = False):
+    def __init__(self, c_in: int, c_out: int, norm: str = "batch", use_sn: bool = False,
+                 label_dim: int = 0):
         super().__init__()
         self.conv = conv2d(c_in, c_out, 3, bias=norm == "none", use_sn=use_sn, gain=RELU_GAIN)
-        self.norm = norm2d(norm, c_out)
+        self.norm = gen_norm(norm, c_out, label_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         # Nearest up-sampling then a 3x3 conv instead of a stride-2 transposed conv: no
         # checkerboard artefacts (Odena et al. 2016).
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        return F.relu(self.norm(self.conv(x)))
+        return F.relu(norm_forward(self.norm, self.conv(x), c))
 
 
 class ResBlock(nn.Module):
     """Same-size residual block, identity shortcut: relu(x + norm(conv(relu(norm(conv(x)))))).
 
-    forward(x): (N, C, H, W) -> (N, C, H, W), >= 0.
+    forward(x, c=None): (N, C, H, W) -> (N, C, H, W), >= 0; c (N, label_dim) when label_dim > 0.
     """
 
-    def __init__(self, channels: int, norm: str = "batch", use_sn: bool = False):
+    def __init__(self, channels: int, norm: str = "batch", use_sn: bool = False,
+                 label_dim: int = 0):
         super().__init__()
         bias = norm == "none"
         self.conv1 = conv2d(channels, channels, 3, bias=bias, use_sn=use_sn, gain=RELU_GAIN)
-        self.norm1 = norm2d(norm, channels)
+        self.norm1 = gen_norm(norm, channels, label_dim)
         # Gain 1: this branch is added to the shortcut, so it starts no larger than the input.
         self.conv2 = conv2d(channels, channels, 3, bias=bias, use_sn=use_sn, gain=1.0)
-        self.norm2 = norm2d(norm, channels)
+        self.norm2 = gen_norm(norm, channels, label_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.norm1(self.conv1(x)))
-        return F.relu(x + self.norm2(self.conv2(h)))
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(norm_forward(self.norm1, self.conv1(x), c))
+        return F.relu(x + norm_forward(self.norm2, self.conv2(h), c))
 
 
 class DownBlock(nn.Module):
@@ -81,4 +96,4 @@ class DownBlock(nn.Module):
         return h + self.shortcut(F.avg_pool2d(x, 2))
 
 
-__all__ = ["UpBlock", "ResBlock", "DownBlock"]
+__all__ = ["gen_norm", "UpBlock", "ResBlock", "DownBlock"]

@@ -11,8 +11,8 @@ class NetSpec:
 
     resolution: image side in pixels, a power of two (32, 64, 128 in practice).
     channels: image channels (3 for RGB).
-    label_dim: width of the conditioning vector c (0: unconditional). Carried for the
-        conditional models; today's architectures refuse label_dim > 0.
+    label_dim: width K of the conditioning vector c, float (N, K) (0: unconditional): one-hot
+        for K classes or {0, 1}^K for K binary attributes (see ``conditioning.py``).
     """
 
     resolution: int
