@@ -30,7 +30,7 @@ import torch
 from facegan.config import apply_overrides, get_preset
 from facegan.data import load_dataset
 from facegan.metrics.evaluate import evaluate_checkpoint
-from facegan.train import TrainingDiverged, build_trainer, resume_trainer
+from facegan.train import TrainingDiverged, TrainingInterrupted, build_trainer, resume_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "celeba-10k"
@@ -122,6 +122,9 @@ def main(argv=None) -> int:
         except TrainingDiverged as e:
             print(f"bench_quality: {e}", file=sys.stderr)
             break
+        except TrainingInterrupted as e:
+            print(f"bench_quality: {e}; continue with --resume --out {out}", file=sys.stderr)
+            return 130
         n = args.n if m == args.minutes else args.curve_n
         t0 = time.time()
         rec = evaluate_checkpoint(run / "checkpoints" / "latest.pt", str(Path(args.data).resolve()), n=n,
