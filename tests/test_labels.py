@@ -20,8 +20,9 @@ from facegan.data import CELEBA_ATTRIBUTES, load_dataset, resolve_labels
 from facegan.data.labels import LabelSpec, folder_of
 from facegan.errors import UserError
 from facegan.losses import ac_loss
-from facegan.sampling import (attr_labels, class_labels, draw_labels, generate_images, grid_rows,
-                              load_generator, parse_attr_setting)
+from facegan.sampling import (attr_labels, class_labels, draw_labels, generate_by_label_rows,
+                              generate_images, grid_rows, load_generator, morph_classes,
+                              parse_attr_setting)
 from facegan.train import build_trainer, resume_trainer
 from facegan.train.batches import ClassBalancedSampler
 
@@ -313,3 +314,22 @@ def test_label_helpers():
     rows, names = grid_rows(SPEC_A)
     assert names == ["Male=0,Smiling=0", "Male=0,Smiling=1", "Male=1,Smiling=0", "Male=1,Smiling=1"]
     torch.testing.assert_close(rows, torch.tensor([[0.0, 0], [0, 1], [1, 0], [1, 1]]))
+
+
+def test_grid_rows_share_the_noise_and_morph_ends_at_the_classes(tmp_path):
+    root = make_classes(tmp_path / "animals")
+    cfg = cond_cfg(root, "model.g_cond=cbn")
+    build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "run", progress=False).train(2)
+    lg = load_generator(tmp_path / "run", device="cpu")
+    g, spec = lg.generator, lg.label_spec
+    rows, names = grid_rows(spec)
+    grid = generate_by_label_rows(g, rows, 3, seed=5, batch_size=2)
+    assert grid.shape == (6, 3, 16, 16) and names == ["cat", "dog"]
+    for r, name in enumerate(names):
+        torch.testing.assert_close(grid[3 * r:3 * r + 3],
+                                   generate_images(g, 3, seed=5, labels=class_labels(spec, name, 3)))
+    assert not torch.equal(grid[:3], grid[3:])  # the label matters
+    frames = morph_classes(g, spec, "cat", "dog", rows=3, steps=4, seed=5)
+    assert frames.shape == (3, 4, 3, 16, 16)
+    torch.testing.assert_close(frames[:, 0], grid[:3])  # same latents, ends at the classes
+    torch.testing.assert_close(frames[:, -1], grid[3:])

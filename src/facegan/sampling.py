@@ -202,6 +202,19 @@ def grid_labels(spec: LabelSpec, data_labels: torch.Tensor, n: int, seed: int = 
     return data_labels[idx.to(data_labels.device)].float().cpu()
 
 
+def generate_by_label_rows(generator: nn.Module, rows: torch.Tensor, n: int, *, seed: int = 0,
+                           batch_size: int = 256) -> torch.Tensor:
+    """A by-label grid: rows float (L, K) labels -> uint8 (L * n, 3, R, R), row after row.
+
+    Column j uses the same latent in every row, the j-th of ``latents(n, ..., seed)``, so row
+    l equals ``generate_images(generator, n, seed=seed, labels=rows[l] repeated)``: the rows
+    differ only through their label.
+    """
+    out = [generate_images(generator, n, seed=seed, batch_size=batch_size,
+                           labels=row[None].expand(n, -1)) for row in rows]
+    return torch.cat(out)
+
+
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
     """uint8 (N, 3, H, W) -> one PIL image, ``nrow`` images per row (default: a near square)."""
     from torchvision.utils import make_grid as tv_grid
@@ -278,6 +291,7 @@ def morph(generator: nn.Module, *, rows: int = 4, steps: int = 10, seed: int = 0
 
     Each row walks through ``chain + 1`` random latents, ``steps`` frames per leg (the end
     point of one leg is the start of the next, so an animation loops smoothly when chained).
+    A conditional generator keeps one label per row, drawn as :func:`draw_labels` does.
     """
     if steps < 2:
         raise UserError("--steps must be at least 2")
@@ -291,8 +305,33 @@ def morph(generator: nn.Module, *, rows: int = 4, steps: int = 10, seed: int = 0
         legs.append(leg if i == 0 else leg[:, 1:])  # a leg starts where the last one ended
     z = torch.cat(legs, dim=1)  # (rows, T, D)
     r, T, d = z.shape
-    imgs = to_uint8(generator(z.reshape(r * T, d).to(device))).cpu()
+    if int(getattr(generator, "label_dim", 0)):
+        # A conditional generator: each row keeps one label, drawn from the data's frequencies.
+        c = draw_labels(generator.label_spec, r, seed=seed).repeat_interleave(T, dim=0)
+        imgs = to_uint8(generator(z.reshape(r * T, d).to(device), c.to(device))).cpu()
+    else:
+        imgs = to_uint8(generator(z.reshape(r * T, d).to(device))).cpu()
     return imgs.view(r, T, *imgs.shape[1:])
+
+
+@torch.inference_mode()
+def morph_classes(generator: nn.Module, spec: LabelSpec | None, a: str, b: str, *, rows: int = 4,
+                  steps: int = 10, seed: int = 0) -> torch.Tensor:
+    """From class ``a`` to class ``b`` at fixed noise: uint8 (rows, steps, 3, R, R).
+
+    Row r keeps one latent; its labels go linearly from one-hot(a) to one-hot(b). Every
+    conditioning path (label embedding, conditional batch norm) is linear in c, so the
+    in-between labels are a blend of the two classes' embeddings.
+    """
+    if steps < 2:
+        raise UserError("--steps must be at least 2")
+    ca, cb = class_labels(spec, a, 1), class_labels(spec, b, 1)
+    device = next(generator.parameters()).device
+    z = latents(rows, generator.latent_dim, seed).repeat_interleave(steps, dim=0)
+    t = torch.linspace(0, 1, steps).repeat(rows)[:, None]
+    c = (1 - t) * ca + t * cb
+    imgs = to_uint8(generator(z.to(device), c.to(device))).cpu()
+    return imgs.view(rows, steps, *imgs.shape[1:])
 
 
 def save_gif(frames: torch.Tensor, path: str | os.PathLike, fps: int = 10) -> Path:
