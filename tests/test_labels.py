@@ -375,3 +375,28 @@ def test_real_celeba_condition(celeba_dir):
     male = sum(n for name, n in zip(spec.names, spec.counts) if name.startswith("Male=1"))
     assert male == int(data.labels[:, i].sum())
     assert 0.2 < male / 300 < 0.7  # CelebA is about 42% male
+
+
+def test_ac_weight_enters_both_losses(tmp_path):
+    root = make_classes(tmp_path / "animals")
+    cfg = cond_cfg(root, "loss.gp_weight=0", "train.augment=", "train.precision=fp32")
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "run", progress=False)
+    # With the adversarial losses zeroed, the critic's only gradient is lambda * dL_AC(real).
+    import dataclasses
+
+    tr.loss = dataclasses.replace(tr.loss, ac_weight=0.5, d_loss=lambda r, f: 0 * (r.sum() + f.sum()),
+                                  g_loss=lambda f: 0 * f.sum())
+    tr.opt_d = torch.optim.SGD(tr.D.parameters(), lr=0.0)
+    state = tr.batches.state_dict()
+    stats = tr.critic_step()
+    tr.batches.load_state_dict(state)
+    x, c = tr._real_batch()
+    _, aux = tr.D(x, c)
+    head = next(tr.D.ac.parameters())  # the AC head's weight
+    want = torch.autograd.grad(0.5 * F.cross_entropy(aux, c.argmax(1)), head)[0]
+    torch.testing.assert_close(head.grad, want)
+    torch.testing.assert_close(stats["ac_real"], F.cross_entropy(aux, c.argmax(1)).detach())
+    cfg0 = apply_overrides(cfg, ["loss.ac_weight=0"])
+    tr0 = build_trainer(cfg0, data, tmp_path / "run0", progress=False)
+    assert "ac_real" not in tr0.critic_step() and "ac_fake" not in tr0.generator_step()
