@@ -58,7 +58,7 @@ def test_labels_json_and_sample_by_class(tmp_path, class_run):
     assert "rows: 1: cat; 2: dog" in r.stdout
     # 2 rows x 3 columns of 16 px with 2 px padding
     assert Image.open(tmp_path / "grid.png").size == (3 * 18 + 2, 2 * 18 + 2)
-    # the same noise down a column: the images differ between rows only through the label
+    # one PNG per image of the grid (that rows share their noise: test_labels.py)
     pngs = sorted((tmp_path / "grid").glob("*.png"))
     assert len(pngs) == 6
     r = facegan("morph", class_run, "--from-class", "cat", "--to-class", "dog", "--rows", 2,

@@ -15,7 +15,7 @@ from ..augment import DiffAugment
 from ..checkpoint import LATEST, load_checkpoint
 from ..config import Config, TrainConfig, validate
 from ..data import ImageSet
-from ..data.labels import LabelSpec, resolve_labels
+from ..data.labels import resolve_labels
 from ..errors import UserError
 from ..losses import build_loss
 from ..models import NetSpec, build_networks
