@@ -33,9 +33,27 @@ def tiny_cfg(preset, folder, *extra):
     return apply_overrides(get_preset(preset), TINY + [f"data.path={folder}", *extra])
 
 
+def labelled_data_for(preset, tmp_path, tiny_folder):
+    """Tiny data a preset can train on: the unlabelled folder, or, for a conditional preset,
+    class sub-folders ('folders') or a tiny CelebA layout with its attributes."""
+    condition = get_preset(preset).data.condition
+    if not condition:
+        return tiny_folder
+    if condition == "folders":
+        root = tmp_path / "classes"
+        for i, img in enumerate(sorted(tiny_folder.glob("*.png"))):
+            (root / ("a" if i % 2 else "b")).mkdir(parents=True, exist_ok=True)
+            (root / ("a" if i % 2 else "b") / img.name).write_bytes(img.read_bytes())
+        return root
+    from test_labels import make_celeba_attrs
+
+    make_celeba_attrs(tmp_path / "celeba", n=16)
+    return tmp_path / "celeba"
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_trains_a_few_steps(tmp_path, tiny_folder, preset):
-    cfg = tiny_cfg(preset, tiny_folder, "train.n_critic=2")
+    cfg = tiny_cfg(preset, labelled_data_for(preset, tmp_path, tiny_folder), "train.n_critic=2")
     data = load_dataset(cfg.data, progress=False)
     run = tmp_path / "run"
     tr = build_trainer(cfg, data, run, progress=False)
@@ -53,6 +71,9 @@ def test_every_preset_trains_a_few_steps(tmp_path, tiny_folder, preset):
     assert {"d_loss", "g_loss", "wasserstein", "img_per_s"} <= set(lines[0])
     # A penalty is logged exactly when the recipe has one (and on its lazy steps only).
     assert ("gp" in lines[0]) == (cfg.loss.gp_weight > 0 and cfg.loss.reg_every == 1)
+    if cfg.data.condition:
+        assert (run / "labels.json").exists()
+        assert ("ac_real" in lines[0]) == (cfg.model.d_cond == "ac")
     if preset == "wgan-clip-celeba64":
         assert max(p.abs().max().item() for p in tr.D.parameters()) <= 0.01 + 1e-7
 

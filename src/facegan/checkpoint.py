@@ -18,7 +18,9 @@ from .config import Config
 from .errors import UserError
 from .utils import atomic_write
 
-FORMAT = "facegan-checkpoint-v1"
+FORMAT = "facegan-checkpoint-v2"
+# v1 (before labels) files load as unconditional: no 'labels', label_dim 0.
+OLD_FORMATS = ("facegan-checkpoint-v1",)
 LATEST = "latest.pt"
 BEST = "best.pt"
 
@@ -46,20 +48,27 @@ def resolve_checkpoint(path: str | os.PathLike, *, prefer: str = LATEST) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a facegan checkpoint; returns the dict with 'config' rebuilt as a Config."""
+    """Load and check a facegan checkpoint; returns the dict with 'config' rebuilt as a Config.
+
+    Format v2 adds 'labels' (a ``LabelSpec.to_dict()``, None when unconditional) and
+    'label_dim' (K); v1 files get labels None and label_dim 0.
+    """
     p = resolve_checkpoint(path)
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # untrusted bytes: any failure to parse means 'not a checkpoint'
         raise UserError(f"'{p}' is not a readable facegan checkpoint ({_why_unreadable(e)}); "
                         "point to a .pt file written by 'facegan train'") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "config" not in ckpt:
+    if (not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, *OLD_FORMATS)
+            or "config" not in ckpt):
         raise UserError(f"'{p}' is not a facegan checkpoint (no '{FORMAT}' header); "
                         "point to a .pt file written by 'facegan train'")
     try:
         ckpt["config"] = Config.from_json(ckpt["config"])
     except (ValueError, TypeError) as e:
         raise UserError(f"'{p}' holds an unreadable config ({e}); the file is damaged") from None
+    ckpt.setdefault("labels", None)  # v1: unconditional
+    ckpt.setdefault("label_dim", 0)
     ckpt["path"] = p
     return ckpt
 

@@ -33,6 +33,7 @@ def _option_overrides(args) -> dict:
         "train.precision": args.precision, "train.eval_every": args.eval_every,
         "train.eval_n": args.eval_n, "train.seed": args.seed,
         "train.tensorboard": True if args.tensorboard else None,
+        "data.condition": args.condition,
     }
     return {k: v for k, v in quick.items() if v is not None}
 
@@ -255,8 +256,17 @@ def cmd_resume(args) -> int:
     if changes:
         trainer.logger.event(f"step {trainer.step}: config changed on resume: {describe_changes(changes)}")
         print(f"facegan: changed from step {trainer.step}: {describe_changes(changes)}", file=sys.stderr)
+    _print_labels(trainer)
     print(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
     return _run(trainer, cfg.train.steps, run_dir)
+
+
+def _print_labels(trainer) -> None:
+    """The class / attribute balance, before training (the same numbers: RUN/labels.json)."""
+    spec = trainer.label_spec
+    if spec is not None:
+        print(f"labels ({trainer.cfg.data.condition}): {spec.describe()}", file=sys.stderr)
+        trainer.logger.event(f"labels ({trainer.cfg.data.condition}): {spec.describe()}")
 
 
 def _replace_train(cfg, **fields):
@@ -297,6 +307,7 @@ def cmd_train(args) -> int:
     except UserError:
         _remove_if_empty(run_dir, created)
         raise
+    _print_labels(trainer)
     trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
                          f"({data.source}), {len(data.skipped)} skipped, device {trainer.device}, "
                          f"bf16 {trainer.use_bf16}")
@@ -357,25 +368,59 @@ def cmd_demo(args) -> int:
 
 # ---- sample / morph -------------------------------------------------------------------------
 
-def cmd_sample(args) -> int:
-    from .sampling import generate_images, load_generator, save_grid, save_individual
+def _sample_labels(lg, args, n: int):
+    """(labels (n, K) or None, nrow, row names) for --class / --attr / --grid-by-class.
 
-    if args.n < 1:
+    --grid-by-class: ``n`` columns, one row per class (or attribute setting), column j using
+    the same latent in every row (z is repeated row after row below).
+    """
+    from .sampling import attr_labels, class_labels, grid_rows, parse_attr_setting
+
+    spec = lg.label_spec
+    chosen = [o for o, v in (("--class", args.cls), ("--attr", args.attr),
+                             ("--grid-by-class", args.grid_by_class)) if v]
+    if len(chosen) > 1:
+        raise UserError(f"{' and '.join(chosen)} cannot be combined; give one of them")
+    if args.cls:
+        return class_labels(spec, args.cls, n), args.nrow, None
+    if args.attr:
+        return attr_labels(spec, parse_attr_setting(spec, args.attr), n, seed=args.seed), args.nrow, None
+    if args.grid_by_class:
+        if spec is None:
+            raise UserError("this model is unconditional (trained without labels); drop --grid-by-class")
+        rows, names = grid_rows(spec)
+        return rows.repeat_interleave(n, dim=0), n, names  # (rows * n, K), row after row
+    return None, args.nrow, None
+
+
+def cmd_sample(args) -> int:
+    from .sampling import generate_by_label_rows, generate_images, load_generator, save_grid, save_individual
+
+    n = args.n if args.n is not None else (8 if args.grid_by_class else 64)
+    if n < 1:
         raise UserError("--n must be at least 1")
     out = args.out or (None if args.png_dir else "samples.png")
     _check_out_file(out, "--out")
     if args.png_dir:
         _make_out_dir(Path(args.png_dir), "--png-dir")
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
-    imgs = generate_images(lg.generator, args.n, seed=args.seed, batch_size=args.batch_size)
+    labels, nrow, row_names = _sample_labels(lg, args, n)
+    if row_names is None:
+        imgs = generate_images(lg.generator, n, seed=args.seed, batch_size=args.batch_size,
+                               labels=labels)
+    else:
+        imgs = generate_by_label_rows(lg.generator, labels.view(len(row_names), n, -1)[:, 0],
+                                      n, seed=args.seed, batch_size=args.batch_size)
     written = []
     if args.png_dir:
         written.append(f"{len(save_individual(imgs, args.png_dir))} PNGs in {args.png_dir}")
     if out:
-        save_grid(imgs, out, nrow=args.nrow)
+        save_grid(imgs, out, nrow=nrow)
         written.append(out)
     print(f"step {lg.step} ({'EMA' if lg.has_ema and not args.no_ema else 'raw'} generator): "
           f"wrote {', '.join(written)}")
+    if row_names is not None:
+        print("rows: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(row_names)))
     return 0
 
 
@@ -387,10 +432,24 @@ def cmd_morph(args) -> int:
         if Path(args.gif).suffix.lower() != ".gif":
             raise UserError(f"--gif '{args.gif}' must be a .gif file name, e.g. morph.gif")
         _check_out_file(args.gif, "--gif", image=False)
+    if bool(args.from_class) != bool(args.to_class):
+        raise UserError("--from-class and --to-class go together: give both, e.g. --from-class cat "
+                        "--to-class dog")
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
-    frames = morph(lg.generator, rows=args.rows, steps=args.steps, seed=args.seed, spherical=args.slerp)
+    if args.from_class:
+        from .sampling import morph_classes
+
+        if args.slerp:
+            raise UserError("--slerp interpolates the noise; a class morph keeps the noise fixed "
+                            "and blends the labels: drop --slerp")
+        frames = morph_classes(lg.generator, lg.label_spec, args.from_class, args.to_class,
+                               rows=args.rows, steps=args.steps, seed=args.seed)
+        how = f"{args.from_class} -> {args.to_class} at fixed noise"
+    else:
+        frames = morph(lg.generator, rows=args.rows, steps=args.steps, seed=args.seed, spherical=args.slerp)
+        how = "slerp" if args.slerp else "lerp"
     save_grid(frames.flatten(0, 1), args.out, nrow=frames.shape[1])
-    msg = f"wrote {args.out} ({args.rows} rows x {args.steps} steps, {'slerp' if args.slerp else 'lerp'})"
+    msg = f"wrote {args.out} ({args.rows} rows x {args.steps} steps, {how})"
     if args.gif:
         save_gif(frames[0], args.gif, fps=args.fps)
         msg += f" and {args.gif}"
@@ -448,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "pytorch-fid's pt_inception-2015-12-05-6726825d.pth or NVIDIA's "
                    "inception-2015-12-05.pt (default: the facegan[metrics] file)")
     t.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard")
+    t.add_argument("--condition", metavar="SPEC", help="labels for conditional training "
+                   "(data.condition): 'folders' (one class per sub-folder), 'Male,Smiling' "
+                   "(CelebA attributes), 'classes:Male,Smiling' (their combinations as classes)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -462,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="sample images from a run folder or checkpoint")
     s.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
-    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--n", type=int, help="images (default 64); with --grid-by-class, columns "
+                   "(default 8)")
     s.add_argument("--out", help="grid image, .png or .jpg (default samples.png)")
     s.add_argument("--png-dir", help="also write one PNG per image here")
     s.add_argument("--seed", type=int, default=0)
@@ -470,6 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     s.add_argument("--device", default="auto")
+    s.add_argument("--class", dest="cls", metavar="NAME", help="conditional model: every image "
+                   "of this class")
+    s.add_argument("--attr", metavar="A=0|1,...", help="conditional model: fix these attributes "
+                   "(e.g. Male=0,Smiling=1); the others are drawn per image from their rates in "
+                   "the training data")
+    s.add_argument("--grid-by-class", action="store_true", help="conditional model: one row per "
+                   "class (or attribute setting: every combination up to 4 attributes, else each "
+                   "attribute alone), the same noise down each column")
     s.set_defaults(func=cmd_sample)
 
     m = sub.add_parser("morph", help="latent interpolation between random faces")
@@ -481,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--fps", type=int, default=10)
+    m.add_argument("--from-class", metavar="NAME", help="conditional model: morph from this class "
+                   "to --to-class at fixed noise (one latent per row)")
+    m.add_argument("--to-class", metavar="NAME")
     m.add_argument("--no-ema", action="store_true")
     m.add_argument("--device", default="auto")
     m.set_defaults(func=cmd_morph)

@@ -27,6 +27,10 @@ class DataConfig:
     max_images: use only the first N images (0: all).
     hflip: random horizontal flips during training.
     cache_dir: folder for the decoded-image cache ('' = $FACEGAN_CACHE or ~/.cache/facegan).
+    condition: labels for conditional training ('' = unconditional): 'folders' (one class per
+        first-level sub-folder of a folder or zip), 'Male,Smiling' (CelebA / builtin attributes
+        as independent binary labels) or 'classes:Male,Smiling' (their combinations as classes).
+        See ``facegan.data.labels``.
     """
 
     path: str = "builtin"
@@ -36,6 +40,7 @@ class DataConfig:
     max_images: int = 0
     hflip: bool = True
     cache_dir: str = ""
+    condition: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ class LossConfig:
     label_smoothing: real target becomes 1 - s (one-sided, BCE only).
     label_noise: uniform noise in [0, a] pushed into the targets (BCE only).
     label_flip: probability that a sample's real/fake target is swapped (BCE only).
+    ac_weight: lambda of the auxiliary-classifier loss (AC-GAN; used when model.d_cond=ac and the
+        data has labels): lambda * L_AC(real) joins the critic loss, lambda * L_AC(fake, its
+        sampled labels) the generator loss.
     """
 
     name: str = "wasserstein"
@@ -84,6 +92,7 @@ class LossConfig:
     label_smoothing: float = 0.0
     label_noise: float = 0.0
     label_flip: float = 0.0
+    ac_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,9 @@ class TrainConfig:
     # Wall-clock budget in seconds of training (0 = none): the run stops at `steps` or when the
     # budget is spent, whichever comes first; resumed runs count the time already trained.
     time_budget: float = 0.0
+    # Class labels only: draw real batches class-balanced (each class equally often, a small
+    # class's images repeating within its own reshuffled cycle) instead of in data proportions.
+    class_balance: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,6 +241,51 @@ def _sngan_celeba64() -> Config:
     )
 
 
+def _cwgangp_animals64() -> Config:
+    # AC-GAN on WGAN-GP for class folders (afhq-style: data/cat, data/dog, ...): the critic's
+    # score stays unconditional and an auxiliary head classifies real images (lambda 1), the
+    # generator is conditioned by conditional batch norm. A few thousand images per class is
+    # small data: flips plus DiffAugment translation and cutout (no colour jitter, which could
+    # wash out a class's colouring that the classifier head learns from).
+    return Config(
+        preset="cwgangp-animals64",
+        data=DataConfig(resolution=64, crop="center", hflip=True, condition="folders"),
+        model=ModelConfig(arch="dcgan", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
+                          d_norm="layer", g_cond="cbn", d_cond="ac"),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0, ac_weight=1.0),
+        train=TrainConfig(n_critic=5, batch_size=64, g_lr=1e-4, d_lr=1e-4, beta1=0.5, beta2=0.9,
+                          augment="translation,cutout"),
+    )
+
+
+def _cwgangp_celeba64() -> Config:
+    # The same AC-GAN WGAN-GP recipe on CelebA attributes, as independent binary labels (the
+    # AC head then has one logit per attribute, trained with binary cross-entropy).
+    return Config(
+        preset="cwgangp-celeba64",
+        data=DataConfig(resolution=64, condition="Male,Smiling,Eyeglasses"),
+        model=ModelConfig(arch="dcgan", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
+                          d_norm="instance", g_cond="cbn", d_cond="ac"),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0, ac_weight=1.0),
+        train=TrainConfig(n_critic=5, batch_size=64, g_lr=1e-4, d_lr=1e-4, beta1=0.5, beta2=0.9),
+    )
+
+
+def _projection_celeba64() -> Config:
+    # cGAN with a projection discriminator (Miyato & Koyama 2018) on the SNGAN recipe: hinge
+    # loss, spectral norm and no normalisation in the critic, conditional batch norm in G, one
+    # critic step, plus sngan-celeba64's DiffAugment for 10,000 faces.
+    return Config(
+        preset="projection-celeba64",
+        data=DataConfig(resolution=64, condition="Male"),
+        model=ModelConfig(arch="dcgan", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
+                          d_norm="none", d_sn=True, g_cond="cbn", d_cond="projection"),
+        loss=LossConfig(name="hinge", gp_weight=0.0),
+        train=TrainConfig(n_critic=1, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999,
+                          augment="color,translation,cutout"),
+    )
+
+
 def _demo() -> Config:
     # Small enough to show faces forming on the built-in set within a few CPU minutes.
     return Config(
@@ -251,6 +308,9 @@ PRESETS = {
     "wgan-clip-celeba64": _wgan_clip_celeba64,
     "resnet-wgangp-celeba64": _resnet_wgangp_celeba64,
     "sngan-celeba64": _sngan_celeba64,
+    "cwgangp-animals64": _cwgangp_animals64,
+    "cwgangp-celeba64": _cwgangp_celeba64,
+    "projection-celeba64": _projection_celeba64,
     "demo": _demo,
 }
 
@@ -261,6 +321,11 @@ PRESET_HELP = {
     "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
     "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
     "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment (color, translation, cutout), 1 critic step",
+    "cwgangp-animals64": "class-conditional AC-GAN WGAN-GP, one class per sub-folder, layer-norm critic, "
+                         "cond. batch norm G, flips + DiffAugment translation/cutout",
+    "cwgangp-celeba64": "AC-GAN WGAN-GP on CelebA attributes Male, Smiling, Eyeglasses (binary labels)",
+    "projection-celeba64": "projection critic conditioned on Male: hinge loss, spectral norm, "
+                           "cond. batch norm G, DiffAugment, 1 critic step",
     "demo": "small WGAN-GP for the built-in faces at 32x32, a few CPU minutes",
 }
 
@@ -375,6 +440,14 @@ def validate(cfg: Config) -> None:
         )
     if cfg.loss.gp_weight < 0 or cfg.loss.clip_value < 0 or cfg.loss.r1_weight < 0:
         raise UserError("loss.gp_weight, loss.r1_weight and loss.clip_value must be >= 0")
+    if cfg.loss.ac_weight < 0:
+        raise UserError(f"loss.ac_weight must be >= 0, got {cfg.loss.ac_weight}")
+    from .data.labels import check_condition_syntax  # the condition's grammar lives with the labels
+
+    check_condition_syntax(cfg.data.condition)
+    if cfg.train.class_balance and not cfg.data.condition.strip():
+        raise UserError("train.class_balance needs class labels; set data.condition=folders (or "
+                        "classes:ATTR,...), or train.class_balance=false")
     if cfg.loss.reg_every < 1:
         raise UserError(f"loss.reg_every must be >= 1 (1 = every critic step), got {cfg.loss.reg_every}")
     if cfg.loss.r1_weight > 0 and cfg.model.d_norm == "batch":

@@ -78,6 +78,27 @@ def hinge_d_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
 hinge_g_loss = wasserstein_g_loss
 
 
+# ---- Auxiliary classifier (AC-GAN) ---------------------------------------------------------
+
+def ac_loss(logits: Tensor, labels: Tensor, kind: str) -> Tensor:
+    """The auxiliary classifier's loss (Odena et al. 2017), a scalar to minimise.
+
+    logits: (N, K) from the critic's AC head; labels: float (N, K).
+    kind ``'class'``: labels are one-hot rows; the cross-entropy of softmax(logits) against the
+        labelled class, averaged over the batch.
+    kind ``'attr'``: labels are in {0, 1}^K, independent attributes; binary cross-entropy with
+        logits per attribute, averaged over the batch and the K attributes (so the loss's scale,
+        and ``loss.ac_weight``'s meaning, do not grow with the number of attributes).
+    Computed in float32 (under bf16 autocast too).
+    """
+    logits, labels = logits.float(), labels.float()
+    if kind == "class":
+        return F.cross_entropy(logits, labels.argmax(1))
+    if kind == "attr":
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    raise ValueError(f"ac_loss: unknown label kind '{kind}' (class | attr)")
+
+
 # ---- Regularisers ----------------------------------------------------------------------------
 
 def _as_channels_last_like(x: Tensor, like: Tensor) -> Tensor:
@@ -144,6 +165,7 @@ class AdversarialLoss:
     clip_value: float = 0.0
     r1_weight: float = 0.0
     reg_every: int = 1
+    ac_weight: float = 0.0
 
 
 LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[[Tensor], Tensor]]] = {
@@ -164,4 +186,5 @@ def build_loss(cfg: LossConfig) -> AdversarialLoss:
                         "set them to 0 or use loss.name=bce")
     if cfg.reg_every < 1:
         raise UserError(f"loss.reg_every must be >= 1 (1 = regularise every critic step), got {cfg.reg_every}")
-    return AdversarialLoss(cfg.name, d, g, cfg.gp_weight, cfg.clip_value, cfg.r1_weight, cfg.reg_every)
+    return AdversarialLoss(cfg.name, d, g, cfg.gp_weight, cfg.clip_value, cfg.r1_weight, cfg.reg_every,
+                           cfg.ac_weight)

@@ -15,9 +15,10 @@ from ..augment import DiffAugment
 from ..checkpoint import LATEST, load_checkpoint
 from ..config import Config, TrainConfig, validate
 from ..data import ImageSet
+from ..data.labels import resolve_labels
 from ..errors import UserError
 from ..losses import build_loss
-from ..models import build_networks
+from ..models import NetSpec, build_networks
 from ..sampling import pick_device
 from .resume import apply_optimizer_settings, check_resume_changes
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted
@@ -61,12 +62,20 @@ def build_optimizers(t: TrainConfig, g: nn.Module, d: nn.Module):
 def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator=None,
                   progress: bool = True) -> Trainer:
     """Turn a config (and loaded data) into a ready Trainer: networks on the device, optimizers,
-    loss, EMA copy, precision and memory format chosen."""
+    loss, EMA copy, precision and memory format chosen. ``data.condition`` is resolved into
+    the data's labels here (UserError when the data cannot give them)."""
     validate(cfg)
+    spec, labels = resolve_labels(cfg.data.condition, data)
+    if cfg.train.class_balance and (spec is None or spec.kind != "class"):
+        raise UserError(f"train.class_balance needs class labels, but data.condition="
+                        f"'{cfg.data.condition}' gives attributes; use data.condition=folders or "
+                        "classes:ATTR,..., or train.class_balance=false")
     cfg = clamp_batch_size(cfg, len(data))
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    g, d = build_networks(cfg.model, cfg.data.resolution)
+    g, d = build_networks(cfg.model, NetSpec(cfg.data.resolution, 3, labels.shape[1]))
+    # Samplers (sampling.generate_images, the evaluator) read what the labels mean from here.
+    g.label_spec = spec
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     g.to(device=device, memory_format=memory_format)
     d.to(device=device, memory_format=memory_format)
@@ -79,7 +88,7 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
     return Trainer(cfg, g, d, g_ema, opt_g, opt_d, build_loss(cfg.loss), data, run_dir, device,
                    use_bf16=resolve_precision(cfg.train.precision, device),
                    channels_last=cfg.train.channels_last, evaluator=evaluator, progress=progress,
-                   augment=augment or None)
+                   augment=augment or None, labels=labels, label_spec=spec)
 
 
 def clamp_batch_size(cfg: Config, n_images: int) -> Config:

@@ -49,6 +49,8 @@ def _why_fixed(key: str, old: Any, new: Any) -> str | None:
         return "it shapes the networks"
     if section == "data" and name not in DATA_MAY_CHANGE:
         return "it changes the training images"
+    if key == "train.class_balance":
+        return "the saved batch order belongs to the old sampler"
     if section == "train" and name in FIXED_TRAIN:
         return "the saved optimizer state belongs to the old one"
     if key == "train.ema_decay" and (old == 0) != (new == 0):

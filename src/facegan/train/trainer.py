@@ -20,13 +20,15 @@ import torch
 from torch import nn
 
 from ..checkpoint import BEST, LATEST, save_checkpoint
+from ..errors import UserError
 from ..config import Config
 from ..data import ImageSet
+from ..data.labels import LabelSpec
 from ..augment import DiffAugment
-from ..losses import AdversarialLoss, clip_weights, gradient_penalty, r1_penalty
+from ..losses import AdversarialLoss, ac_loss, clip_weights, gradient_penalty, r1_penalty
 from ..sampling import latents, make_grid, save_png, to_uint8
 from ..utils import atomic_write_text
-from .batches import BatchSampler
+from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .logger import RunLogger
 
 
@@ -46,17 +48,25 @@ class Trainer:
     """Runs a GAN training job into a run folder.
 
     generator: z (N, latent_dim) -> (N, 3, R, R) in [-1, 1]; critic: (N, 3, R, R) -> (N,).
+    Conditional nets (``labels`` of width K > 0): G(z, c), D(x, c) -> (scores (N,), aux (N, K)
+    or None).
     data.images: uint8 (M, 3, R, R); batches are scaled to [-1, 1] on the device.
     A batch is ``(x, c)``: images (N, 3, R, R) in [-1, 1] and labels (N, K) float, K = 0 for
     an unconditional run. The critic is called in one place, :meth:`_critic`, which applies
     the augmentation (``augment``, a :class:`DiffAugment` or None) and the labels.
+    labels: float (M, K), the label of every image (see ``facegan.data.labels``); None or
+        width 0 for an unconditional run. label_spec: what they mean (None: unconditional).
+    The generator's labels are those of random data images (so they follow the data's label
+    distribution, correlations between attributes included), drawn from their own seeded
+    stream (:class:`LabelDraw`), saved in checkpoints.
     """
 
     def __init__(self, cfg: Config, generator: nn.Module, critic: nn.Module, g_ema: nn.Module | None,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, loss: AdversarialLoss,
                  data: ImageSet, run_dir: str | Path, device: torch.device, *, use_bf16: bool = False,
                  channels_last: bool = False, evaluator: Callable[[nn.Module], dict] | None = None,
-                 progress: bool = True, augment: DiffAugment | None = None):
+                 progress: bool = True, augment: DiffAugment | None = None,
+                 labels: torch.Tensor | None = None, label_spec: LabelSpec | None = None):
         self.cfg, self.G, self.D, self.G_ema = cfg, generator, critic, g_ema
         self.augment = augment if augment else None
         self.d_steps = 0  # critic steps taken, for lazy regularisation
@@ -68,7 +78,23 @@ class Trainer:
         self.batch_size, self.n_critic = t.batch_size, t.n_critic
         self.step = 0
         self.best_fid = math.inf
-        self.batches = BatchSampler(len(data), t.batch_size, seed=t.seed, hflip=cfg.data.hflip)
+        self.label_spec = label_spec
+        if labels is None or label_spec is None:
+            labels = torch.zeros(len(data), 0)
+        self.label_dim = int(labels.shape[1])
+        if t.class_balance and (label_spec is None or label_spec.kind != "class"):
+            raise UserError("train.class_balance needs class labels (data.condition=folders or "
+                            "classes:ATTR,...); attributes are not classes")
+        if t.class_balance:
+            self.batches = ClassBalancedSampler(labels.argmax(1), t.batch_size, seed=t.seed,
+                                                hflip=cfg.data.hflip)
+        else:
+            self.batches = BatchSampler(len(data), t.batch_size, seed=t.seed, hflip=cfg.data.hflip)
+        self.labels = labels.float().to(device)
+        # Its own stream: an unconditional run never draws from it, so it stays bitwise as before.
+        self.label_draw = LabelDraw(len(data), seed=t.seed + 3)
+        # AC loss only where the critic has an AC head and there are labels.
+        self.use_ac = bool(self.label_dim and cfg.model.d_cond == "ac" and loss.ac_weight > 0)
         # One critic pass over real and fake together is only equivalent when the critic has no
         # batch norm (batch statistics would mix the two halves).
         self.joint_pass = not has_batch_norm(critic)
@@ -78,6 +104,11 @@ class Trainer:
             self.images = data.images.to(device)
         self._no_labels = torch.zeros(t.batch_size, 0, device=device)
         self.fixed_z = latents(t.n_samples, generator.latent_dim, t.seed + 1, device)
+        self.fixed_c = None
+        if self.label_dim:
+            from ..sampling import grid_labels  # labels for the progress grids: one class a row
+
+            self.fixed_c = grid_labels(label_spec, self.labels, t.n_samples, seed=t.seed + 1).to(device)
         self.logger = RunLogger(self.run_dir, tensorboard=t.tensorboard)
         self._stop_reason: str | None = None
         self._window: dict[str, float] = {}
@@ -101,6 +132,9 @@ class Trainer:
             "data_fingerprint": self.data.fingerprint, "elapsed": self.elapsed,
             "d_steps": self.d_steps,
             "augment": self.augment.state_dict() if self.augment is not None else None,
+            "labels": self.label_spec.to_dict() if self.label_spec is not None else None,
+            "label_dim": self.label_dim,
+            "label_draw": self.label_draw.state_dict() if self.label_dim else None,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -120,6 +154,20 @@ class Trainer:
         self.d_steps = int(ckpt.get("d_steps", self.step * self.n_critic))
         if self.augment is not None and ckpt.get("augment"):
             self.augment.load_state_dict(ckpt["augment"])
+        if int(ckpt.get("label_dim", 0)) != self.label_dim:
+            raise ValueError(f"the checkpoint has labels of width {ckpt.get('label_dim', 0)} but "
+                             f"the data gives {self.label_dim}")
+        if self.label_dim and ckpt.get("label_draw"):
+            self.label_draw.load_state_dict(ckpt["label_draw"])
+
+    def config_json(self) -> str:
+        """RUN/config.json: the config, plus the resolved label spec of a conditional run
+        (``labels``: kind, names, counts; ignored by ``Config.from_dict``)."""
+        if self.label_spec is None:
+            return self.cfg.to_json() + "\n"
+        import json
+
+        return json.dumps({**self.cfg.to_dict(), "labels": self.label_spec.to_dict()}, indent=2) + "\n"
 
     def save(self, name: str = LATEST) -> Path:
         return save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
@@ -132,8 +180,8 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next batch (x, c): x float (B, 3, R, R) in [-1, 1] on the device, c (B, 0) (labels
-        arrive with conditional training)."""
+        """Next batch (x, c): x float (B, 3, R, R) in [-1, 1] on the device, c float (B, K) the
+        images' labels (K = 0: unconditional)."""
         idx, flip = self.batches.next()
         x = self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
         x = x.float().div_(127.5).sub_(1.0)
@@ -141,22 +189,41 @@ class Trainer:
             x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(3), x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, self._no_labels
+        if not self.label_dim:
+            return x, self._no_labels
+        return x, self.labels[idx.to(self.labels.device)]
 
     def _noise(self) -> torch.Tensor:
         return torch.randn(self.batch_size, self.G.latent_dim, device=self.device)
 
-    def _critic(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def _fake_labels(self) -> torch.Tensor:
+        """Labels for the generator (B, K): those of B random data images (B, 0 if none)."""
+        if not self.label_dim:
+            return self._no_labels
+        return self.labels[self.label_draw.next(self.batch_size).to(self.labels.device)]
+
+    def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.G(z) if c.shape[1] == 0 else self.G(z, c)
+
+    def _critic(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The one place the critic is called: augmentation, then D. x (N, 3, R, R), c (N, K)
-        -> scores (N,). Labels are passed only to a conditional critic (K > 0)."""
+        -> (scores (N,), aux (N, K) logits of an AC critic, else None). Labels are passed
+        only to a conditional critic (K > 0)."""
         if self.augment is not None:
             x = self.augment(x)
-        return self.D(x) if c.shape[1] == 0 else self.D(x, c)
+        if c.shape[1] == 0:
+            return self.D(x), None
+        return self.D(x, c)
+
+    def _score(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The critic's score alone (N,), labels held fixed: what the penalties differentiate."""
+        return self._critic(x, c)[0]
 
     def critic_step(self) -> dict[str, torch.Tensor]:
         real, c = self._real_batch()
+        c_fake = self._fake_labels()
         with torch.no_grad(), self._autocast():
-            fake = self.G(self._noise()).float()
+            fake = self._generate(self._noise(), c_fake).float()
         loss = self.loss
         self.d_steps += 1
         # Lazy regularisation: the penalty every k-th critic step, weighted by k, so it has the
@@ -165,13 +232,21 @@ class Trainer:
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
             if self.joint_pass:
-                scores = self._critic(torch.cat([real, fake]), torch.cat([c, c]))
+                scores, aux = self._critic(torch.cat([real, fake]), torch.cat([c, c_fake]))
                 real_s, fake_s = scores[: self.batch_size], scores[self.batch_size:]
+                real_aux = aux[: self.batch_size] if aux is not None else None
             else:
-                real_s, fake_s = self._critic(real, c), self._critic(fake, c)
+                (real_s, real_aux), (fake_s, _) = self._critic(real, c), self._critic(fake, c_fake)
             d_loss = loss.d_loss(real_s, fake_s)
             total = d_loss
-            score_fn = functools.partial(self._critic, c=c)
+            if self.use_ac:
+                # AC-GAN: the critic learns to classify real images only, so it never learns
+                # the generator's mistakes as a class's look.
+                ac_real = ac_loss(real_aux, c, self.label_spec.kind)
+                total = total + loss.ac_weight * ac_real
+                out["ac_real"] = ac_real.detach()
+            # The penalties see images between real and fake; the real labels stay fixed.
+            score_fn = functools.partial(self._score, c=c)
             if loss.gp_weight > 0 and regularise:
                 gp = gradient_penalty(score_fn, real, fake)
                 total = total + loss.gp_weight * loss.reg_every * gp
@@ -193,15 +268,23 @@ class Trainer:
         # Frozen critic: the generator step needs gradients through D, not for D's weights.
         self.D.requires_grad_(False)
         try:
+            c_fake = self._fake_labels()
             with self._autocast():
-                fake_s = self._critic(self.G(self._noise()), self._no_labels)
+                fake_s, fake_aux = self._critic(self._generate(self._noise(), c_fake), c_fake)
                 g_loss = self.loss.g_loss(fake_s)
+                total = g_loss
+                if self.use_ac:
+                    ac_fake = ac_loss(fake_aux, c_fake, self.label_spec.kind)
+                    total = total + self.loss.ac_weight * ac_fake
             self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
+            total.backward()
             self.opt_g.step()
         finally:
             self.D.requires_grad_(True)
-        return {"g_loss": g_loss.detach()}
+        out = {"g_loss": g_loss.detach()}
+        if self.use_ac:
+            out["ac_fake"] = ac_fake.detach()
+        return out
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -241,7 +324,7 @@ class Trainer:
         g = self.sample_generator
         was_training = g.training
         g.eval()
-        imgs = to_uint8(g(self.fixed_z)).cpu()
+        imgs = to_uint8(g(self.fixed_z) if self.fixed_c is None else g(self.fixed_z, self.fixed_c)).cpu()
         g.train(was_training)
         grid = make_grid(imgs, nrow=int(math.ceil(math.sqrt(imgs.shape[0]))))
         path = save_png(grid, self.run_dir / "samples" / f"step_{self.step:06d}.png")
@@ -312,7 +395,14 @@ class Trainer:
 
         t = self.cfg.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.json", self.cfg.to_json() + "\n")
+        atomic_write_text(self.run_dir / "config.json", self.config_json())
+        if self.label_spec is not None:
+            import json
+
+            atomic_write_text(self.run_dir / "labels.json",
+                              json.dumps({"condition": self.cfg.data.condition,
+                                          **self.label_spec.to_dict(),
+                                          "balance": self.label_spec.balance()}, indent=2) + "\n")
         old_handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
