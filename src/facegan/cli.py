@@ -464,7 +464,7 @@ def cmd_presets(args) -> int:
         print(get_preset(args.show).to_json())
         return 0
     for name in PRESETS:
-        print(f"{name:20s} {PRESET_HELP.get(name, '')}")
+        print(f"{name:{max(map(len, PRESETS))}s}  {PRESET_HELP.get(name, '')}")
     print("\noverride any field as key=value, e.g. train.g_lr=2e-4 model.d_norm=layer; keys:")
     print("  " + " ".join(k for k in all_keys() if "." in k))
     return 0
