@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facegan.utils import cpu_name
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("FACEGAN_SHARED_DATA", REPO.parent / "shared" / "data")) / "celeba-10k"
 
@@ -77,16 +79,6 @@ def throughput(args) -> None:
     print(f"end to end (uint8 {args.resolution}px -> features, fp32, pipelined): {2 * args.batch / dt:.2f} img/s")
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def _real_299(args, n: int) -> torch.Tensor:
     """The first n images of the data (training preprocessing), resized as the protocol does:
     float (n, 3, 299, 299) in [0, 255]."""
@@ -110,7 +102,7 @@ def engines(args) -> None:
     from facegan.metrics.fid import fid_from_features, frechet_distance, gaussian_fit
     from facegan.metrics.inception import load_inception
 
-    print(f"{_cpu_name()}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
+    print(f"{cpu_name()}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"batch {args.batch}")
     nets = {"torchscript": load_inception(device="cpu", engine="reference"),
             "eager": load_inception(device="cpu", engine="eager"),  # the default: parallel streams
@@ -165,7 +157,7 @@ def sweep(args) -> None:
     from facegan.metrics.inception import load_inception
 
     threads = torch.get_num_threads()
-    print(f"{_cpu_name()}; torch {torch.__version__}, threads {threads}")
+    print(f"{cpu_name()}; torch {torch.__version__}, threads {threads}")
     one = load_inception(device="cpu", engine="eager", streams=1)
     par = load_inception(device="cpu", engine="eager", streams=threads)
     configs = [(f"1 stream x {threads} threads", one, threads),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,20 +29,11 @@ import torch
 from facegan.config import apply_overrides, get_preset
 from facegan.data import load_dataset
 from facegan.metrics.evaluate import evaluate_checkpoint
+from facegan.utils import cpu_name
 from facegan.train import TrainingDiverged, TrainingInterrupted, build_trainer, resume_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "celeba-10k"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def device_name(device: str) -> str:
