@@ -5,6 +5,13 @@ from __future__ import annotations
 import torch
 
 
+def flip_flags(n: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample horizontal-flip flags, bool (n,): fair coins from ``gen``, or all False."""
+    if hflip:
+        return torch.rand(n, generator=gen) < 0.5
+    return torch.zeros(n, dtype=torch.bool)
+
+
 class BatchSampler:
     """Draws index batches from ``n`` items, one fresh permutation per epoch (last partial batch
     dropped), plus per-sample horizontal-flip flags. Its whole state is a few tensors, so a
@@ -28,11 +35,7 @@ class BatchSampler:
             self.epoch += 1
         idx = self.perm[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
-        if self.hflip:
-            flip = torch.rand(self.batch_size, generator=self.gen) < 0.5
-        else:
-            flip = torch.zeros(self.batch_size, dtype=torch.bool)
-        return idx, flip
+        return idx, flip_flags(self.batch_size, self.hflip, self.gen)
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos,
@@ -96,11 +99,7 @@ class ClassBalancedSampler:
         """Return (indices int64 (B,), flip bool (B,))."""
         idx = torch.tensor([self._next_of(self._next_class()) for _ in range(self.batch_size)],
                            dtype=torch.long)
-        if self.hflip:
-            flip = torch.rand(self.batch_size, generator=self.gen) < 0.5
-        else:
-            flip = torch.zeros(self.batch_size, dtype=torch.bool)
-        return idx, flip
+        return idx, flip_flags(self.batch_size, self.hflip, self.gen)
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "rounds": self.rounds.clone(), "round_pos": self.round_pos,
