@@ -88,7 +88,7 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
     return Trainer(cfg, g, d, g_ema, opt_g, opt_d, build_loss(cfg.loss), data, run_dir, device,
                    use_bf16=resolve_precision(cfg.train.precision, device),
                    channels_last=cfg.train.channels_last, evaluator=evaluator, progress=progress,
-                   augment=augment or None, labels=labels, label_spec=spec)
+                   augment=augment, labels=labels, label_spec=spec)
 
 
 def clamp_batch_size(cfg: Config, n_images: int) -> Config:

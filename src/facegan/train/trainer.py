@@ -68,7 +68,7 @@ class Trainer:
                  progress: bool = True, augment: DiffAugment | None = None,
                  labels: torch.Tensor | None = None, label_spec: LabelSpec | None = None):
         self.cfg, self.G, self.D, self.G_ema = cfg, generator, critic, g_ema
-        self.augment = augment if augment else None
+        self.augment = augment if augment else None  # an empty policy is no augmentation
         self.d_steps = 0  # critic steps taken, for lazy regularisation
         self.opt_g, self.opt_d, self.loss, self.data = opt_g, opt_d, loss, data
         self.run_dir, self.device = Path(run_dir), device
