@@ -1,0 +1,225 @@
+"""The HTTP side: a Starlette app of a few JSON and PNG endpoints and the page's own assets.
+
+Endpoints (GET; every parameter checked by :mod:`.params`, a bad one answered 400 with
+``{"error": message}``; a server too busy answers 503 with a message):
+
+- ``/``, ``/static/<name>``: the page (HTML, CSS, JS shipped in the package, read once).
+- ``/api/info``: the model (resolution, latent size, step, labels, directions) and the limits.
+- ``/api/seeds?n=16``: n fresh random seeds, 1 <= n <= 64.
+- ``/api/image.png?seed=S[&seed2=S2&t=0.3&interp=slerp][&class=C|&attr=A=1,B=0]
+  [&edit=NAME:1.5,...][&size=256][&download=1]``: one face, a PNG.
+- ``/api/strip.png?seed=S&seed2=S2&steps=8&interp=lerp[&class=..|&attr=..]``: the
+  interpolation as one strip of frames.
+- ``/api/run``: the run folder's sample grids, curves and metrics summary.
+- ``/api/run/files/<id>``: one of those files, by the id ``/api/run`` listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import shlex
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+import torch
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.concurrency import run_in_threadpool
+
+from ..sampling import make_grid
+from . import params as P
+from .engine import Batcher, ModelHolder, Overloaded
+from .runfiles import MetricsCache, list_run_files, read_run_file
+
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+                ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml",
+                ".png": "image/png", ".ico": "image/x-icon"}
+RUN_FILE_TYPES = {".png": "image/png", ".gif": "image/gif"}
+# Images depend on the model version (in the page's URLs as v=...), so a repeated request, e.g.
+# the morph slider moved back, can come from the browser's cache.
+IMAGE_CACHE = "private, max-age=600"
+
+
+def load_static() -> dict[str, tuple[bytes, str]]:
+    """name -> (bytes, content type) for the page's files in facegan/web/static (read once)."""
+    out = {}
+    for f in resources.files("facegan.web").joinpath("static").iterdir():
+        suffix = Path(f.name).suffix
+        if f.is_file() and suffix in STATIC_TYPES:
+            out[f.name] = (f.read_bytes(), STATIC_TYPES[suffix])
+    return out
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
+def png_bytes(img: torch.Tensor | Image.Image, size: int | None = None) -> bytes:
+    """uint8 (3, H, W) or a PIL image -> PNG bytes, resized (Lanczos) to size x size if given."""
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(img.permute(1, 2, 0).numpy())
+    if size is not None and size != pil.width:
+        pil = pil.resize((size, size), Image.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Server:
+    """The app's state: model holder, batcher, page assets, run files; :attr:`app` the ASGI app."""
+
+    def __init__(self, holder: ModelHolder, batcher: Batcher | None = None, *,
+                 run_label: str | None = None, request_timeout: float = 60.0):
+        self.holder = holder
+        self.batcher = batcher or Batcher(holder)
+        self.static = load_static()
+        lg = holder.model.loaded
+        self.run_dir = lg.run_dir
+        self.run_label = run_label or str(lg.run_dir or lg.checkpoint)
+        self.metrics = MetricsCache(self.run_dir)
+        self.request_timeout = request_timeout
+        routes = [
+            Route("/", self.index),
+            Route("/static/{name:path}", self.static_file),
+            Route("/api/info", self.info),
+            Route("/api/seeds", self.seeds),
+            Route("/api/image.png", self.image),
+            Route("/api/strip.png", self.strip),
+            Route("/api/run", self.run_info),
+            Route("/api/run/files/{name:path}", self.run_file),
+        ]
+        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+
+    @asynccontextmanager
+    async def _lifespan(self, app):
+        yield
+        self.batcher.stop()
+
+    # ---- page ----
+    async def index(self, request: Request) -> Response:
+        body, ctype = self.static["index.html"]
+        return Response(body, media_type=ctype, headers={"Cache-Control": "no-cache"})
+
+    async def static_file(self, request: Request) -> Response:
+        # Looked up in the table read at start-up: the name never becomes a path.
+        hit = self.static.get(request.path_params["name"])
+        if hit is None:
+            return error(404, "no such page asset")
+        return Response(hit[0], media_type=hit[1], headers={"Cache-Control": "no-cache"})
+
+    # ---- model ----
+    async def info(self, request: Request) -> Response:
+        m = self.holder.model
+        spec = m.label_spec
+        return JSONResponse({
+            "run": self.run_label,
+            "checkpoint": str(m.loaded.checkpoint),
+            "step": m.loaded.step,
+            "version": m.version,
+            "resolution": m.resolution,
+            "latent_dim": m.latent_dim,
+            "ema": m.loaded.has_ema,
+            "device": str(m.device),
+            "preset": m.loaded.config.preset,
+            "labels": None if spec is None else {"kind": spec.kind, "names": list(spec.names)},
+            "directions": [{"name": d.name, "method": d.method, "accuracy": d.accuracy}
+                           for d in m.directions.values()],
+            "directions_problem": m.directions_problem,
+            "reload_problem": self.holder.reload_problem,
+            "limits": {"seed_max": P.SEED_MAX, "strength_max": P.STRENGTH_MAX,
+                       "max_faces": P.MAX_FACES, "strip_steps": list(P.STRIP_STEPS),
+                       "max_size": P.MAX_SIZE, "max_wait_s": self.batcher.max_wait},
+            "stats": {"forward_calls": self.batcher.forward_calls,
+                      "images": self.batcher.rows_done},
+        }, headers={"Cache-Control": "no-store"})
+
+    async def seeds(self, request: Request) -> Response:
+        try:
+            P.check_names(request.query_params, {"n"})
+            n = P.get_int(request.query_params, "n", 1, P.MAX_FACES, default=16)
+        except P.BadRequest as e:
+            return error(400, str(e))
+        return JSONResponse({"seeds": [secrets.randbelow(P.SEED_MAX + 1) for _ in range(n)]},
+                            headers={"Cache-Control": "no-store"})
+
+    async def _generate(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """z (n, D), c (n, K) | None -> uint8 (n, 3, R, R), through the shared batcher."""
+        fut = self.batcher.submit(z, c)
+        return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.request_timeout)
+
+    async def image(self, request: Request) -> Response:
+        m = self.holder.model
+        try:
+            face, opts = P.parse_face(request.query_params, m)
+            imgs = await self._generate(face.z[None], None if face.c is None else face.c[None])
+        except P.BadRequest as e:
+            return error(400, str(e))
+        except Overloaded as e:
+            return error(503, str(e))
+        except asyncio.TimeoutError:
+            return error(503, "server busy: generation timed out; try again shortly")
+        body = png_bytes(imgs[0], opts["size"])
+        headers = {"Cache-Control": IMAGE_CACHE, "X-Facegan-Seed": str(opts["seed"]),
+                   "X-Facegan-Model-Version": str(m.version)}
+        if "seed2" not in opts and not opts["edits"]:
+            # The command that draws this very face (a plain face; morphs and edits have none).
+            headers["X-Facegan-Command"] = (f"facegan sample {shlex.quote(self.run_label)} --n 1 "
+                                            f"--seed {opts['seed']}{opts['condition'].cli_options()} "
+                                            f"--out seed{opts['seed']}.png")
+        if opts["download"]:
+            name = f"facegan-seed{opts['seed']}"
+            if "seed2" in opts:
+                name += f"-to-{opts['seed2']}-t{opts['t']:.2f}"
+            for d, s in opts["edits"]:
+                name += f"-{''.join(ch for ch in d if ch.isalnum())[:20]}{s:+.1f}"
+            headers["Content-Disposition"] = f'attachment; filename="{name}.png"'
+        return Response(body, media_type="image/png", headers=headers)
+
+    async def strip(self, request: Request) -> Response:
+        m = self.holder.model
+        try:
+            z, c, opts = P.parse_strip(request.query_params, m)
+            imgs = await self._generate(z, c)
+        except P.BadRequest as e:
+            return error(400, str(e))
+        except Overloaded as e:
+            return error(503, str(e))
+        except asyncio.TimeoutError:
+            return error(503, "server busy: generation timed out; try again shortly")
+        body = png_bytes(make_grid(imgs, nrow=imgs.shape[0]))
+        return Response(body, media_type="image/png", headers={"Cache-Control": IMAGE_CACHE})
+
+    # ---- run folder ----
+    async def run_info(self, request: Request) -> Response:
+        # A run still training: look for a newer checkpoint here too, so the page hears of it
+        # even when nobody is generating (a thread: loading takes a moment).
+        await run_in_threadpool(self.holder.maybe_reload)
+        files = list_run_files(self.run_dir)
+        listed = sorted(files.values(), key=lambda f: (f.kind != "curve", f.step or 0, f.id))
+        return JSONResponse({
+            "run_dir": None if self.run_dir is None else str(self.run_dir),
+            "files": [{"id": f.id, "kind": f.kind, "step": f.step, "title": f.title,
+                       "version": int(f.mtime * 1000)} for f in listed],
+            "metrics": self.metrics.summary(),
+            "model_step": self.holder.model.loaded.step,
+            "model_version": self.holder.model.version,
+        }, headers={"Cache-Control": "no-store"})
+
+    async def run_file(self, request: Request) -> Response:
+        # The id is only a key into a fresh listing of known outputs; '../x', '/etc/passwd' or
+        # any other text that is not such an id is a 404 before anything is opened.
+        f = list_run_files(self.run_dir).get(request.path_params["name"])
+        if f is None:
+            return error(404, "no such run file")
+        try:
+            body = read_run_file(f)
+        except OSError:
+            return error(404, "run file no longer there")
+        return Response(body, media_type=RUN_FILE_TYPES.get(f.path.suffix, "application/octet-stream"),
+                        headers={"Cache-Control": "no-cache"})

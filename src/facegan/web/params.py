@@ -1,0 +1,260 @@
+"""Request parameters -> latents and labels, every value checked and bounded.
+
+A face is named by its seed: its latent is ``sampling.latents(1, D, seed)[0]`` and, for a
+conditional model with no condition chosen, its label ``sampling.draw_labels(spec, 1, seed)``,
+exactly what ``facegan sample RUN --n 1 --seed SEED`` draws; so the page can print the
+command that draws the same face again. Everything else is a change of that face:
+
+- ``seed2`` + ``t`` + ``interp``: the point a fraction t of the way to another face
+  (``sampling.lerp`` or ``sampling.slerp``; labels blended linearly, as ``morph_classes`` does);
+- ``class`` / ``attr``: the condition (``--class NAME`` / ``--attr A=0,B=1`` of ``sample``);
+- ``edit``: ``z + strength * direction`` for directions of ``RUN/directions.json``.
+
+A bad value raises :class:`BadRequest` with a message meant for the person at the page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+from ..data.labels import ATTR, CLASS, LabelSpec
+from ..sampling import attr_labels, draw_labels, latents, lerp, slerp
+from .engine import Model
+
+SEED_MAX = 2**31 - 1  # fits a JavaScript number and a 32-bit int everywhere
+STRENGTH_MAX = 5.0  # |strength| of a direction edit, in units of the latent's (unit) direction
+MAX_FACES = 64  # seeds per /api/seeds request
+STRIP_STEPS = (2, 16)  # frames in an interpolation strip
+MAX_SIZE = 1024  # largest side of a resized PNG
+MAX_TEXT = 2000  # characters in any one parameter
+INTERPS = {"lerp": lerp, "slerp": slerp}
+
+
+class BadRequest(ValueError):
+    """A request that cannot be served as asked (answered 400 with this message)."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One image to draw: its latent and label, float (D,) and (K,) or None."""
+
+    z: torch.Tensor
+    c: torch.Tensor | None
+
+
+def check_names(query: Mapping[str, str], allowed: set[str]) -> None:
+    unknown = sorted(set(query) - allowed - {"v"})  # v: the page's cache-busting version
+    if unknown:
+        raise BadRequest(f"unknown parameter '{unknown[0]}'; this endpoint takes "
+                         f"{', '.join(sorted(allowed))}")
+    for k, v in query.items():
+        if len(v) > MAX_TEXT:
+            raise BadRequest(f"parameter '{k}' is too long ({len(v)} characters, at most {MAX_TEXT})")
+
+
+def get_int(query: Mapping[str, str], name: str, lo: int, hi: int, default: int | None = None) -> int:
+    text = query.get(name)
+    if text is None or text == "":
+        if default is None:
+            raise BadRequest(f"parameter '{name}' is required (an integer from {lo} to {hi})")
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an integer from {lo} to {hi}, not '{text[:40]}'") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"'{name}' = {value} is out of range; give an integer from {lo} to {hi}")
+    return value
+
+
+def get_float(query: Mapping[str, str], name: str, lo: float, hi: float, default: float) -> float:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be a number from {lo:g} to {hi:g}, not '{text[:40]}'") from None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise BadRequest(f"'{name}' = {text[:40]} is out of range; give a number from {lo:g} to {hi:g}")
+    return value
+
+
+def get_choice(query: Mapping[str, str], name: str, choices, default: str) -> str:
+    value = query.get(name) or default
+    if value not in choices:
+        raise BadRequest(f"'{name}' must be one of {', '.join(choices)}, not '{value[:40]}'")
+    return value
+
+
+# ---- conditions -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Condition:
+    """The page's condition: none (labels drawn per seed, as ``sample`` draws them), a class,
+    or some attributes fixed (the others drawn per seed)."""
+
+    cls: str | None = None
+    attrs: tuple[tuple[str, float], ...] = ()
+
+    def labels(self, spec: LabelSpec | None, seed: int) -> torch.Tensor | None:
+        """float (K,) for the face of ``seed``, or None for an unconditional model."""
+        if spec is None:
+            return None
+        if self.cls is not None:
+            c = torch.zeros(spec.dim)
+            c[spec.names.index(self.cls)] = 1.0
+            return c
+        if self.attrs:
+            return attr_labels(spec, dict(self.attrs), 1, seed=seed)[0]
+        return draw_labels(spec, 1, seed=seed)[0]
+
+    def cli_options(self) -> str:
+        """The ``facegan sample`` options that draw the same labels."""
+        if self.cls is not None:
+            return f" --class {_quote(self.cls)}"
+        if self.attrs:
+            return " --attr " + _quote(",".join(f"{a}={int(v)}" for a, v in self.attrs))
+        return ""
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def parse_condition(query: Mapping[str, str], spec: LabelSpec | None) -> Condition:
+    cls, attr = query.get("class") or None, query.get("attr") or None
+    if cls is None and attr is None:
+        return Condition()
+    if spec is None:
+        raise BadRequest("this model is unconditional (trained without labels): it takes no "
+                         "'class' or 'attr'")
+    if cls is not None and attr is not None:
+        raise BadRequest("give 'class' or 'attr', not both")
+    if cls is not None:
+        if spec.kind != CLASS:
+            raise BadRequest(f"this model has attributes ({', '.join(spec.names)}), not classes; "
+                             "use attr=NAME=0|1,...")
+        if cls not in spec.names:
+            raise BadRequest(f"unknown class '{cls[:60]}'; this model has: {', '.join(spec.names)}")
+        return Condition(cls=cls)
+    if spec.kind != ATTR:
+        raise BadRequest(f"this model has classes ({', '.join(spec.names)}), not attributes; "
+                         "use class=NAME")
+    setting: dict[str, float] = {}
+    for part in (p.strip() for p in attr.split(",") if p.strip()):
+        name, eq, value = (s.strip() for s in part.partition("="))
+        if name not in spec.names:
+            raise BadRequest(f"unknown attribute '{name[:60]}'; this model has: {', '.join(spec.names)}")
+        if not eq or value not in ("0", "1"):
+            raise BadRequest(f"attribute setting '{part[:60]}': write NAME=0 or NAME=1")
+        if name in setting:
+            raise BadRequest(f"attribute '{name}' is given twice")
+        setting[name] = float(value)
+    # In the model's order, so the command line printed for a face is the same whatever the
+    # order the page sent.
+    return Condition(attrs=tuple((n, setting[n]) for n in spec.names if n in setting))
+
+
+# ---- edits ----------------------------------------------------------------------------------
+
+def parse_edits(query: Mapping[str, str], model: Model) -> tuple[tuple[str, float], ...]:
+    """'Smiling:1.5,Male:-2' -> (('Smiling', 1.5), ('Male', -2.0)), names from directions.json,
+    strengths finite and within +-STRENGTH_MAX."""
+    text = query.get("edit") or ""
+    edits: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, colon, value = (s.strip() for s in part.rpartition(":"))
+        if not colon:
+            raise BadRequest(f"edit '{part[:60]}': write NAME:STRENGTH, e.g. Smiling:1.5")
+        if name not in model.directions:
+            have = ", ".join(model.directions) or "none (no directions.json in the run folder)"
+            raise BadRequest(f"unknown direction '{name[:60]}'; this run has: {have}")
+        if name in edits:
+            raise BadRequest(f"direction '{name}' is given twice")
+        try:
+            s = float(value)
+        except ValueError:
+            raise BadRequest(f"edit '{part[:60]}': the strength must be a number") from None
+        if not math.isfinite(s) or abs(s) > STRENGTH_MAX:
+            raise BadRequest(f"edit strength {value[:40]} for '{name}' is out of range; give a "
+                             f"number from {-STRENGTH_MAX:g} to {STRENGTH_MAX:g}")
+        edits[name] = s
+    return tuple(edits.items())
+
+
+def apply_edits(z: torch.Tensor, edits, model: Model) -> torch.Tensor:
+    """z float (D,) + sum of strength * unit direction (D,)."""
+    for name, s in edits:
+        if s:
+            z = z + s * model.directions[name].vector
+    return z
+
+
+# ---- faces ----------------------------------------------------------------------------------
+
+FACE_PARAMS = {"seed", "seed2", "t", "interp", "class", "attr", "edit", "size", "download"}
+STRIP_PARAMS = {"seed", "seed2", "steps", "interp", "class", "attr"}
+
+
+def face_latent(seed: int, model: Model) -> torch.Tensor:
+    """float (D,): the latent ``facegan sample --n 1 --seed SEED`` uses."""
+    return latents(1, model.latent_dim, seed)[0]
+
+
+def between(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor, interp: str) -> torch.Tensor:
+    """(D,), (D,), fractions t (T,) -> (T, D) by ``sampling.lerp`` / ``sampling.slerp``."""
+    return INTERPS[interp](za[None], zb[None], t)[0]
+
+
+def blend(ca: torch.Tensor | None, cb: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor | None:
+    """Labels (K,), (K,) -> (T, K) blended linearly (every conditioning path is linear in c)."""
+    if ca is None:
+        return None
+    return (1 - t)[:, None] * ca[None] + t[:, None] * cb[None]
+
+
+def parse_face(query: Mapping[str, str], model: Model) -> tuple[Face, dict]:
+    """An /api/image.png query -> (the face, the parsed options the response needs)."""
+    check_names(query, FACE_PARAMS)
+    r = model.resolution
+    seed = get_int(query, "seed", 0, SEED_MAX)
+    cond = parse_condition(query, model.label_spec)
+    edits = parse_edits(query, model)
+    size = get_int(query, "size", r, MAX_SIZE, default=r)
+    download = get_choice(query, "download", ("0", "1"), "0") == "1"
+    z = face_latent(seed, model)
+    c = cond.labels(model.label_spec, seed)
+    opts = {"seed": seed, "size": size, "download": download, "condition": cond, "edits": edits}
+    if "seed2" in query or "t" in query:
+        seed2 = get_int(query, "seed2", 0, SEED_MAX)
+        t = torch.tensor([get_float(query, "t", 0.0, 1.0, 0.5)])
+        interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
+        z = between(z, face_latent(seed2, model), t, interp)[0]
+        cb = cond.labels(model.label_spec, seed2)
+        c = None if c is None else blend(c, cb, t)[0]
+        opts.update(seed2=seed2, t=float(t), interp=interp)
+    elif "interp" in query:
+        raise BadRequest("'interp' goes with seed2 and t (a point between two faces)")
+    return Face(apply_edits(z, edits, model), c), opts
+
+
+def parse_strip(query: Mapping[str, str], model: Model) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """An /api/strip.png query -> (z (T, D), c (T, K) or None, options): T frames evenly
+    spaced from one face to the other, ends included."""
+    check_names(query, STRIP_PARAMS)
+    seed = get_int(query, "seed", 0, SEED_MAX)
+    seed2 = get_int(query, "seed2", 0, SEED_MAX)
+    steps = get_int(query, "steps", *STRIP_STEPS, default=8)
+    interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
+    cond = parse_condition(query, model.label_spec)
+    t = torch.linspace(0, 1, steps)
+    z = between(face_latent(seed, model), face_latent(seed2, model), t, interp)
+    c = blend(cond.labels(model.label_spec, seed), cond.labels(model.label_spec, seed2), t)
+    return z, c, {"seed": seed, "seed2": seed2, "steps": steps, "interp": interp}

@@ -1,0 +1,351 @@
+// facegan serve: the page. Plain JavaScript, no libraries, no network beyond this server.
+// A face is its seed: every image URL names the seed (and the condition, morph or edits),
+// the server draws it; the same seed gives the same face as `facegan sample --seed`.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const S = {
+  info: null,        // /api/info
+  seeds: [],         // the grid's seeds
+  selected: null,    // seed shown large
+  a: null, b: null,  // morph ends
+  cond: { cls: "", attrs: {} },
+  edits: {},         // direction name -> strength
+  interp: "slerp",
+  runFiles: [],
+};
+
+function status(message, isError = false) {
+  const el = $("status");
+  el.textContent = message || "";
+  el.classList.toggle("error", !!isError);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function getJSON(path) {
+  const r = await fetch(path, { cache: "no-store" });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
+  return body;
+}
+
+// ---- URLs -------------------------------------------------------------------------------
+function condParams() {
+  if (!S.info || !S.info.labels) return {};
+  if (S.info.labels.kind === "class") return S.cond.cls ? { class: S.cond.cls } : {};
+  const parts = S.info.labels.names.filter((n) => S.cond.attrs[n] !== undefined && S.cond.attrs[n] !== "")
+    .map((n) => `${n}=${S.cond.attrs[n]}`);
+  return parts.length ? { attr: parts.join(",") } : {};
+}
+
+function editParam() {
+  const parts = Object.entries(S.edits).filter(([, v]) => v !== 0).map(([n, v]) => `${n}:${v}`);
+  return parts.length ? parts.join(",") : undefined;
+}
+
+function apiURL(path, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  q.set("v", S.info ? S.info.version : 0); // a reloaded model gets new URLs (browser cache)
+  return `${path}?${q}`;
+}
+
+const faceURL = (seed, extra = {}) => apiURL("/api/image.png", { seed, ...condParams(), ...extra });
+
+// ---- images -----------------------------------------------------------------------------
+// fetch() rather than <img src>: a refusal (503 busy) is retried, a 4xx message is shown.
+async function loadImage(img, src, tries = 3) {
+  img.dataset.want = src;
+  for (let i = 0; i < tries; i++) {
+    let r;
+    try { r = await fetch(src); } catch (e) { status(`server unreachable: ${e.message}`, true); return false; }
+    if (img.dataset.want !== src) return false; // a newer image was asked for meanwhile
+    if (r.ok) {
+      const blob = await r.blob();
+      if (img.dataset.want !== src) return false;
+      const old = img.dataset.blob;
+      img.dataset.blob = URL.createObjectURL(blob);
+      img.src = img.dataset.blob;
+      if (old) URL.revokeObjectURL(old);
+      img.dataset.command = r.headers.get("X-Facegan-Command") || "";
+      return true;
+    }
+    const body = await r.json().catch(() => ({}));
+    if (r.status === 503 && i < tries - 1) { status(body.error || "server busy; retrying"); await sleep(400 * 2 ** i); continue; }
+    status(body.error || `HTTP ${r.status}`, true);
+    return false;
+  }
+  return false;
+}
+
+// Live images (sliders): one request in flight, and only the latest position is drawn next.
+function liveLoader(img, onDone) {
+  let busy = false, next = null;
+  return (src) => {
+    next = src;
+    if (busy) return;
+    busy = true;
+    (async () => {
+      while (next) { const s = next; next = null; const ok = await loadImage(img, s, 2); if (onDone) onDone(ok); }
+      busy = false;
+    })();
+  };
+}
+
+// ---- header, conditions, directions -------------------------------------------------------
+function showModel() {
+  const i = S.info;
+  const labels = i.labels ? `, ${i.labels.kind === "class" ? "classes" : "attributes"}: ${i.labels.names.join(", ")}` : "";
+  $("model-line").textContent = `${i.run} · step ${i.step} · ${i.resolution}px · ${i.ema ? "EMA" : "raw"} generator on ${i.device}${labels}`;
+}
+
+function buildCondition() {
+  const box = $("condition");
+  box.textContent = "";
+  const labels = S.info.labels;
+  if (!labels) { box.hidden = true; return; }
+  box.hidden = false;
+  const make = (text, options, onChange, name) => {
+    const label = document.createElement("label");
+    label.append(text + " ");
+    const sel = document.createElement("select");
+    if (name) sel.dataset.attr = name;
+    for (const [value, shown] of options) {
+      const o = document.createElement("option"); o.value = value; o.textContent = shown; sel.append(o);
+    }
+    sel.addEventListener("change", () => { onChange(sel.value); redrawAll(); });
+    label.append(sel);
+    box.append(label);
+  };
+  if (labels.kind === "class") {
+    make("class", [["", "as drawn (data frequencies)"], ...labels.names.map((n) => [n, n])],
+         (v) => { S.cond.cls = v; }, null);
+    box.querySelector("select").id = "class-select";
+  } else {
+    for (const n of labels.names) {
+      make(n, [["", "drawn"], ["1", "yes"], ["0", "no"]], (v) => { S.cond.attrs[n] = v; }, n);
+    }
+  }
+}
+
+function buildDirections() {
+  const dirs = S.info.directions || [];
+  $("directions").hidden = dirs.length === 0;
+  const box = $("sliders");
+  box.textContent = "";
+  const max = S.info.limits.strength_max;
+  for (const d of dirs) {
+    const row = document.createElement("div"); row.className = "slider";
+    const name = document.createElement("span");
+    name.textContent = d.name;
+    name.title = `${d.method}${d.accuracy != null ? `, accuracy ${(100 * d.accuracy).toFixed(0)}%` : ""}`;
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", min: -max, max, step: 0.1, value: 0 });
+    input.dataset.direction = d.name;
+    input.setAttribute("aria-label", `edit ${d.name}`);
+    const value = document.createElement("span"); value.textContent = "0.0";
+    input.addEventListener("input", () => {
+      S.edits[d.name] = Number(input.value);
+      value.textContent = Number(input.value).toFixed(1);
+      updateBig(true);
+    });
+    row.append(name, input, value);
+    box.append(row);
+  }
+}
+
+function resetEdits() {
+  S.edits = {};
+  for (const input of $("sliders").querySelectorAll("input")) {
+    input.value = 0; input.nextElementSibling.textContent = "0.0";
+  }
+}
+
+// ---- grid and viewer ----------------------------------------------------------------------
+async function newFaces() {
+  try {
+    const n = Number($("count").value);
+    S.seeds = (await getJSON(`/api/seeds?n=${n}`)).seeds;
+  } catch (e) { status(e.message, true); return; }
+  S.a = S.seeds[0]; S.b = S.seeds[1 % S.seeds.length];
+  renderGrid();
+  select(S.seeds[0]);
+  updateMorph();
+}
+
+function renderGrid() {
+  const grid = $("grid");
+  grid.textContent = "";
+  for (const seed of S.seeds) {
+    const fig = document.createElement("figure");
+    fig.className = "face"; fig.dataset.seed = seed; fig.tabIndex = 0;
+    const img = document.createElement("img");
+    img.alt = `face of seed ${seed}`;
+    const cap = document.createElement("figcaption"); cap.textContent = `seed ${seed}`;
+    fig.append(img, cap);
+    fig.addEventListener("click", () => select(seed));
+    fig.addEventListener("keydown", (e) => { if (e.key === "Enter") select(seed); });
+    grid.append(fig);
+    loadImage(img, faceURL(seed)).then((ok) => fig.classList.toggle("failed", !ok));
+  }
+  markCards();
+}
+
+function markCards() {
+  for (const fig of $("grid").children) {
+    const seed = Number(fig.dataset.seed);
+    fig.classList.toggle("selected", seed === S.selected);
+    fig.classList.toggle("is-a", seed === S.a);
+    fig.classList.toggle("is-b", seed === S.b);
+  }
+}
+
+function select(seed) {
+  S.selected = seed;
+  resetEdits();
+  $("viewer").hidden = false;
+  markCards();
+  updateBig(false);
+}
+
+let bigLive = null;
+function updateBig(live) {
+  if (S.selected === null) return;
+  const seed = S.selected, edit = editParam();
+  const src = faceURL(seed, { edit });
+  $("big-seed").textContent = seed;
+  $("big-edit").textContent = edit ? `edited: ${edit.replaceAll(":", " ").replaceAll(",", ", ")}` : "";
+  $("download").href = faceURL(seed, { edit, download: 1 });
+  const large = Math.min(S.info.limits.max_size, 512);
+  $("download-large").href = faceURL(seed, { edit, download: 1, size: Math.max(large, S.info.resolution) });
+  $("download-large").textContent = `PNG ${Math.max(large, S.info.resolution)}×${Math.max(large, S.info.resolution)}`;
+  if (live) bigLive(src); else loadImage($("big"), src).then(() => showCommand());
+}
+
+function showCommand() {
+  const cmd = $("big").dataset.command;
+  $("command").textContent = cmd
+    ? `${cmd}${editParam() ? "   # the unedited face" : ""}`
+    : "";
+}
+
+// ---- morph ---------------------------------------------------------------------------------
+let morphLive = null;
+function morphParams() {
+  return { seed2: S.b, t: Number($("morph-t").value).toFixed(2), interp: S.interp };
+}
+
+function updateMorphFrame() {
+  if (S.a === null) return;
+  $("morph-t-value").textContent = Number($("morph-t").value).toFixed(2);
+  morphLive(faceURL(S.a, morphParams()));
+  $("morph-download").href = faceURL(S.a, { ...morphParams(), download: 1 });
+}
+
+function updateMorph() {
+  if (S.a === null || S.b === null) return;
+  $("seed-a").textContent = S.a; $("seed-b").textContent = S.b;
+  loadImage($("morph-a"), faceURL(S.a));
+  loadImage($("morph-b"), faceURL(S.b));
+  updateMorphFrame();
+  const steps = Math.min(10, S.info.limits.strip_steps[1]);
+  loadImage($("strip"), apiURL("/api/strip.png", { seed: S.a, seed2: S.b, steps, interp: S.interp, ...condParams() }));
+  markCards();
+}
+
+function redrawAll() {
+  renderGrid();
+  updateBig(false);
+  updateMorph();
+}
+
+// ---- the run: sample grids, curves, evaluations ------------------------------------------
+let followLatest = true;
+async function refreshRun() {
+  let r;
+  try { r = await getJSON("/api/run"); } catch (e) { return; }
+  if (!r.run_dir) { $("no-run").hidden = false; return; }
+  const samples = r.files.filter((f) => f.kind === "sample").sort((x, y) => x.step - y.step);
+  S.runFiles = samples;
+  const slider = $("samples-step");
+  $("samples-figure").hidden = samples.length === 0;
+  if (samples.length) {
+    slider.max = samples.length - 1;
+    if (followLatest) slider.value = samples.length - 1;
+    showSampleGrid();
+  }
+  const loss = r.files.find((f) => f.id === "loss.png");
+  $("loss-figure").hidden = !loss;
+  if (loss) {
+    const src = `/api/run/files/${encodeURIComponent(loss.id)}?v=${loss.version}`;
+    if ($("loss-img").getAttribute("src") !== src) $("loss-img").src = src;
+  }
+  const m = r.metrics || {};
+  const last = m.last;
+  $("train-line").textContent = last
+    ? `· step ${last.step}: d_loss ${fmt(last.d_loss)}, g_loss ${fmt(last.g_loss)}` +
+      (last.steps_per_s ? `, ${fmt(last.steps_per_s)} steps/s` : "")
+    : "";
+  const evals = m.evals || [];
+  $("evals").hidden = evals.length === 0;
+  const body = $("evals").querySelector("tbody");
+  body.textContent = "";
+  for (const e of evals) {
+    const tr = document.createElement("tr");
+    for (const v of [e.step, fmt(e.fid, 1), e.kid_mean != null ? `${fmt(e.kid_mean, 3)} ± ${fmt(e.kid_std, 3)}` : "", e.n]) {
+      const td = document.createElement("td"); td.textContent = v ?? ""; tr.append(td);
+    }
+    body.append(tr);
+  }
+  if (S.info && r.model_version !== S.info.version) {
+    // The run wrote a newer checkpoint and the server loaded it: redraw the same seeds.
+    S.info = await getJSON("/api/info");
+    showModel();
+    redrawAll();
+    status(`model reloaded: step ${S.info.step}`);
+  }
+}
+
+function fmt(x, digits = 3) {
+  return typeof x === "number" ? x.toFixed(digits) : "";
+}
+
+function showSampleGrid() {
+  const f = S.runFiles[Number($("samples-step").value)];
+  if (!f) return;
+  const src = `/api/run/files/${encodeURIComponent(f.id)}?v=${f.version}`;
+  if ($("samples-img").getAttribute("src") !== src) $("samples-img").src = src;
+  $("samples-caption").textContent = `step ${f.step} (${Number($("samples-step").value) + 1} of ${S.runFiles.length})`;
+}
+
+// ---- start -----------------------------------------------------------------------------------
+async function start() {
+  try { S.info = await getJSON("/api/info"); } catch (e) { status(`cannot reach the server: ${e.message}`, true); return; }
+  showModel();
+  buildCondition();
+  buildDirections();
+  bigLive = liveLoader($("big"));
+  morphLive = liveLoader($("morph-img"));
+  $("new-faces").addEventListener("click", newFaces);
+  $("count").addEventListener("change", newFaces);
+  $("reset-edits").addEventListener("click", () => { resetEdits(); updateBig(false); });
+  $("set-a").addEventListener("click", () => { S.a = S.selected; updateMorph(); });
+  $("set-b").addEventListener("click", () => { S.b = S.selected; updateMorph(); });
+  $("morph-t").addEventListener("input", updateMorphFrame);
+  for (const radio of document.querySelectorAll("input[name=interp]")) {
+    radio.addEventListener("change", () => { S.interp = radio.value; updateMorph(); });
+  }
+  $("samples-step").addEventListener("input", () => {
+    followLatest = Number($("samples-step").value) === S.runFiles.length - 1;
+    showSampleGrid();
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "n" && !(e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement)) newFaces();
+  });
+  await newFaces();
+  refreshRun();
+  setInterval(refreshRun, 10000); // a run still training writes new grids and curves
+}
+
+start();
