@@ -238,6 +238,56 @@ def test_no_path_from_a_request_reaches_the_file_system(plain_run, tmp_path, mon
     assert "<title>facegan</title>" in client.get("/").text
 
 
+def test_a_newer_checkpoint_is_loaded_and_the_page_told(plain_run, tmp_path, monkeypatch):
+    from facegan.checkpoint import load_checkpoint, save_checkpoint
+    from facegan.web import engine
+
+    run = tmp_path / "run"
+    shutil.copytree(plain_run, run)
+    holder = ModelHolder(run, device="cpu", reload=True)
+    client = TestClient(Server(holder, Batcher(holder)).app)
+    first = client.get("/api/image.png?seed=4").content
+    assert client.get("/api/info").json()["version"] == 0
+    # Training goes on: a newer latest.pt replaces the old one (atomically, as the trainer does).
+    ckpt = load_checkpoint(run)
+    ckpt.pop("path")
+    ckpt["step"] = 7
+    ckpt["G_ema"] = {k: v + 0.05 if v.is_floating_point() else v for k, v in ckpt["G_ema"].items()}
+    save_checkpoint(run / "checkpoints" / "latest.pt", ckpt)
+    monkeypatch.setattr(engine, "RELOAD_CHECK_S", 0.0)
+    listing = client.get("/api/run").json()  # the page polls this; it looks for a newer model
+    assert listing["model_step"] == 7 and listing["model_version"] == 1
+    info = client.get("/api/info").json()
+    assert info["step"] == 7 and info["version"] == 1
+    assert client.get("/api/image.png?seed=4").content != first
+    # A damaged file keeps the model that works, and says why.
+    (run / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
+    client.get("/api/run")
+    info = client.get("/api/info").json()
+    assert info["step"] == 7 and "could not reload" in info["reload_problem"]
+    assert client.get("/api/image.png?seed=4").status_code == 200
+
+
+def test_a_checkpoint_alone_serves_faces_and_no_run_files(plain_run, tmp_path):
+    alone = tmp_path / "alone.pt"
+    shutil.copy(plain_run / "checkpoints" / "latest.pt", alone)
+    client, _ = client_for(alone)
+    assert client.get("/api/run").json() == {
+        "run_dir": None, "files": [], "metrics": {"train": {}, "evals": [], "last": None},
+        "model_step": 2, "model_version": 0}
+    assert client.get("/api/run/files/loss.png").status_code == 404
+    assert client.get("/api/image.png?seed=1").status_code == 200
+
+
+def test_loopback_server_answers_only_loopback_host_names(plain_run):
+    holder = ModelHolder(plain_run, device="cpu", reload=False)
+    app = Server(holder, allowed_hosts=["127.0.0.1", "localhost"]).app
+    assert TestClient(app, base_url="http://127.0.0.1:8765").get("/api/info").status_code == 200
+    assert TestClient(app, base_url="http://localhost:8765").get("/api/info").status_code == 200
+    # A web page on another name that resolves to 127.0.0.1 (DNS rebinding) gets nothing.
+    assert TestClient(app, base_url="http://evil.example:8765").get("/api/info").status_code == 400
+
+
 # ---- conditions and directions --------------------------------------------------------------
 
 def test_class_selector_redraws_the_same_seed_and_matches_sample(class_run, tmp_path):

@@ -25,6 +25,7 @@ import threading
 
 from ..errors import UserError
 
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 MISSING_EXTRA = ("facegan serve needs Starlette and uvicorn, which are not installed; "
                  "pip install 'facegan[serve]'")
 
@@ -128,9 +129,12 @@ def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = 
     holder = ModelHolder(run, device=device, reload=reload)
     batcher = Batcher(holder, max_batch=max_batch, max_wait=max_wait)
     batcher.warm_up()  # measures this machine, so refusals under load are by real times
-    server = Server(holder, batcher, run_label=str(run))
+    loopback = is_loopback(host)
+    # (Starlette's host check cannot parse an IPv6 Host header: no check on ::1.)
+    allowed = sorted({*LOOPBACK_NAMES, host}) if loopback and ":" not in host else None
+    server = Server(holder, batcher, run_label=str(run), allowed_hosts=allowed)
     sock = bind(host, port)
-    if not is_loopback(host):
+    if not loopback:
         print(f"facegan: warning: serving on {host}, which other machines can reach: anyone who "
               "can connect can use the model and see this run's samples and curves (there is no "
               "password); use the default --host 127.0.0.1 to keep it on this machine",

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -75,7 +77,8 @@ class Server:
     """The app's state: model holder, batcher, page assets, run files; :attr:`app` the ASGI app."""
 
     def __init__(self, holder: ModelHolder, batcher: Batcher | None = None, *,
-                 run_label: str | None = None, request_timeout: float = 60.0):
+                 run_label: str | None = None, request_timeout: float = 60.0,
+                 allowed_hosts: list[str] | None = None):
         self.holder = holder
         self.batcher = batcher or Batcher(holder)
         self.static = load_static()
@@ -94,7 +97,12 @@ class Server:
             Route("/api/run", self.run_info),
             Route("/api/run/files/{name:path}", self.run_file),
         ]
-        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+        middleware = []
+        if allowed_hosts:
+            # Served on loopback, only requests addressed to loopback names are answered, so a
+            # web site cannot reach this server by pointing a DNS name at 127.0.0.1.
+            middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
+        self.app = Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
 
     @asynccontextmanager
     async def _lifespan(self, app):
@@ -164,7 +172,7 @@ class Server:
             return error(503, str(e))
         except asyncio.TimeoutError:
             return error(503, "server busy: generation timed out; try again shortly")
-        body = png_bytes(imgs[0], opts["size"])
+        body = await run_in_threadpool(png_bytes, imgs[0], opts["size"])  # a resize takes a while
         headers = {"Cache-Control": IMAGE_CACHE, "X-Facegan-Seed": str(opts["seed"]),
                    "X-Facegan-Model-Version": str(m.version)}
         if "seed2" not in opts and not opts["edits"]:
