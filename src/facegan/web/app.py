@@ -5,7 +5,7 @@ Endpoints (GET; every parameter checked by :mod:`.params`, a bad one answered 40
 
 - ``/``, ``/static/<name>``: the page (HTML, CSS, JS shipped in the package, read once).
 - ``/api/info``: the model (resolution, latent size, step, labels, directions) and the limits.
-- ``/api/seeds?n=16``: n fresh random seeds, 1 <= n <= 64.
+- ``/api/seeds?n=16``: n fresh random seeds (below a million), 1 <= n <= 64.
 - ``/api/image.png?seed=S[&seed2=S2&t=0.3&interp=slerp][&class=C|&attr=A=1,B=0]
   [&edit=NAME:1.5,...][&size=256][&download=1]``: one face, a PNG.
 - ``/api/strip.png?seed=S&seed2=S2&steps=8&interp=lerp[&class=..|&attr=..]``: the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import secrets
+import random
 import shlex
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -46,6 +46,7 @@ RUN_FILE_TYPES = {".png": "image/png", ".gif": "image/gif"}
 # Images depend on the model version (in the page's URLs as v=...), so a repeated request, e.g.
 # the morph slider moved back, can come from the browser's cache.
 IMAGE_CACHE = "private, max-age=600"
+_system_random = random.SystemRandom()
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
@@ -153,7 +154,8 @@ class Server:
             n = P.get_int(request.query_params, "n", 1, P.MAX_FACES, default=16)
         except P.BadRequest as e:
             return error(400, str(e))
-        return JSONResponse({"seeds": [secrets.randbelow(P.SEED_MAX + 1) for _ in range(n)]},
+        seeds = _system_random.sample(range(P.NEW_SEEDS_BELOW), n)  # n different faces
+        return JSONResponse({"seeds": seeds},
                             headers={"Cache-Control": "no-store"})
 
     async def _generate(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:

@@ -26,6 +26,7 @@ from ..sampling import attr_labels, draw_labels, latents, lerp, slerp
 from .engine import Model
 
 SEED_MAX = 2**31 - 1  # fits a JavaScript number and a 32-bit int everywhere
+NEW_SEEDS_BELOW = 1_000_000  # fresh seeds have at most 6 digits: easy to read and to type
 STRENGTH_MAX = 5.0  # |strength| of a direction edit, in units of the latent's (unit) direction
 MAX_FACES = 64  # seeds per /api/seeds request
 STRIP_STEPS = (2, 16)  # frames in an interpolation strip
