@@ -9,7 +9,8 @@ Starts the real command (`python -m facegan.cli serve RUN --port 0`) in a subpro
    for a face after face (random seeds) for ``--seconds`` (20 by default); prints requests/s,
    p50 / p95 / p99 latency, errors (anything but 200 and 503), refusals (503, "busy"), the
    server's generator calls (so the mean batch the batcher merged), and the server's resident
-   memory (RSS) before, at the end and at its highest, to show it stays flat.
+   memory (RSS) before, at a quarter, half and three quarters of the load, after, and at its
+   highest, to show whether it stays flat.
 
     python benchmarks/bench_serve.py                       # a fresh sngan-celeba64 64 px model
     python benchmarks/bench_serve.py runs/celeba-sn --clients 20 --seconds 20
@@ -146,12 +147,13 @@ def main() -> None:
 
             # 2. load
             rss = [rss_mb(proc.pid)]
-            peak = [rss[0]]
+            timeline = []  # (seconds into the load, RSS MiB)
             done = threading.Event()
+            t_load = time.perf_counter()
 
             def watch():
                 while not done.wait(0.5):
-                    peak[0] = max(peak[0], rss_mb(proc.pid))
+                    timeline.append((time.perf_counter() - t_load, rss_mb(proc.pid)))
 
             threading.Thread(target=watch, daemon=True).start()
             before = httpx.get(url + "api/info", timeout=30).json()["stats"]
@@ -168,8 +170,12 @@ def main() -> None:
                   f"{len(errors)}, refused (503) {codes.get(503, 0)}")
             print(f"batching: {images} images in {calls} generator calls (mean batch "
                   f"{images / max(calls, 1):.1f})")
-            print(f"server memory (RSS): {rss[0]:.0f} MiB before, {rss[1]:.0f} MiB after, "
-                  f"{peak[0]:.0f} MiB at most")
+            peak = max([rss[0], rss[1], *(m for _, m in timeline)])
+            marks = [min(timeline, key=lambda tm: abs(tm[0] - f * took)) for f in (0.25, 0.5, 0.75)
+                     if timeline]
+            print(f"server memory (RSS): {rss[0]:.0f} MiB before, "
+                  + "".join(f"{m:.0f} at {t:.0f} s, " for t, m in marks)
+                  + f"{rss[1]:.0f} MiB after, {peak:.0f} MiB at most")
             if errors:
                 print("first errors: " + "; ".join(errors[:3]))
         finally:
