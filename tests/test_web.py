@@ -233,7 +233,11 @@ def test_no_path_from_a_request_reaches_the_file_system(plain_run, tmp_path, mon
     assert opened == []  # nothing was even opened
     r = client.get("/api/run/files/loss.png")
     assert r.status_code == 200 and opened == [run / "loss.png"]
-    # The page's own files come from the package, by name.
+    # The page's own files come from the package, by name, and need nothing from elsewhere
+    # (no CDN: the page works offline).
+    for name in ("index.html", "app.js", "style.css"):
+        text = client.get(f"/static/{name}" if name != "index.html" else "/").text
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
     assert client.get("/static/app.js").status_code == 200
     assert "<title>facegan</title>" in client.get("/").text
 
