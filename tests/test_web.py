@@ -436,6 +436,28 @@ def test_overloaded_server_refuses_with_503(plain_run):
     assert server.batcher.forward_calls == 0
 
 
+def test_worker_survives_abandoned_and_stale_requests(plain_run):
+    from facegan.web.engine import Overloaded
+
+    holder = ModelHolder(plain_run, device="cpu", reload=False)
+    batcher = Batcher(holder, max_wait=0.2)
+    gate = Gate(batcher)
+    z = latents(1, holder.model.latent_dim, 0)
+    first = batcher.submit(z, None)
+    assert gate.entered.wait(20)
+    abandoned = batcher.submit(z, None)
+    assert abandoned.cancel()  # its client went away
+    stale = batcher.submit(z, None)
+    time.sleep(0.5)  # longer than 2 * max_wait in the queue: answered "busy", not computed
+    gate.release.set()
+    assert first.result(20).shape == (1, 3, 16, 16)
+    with pytest.raises(Overloaded, match="waited too long"):
+        stale.result(20)
+    assert batcher.submit(z, None).result(20).shape == (1, 3, 16, 16)  # the worker lives on
+    assert gate.calls == 2
+    batcher.stop()
+
+
 # ---- the command ----------------------------------------------------------------------------
 
 def test_serve_user_mistakes_are_one_line(tmp_path, capsys, monkeypatch, plain_run):

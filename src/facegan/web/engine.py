@@ -284,7 +284,7 @@ class Batcher:
             pending, self._queue = self._queue, []
             self._cond.notify_all()
         for job in pending:
-            job.future.set_exception(Overloaded("server stopping"))
+            _fail(job, Overloaded("server stopping"))
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
@@ -314,7 +314,7 @@ class Batcher:
                 # A job can outstay its estimate when the machine is busier than measured:
                 # answer "busy" rather than a reply the client has probably given up on.
                 if now - job.queued_at > 2 * self.max_wait:
-                    job.future.set_exception(Overloaded("server busy: the request waited too long"))
+                    _fail(job, Overloaded("server busy: the request waited too long"))
                 elif job.future.set_running_or_notify_cancel():
                     live.append(job)
             if live:
@@ -347,3 +347,9 @@ class Batcher:
         for j in jobs:
             j.future.set_result(imgs[i:i + j.rows])
             i += j.rows
+
+
+def _fail(job: Job, error: Exception) -> None:
+    # A request whose client gave up has cancelled its future; it needs no answer.
+    if job.future.set_running_or_notify_cancel():
+        job.future.set_exception(error)
