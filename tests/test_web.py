@@ -239,7 +239,9 @@ def test_no_path_from_a_request_reaches_the_file_system(plain_run, tmp_path, mon
         text = client.get(f"/static/{name}" if name != "index.html" else "/").text
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
     assert client.get("/static/app.js").status_code == 200
-    assert "<title>facegan</title>" in client.get("/").text
+    page = client.get("/")
+    assert "<title>facegan</title>" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
 def test_a_newer_checkpoint_is_loaded_and_the_page_told(plain_run, tmp_path, monkeypatch):

@@ -83,6 +83,9 @@ def browser_page(errors: list):
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900}, accept_downloads=True)
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # Console errors too: a failed request or a blocked resource (the page's policy
+            # allows nothing from elsewhere) shows up there.
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             yield page
         finally:
             browser.close()
