@@ -274,6 +274,21 @@ def test_a_newer_checkpoint_is_loaded_and_the_page_told(plain_run, tmp_path, mon
     assert client.get("/api/image.png?seed=4").status_code == 200
 
 
+def test_directions_written_while_serving_appear(plain_run, tmp_path, monkeypatch):
+    from facegan.web import engine
+
+    run = tmp_path / "run"
+    shutil.copytree(plain_run, run)
+    holder = ModelHolder(run, device="cpu", reload=True)
+    client = TestClient(Server(holder, Batcher(holder)).app)
+    assert client.get("/api/info").json()["directions"] == []
+    write_directions(run, holder.model.latent_dim)  # `facegan directions RUN` ran meanwhile
+    monkeypatch.setattr(engine, "RELOAD_CHECK_S", 0.0)
+    assert client.get("/api/run").json()["model_version"] == 1
+    assert [d["name"] for d in client.get("/api/info").json()["directions"]] == ["Smiling", "Male"]
+    assert client.get("/api/image.png?seed=1&edit=Male:2").status_code == 200
+
+
 def test_a_checkpoint_alone_serves_faces_and_no_run_files(plain_run, tmp_path):
     alone = tmp_path / "alone.pt"
     shutil.copy(plain_run / "checkpoints" / "latest.pt", alone)

@@ -302,6 +302,7 @@ async function refreshRun() {
     // The run wrote a newer checkpoint and the server loaded it: redraw the same seeds.
     S.info = await getJSON("/api/info");
     showModel();
+    buildDirections(); // `facegan directions` may have written RUN/directions.json meanwhile
     redrawAll();
     status(`model reloaded: step ${S.info.step}`);
   }
