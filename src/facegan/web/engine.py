@@ -67,6 +67,9 @@ def load_directions(path: Path, latent_dim: int) -> tuple[dict[str, Direction], 
                         f"model's has {latent_dim}")
         out = {}
         for name, d in dict(doc["directions"]).items():
+            if "," in str(name) or not str(name).strip():
+                # The page sends edits as NAME:STRENGTH,NAME:STRENGTH.
+                return {}, f"{path.name}: direction name '{name}' is empty or holds a ','"
             v = torch.tensor([float(x) for x in d["vector"]], dtype=torch.float32)
             if v.shape != (latent_dim,) or not torch.isfinite(v).all() or v.norm() < 1e-6:
                 return {}, f"{path.name}: direction '{name}' is not {latent_dim} finite values"
