@@ -111,21 +111,34 @@ def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = 
           max_wait: float = 3.0, max_batch: int = 32, reload: bool = True, out=sys.stdout) -> int:
     """Load ``run``, listen on host:port, serve until Ctrl-C / SIGTERM; returns 0 then.
 
-    Prints one line naming the URL once the socket listens (and a warning first when the
-    address is reachable from other machines).
+    Prints one line naming the URL once the socket listens and the model is ready (after a
+    warning when the address is reachable from other machines). A user mistake (no such run,
+    port in use, a bad option) is a UserError before anything is served.
     """
     check_installed()
-    from .app import Server
-
-    _QuietServer = _quiet_server_class()
-    from .engine import Batcher, ModelHolder
-
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port} is not a port number; give 1 to 65535 (0: any free port)")
     if max_wait <= 0:
         raise UserError("--max-wait must be a positive number of seconds")
     if not 1 <= max_batch <= 1024:
         raise UserError("--max-batch must be from 1 to 1024")
+    sock = bind(host, port)  # first: a port in use is said at once, not after loading
+    try:
+        _serve(sock, run, host, device, max_wait, max_batch, reload, out)
+    except KeyboardInterrupt:  # Ctrl-C while the model loads, or a second one while stopping
+        pass
+    finally:
+        sock.close()
+    print("facegan serve: stopped", file=out, flush=True)
+    return 0
+
+
+def _serve(sock, run, host, device, max_wait, max_batch, reload, out) -> None:
+    import uvicorn
+
+    from .app import Server
+    from .engine import Batcher, ModelHolder
+
     holder = ModelHolder(run, device=device, reload=reload)
     batcher = Batcher(holder, max_batch=max_batch, max_wait=max_wait)
     batcher.warm_up()  # measures this machine, so refusals under load are by real times
@@ -133,7 +146,6 @@ def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = 
     # (Starlette's host check cannot parse an IPv6 Host header: no check on ::1.)
     allowed = sorted({*LOOPBACK_NAMES, host}) if loopback and ":" not in host else None
     server = Server(holder, batcher, run_label=str(run), allowed_hosts=allowed)
-    sock = bind(host, port)
     if not loopback:
         print(f"facegan: warning: serving on {host}, which other machines can reach: anyone who "
               "can connect can use the model and see this run's samples and curves (there is no "
@@ -145,16 +157,9 @@ def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = 
               file=sys.stderr)
     print(f"facegan serve: {url_of(sock)}  ({run}: step {m.loaded.step}, {m.resolution}px, "
           f"{m.device}; Ctrl-C stops)", file=out, flush=True)
-    import uvicorn
-
     config = uvicorn.Config(server.app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=3)
     try:
-        _QuietServer(config).run(sockets=[sock])
-    except KeyboardInterrupt:  # a second Ctrl-C while the model loads or during shutdown
-        pass
+        _quiet_server_class()(config).run(sockets=[sock])
     finally:
         batcher.stop()
-        sock.close()
-    print("facegan serve: stopped", file=out, flush=True)
-    return 0
