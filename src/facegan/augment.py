@@ -9,7 +9,10 @@ backward goes through it too. Random parameters come from the augmenter's own
 augmentations as an uninterrupted one.
 
 All functions take x float (N, C, H, W) (images in [-1, 1]) and return the same shape. Each
-sample gets its own random parameters.
+sample gets its own random parameters. ``share=(rank, world)``: x is this rank's share of a
+global batch of N * world images; the parameters are drawn for the whole global batch (the
+same stream on every rank) and the rank's rows kept, so a run's augmentations do not depend
+on its number of processes (see ``facegan.train.distributed``).
 """
 
 from __future__ import annotations
@@ -22,29 +25,47 @@ from torch import Tensor
 from .errors import UserError
 
 
-def _rand(n: int, g: torch.Generator, like: Tensor) -> Tensor:
-    """U[0, 1) of shape (n, 1, 1, 1), float32, on like's device."""
-    return torch.rand(n, 1, 1, 1, generator=g, device=like.device, dtype=torch.float32)
+Share = tuple[int, int]  # (rank, world size)
+ALONE: Share = (0, 1)
 
 
-def brightness(x: Tensor, g: torch.Generator) -> Tensor:
+def _mine(t: Tensor, share: Share) -> Tensor:
+    """Rows rank * n : (rank + 1) * n of a global draw t (world * n, ...)."""
+    rank, world = share
+    n = t.shape[0] // world
+    return t[rank * n:(rank + 1) * n]
+
+
+def _rand(n: int, g: torch.Generator, like: Tensor, share: Share = ALONE) -> Tensor:
+    """U[0, 1) of shape (n, 1, 1, 1), float32, on like's device (this rank's share)."""
+    t = torch.rand(n * share[1], 1, 1, 1, generator=g, device=like.device, dtype=torch.float32)
+    return _mine(t, share)
+
+
+def _randint(low: int, high: int, n: int, g: torch.Generator, like: Tensor, share: Share) -> Tensor:
+    """int64 (n, 1) uniform in [low, high) on like's device (this rank's share)."""
+    t = torch.randint(low, high, (n * share[1], 1), generator=g, device=like.device)
+    return _mine(t, share)
+
+
+def brightness(x: Tensor, g: torch.Generator, share: Share = ALONE) -> Tensor:
     """Add U[-0.5, 0.5) to every pixel of a sample."""
-    return x + (_rand(x.shape[0], g, x) - 0.5).to(x.dtype)
+    return x + (_rand(x.shape[0], g, x, share) - 0.5).to(x.dtype)
 
 
-def saturation(x: Tensor, g: torch.Generator) -> Tensor:
+def saturation(x: Tensor, g: torch.Generator, share: Share = ALONE) -> Tensor:
     """Scale each pixel's distance to its channel mean by U[0, 2)."""
     mean = x.mean(dim=1, keepdim=True)
-    return (x - mean) * (_rand(x.shape[0], g, x) * 2).to(x.dtype) + mean
+    return (x - mean) * (_rand(x.shape[0], g, x, share) * 2).to(x.dtype) + mean
 
 
-def contrast(x: Tensor, g: torch.Generator) -> Tensor:
+def contrast(x: Tensor, g: torch.Generator, share: Share = ALONE) -> Tensor:
     """Scale each sample's distance to its overall mean by U[0.5, 1.5)."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_rand(x.shape[0], g, x) + 0.5).to(x.dtype) + mean
+    return (x - mean) * (_rand(x.shape[0], g, x, share) + 0.5).to(x.dtype) + mean
 
 
-def translation(x: Tensor, g: torch.Generator, ratio: float = 0.125) -> Tensor:
+def translation(x: Tensor, g: torch.Generator, share: Share = ALONE, ratio: float = 0.125) -> Tensor:
     """Shift each sample by whole pixels, up to ratio * size in each direction, zero-filled.
 
     Implemented as a gather from a zero-padded copy, which is linear in x (so it has a double
@@ -53,8 +74,8 @@ def translation(x: Tensor, g: torch.Generator, ratio: float = 0.125) -> Tensor:
     n, _, h, w = x.shape
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dev = x.device
-    ty = torch.randint(-sh, sh + 1, (n, 1), generator=g, device=dev)
-    tx = torch.randint(-sw, sw + 1, (n, 1), generator=g, device=dev)
+    ty = _randint(-sh, sh + 1, n, g, x, share)
+    tx = _randint(-sw, sw + 1, n, g, x, share)
     # Index into the padded image (one zero border pixel); out-of-range reads land on it.
     gy = (torch.arange(h, device=dev)[None] + ty + 1).clamp_(0, h + 1)  # (N, H)
     gx = (torch.arange(w, device=dev)[None] + tx + 1).clamp_(0, w + 1)  # (N, W)
@@ -64,14 +85,14 @@ def translation(x: Tensor, g: torch.Generator, ratio: float = 0.125) -> Tensor:
     return out.permute(0, 3, 1, 2)
 
 
-def cutout(x: Tensor, g: torch.Generator, ratio: float = 0.5) -> Tensor:
+def cutout(x: Tensor, g: torch.Generator, share: Share = ALONE, ratio: float = 0.5) -> Tensor:
     """Zero one square of (ratio * H) x (ratio * W) pixels per sample at a random place
     (it may be cut by the border)."""
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dev = x.device
-    cy = torch.randint(0, h + (1 - ch % 2), (n, 1), generator=g, device=dev)
-    cx = torch.randint(0, w + (1 - cw % 2), (n, 1), generator=g, device=dev)
+    cy = _randint(0, h + (1 - ch % 2), n, g, x, share)
+    cx = _randint(0, w + (1 - cw % 2), n, g, x, share)
     ys = torch.arange(h, device=dev)[None]
     xs = torch.arange(w, device=dev)[None]
     in_y = (ys >= cy - ch // 2) & (ys < cy - ch // 2 + ch)  # (N, H)
@@ -80,7 +101,7 @@ def cutout(x: Tensor, g: torch.Generator, ratio: float = 0.5) -> Tensor:
     return x * keep[:, None].to(x.dtype)
 
 
-AUGMENTS: dict[str, list[Callable[[Tensor, torch.Generator], Tensor]]] = {
+AUGMENTS: dict[str, list[Callable[[Tensor, torch.Generator, Share], Tensor]]] = {
     "color": [brightness, saturation, contrast],
     "translation": [translation],
     "cutout": [cutout],
@@ -103,10 +124,13 @@ class DiffAugment:
     """A seeded, resumable augmentation policy: ``aug(x)`` -> augmented x (same shape, dtype).
 
     policy: e.g. 'color,translation,cutout' (applied in that order). seed: start of the
-    augmenter's own random stream on ``device``.
+    augmenter's own random stream on ``device``. share: (rank, world size) of a multi-process
+    run, whose batches are shares of a global batch.
     """
 
-    def __init__(self, policy: str, seed: int = 0, device: torch.device | str = "cpu"):
+    def __init__(self, policy: str, seed: int = 0, device: torch.device | str = "cpu",
+                 share: Share = ALONE):
+        self.share = share
         self.names = parse_policy(policy)
         self.policy = ",".join(self.names)
         self.generator = torch.Generator(device=device).manual_seed(seed)
@@ -117,7 +141,7 @@ class DiffAugment:
     def __call__(self, x: Tensor) -> Tensor:
         for name in self.names:
             for fn in AUGMENTS[name]:
-                x = fn(x, self.generator)
+                x = fn(x, self.generator, self.share)
         return x
 
     def state_dict(self) -> dict:

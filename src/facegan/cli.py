@@ -24,6 +24,40 @@ EXIT_INTERRUPTED = 130
 DEFAULT_PRESET = "wgangp-celeba64"
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 outside it)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+_ENV = None  # this process's DistEnv once started (facegan.train.distributed)
+
+
+def _start_processes(cfg):
+    """Join the torchrun job this process belongs to (a no-op outside torchrun)."""
+    global _ENV
+    from .train.distributed import init_from_env
+
+    _ENV = init_from_env(cfg.train.device)
+    return _ENV
+
+
+def _load_data_ranked(env, cfg, run_dir: Path):
+    """The data on every rank: rank 0 first (it decodes the images and writes the decoded
+    cache), then the others, which read that cache."""
+    data = env.agree(lambda: _load_data(cfg, run_dir), main_only=True)
+    others = env.agree(lambda: None if env.is_main else _load_data(cfg, run_dir))
+    return data if env.is_main else others
+
+
+def _info(*args, **kwargs) -> None:
+    """print(), on rank 0 only: a torchrun job says each thing once."""
+    if _rank() == 0:
+        print(*args, **kwargs)
+
+
 def _option_overrides(args) -> dict:
     """The config values given as train options (--steps, --data, ...), typed, by config key."""
     quick = {
@@ -122,14 +156,14 @@ def _load_data(cfg, run_dir: Path):
         # Replaced by the one line below, which names the file holding the list.
         warnings.simplefilter("ignore", SkippedFilesWarning)
         data = load_dataset(cfg.data, progress=sys.stderr.isatty())
-    if data.skipped:
+    if data.skipped and _rank() == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         lines = "".join(f"{name}\t{why}\n" for name, why in data.skipped)
         from .utils import atomic_write_text
 
         atomic_write_text(run_dir / "skipped_files.txt", lines)
         name, why = data.skipped[0]
-        print(f"facegan: warning: skipped {len(data.skipped)} unreadable image(s) (first: {name}: "
+        _info(f"facegan: warning: skipped {len(data.skipped)} unreadable image(s) (first: {name}: "
               f"{why}); list in {run_dir / 'skipped_files.txt'}", file=sys.stderr)
     return data
 
@@ -170,12 +204,14 @@ def _run(trainer, until: int, run_dir: Path) -> int:
     try:
         trainer.train(until)
     except TrainingInterrupted as e:
-        print(f"facegan: {e}", file=sys.stderr)
+        _info(f"facegan: {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingDiverged as e:
-        print(f"facegan: error: {e}", file=sys.stderr)
+        _info(f"facegan: error: {e}", file=sys.stderr)
+        if trainer.dist.enabled:
+            trainer.dist.barrier()  # every rank leaves after rank 0 has said why
         return EXIT_DIVERGED
-    print(f"trained to step {trainer.step} in {time.time() - t0:.0f} s; run folder: {run_dir} "
+    _info(f"trained to step {trainer.step} in {time.time() - t0:.0f} s; run folder: {run_dir} "
           f"(samples/, loss.png, metrics.jsonl, checkpoints/latest.pt)")
     return 0
 
@@ -225,7 +261,7 @@ def cmd_resume(args) -> int:
     if (cfg.train.time_budget and spent >= cfg.train.time_budget
             and not {"train.time_budget", "time_budget"} & set(given)):
         # The budget ended the earlier run (the demo's, say); resuming means training on.
-        print(f"facegan: the run's time budget ({cfg.train.time_budget:g} s) is spent; training on "
+        _info(f"facegan: the run's time budget ({cfg.train.time_budget:g} s) is spent; training on "
               "without one (set train.time_budget=SECONDS for a new budget)", file=sys.stderr)
         cfg = _replace_train(cfg, time_budget=0.0)
     changes = check_resume_changes(old, cfg)
@@ -238,26 +274,29 @@ def cmd_resume(args) -> int:
                         "total number of steps)")
     if args.data is None and not {"data.path", "path"} & set(given):
         _check_data_path(cfg.data.path, stored=old.data.path)
-    _check_evaluation(cfg, args.inception)
-    created = _make_out_dir(run_dir, "--out")
+    env = _start_processes(cfg)
+    env.agree(lambda: _check_evaluation(cfg, args.inception), main_only=True)
+    created = env.agree(lambda: _make_out_dir(run_dir, "--out"), main_only=True)
     try:
-        data = _load_data(cfg, run_dir)
+        data = _load_data_ranked(env, cfg, run_dir)
     except UserError:
-        _remove_if_empty(run_dir, created)
+        if env.is_main:
+            _remove_if_empty(run_dir, created)
         raise
     # A re-pointed data.path always changes the fingerprint (it holds the path); the change
     # itself is reported below.
     if data.fingerprint != ckpt.get("data_fingerprint") and cfg.data.path == old.data.path:
-        print("facegan: warning: the data differs from the data this run started with", file=sys.stderr)
-    trainer = resume_trainer(run_dir, data, cfg, evaluator=_make_evaluator(cfg, args.inception),
-                             progress=not args.no_progress, ckpt=ckpt)
+        _info("facegan: warning: the data differs from the data this run started with", file=sys.stderr)
+    trainer = env.agree(lambda: resume_trainer(
+        run_dir, data, cfg, evaluator=_make_evaluator(cfg, args.inception) if env.is_main else None,
+        progress=not args.no_progress, ckpt=ckpt, dist=env))
     src = "" if ckpt["path"].name == LATEST and not args.out else f" from {ckpt['path']}"
     trainer.logger.event(f"resumed at step {trainer.step}{src}")
     if changes:
         trainer.logger.event(f"step {trainer.step}: config changed on resume: {describe_changes(changes)}")
-        print(f"facegan: changed from step {trainer.step}: {describe_changes(changes)}", file=sys.stderr)
+        _info(f"facegan: changed from step {trainer.step}: {describe_changes(changes)}", file=sys.stderr)
     _print_labels(trainer)
-    print(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
+    _info(f"resuming {run_dir} at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
     return _run(trainer, cfg.train.steps, run_dir)
 
 
@@ -265,7 +304,7 @@ def _print_labels(trainer) -> None:
     """The class / attribute balance, before training (the same numbers: RUN/labels.json)."""
     spec = trainer.label_spec
     if spec is not None:
-        print(f"labels ({trainer.cfg.data.condition}): {spec.describe()}", file=sys.stderr)
+        _info(f"labels ({trainer.cfg.data.condition}): {spec.describe()}", file=sys.stderr)
         trainer.logger.event(f"labels ({trainer.cfg.data.condition}): {spec.describe()}")
 
 
@@ -298,21 +337,24 @@ def cmd_train(args) -> int:
                         "or choose a new --out")
     cfg = _apply_args(get_preset(args.preset or DEFAULT_PRESET), args)
     validate(cfg)
-    _check_evaluation(cfg, args.inception)
-    created = _make_out_dir(run_dir, "--out")
+    env = _start_processes(cfg)
+    env.agree(lambda: _check_evaluation(cfg, args.inception), main_only=True)
+    created = env.agree(lambda: _make_out_dir(run_dir, "--out"), main_only=True)
     try:
-        data = _load_data(cfg, run_dir)
-        trainer = build_trainer(cfg, data, run_dir, evaluator=_make_evaluator(cfg, args.inception),
-                                progress=not args.no_progress)
+        data = _load_data_ranked(env, cfg, run_dir)
+        trainer = env.agree(lambda: build_trainer(
+            cfg, data, run_dir, evaluator=_make_evaluator(cfg, args.inception) if env.is_main else None,
+            progress=not args.no_progress, dist=env))
     except UserError:
-        _remove_if_empty(run_dir, created)
+        if env.is_main:
+            _remove_if_empty(run_dir, created)
         raise
     _print_labels(trainer)
     trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
                          f"({data.source}), {len(data.skipped)} skipped, device {trainer.device}, "
                          f"bf16 {trainer.use_bf16}")
     trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
-    print(f"training {cfg.preset} on {len(data)} images ({cfg.data.resolution}px) for "
+    _info(f"training {cfg.preset} on {len(data)} images ({cfg.data.resolution}px) for "
           f"{cfg.train.steps} generator steps on {trainer.device}; run folder: {run_dir}", file=sys.stderr)
     return _run(trainer, cfg.train.steps, run_dir)
 
@@ -609,7 +651,13 @@ _python_format_warning = warnings.formatwarning
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after options too (train --steps 3 k=v --out R k2=v2):
+    # argparse alone takes one run of positionals only.
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
@@ -617,13 +665,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"facegan: error: {e}", file=sys.stderr)
+        # Under torchrun each rank meets the same mistake: rank 0 says it, the others only
+        # when the error is theirs alone (see DistEnv.agree).
+        if _rank() == 0 or getattr(e, "rank_only", False):
+            print(f"facegan: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("facegan: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         warnings.formatwarning = _python_format_warning
+        if _ENV is not None:
+            from .train.distributed import shutdown
+
+            shutdown(_ENV)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,9 @@ class TrainConfig:
     # Class labels only: draw real batches class-balanced (each class equally often, a small
     # class's images repeating within its own reshuffled cycle) instead of in data proportions.
     class_balance: bool = False
+    # Under torchrun: batch norm statistics over the global batch (all processes), as on one
+    # process; false: each process normalises with its own share's statistics (faster, differs).
+    sync_bn: bool = True
 
 
 @dataclass(frozen=True)

@@ -22,31 +22,41 @@ from .errors import UserError
 # ---- BCE / non-saturating (DCGAN) --------------------------------------------------------
 
 def bce_targets(n: int, *, real: bool, smoothing: float = 0.0, noise: float = 0.0,
-                flip: float = 0.0, device=None, generator: torch.Generator | None = None) -> Tensor:
+                flip: float = 0.0, device=None, generator: torch.Generator | None = None,
+                share: tuple[int, int] = (0, 1)) -> Tensor:
     """Discriminator targets (N,) in [0, 1] with the tricks against an overpowering discriminator.
 
     smoothing: real targets become 1 - smoothing (one-sided; fakes stay 0).
     noise: targets move towards the other class by U[0, noise].
     flip: each target is swapped (real <-> fake) with this probability.
+    share: (rank, world): the N samples are this rank's share of a global batch of N * world;
+        the random draws are made for the global batch and the rank's share kept, so they do
+        not depend on the number of processes.
     """
+    rank, world = share
+
+    def draw() -> Tensor:
+        return torch.rand(n * world, device=device, generator=generator)[rank * n:(rank + 1) * n]
+
     hi = 1.0 - smoothing
     t = torch.full((n,), hi if real else 0.0, device=device)
     if noise > 0:
-        u = torch.rand(n, device=device, generator=generator) * noise
+        u = draw() * noise
         t = t - u if real else t + u
     if flip > 0:
-        swap = torch.rand(n, device=device, generator=generator) < flip
+        swap = draw() < flip
         t = torch.where(swap, (hi if not real else 0.0) + torch.zeros_like(t), t)
     return t
 
 
 def bce_d_loss(real_scores: Tensor, fake_scores: Tensor, *, smoothing: float = 0.0,
-               noise: float = 0.0, flip: float = 0.0) -> Tensor:
-    """BCE discriminator loss on logits (N,): -log D(real) - log(1 - D(fake)), with label tricks."""
+               noise: float = 0.0, flip: float = 0.0, share: tuple[int, int] = (0, 1)) -> Tensor:
+    """BCE discriminator loss on logits (N,): -log D(real) - log(1 - D(fake)), with label tricks
+    (share: see :func:`bce_targets`)."""
     rt = bce_targets(real_scores.shape[0], real=True, smoothing=smoothing, noise=noise, flip=flip,
-                     device=real_scores.device)
+                     device=real_scores.device, share=share)
     ft = bce_targets(fake_scores.shape[0], real=False, smoothing=smoothing, noise=noise, flip=flip,
-                     device=fake_scores.device)
+                     device=fake_scores.device, share=share)
     return (F.binary_cross_entropy_with_logits(real_scores.float(), rt)
             + F.binary_cross_entropy_with_logits(fake_scores.float(), ft))
 
@@ -117,19 +127,22 @@ def _input_gradients(score_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 
 def gradient_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     *, return_norms: bool = False):
+                     *, eps: Tensor | None = None, return_norms: bool = False):
     """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] (Gulrajani et al. 2017).
 
     score_fn: image (N, C, H, W) -> scores (N,). The trainer passes a closure over its one
         critic call (augmentation, labels held fixed), so this function knows nothing of them.
     real, fake: (N, C, H, W) (any C, any size; fake detached by the caller or not).
     x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] of shape (N, 1, 1, 1), one per
-    sample; the norm is over all non-batch dims and computed in float32 even under autocast,
+    sample (``eps``: given by the caller, (N,) or (N, 1, 1, 1) in [0, 1]; a multi-process
+    trainer passes its share of one global draw); the norm is over all non-batch dims and computed in float32 even under autocast,
     because a bf16 norm of ~10^4 small terms loses the penalty's signal.
     Returns the scalar penalty (and the per-sample norms (N,) if return_norms).
     """
     eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    eps = torch.rand(eps_shape, device=real.device, dtype=torch.float32)
+    if eps is None:
+        eps = torch.rand(eps_shape, device=real.device, dtype=torch.float32)
+    eps = eps.reshape(eps_shape).to(device=real.device, dtype=torch.float32)
     x_hat = _as_channels_last_like(eps * real.float() + (1.0 - eps) * fake.detach().float(), real)
     norms = _input_gradients(score_fn, x_hat).flatten(1).norm(2, dim=1)
     penalty = ((norms - 1.0) ** 2).mean()
@@ -175,12 +188,15 @@ LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[[Tensor], Tensor]]] = {
 }
 
 
-def build_loss(cfg: LossConfig) -> AdversarialLoss:
+def build_loss(cfg: LossConfig, share: tuple[int, int] = (0, 1)) -> AdversarialLoss:
+    """The loss pair of ``cfg``, options bound in. share: (rank, world) of a multi-process run,
+    whose per-sample random label tricks are then drawn for the global batch."""
     if cfg.name not in LOSSES:
         raise UserError(f"unknown loss '{cfg.name}'; choose one of: {', '.join(LOSSES)}")
     d, g = LOSSES[cfg.name]
     if cfg.name == "bce":
-        d = functools.partial(d, smoothing=cfg.label_smoothing, noise=cfg.label_noise, flip=cfg.label_flip)
+        d = functools.partial(d, smoothing=cfg.label_smoothing, noise=cfg.label_noise, flip=cfg.label_flip,
+                              share=share)
     elif cfg.label_smoothing or cfg.label_noise or cfg.label_flip:
         raise UserError(f"label smoothing/noise/flips apply to the bce loss only, not '{cfg.name}'; "
                         "set them to 0 or use loss.name=bce")

@@ -11,12 +11,16 @@ from ..utils import append_jsonl, atomic_write, atomic_write_text, read_jsonl
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool = False):
+    """Writes a run's logs; ``enabled=False`` (ranks other than 0 of a multi-process run): every
+    method does nothing, so only one process writes the run folder."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = False, enabled: bool = True):
+        self.enabled = enabled
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.log_path = self.run_dir / "train.log"
         self.tb = None
-        if tensorboard:
+        if tensorboard and enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
@@ -26,11 +30,15 @@ class RunLogger:
 
     def event(self, message: str) -> None:
         """One timestamped line in train.log (the human-readable history of the run)."""
+        if not self.enabled:
+            return None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def metrics(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return None
         append_jsonl(self.metrics_path, record)
         if self.tb is not None:
             step = int(record.get("step", 0))
@@ -45,6 +53,8 @@ class RunLogger:
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop records logged after the checkpoint's step: they will be logged again."""
+        if not self.enabled:
+            return None
         if not self.metrics_path.exists():
             return
         keep = [r for r in read_jsonl(self.metrics_path) if int(r.get("step", 0)) <= step]
@@ -54,6 +64,8 @@ class RunLogger:
 
     def plot(self) -> Path | None:
         """Redraw loss.png from metrics.jsonl: losses, Wasserstein estimate and penalty, quality."""
+        if not self.enabled:
+            return None
         records = read_jsonl(self.metrics_path)
         train = [r for r in records if r.get("kind", "train") == "train"]
         evals = [r for r in records if r.get("kind") == "eval" and ("fid" in r or "kid_mean" in r)]

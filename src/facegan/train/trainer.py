@@ -29,6 +29,7 @@ from ..losses import AdversarialLoss, ac_loss, clip_weights, gradient_penalty, r
 from ..sampling import latents, make_grid, save_png, to_uint8
 from ..utils import atomic_write_text
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
+from .distributed import DistEnv
 from .logger import RunLogger
 
 
@@ -59,6 +60,9 @@ class Trainer:
     The generator's labels are those of random data images (so they follow the data's label
     distribution, correlations between attributes included), drawn from their own seeded
     stream (:class:`LabelDraw`), saved in checkpoints.
+    dist: this process's place in a multi-process run (:mod:`.distributed`). ``batch_size`` is
+    the global batch; this process trains on its share (``local_batch`` = B / N) of every
+    global draw, averages gradients with the others, and only rank 0 writes files.
     """
 
     def __init__(self, cfg: Config, generator: nn.Module, critic: nn.Module, g_ema: nn.Module | None,
@@ -66,7 +70,8 @@ class Trainer:
                  data: ImageSet, run_dir: str | Path, device: torch.device, *, use_bf16: bool = False,
                  channels_last: bool = False, evaluator: Callable[[nn.Module], dict] | None = None,
                  progress: bool = True, augment: DiffAugment | None = None,
-                 labels: torch.Tensor | None = None, label_spec: LabelSpec | None = None):
+                 labels: torch.Tensor | None = None, label_spec: LabelSpec | None = None,
+                 dist: DistEnv | None = None):
         self.cfg, self.G, self.D, self.G_ema = cfg, generator, critic, g_ema
         self.augment = augment if augment else None  # an empty policy is no augmentation
         self.d_steps = 0  # critic steps taken, for lazy regularisation
@@ -76,6 +81,11 @@ class Trainer:
         self.evaluator, self.progress = evaluator, progress
         t = cfg.train
         self.batch_size, self.n_critic = t.batch_size, t.n_critic
+        self.dist = dist if dist is not None else DistEnv()
+        if t.batch_size % self.dist.world_size:
+            raise UserError(f"train.batch_size={t.batch_size} (the global batch) does not split over "
+                            f"{self.dist.world_size} processes; use a multiple of {self.dist.world_size}")
+        self.local_batch = self.dist.local_size(t.batch_size)
         self.step = 0
         self.best_fid = math.inf
         self.label_spec = label_spec
@@ -102,14 +112,15 @@ class Trainer:
         self.images = data.images
         if device.type == "cuda" and data.images.numel() < 4e9:
             self.images = data.images.to(device)
-        self._no_labels = torch.zeros(t.batch_size, 0, device=device)
+        self._no_labels = torch.zeros(self.local_batch, 0, device=device)
         self.fixed_z = latents(t.n_samples, generator.latent_dim, t.seed + 1, device)
         self.fixed_c = None
         if self.label_dim:
             from ..sampling import grid_labels  # labels for the progress grids: one class a row
 
             self.fixed_c = grid_labels(label_spec, self.labels, t.n_samples, seed=t.seed + 1).to(device)
-        self.logger = RunLogger(self.run_dir, tensorboard=t.tensorboard)
+        self.logger = RunLogger(self.run_dir, tensorboard=t.tensorboard, enabled=self.dist.is_main)
+        self._stop_signal: str | None = None  # set by the signal handler, acted on by all ranks
         self._stop_reason: str | None = None
         self._window: dict[str, float] = {}
         self._window_counts: dict[str, int] = {}
@@ -135,6 +146,7 @@ class Trainer:
             "labels": self.label_spec.to_dict() if self.label_spec is not None else None,
             "label_dim": self.label_dim,
             "label_draw": self.label_draw.state_dict() if self.label_dim else None,
+            "world_size": self.dist.world_size,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -169,7 +181,10 @@ class Trainer:
 
         return json.dumps({**self.cfg.to_dict(), "labels": self.label_spec.to_dict()}, indent=2) + "\n"
 
-    def save(self, name: str = LATEST) -> Path:
+    def save(self, name: str = LATEST) -> Path | None:
+        """Write RUN/checkpoints/NAME (rank 0 only: every rank holds the same state)."""
+        if not self.dist.is_main:
+            return None
         return save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
 
     # ---- one step ---------------------------------------------------------------------------
@@ -182,7 +197,8 @@ class Trainer:
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Next batch (x, c): x float (B, 3, R, R) in [-1, 1] on the device, c float (B, K) the
         images' labels (K = 0: unconditional)."""
-        idx, flip = self.batches.next()
+        idx, flip = self.batches.next()  # the global batch; this rank keeps its share
+        idx, flip = self.dist.share(idx), self.dist.share(flip)
         x = self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
         x = x.float().div_(127.5).sub_(1.0)
         if self.cfg.data.hflip:
@@ -194,23 +210,28 @@ class Trainer:
         return x, self.labels[idx.to(self.labels.device)]
 
     def _noise(self) -> torch.Tensor:
-        return torch.randn(self.batch_size, self.G.latent_dim, device=self.device)
+        """z (B/N, latent_dim): this rank's share of one global draw."""
+        return self.dist.share(torch.randn(self.batch_size, self.G.latent_dim, device=self.device))
 
     def _fake_labels(self) -> torch.Tensor:
-        """Labels for the generator (B, K): those of B random data images (B, 0 if none)."""
+        """Labels for the generator (B/N, K): those of random data images (K = 0 if none)."""
         if not self.label_dim:
             return self._no_labels
-        return self.labels[self.label_draw.next(self.batch_size).to(self.labels.device)]
+        idx = self.dist.share(self.label_draw.next(self.batch_size))
+        return self.labels[idx.to(self.labels.device)]
 
     def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.G(z) if c.shape[1] == 0 else self.G(z, c)
 
-    def _critic(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _critic(self, x: torch.Tensor, c: torch.Tensor, parts: int = 1
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The one place the critic is called: augmentation, then D. x (N, 3, R, R), c (N, K)
         -> (scores (N,), aux (N, K) logits of an AC critic, else None). Labels are passed
-        only to a conditional critic (K > 0)."""
+        only to a conditional critic (K > 0). ``parts``: x is that many batches side by side
+        (real and fake in one pass); each is augmented as a batch of its own, so its random
+        parameters are its share of a global draw (the same for any number of processes)."""
         if self.augment is not None:
-            x = self.augment(x)
+            x = torch.cat([self.augment(p) for p in x.chunk(parts)]) if parts > 1 else self.augment(x)
         if c.shape[1] == 0:
             return self.D(x), None
         return self.D(x, c)
@@ -232,9 +253,9 @@ class Trainer:
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
             if self.joint_pass:
-                scores, aux = self._critic(torch.cat([real, fake]), torch.cat([c, c_fake]))
-                real_s, fake_s = scores[: self.batch_size], scores[self.batch_size:]
-                real_aux = aux[: self.batch_size] if aux is not None else None
+                scores, aux = self._critic(torch.cat([real, fake]), torch.cat([c, c_fake]), parts=2)
+                real_s, fake_s = scores[: self.local_batch], scores[self.local_batch:]
+                real_aux = aux[: self.local_batch] if aux is not None else None
             else:
                 (real_s, real_aux), (fake_s, _) = self._critic(real, c), self._critic(fake, c_fake)
             d_loss = loss.d_loss(real_s, fake_s)
@@ -248,7 +269,8 @@ class Trainer:
             # The penalties see images between real and fake; the real labels stay fixed.
             score_fn = functools.partial(self._score, c=c)
             if loss.gp_weight > 0 and regularise:
-                gp = gradient_penalty(score_fn, real, fake)
+                eps = self.dist.share(torch.rand(self.batch_size, device=self.device))
+                gp = gradient_penalty(score_fn, real, fake, eps=eps)
                 total = total + loss.gp_weight * loss.reg_every * gp
                 out["gp"] = gp.detach()
             if loss.r1_weight > 0 and regularise:
@@ -257,6 +279,7 @@ class Trainer:
                 out["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
+        self.dist.sync_grads(self.D)
         self.opt_d.step()
         if loss.clip_value > 0:
             clip_weights(self.D, loss.clip_value)
@@ -278,6 +301,7 @@ class Trainer:
                     total = total + self.loss.ac_weight * ac_fake
             self.opt_g.zero_grad(set_to_none=True)
             total.backward()
+            self.dist.sync_grads(self.G)
             self.opt_g.step()
         finally:
             self.D.requires_grad_(True)
@@ -320,7 +344,9 @@ class Trainer:
         return self.G_ema if self.G_ema is not None else self.G
 
     @torch.no_grad()
-    def write_samples(self) -> Path:
+    def write_samples(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
         g = self.sample_generator
         was_training = g.training
         g.eval()
@@ -338,7 +364,8 @@ class Trainer:
             return
         flat = [(step, k, v) for step, stats in self._pending for k, v in stats.items()]
         self._pending = []
-        values = torch.stack([v.detach().float().reshape(()) for _, _, v in flat]).tolist()
+        # The mean over ranks: the global batch's figures, and a NaN on any rank stops them all.
+        values = self.dist.mean(torch.stack([v.detach().float().reshape(()) for _, _, v in flat])).tolist()
         bad_step = next((step for (step, _, _), v in zip(flat, values) if not math.isfinite(v)), None)
         if bad_step is not None:
             bad = ", ".join(f"{k}={v}" for (step, k, _), v in zip(flat, values)
@@ -366,7 +393,9 @@ class Trainer:
         return rec
 
     def evaluate(self) -> dict[str, Any] | None:
-        if self.evaluator is None:
+        """FID/KID of the sample generator, on rank 0 alone (the others wait for it at their
+        next collective): every rank holds the same generator, so one evaluation is the run's."""
+        if self.evaluator is None or not self.dist.is_main:
             return None
         result = self.evaluator(self.sample_generator)
         rec = {"kind": "eval", "step": self.step, **result}
@@ -381,9 +410,26 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
 
     def _request_stop(self, signum, _frame) -> None:
-        if self._stop_reason is not None:  # a second Ctrl-C: stop now, without the checkpoint
+        name = signal.Signals(signum).name
+        # A second Ctrl-C stops a single process at once, without the checkpoint. Not under
+        # torchrun: there Ctrl-C reaches a worker twice (from the terminal, then forwarded by
+        # torchrun), and it must still checkpoint; torchrun kills workers that do not stop.
+        if self._stop_signal == name and not self.dist.enabled:
             raise KeyboardInterrupt
-        self._stop_reason = signal.Signals(signum).name
+        # Acted on after the current step, by every rank at once (see the loop).
+        self._stop_signal = self._stop_signal or name
+
+    def _write_run_files(self) -> None:
+        """RUN/config.json, and RUN/labels.json for a conditional run."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.json", self.config_json())
+        if self.label_spec is not None:
+            import json
+
+            atomic_write_text(self.run_dir / "labels.json",
+                              json.dumps({"condition": self.cfg.data.condition,
+                                          **self.label_spec.to_dict(),
+                                          "balance": self.label_spec.balance()}, indent=2) + "\n")
 
     def train(self, until: int) -> dict[str, Any]:
         """Train until ``until`` generator steps in total. Returns the last logged record.
@@ -394,15 +440,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         t = self.cfg.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.json", self.config_json())
-        if self.label_spec is not None:
-            import json
-
-            atomic_write_text(self.run_dir / "labels.json",
-                              json.dumps({"condition": self.cfg.data.condition,
-                                          **self.label_spec.to_dict(),
-                                          "balance": self.label_spec.balance()}, indent=2) + "\n")
+        if self.dist.is_main:
+            self._write_run_files()
         old_handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -410,8 +449,8 @@ class Trainer:
         self.G.train()
         self.D.train()
         last: dict[str, Any] = {}
-        bar = tqdm(total=until, initial=self.step, disable=not self.progress, unit="step",
-                   dynamic_ncols=True, desc="train")
+        bar = tqdm(total=until, initial=self.step, disable=not (self.progress and self.dist.is_main),
+                   unit="step", dynamic_ncols=True, desc="train")
         last_good = self.step
         try:
             self._window_t = time.perf_counter()
@@ -422,8 +461,14 @@ class Trainer:
                 # before every checkpoint, so a checkpoint never holds a diverged model.
                 self._pending.append((self.step + 1, self.train_step()))
                 self.elapsed += time.perf_counter() - t0
+                # Every rank takes the same decisions at the same step: a signal to any of them
+                # stops all, and any rank's spent time budget ends the run for all.
+                stop, over_budget = self.dist.any_flags(
+                    self._stop_signal is not None, bool(t.time_budget and self.elapsed >= t.time_budget))
+                if stop and self._stop_reason is None:
+                    self._stop_reason = self._stop_signal or "a stop signal to another process"
                 # The time budget ends the run like reaching `until` does (samples, checkpoint).
-                if t.time_budget and self.elapsed >= t.time_budget and self.step < until:
+                if over_budget and self.step < until:
                     self.logger.event(f"step {self.step}: time budget of {t.time_budget:g} s reached")
                     until = self.step
                     bar.total = until
@@ -456,10 +501,12 @@ class Trainer:
                 self.write_samples()
                 self.logger.plot()
                 self.logger.event(f"step {self.step}: {self._stop_reason}, checkpoint written")
+                self.dist.barrier()  # no rank leaves (and ends the job) before rank 0 has written
                 raise TrainingInterrupted(
                     f"stopped by {self._stop_reason} at step {self.step}; checkpoint saved, continue "
                     f"with: facegan train --resume {self.run_dir}")
             self.logger.event(f"step {self.step}: done")
+            self.dist.barrier()
             return last
         finally:
             bar.close()
