@@ -289,10 +289,12 @@ def test_directions_written_while_serving_appear(plain_run, tmp_path, monkeypatc
     assert client.get("/api/image.png?seed=1&edit=Male:2").status_code == 200
 
 
-def test_a_checkpoint_alone_serves_faces_and_no_run_files(plain_run, tmp_path):
+def test_a_checkpoint_alone_serves_faces_its_directions_and_no_run_files(plain_run, tmp_path):
     alone = tmp_path / "alone.pt"
     shutil.copy(plain_run / "checkpoints" / "latest.pt", alone)
+    write_directions(tmp_path, load_generator(alone).generator.latent_dim)  # beside the file
     client, _ = client_for(alone)
+    assert [d["name"] for d in client.get("/api/info").json()["directions"]] == ["Smiling", "Male"]
     assert client.get("/api/run").json() == {
         "run_dir": None, "files": [], "metrics": {"train": {}, "evals": [], "last": None},
         "model_step": 2, "model_version": 0}

@@ -90,6 +90,7 @@ class Model:
     loaded: LoadedGenerator
     directions: dict[str, Direction] = field(default_factory=dict)
     directions_problem: str | None = None
+    directions_file: Path | None = None  # watched for changes while serving
     version: int = 0  # bumped on every reload, so the page can tell its images are stale
 
     @property
@@ -113,14 +114,24 @@ class Model:
         return next(self.loaded.generator.parameters()).device
 
 
-def open_model(run: str | os.PathLike, device: str = "cpu", version: int = 0) -> Model:
+def directions_path(run: str | os.PathLike, lg: LoadedGenerator) -> Path:
+    """Where ``facegan directions`` keeps them: RUN/directions.json for a folder; for a
+    checkpoint file, its run folder's, or the file's own folder outside a run."""
+    p = Path(run)
+    if p.is_dir():
+        return p / DIRECTIONS_FILE
+    return (lg.run_dir or lg.checkpoint.parent) / DIRECTIONS_FILE
+
+
+def open_model(run: str | os.PathLike, device: str = "cpu", version: int = 0,
+               directions: Path | None = None) -> Model:
     """Load the EMA generator of ``run`` (folder or checkpoint; UserError when unusable) and
-    the run's directions.json when there is one."""
+    its directions (``directions``, default :func:`directions_path`) when there are some."""
     lg = load_generator(run, device=device)
     model = Model(lg, version=version)
-    if lg.run_dir is not None:
-        model.directions, model.directions_problem = load_directions(
-            lg.run_dir / DIRECTIONS_FILE, model.latent_dim)
+    model.directions_file = directions or directions_path(run, lg)
+    model.directions, model.directions_problem = load_directions(model.directions_file,
+                                                                 model.latent_dim)
     return model
 
 
@@ -146,9 +157,7 @@ class ModelHolder:
         self._lock = threading.Lock()
 
     def _current_stamps(self):
-        lg = self.model.loaded
-        d = lg.run_dir / DIRECTIONS_FILE if lg.run_dir is not None else None
-        return _stamp(lg.checkpoint), _stamp(d)
+        return _stamp(self.model.loaded.checkpoint), _stamp(self.model.directions_file)
 
     def maybe_reload(self, force: bool = False) -> bool:
         """Reload when the checkpoint or directions file changed (checked every few seconds).
@@ -166,7 +175,8 @@ class ModelHolder:
         if stamps == self._stamps:
             return False
         try:
-            new = open_model(self.model.loaded.checkpoint, self.device_name, self.model.version + 1)
+            new = open_model(self.model.loaded.checkpoint, self.device_name, self.model.version + 1,
+                             self.model.directions_file)
         except Exception as e:  # keep serving the model we have
             self.reload_problem = f"could not reload {self.model.loaded.checkpoint}: {e}"
             return False
