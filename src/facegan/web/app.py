@@ -179,7 +179,10 @@ class Server:
             return error(503, str(e))
         except asyncio.TimeoutError:
             return error(503, "server busy: generation timed out; try again shortly")
-        body = await run_in_threadpool(png_bytes, imgs[0], opts["size"])  # a resize takes a while
+        if opts["size"] == m.resolution:
+            body = png_bytes(imgs[0])  # a small PNG: well under a millisecond
+        else:  # a resize to up to 1024 px takes a while; not on the event loop
+            body = await run_in_threadpool(png_bytes, imgs[0], opts["size"])
         headers = {"Cache-Control": IMAGE_CACHE, "X-Facegan-Seed": str(opts["seed"]),
                    "X-Facegan-Model-Version": str(m.version)}
         if "seed2" not in opts and not opts["edits"]:
