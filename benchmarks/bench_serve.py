@@ -68,6 +68,30 @@ def fresh_run(folder: Path) -> Path:
     return run
 
 
+def generator_alone(run: str, device: str, batches=(1, 8, 32), repeats: int = 5):
+    """[(batch, median seconds of one forward pass)]: the floor under the HTTP figures."""
+    import torch
+
+    from facegan.sampling import latents, load_generator
+
+    g = load_generator(run, device=device).generator
+    out = []
+    with torch.inference_mode():
+        for b in batches:
+            z = latents(b, g.latent_dim, 0, device)
+            c = torch.zeros(b, g.label_dim, device=z.device) if getattr(g, "label_dim", 0) else None
+            run_g = (lambda: g(z)) if c is None else (lambda: g(z, c))
+            run_g()
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                run_g()
+                ts.append(time.perf_counter() - t0)
+            out.append((b, statistics.median(ts)))
+    del g
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -144,6 +168,9 @@ def main() -> None:
             print(f"single {info['resolution']}x{info['resolution']} image, HTTP round trip: median "
                   f"{1000 * statistics.median(times):.1f} ms, fastest {1000 * min(times):.1f} ms "
                   f"({args.single} requests)")
+            gen = generator_alone(run, args.device)
+            print("the generator alone, in this process: " + ", ".join(
+                f"batch {b}: {1000 * t:.1f} ms ({1000 * t / b:.1f} ms per image)" for b, t in gen))
 
             # 2. load
             rss = [rss_mb(proc.pid)]

@@ -537,3 +537,35 @@ def test_bind_refuses_a_port_in_use():
         busy.listen(1)
         with pytest.raises(UserError, match="in use"):
             bind("127.0.0.1", busy.getsockname()[1])
+
+
+def test_served_connections_send_without_nagle_delay():
+    """Connections accepted from bind()'s socket have TCP_NODELAY, set by asyncio only when
+    the listening socket says TCP; without it each keep-alive response's body waited ~40 ms
+    for the client's delayed ACK of its headers."""
+    import asyncio
+
+    from facegan.web import bind
+
+    sock = bind("127.0.0.1", 0)
+    assert sock.proto == socket.IPPROTO_TCP
+    seen = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            raw = transport.get_extra_info("socket")
+            seen.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
