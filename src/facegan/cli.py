@@ -320,11 +320,40 @@ def _remove_if_empty(folder: Path, created: bool) -> None:
         folder.rmdir()
 
 
+def cmd_profile(args) -> int:
+    """train --profile N: build the run in memory, profile N steps, print; write nothing."""
+    import tempfile
+
+    from .config import get_preset, validate
+    from .train import build_trainer
+    from .train.profile import profile_steps
+
+    if args.profile < 1:
+        raise UserError(f"--profile takes a number of steps >= 1, got {args.profile}")
+    if args.resume:
+        raise UserError("--profile builds a fresh run in memory; drop --resume (give the run's "
+                        "--preset and options instead)")
+    if not args.data:
+        raise UserError("--data PATH is required: an image folder, a .zip, a CelebA folder, or 'builtin'")
+    cfg = _apply_args(get_preset(args.preset or DEFAULT_PRESET), args)
+    cfg = _replace_train(cfg, eval_every=0, tensorboard=False)
+    validate(cfg)
+    with tempfile.TemporaryDirectory(prefix="facegan-profile-") as tmp:
+        data = _load_data(cfg, Path(tmp))
+        trainer = build_trainer(cfg, data, tmp, progress=False)
+        print(f"profiling {cfg.preset} on {len(data)} images ({cfg.data.resolution}px), "
+              f"{args.profile} step(s) after 1 warm-up step; nothing is written", file=sys.stderr)
+        print(profile_steps(trainer, args.profile))
+    return 0
+
+
 def cmd_train(args) -> int:
     from .checkpoint import LATEST
     from .config import get_preset, validate
     from .train import build_trainer
 
+    if args.profile is not None:
+        return cmd_profile(args)
     if args.resume:
         return cmd_resume(args)
     if not args.out:
@@ -352,7 +381,7 @@ def cmd_train(args) -> int:
     _print_labels(trainer)
     trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
                          f"({data.source}), {len(data.skipped)} skipped, device {trainer.device}, "
-                         f"bf16 {trainer.use_bf16}")
+                         f"precision {trainer.precision}")
     trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
     _info(f"training {cfg.preset} on {len(data)} images ({cfg.data.resolution}px) for "
           f"{cfg.train.steps} generator steps on {trainer.device}; run folder: {run_dir}", file=sys.stderr)
@@ -392,7 +421,7 @@ def cmd_demo(args) -> int:
     budget = (f" or {cfg.train.time_budget / 60:g} minutes, whichever comes first"
               if cfg.train.time_budget else "")
     print(f"facegan demo: training {cfg.train.steps} WGAN-GP steps{budget}, on {len(data)} faces at "
-          f"{cfg.data.resolution}px ({trainer.device}, bf16 {trainer.use_bf16})...", file=sys.stderr)
+          f"{cfg.data.resolution}px ({trainer.device}, precision {trainer.precision})...", file=sys.stderr)
     code = _run(trainer, cfg.train.steps, out)
     if code:
         return code
@@ -563,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(CelebA attributes), 'classes:Male,Smiling' (their combinations as classes)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--profile", type=int, metavar="N", help="profile N training steps of this "
+                   "configuration and print where the time goes (kernel vs wall time, top "
+                   "operators); writes nothing, needs no --out")
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     t.set_defaults(func=cmd_train)
 

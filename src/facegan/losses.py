@@ -117,24 +117,36 @@ def _as_channels_last_like(x: Tensor, like: Tensor) -> Tensor:
     return x
 
 
-def _input_gradients(score_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+def _input_gradients(score_fn: Callable[[Tensor], Tensor], x: Tensor,
+                     out_scale: float | Tensor | None = None) -> Tensor:
     """grad_x sum(score_fn(x)) (N, ...) in float32, kept in the graph (create_graph) so the
-    penalty built from it trains the critic (double backward)."""
+    penalty built from it trains the critic (double backward).
+
+    out_scale: fp16 training's loss scale (``GradScaler.get_scale()``). As PyTorch's AMP
+    documentation prescribes for gradient penalties, the scores are multiplied by it before
+    ``autograd.grad`` (so fp16 intermediate gradients do not underflow) and the gradient is
+    divided by it before any norm is taken (an overflow then shows as inf, which the scaler
+    sees and skips).
+    """
     x = x.detach().requires_grad_(True)
-    scores = score_fn(x)
-    (grad,) = torch.autograd.grad(scores.float().sum(), x, create_graph=True)
-    return grad.float()
+    total = score_fn(x).float().sum()
+    if out_scale is not None:
+        total = total * out_scale
+    (grad,) = torch.autograd.grad(total, x, create_graph=True)
+    grad = grad.float()
+    return grad / out_scale if out_scale is not None else grad
 
 
 def gradient_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     *, eps: Tensor | None = None, return_norms: bool = False):
+                     *, eps: Tensor | None = None, out_scale: float | Tensor | None = None,
+                     return_norms: bool = False):
     """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] (Gulrajani et al. 2017).
 
     score_fn: image (N, C, H, W) -> scores (N,). The trainer passes a closure over its one
         critic call (augmentation, labels held fixed), so this function knows nothing of them.
     real, fake: (N, C, H, W) (any C, any size; fake detached by the caller or not).
     x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] of shape (N, 1, 1, 1), one per
-    sample (``eps``: given by the caller, (N,) or (N, 1, 1, 1) in [0, 1]; a multi-process
+    sample (out_scale: fp16's loss scale, see :func:`_input_gradients`; ``eps``: given by the caller, (N,) or (N, 1, 1, 1) in [0, 1]; a multi-process
     trainer passes its share of one global draw); the norm is over all non-batch dims and computed in float32 even under autocast,
     because a bf16 norm of ~10^4 small terms loses the penalty's signal.
     Returns the scalar penalty (and the per-sample norms (N,) if return_norms).
@@ -144,17 +156,19 @@ def gradient_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor, fake: T
         eps = torch.rand(eps_shape, device=real.device, dtype=torch.float32)
     eps = eps.reshape(eps_shape).to(device=real.device, dtype=torch.float32)
     x_hat = _as_channels_last_like(eps * real.float() + (1.0 - eps) * fake.detach().float(), real)
-    norms = _input_gradients(score_fn, x_hat).flatten(1).norm(2, dim=1)
+    norms = _input_gradients(score_fn, x_hat, out_scale).flatten(1).norm(2, dim=1)
     penalty = ((norms - 1.0) ** 2).mean()
     return (penalty, norms) if return_norms else penalty
 
 
-def r1_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+def r1_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor, *,
+               out_scale: float | Tensor | None = None) -> Tensor:
     """R1 (Mescheder et al. 2018): E[||grad_x D(x)||_2^2] on real images x (N, C, H, W).
 
-    The caller adds (gamma / 2) * r1 to the critic loss. Gradients in float32, as above.
+    The caller adds (gamma / 2) * r1 to the critic loss. Gradients in float32, as above
+    (out_scale: the fp16 loss scale, see ``gradient_penalty``).
     """
-    grad = _input_gradients(score_fn, _as_channels_last_like(real.float(), real))
+    grad = _input_gradients(score_fn, _as_channels_last_like(real.float(), real), out_scale)
     return grad.flatten(1).pow(2).sum(1).mean()
 
 

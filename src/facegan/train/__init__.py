@@ -36,25 +36,41 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str, device: torch.device) -> bool:
-    """Return True to train under bf16 autocast."""
-    if precision == "fp32":
-        return False
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The autocast precision to train in: 'fp32' (none), 'bf16' or 'fp16' (with a gradient
+    scaler). 'auto': bf16 where the device computes it natively (recent GPUs; CPUs with
+    AVX-512 BF16 or AMX), else fp16 on a GPU (older cards: tensor cores need a half type) and
+    fp32 on a CPU (emulated bf16 is slower than fp32)."""
+    if precision in ("fp32", "fp16"):
+        return precision
     if device.type == "cuda":
         ok = torch.cuda.is_bf16_supported()
     elif device.type == "cpu":
         ok = cpu_has_fast_bf16()
     else:
         ok = False
-    if precision == "bf16" and not ok and device.type == "cuda":
-        raise UserError("precision=bf16 asked for but this GPU has no bf16; use precision=fp32")
-    return ok if precision == "auto" else True
+    if precision == "bf16":
+        if not ok and device.type == "cuda":
+            raise UserError("precision=bf16 asked for but this GPU has no bf16; use precision=fp16 "
+                            "(with a gradient scaler) or fp32")
+        return "bf16"
+    if ok:
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
 
-def build_optimizers(t: TrainConfig, g: nn.Module, d: nn.Module):
+def use_fused(setting: str, device: torch.device) -> bool:
+    """train.fused_optimizer: 'auto' is on for CUDA (one kernel for all parameters instead of
+    several per tensor), off elsewhere."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def build_optimizers(t: TrainConfig, g: nn.Module, d: nn.Module, *, fused: bool = False):
+    """Adam (fused into one kernel if ``fused``) or RMSprop for G and D."""
     if t.optimizer == "adam":
-        return (torch.optim.Adam(g.parameters(), lr=t.g_lr, betas=(t.beta1, t.beta2)),
-                torch.optim.Adam(d.parameters(), lr=t.d_lr, betas=(t.beta1, t.beta2)))
+        kw = {"fused": True} if fused else {}
+        return (torch.optim.Adam(g.parameters(), lr=t.g_lr, betas=(t.beta1, t.beta2), **kw),
+                torch.optim.Adam(d.parameters(), lr=t.d_lr, betas=(t.beta1, t.beta2), **kw))
     if t.optimizer == "rmsprop":
         return (torch.optim.RMSprop(g.parameters(), lr=t.g_lr), torch.optim.RMSprop(d.parameters(), lr=t.d_lr))
     raise UserError(f"unknown optimizer '{t.optimizer}'; use adam or rmsprop")
@@ -91,15 +107,21 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
     g_ema = None
     if cfg.train.ema_decay > 0:
         g_ema = copy.deepcopy(g).eval().requires_grad_(False)
-    opt_g, opt_d = build_optimizers(cfg.train, g, d)
+    opt_g, opt_d = build_optimizers(cfg.train, g, d, fused=use_fused(cfg.train.fused_optimizer, device))
+    if device.type == "cuda":
+        # cuDNN tries its algorithms once per shape and keeps the fastest (shapes are static).
+        torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
     # The augmenter draws from its own stream (seeded from the run's seed), saved in checkpoints.
     augment = DiffAugment(cfg.train.augment, seed=cfg.train.seed + 2, device=device,
                           share=(dist.rank, dist.world_size))
     loss = build_loss(cfg.loss, share=(dist.rank, dist.world_size))
-    return Trainer(cfg, g, d, g_ema, opt_g, opt_d, loss, data, run_dir, device,
-                   use_bf16=resolve_precision(cfg.train.precision, device),
+    trainer = Trainer(cfg, g, d, g_ema, opt_g, opt_d, loss, data, run_dir, device,
+                   precision=resolve_precision(cfg.train.precision, device),
                    channels_last=cfg.train.channels_last, evaluator=evaluator, progress=progress,
                    augment=augment, labels=labels, label_spec=spec, dist=dist)
+    if cfg.train.compile != "off":
+        trainer.compile_networks(cfg.train.compile, cfg.train.compile_mode, cfg.train.compile_backend)
+    return trainer
 
 
 def clamp_batch_size(cfg: Config, n_images: int, world_size: int = 1) -> Config:

@@ -93,3 +93,7 @@ def apply_optimizer_settings(trainer) -> None:
             group["lr"] = lr
             if "betas" in group:
                 group["betas"] = (t.beta1, t.beta2)
+            # ... and the fused / foreach choice of this run (train.fused_optimizer may change).
+            for key in ("fused", "foreach"):
+                if key in group:
+                    group[key] = opt.defaults.get(key)

@@ -67,7 +67,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, generator: nn.Module, critic: nn.Module, g_ema: nn.Module | None,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, loss: AdversarialLoss,
-                 data: ImageSet, run_dir: str | Path, device: torch.device, *, use_bf16: bool = False,
+                 data: ImageSet, run_dir: str | Path, device: torch.device, *, precision: str = "fp32",
                  channels_last: bool = False, evaluator: Callable[[nn.Module], dict] | None = None,
                  progress: bool = True, augment: DiffAugment | None = None,
                  labels: torch.Tensor | None = None, label_spec: LabelSpec | None = None,
@@ -77,7 +77,19 @@ class Trainer:
         self.d_steps = 0  # critic steps taken, for lazy regularisation
         self.opt_g, self.opt_d, self.loss, self.data = opt_g, opt_d, loss, data
         self.run_dir, self.device = Path(run_dir), device
-        self.use_bf16, self.channels_last = use_bf16, channels_last
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, not {precision}")
+        self.precision, self.channels_last = precision, channels_last
+        # fp16 needs loss scaling (its small gradients underflow); one scaler per optimizer,
+        # since the critic and generator steps alternate. Disabled, a scaler is a pass-through.
+        fp16 = precision == "fp16"
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
+        self._G_fwd, self._D_fwd = generator, critic  # compiled versions, see compile_networks
+        # fp16: while the scaler finds its scale, a penalty's scaled inner gradient overflows
+        # (inf/NaN penalty) and the scaler skips that step. That is not a divergence (the
+        # losses themselves show one); such values are left out of the logs.
+        self._may_overflow = {"gp", "r1"} if fp16 else set()
         self.evaluator, self.progress = evaluator, progress
         t = cfg.train
         self.batch_size, self.n_critic = t.batch_size, t.n_critic
@@ -147,6 +159,8 @@ class Trainer:
             "label_dim": self.label_dim,
             "label_draw": self.label_draw.state_dict() if self.label_dim else None,
             "world_size": self.dist.world_size,
+            "scalers": ({"d": self.scaler_d.state_dict(), "g": self.scaler_g.state_dict()}
+                        if self.scaler_d.is_enabled() else None),
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -171,6 +185,9 @@ class Trainer:
                              f"the data gives {self.label_dim}")
         if self.label_dim and ckpt.get("label_draw"):
             self.label_draw.load_state_dict(ckpt["label_draw"])
+        if self.scaler_d.is_enabled() and ckpt.get("scalers"):
+            self.scaler_d.load_state_dict(ckpt["scalers"]["d"])
+            self.scaler_g.load_state_dict(ckpt["scalers"]["g"])
 
     def config_json(self) -> str:
         """RUN/config.json: the config, plus the resolved label spec of a conditional run
@@ -189,10 +206,25 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------------------------
 
+    @property
+    def use_bf16(self) -> bool:
+        return self.precision == "bf16"
+
     def _autocast(self):
-        if not self.use_bf16:
+        if self.precision == "fp32":
             return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def compile_networks(self, what: str, mode: str = "default", backend: str = "inductor") -> None:
+        """torch.compile the training forward of the generator ('generator') or of both nets
+        ('all'; not with a gradient penalty or R1, whose double backward compiled graphs do not
+        support). The modules themselves stay as they are: checkpoints, EMA and sampling use
+        them, so their state dicts do not change."""
+        if what in ("generator", "all"):
+            self._G_fwd = torch.compile(self.G, mode=mode, backend=backend)
+        if what == "all":
+            self._D_fwd = torch.compile(self.D, mode=mode, backend=backend)
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Next batch (x, c): x float (B, 3, R, R) in [-1, 1] on the device, c float (B, K) the
@@ -221,7 +253,7 @@ class Trainer:
         return self.labels[idx.to(self.labels.device)]
 
     def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.G(z) if c.shape[1] == 0 else self.G(z, c)
+        return self._G_fwd(z) if c.shape[1] == 0 else self._G_fwd(z, c)
 
     def _critic(self, x: torch.Tensor, c: torch.Tensor, parts: int = 1
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -233,8 +265,8 @@ class Trainer:
         if self.augment is not None:
             x = torch.cat([self.augment(p) for p in x.chunk(parts)]) if parts > 1 else self.augment(x)
         if c.shape[1] == 0:
-            return self.D(x), None
-        return self.D(x, c)
+            return self._D_fwd(x), None
+        return self._D_fwd(x, c)
 
     def _score(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """The critic's score alone (N,), labels held fixed: what the penalties differentiate."""
@@ -250,6 +282,9 @@ class Trainer:
         # Lazy regularisation: the penalty every k-th critic step, weighted by k, so it has the
         # same weight on average (k = 1: the classic recipe, every step).
         regularise = self.d_steps % loss.reg_every == 0
+        # fp16: the penalties' inner gradients are taken of scaled scores, then unscaled (AMP's
+        # recipe for gradient penalties); reading the scale costs one sync, in fp16 only.
+        out_scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() and regularise else None
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
             if self.joint_pass:
@@ -270,17 +305,18 @@ class Trainer:
             score_fn = functools.partial(self._score, c=c)
             if loss.gp_weight > 0 and regularise:
                 eps = self.dist.share(torch.rand(self.batch_size, device=self.device))
-                gp = gradient_penalty(score_fn, real, fake, eps=eps)
+                gp = gradient_penalty(score_fn, real, fake, eps=eps, out_scale=out_scale)
                 total = total + loss.gp_weight * loss.reg_every * gp
                 out["gp"] = gp.detach()
             if loss.r1_weight > 0 and regularise:
-                r1 = r1_penalty(score_fn, real)
+                r1 = r1_penalty(score_fn, real, out_scale=out_scale)
                 total = total + 0.5 * loss.r1_weight * loss.reg_every * r1
                 out["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        self.dist.sync_grads(self.D)
-        self.opt_d.step()
+        self.scaler_d.scale(total).backward()
+        self.dist.sync_grads(self.D)  # scaled gradients: every rank has the same scale
+        self.scaler_d.step(self.opt_d)  # skips the step if a gradient is inf/NaN (fp16)
+        self.scaler_d.update()
         if loss.clip_value > 0:
             clip_weights(self.D, loss.clip_value)
         out["d_loss"] = d_loss.detach()
@@ -300,9 +336,10 @@ class Trainer:
                     ac_fake = ac_loss(fake_aux, c_fake, self.label_spec.kind)
                     total = total + self.loss.ac_weight * ac_fake
             self.opt_g.zero_grad(set_to_none=True)
-            total.backward()
+            self.scaler_g.scale(total).backward()
             self.dist.sync_grads(self.G)
-            self.opt_g.step()
+            self.scaler_g.step(self.opt_g)
+            self.scaler_g.update()
         finally:
             self.D.requires_grad_(True)
         out = {"g_loss": g_loss.detach()}
@@ -366,16 +403,19 @@ class Trainer:
         self._pending = []
         # The mean over ranks: the global batch's figures, and a NaN on any rank stops them all.
         values = self.dist.mean(torch.stack([v.detach().float().reshape(()) for _, _, v in flat])).tolist()
-        bad_step = next((step for (step, _, _), v in zip(flat, values) if not math.isfinite(v)), None)
+        bad_step = next((step for (step, k, _), v in zip(flat, values)
+                         if not math.isfinite(v) and k not in self._may_overflow), None)
         if bad_step is not None:
             bad = ", ".join(f"{k}={v}" for (step, k, _), v in zip(flat, values)
-                            if step == bad_step and not math.isfinite(v))
+                            if step == bad_step and not math.isfinite(v) and k not in self._may_overflow)
             self.logger.event(f"step {bad_step}: non-finite loss ({bad}); stopped")
             raise TrainingDiverged(
                 f"training diverged at step {bad_step} ({bad}); the last good checkpoint "
                 f"(step {last_good}) is kept in {self.run_dir / 'checkpoints' / LATEST}; "
                 "lower the learning rates or use precision=fp32, then resume")
         for (_, k, _), v in zip(flat, values):
+            if not math.isfinite(v):
+                continue  # an fp16 overflow the scaler skipped (above)
             self._window[k] = self._window.get(k, 0.0) + v
             self._window_counts[k] = self._window_counts.get(k, 0) + 1
         self._window_n += len({step for step, _, _ in flat})
@@ -388,6 +428,9 @@ class Trainer:
         rec["steps_per_s"] = round(self._window_n / dt, 4)
         rec["img_per_s"] = round(self._window_n * self.batch_size * self.n_critic / dt, 2)
         rec["elapsed_s"] = round(self.elapsed, 1)
+        if self.scaler_d.is_enabled():
+            rec["loss_scale_d"] = self.scaler_d.get_scale()
+            rec["loss_scale_g"] = self.scaler_g.get_scale()
         self.logger.metrics(rec)
         self._window, self._window_counts, self._window_n, self._window_t = {}, {}, 0, now
         return rec

@@ -1,0 +1,69 @@
+"""``facegan train --profile N``: where the time of a training step goes.
+
+Runs N generator steps (after one warm-up step) twice: once plainly, for the wall time, and
+once under ``torch.profiler``, for the operators and (on a GPU) the kernels: their total time
+against the wall time says whether the device is kept busy or waits for the Python side, and
+the number of kernel launches per step says why. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
+    """Profile ``steps`` generator steps of ``trainer`` (its state moves on by 2 * steps + 1
+    steps; nothing is saved). Returns the report as text."""
+    import os
+
+    # Kineto's own log lines (a CUDA build on a machine without a GPU complains) stay quiet.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = trainer.device
+    cuda = dev.type == "cuda"
+    trainer.G.train()
+    trainer.D.train()
+    trainer.train_step()  # warm-up: kernel selection, caches, lazy initialisation
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    _sync(dev)
+    wall = (time.perf_counter() - t0) / steps
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.train_step()
+        _sync(dev)
+    events = prof.key_averages()
+    lines = [f"profile of {steps} generator step(s) ({trainer.n_critic} critic step(s) each, global batch "
+             f"{trainer.batch_size}, {trainer.precision}) on {dev}:",
+             f"  wall time: {wall * 1e3:.1f} ms per generator step ({1 / wall:.2f} steps/s)"]
+    if cuda:
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        kernel_s = sum(e.device_time_total for e in kernels) / 1e6 / steps
+        lines.append(f"  GPU kernel time: {kernel_s * 1e3:.1f} ms per step: the GPU is busy "
+                     f"{100 * kernel_s / wall:.0f}% of the wall time; {len(kernels) / steps:.0f} kernel "
+                     "launches per step")
+        if kernel_s < 0.6 * wall:
+            lines.append("  -> the GPU mostly waits for the host: launches and Python, not arithmetic, "
+                         "set the speed (try a larger batch, train.compile=generator)")
+        sort = "self_device_time_total"
+    else:
+        cpu_s = sum(e.self_cpu_time_total for e in events) / 1e6 / steps
+        conv_s = sum(e.self_cpu_time_total for e in events if "conv" in e.key or "mkldnn" in e.key) / 1e6 / steps
+        lines.append(f"  operator time (profiled, so a little slower): {cpu_s * 1e3:.1f} ms per step, "
+                     f"{100 * conv_s / max(cpu_s, 1e-12):.0f}% in convolutions and their gradients")
+        sort = "self_cpu_time_total"
+    lines.append(f"  top {top} operators by self time (all {steps} profiled steps):")
+    lines.append(events.table(sort_by=sort, row_limit=top, max_name_column_width=48))
+    return "\n".join(lines)
