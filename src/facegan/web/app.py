@@ -5,9 +5,11 @@ Endpoints (GET; every parameter checked by :mod:`.params`, a bad one answered 40
 
 - ``/``, ``/static/<name>``: the page (HTML, CSS, JS shipped in the package, read once).
 - ``/api/info``: the model (resolution, latent size, step, labels, directions) and the limits.
-- ``/api/seeds?n=16``: n fresh random seeds (below a million), 1 <= n <= 64.
+- ``/api/seeds?n=16``: n different fresh random seeds (below a million), 1 <= n <= 64.
 - ``/api/image.png?seed=S[&seed2=S2&t=0.3&interp=slerp][&class=C|&attr=A=1,B=0]
-  [&edit=NAME:1.5,...][&size=256][&download=1]``: one face, a PNG.
+  [&edit=NAME:1.5,...][&size=256][&download=1]``: one face, a PNG; for a plain face (no
+  morph, no edit) the header ``X-Facegan-Command`` holds the ``facegan sample`` command that
+  draws the same pixels.
 - ``/api/strip.png?seed=S&seed2=S2&steps=8&interp=lerp[&class=..|&attr=..]``: the
   interpolation as one strip of frames.
 - ``/api/run``: the run folder's sample grids, curves and metrics summary.
@@ -27,12 +29,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.concurrency import run_in_threadpool
 
 from ..sampling import make_grid
 from . import params as P
@@ -42,7 +44,7 @@ from .runfiles import MetricsCache, list_run_files, read_run_file
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml",
                 ".png": "image/png", ".ico": "image/x-icon"}
-RUN_FILE_TYPES = {".png": "image/png", ".gif": "image/gif"}
+RUN_FILE_TYPES = {".png": "image/png"}
 # Images depend on the model version (in the page's URLs as v=...), so a repeated request, e.g.
 # the morph slider moved back, can come from the browser's cache.
 IMAGE_CACHE = "private, max-age=600"
