@@ -170,17 +170,29 @@ class Server:
         fut = self.batcher.submit(z, c)
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.request_timeout)
 
-    async def image(self, request: Request) -> Response:
-        m = self.holder.model
+    async def _parse_and_generate(self, parse):
+        """``parse()`` -> (z, c, opts); returns (images, opts), or the 400 / 503 Response."""
         try:
-            face, opts = P.parse_face(request.query_params, m)
-            imgs = await self._generate(face.z[None], None if face.c is None else face.c[None])
+            z, c, opts = parse()
+            return await self._generate(z, c), opts
         except P.BadRequest as e:
             return error(400, str(e))
         except Overloaded as e:
             return error(503, str(e))
         except asyncio.TimeoutError:
             return error(503, "server busy: generation timed out; try again shortly")
+
+    async def image(self, request: Request) -> Response:
+        m = self.holder.model
+
+        def parse():
+            face, opts = P.parse_face(request.query_params, m)
+            return face.z[None], None if face.c is None else face.c[None], opts
+
+        result = await self._parse_and_generate(parse)
+        if isinstance(result, Response):
+            return result
+        imgs, opts = result
         if opts["size"] == m.resolution:
             body = png_bytes(imgs[0])  # a small PNG: well under a millisecond
         else:  # a resize to up to 1024 px takes a while; not on the event loop
@@ -203,15 +215,10 @@ class Server:
 
     async def strip(self, request: Request) -> Response:
         m = self.holder.model
-        try:
-            z, c, opts = P.parse_strip(request.query_params, m)
-            imgs = await self._generate(z, c)
-        except P.BadRequest as e:
-            return error(400, str(e))
-        except Overloaded as e:
-            return error(503, str(e))
-        except asyncio.TimeoutError:
-            return error(503, "server busy: generation timed out; try again shortly")
+        result = await self._parse_and_generate(lambda: P.parse_strip(request.query_params, m))
+        if isinstance(result, Response):
+            return result
+        imgs, _ = result
         body = png_bytes(make_grid(imgs, nrow=imgs.shape[0]))
         return Response(body, media_type="image/png", headers={"Cache-Control": IMAGE_CACHE})
 
