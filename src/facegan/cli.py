@@ -563,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--show", metavar="NAME", help="print one preset's full config as JSON")
     pr.set_defaults(func=cmd_presets)
 
+    from .directions_cli import register as register_directions  # directions, edit
+
+    register_directions(sub)
+
     from .metrics.cli import register as register_metrics
 
     register_metrics(sub)
