@@ -9,6 +9,7 @@ command runs.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -63,6 +64,11 @@ def register(subparsers) -> None:
     e.add_argument("--no-ema", action="store_true")
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_edit)
+    # '--strength -3:3' must read -3:3 as the value: argparse takes a word that starts with '-'
+    # for an option unless it looks like a negative number, and its test accepts only plain
+    # numbers (-3, -.5) before Python 3.13. This parser has no option that starts with a digit,
+    # so a '-' followed by a digit is always a value here.
+    e._negative_number_matcher = re.compile(r"^-\.?\d")
 
 
 def _check_run(run: str) -> None:
@@ -110,7 +116,8 @@ def cmd_directions(args) -> int:
         dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(os.path.expanduser(args.data)),
                                    condition="")
         clf = classifier_for_data(dcfg, epochs=args.epochs, seed=args.seed,
-                                  device=next(g.parameters()).device, progress=True)
+                                  device=next(g.parameters()).device, progress=True,
+                                  require=attrs + keep)
         for a in attrs + keep:
             if a not in clf.names:
                 raise UserError(f"unknown attribute '{a}'; the data has: {', '.join(clf.names)}")

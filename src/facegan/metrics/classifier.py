@@ -296,7 +296,8 @@ def classifier_cache_dir(cache_dir: str = "") -> Path:
 
 def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int = 10,
                         seed: int = 0, device: str | torch.device = "cpu",
-                        progress: bool = True, retrain: bool = False) -> Classifier:
+                        progress: bool = True, retrain: bool = False,
+                        require: list[str] | None = None) -> Classifier:
     """The classifier of a labelled data set, trained once and then read from the cache.
 
     data_cfg: a :class:`facegan.config.DataConfig` (path, crop, resolution: as the generator
@@ -306,6 +307,8 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
     ``data_cfg.condition`` 'folders' / 'classes:...', its classes.
     Cache key: the data fingerprint, the label names, the held-out rule and the training
     settings (``CACHE/classifiers/<key>.pt`` + ``.json``).
+    require: names that must be among the labels (UserError listing them otherwise), checked
+    before any training.
     """
     from ..data import load_dataset, resolve_labels
     from ..data.cache import fingerprint
@@ -322,6 +325,10 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
                             "give a CelebA folder with list_attr_celeba.txt (or class sub-folders "
                             "with data.condition=folders)")
         kind, all_names, labels = ATTR, list(data.label_names), data.labels.float()
+    for want in (require or [], names or []):
+        missing = [a for a in want if a not in all_names]
+        if missing:
+            raise UserError(f"unknown attribute '{missing[0]}'; the data has: {', '.join(all_names)}")
     if names:
         missing = [a for a in names if a not in all_names]
         if missing:
