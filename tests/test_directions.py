@@ -68,8 +68,10 @@ def test_keep_makes_directions_orthogonal_and_edits_leave_the_kept_score():
     torch.testing.assert_close(v @ bb.normal, torch.tensor(0.0), atol=1e-6, rtol=0)
     # Editing along the plain direction drags B along (cos 0.6); the kept one hardly moves it.
     z0 = z[:100]
-    moved_plain = ((edit_latents(z0, ba.normal, torch.tensor([3.0]))[:, 0] @ b_true) - z0 @ b_true).abs().mean()
-    moved_kept = ((edit_latents(z0, v, torch.tensor([3.0]))[:, 0] @ b_true) - z0 @ b_true).abs().mean()
+    def moved_b(direction):
+        return ((edit_latents(z0, direction, torch.tensor([3.0]))[:, 0] - z0) @ b_true).abs().mean()
+
+    moved_plain, moved_kept = moved_b(ba.normal), moved_b(v)
     assert float(moved_plain) > 1.4
     assert float(moved_kept) < 0.35
     # ...while still moving A itself.

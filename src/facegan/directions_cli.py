@@ -81,8 +81,6 @@ def cmd_directions(args) -> int:
     import dataclasses
     import os
 
-    import torch
-
     from .directions import (direction_entry, interfacegan_boundary, name_sefa_directions,
                              orthogonalize, parse_names, save_directions, score_latents, sefa)
     from .sampling import latents, load_generator
@@ -157,7 +155,8 @@ def cmd_directions(args) -> int:
                 v, acc = b.normal, b.accuracy
             new[a] = direction_entry(v, "interfacegan", acc, kept)
             share = float((probs[:, clf.index(a)] > 0.5).float().mean())
-            extra = f", orthogonal to {', '.join(kept)} (boundary alone {100 * b.accuracy:.1f}%)" if kept else ""
+            extra = (f", orthogonal to {', '.join(kept)} (boundary alone {100 * b.accuracy:.1f}%)"
+                     if kept else "")
             print(f"{a}: validation accuracy {100 * acc:.1f}%{extra}; {100 * share:.1f}% of the "
                   "generated faces have it")
     path = save_directions(args.run, d, new)
