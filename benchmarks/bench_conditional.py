@@ -131,8 +131,9 @@ def bench_edits(args, net, out: dict) -> None:
     for a in attrs:
         e = doc["directions"][a]
         v = get_direction(doc, a, args.edit_run)
+        watch = [w for w in dict.fromkeys(["Male", *e["kept"]]) if w != a and w in clf.names]
         m = edit_metrics(lg.generator, clf, v, a, strength=args.strength, steps=7, n=args.n_edit,
-                         seed=args.seed, net=net)
+                         seed=args.seed, net=net, watch=watch)
         m.update(method=e["method"], kept=e["kept"], accuracy=e["accuracy"])
         res[a] = m
         acc = "-" if e["accuracy"] is None else f"{100 * e['accuracy']:.1f}%"
@@ -143,7 +144,8 @@ def bench_edits(args, net, out: dict) -> None:
               f"{'yes' if m['monotonic'] else 'no':4s} {m['target_abs_change']:8.3f} "
               f"{m['others_change']:10.3f} {drift}")
         top = ", ".join(f"{k} {v:.3f}" for k, v in m["others_top"].items())
-        print(f"{'':12s} others moving most: {top}")
+        watched = "".join(f"; {k} moves {v:.3f}" for k, v in m["watched"].items())
+        print(f"{'':12s} others moving most: {top}{watched}")
     out["edits"] = {"run": str(args.edit_run), "step": lg.step, "strength": args.strength,
                     "n": args.n_edit, "directions": res}
 

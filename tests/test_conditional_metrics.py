@@ -134,10 +134,12 @@ def test_edit_metrics_on_a_known_generator():
     assert res["strengths"] == [-3.0, -1.5, 0.0, 1.5, 3.0]
     assert res["monotonic"] and res["target_change"] > 0.5
     assert res["others_change"] == 0.0  # a is orthogonal to b: green never moves
+    assert edit_metrics(g, clf, a, "Red", steps=3, n=4, watch=["Green"])["watched"] == {"Green": 0.0}
     assert res["target_abs_change"] > 0.2
     # Along a diagonal direction green moves too; backwards, the target falls.
     diag = (a + b) / 2 ** 0.5
-    assert edit_metrics(g, clf, diag, "Red", steps=5, n=16)["others_change"] > 0.1
+    d = edit_metrics(g, clf, diag, "Red", steps=5, n=16, watch=["Green"])
+    assert d["others_change"] > 0.1 and d["watched"]["Green"] == pytest.approx(d["others_change"])
     assert not edit_metrics(g, clf, -a, "Red", steps=5, n=16)["monotonic"]
     with pytest.raises(UserError, match="odd"):
         edit_metrics(g, clf, a, "Red", steps=4)

@@ -119,9 +119,11 @@ def cmd_directions(args) -> int:
         for a in attrs + keep:
             if a not in clf.names:
                 raise UserError(f"unknown attribute '{a}'; the data has: {', '.join(clf.names)}")
+        named = list(dict.fromkeys(attrs + keep))
         print(f"classifier held-out accuracy ({clf.info.get('heldout_rule', 'held-out images')}, "
-              f"{clf.info.get('n_heldout', '?')} images): mean {100 * clf.accuracy['mean']:.1f}%; "
-              + clf.describe(list(dict.fromkeys(attrs + keep)) or None), file=sys.stderr)
+              f"{clf.info.get('n_heldout', '?')} images): mean {100 * clf.accuracy['mean']:.1f}% over "
+              f"{len(clf.names)} attributes" + (f"; {clf.describe(named)}" if named else ""),
+              file=sys.stderr)
 
     new: dict[str, dict] = {}
     if args.unsupervised is not None:
@@ -133,7 +135,8 @@ def cmd_directions(args) -> int:
                      enumerate(name_sefa_directions(g, clf, vecs, seed=args.seed))]
         for (name, delta, v), ev in zip(named, vals.tolist()):
             new[name] = direction_entry(v, "sefa", None)
-            moved = "" if delta is None else f", moves its attribute's probability by {delta:+.2f} over -3..3"
+            moved = ("" if delta is None else f", moves its attribute's probability by {delta:+.2f} "
+                     f"over -3..3 (classifier held-out accuracy {clf.describe([name.split('_', 2)[2]])})")
             print(f"{name}: eigenvalue {ev:.4g}{moved}")
     else:
         names = list(dict.fromkeys(attrs or ([] if keep else clf.names)))

@@ -174,7 +174,7 @@ def is_monotonic(values: Sequence[float], tol: float = 0.0) -> bool:
 @torch.inference_mode()
 def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: str, *,
                  strength: float = 3.0, steps: int = 7, n: int = 64, seed: int = 0,
-                 net=None, batch_size: int = 64) -> dict[str, Any]:
+                 net=None, batch_size: int = 64, watch: Sequence[str] = ()) -> dict[str, Any]:
     """How well a direction edits ``attr``.
 
     n faces (``sampling.latents(n, D, seed)``) are moved to ``steps`` strengths evenly from
@@ -185,7 +185,9 @@ def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: s
       ``monotonic`` (it never decreases), ``target_change``: p(+strength) - p(-strength).
     - ``others_change``: the mean over the other attributes and faces of |p(edit) - p(face)|,
       averaged over the two ends; ``target_abs_change`` the same for ``attr`` itself, so the
-      two compare directly. ``others_top``: the three other attributes that move most.
+      two compare directly. ``others_top``: the three other attributes that move most;
+      ``watched``: that change for each attribute named in ``watch`` (e.g. the ones an edit
+      was meant to keep).
     - with ``net`` (an Inception network): ``identity_drift``, the mean Inception-feature L2
       distance between a face and its edit at +-strength, ``random_pair_distance``, the mean
       distance between two different faces (face i and face i+1), and their ratio (< 1: an
@@ -218,6 +220,7 @@ def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: s
         "target_abs_change": float(abs_change[col]),
         "others_change": float(abs_change[others].mean()) if others else 0.0,
         "others_top": {classifier.names[k]: float(abs_change[k]) for k in top},
+        "watched": {w: float(abs_change[classifier.index(w)]) for w in watch},
     }
     if net is not None:
         from .features import extract_features
