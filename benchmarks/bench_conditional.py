@@ -46,7 +46,12 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "celeba-10k"
 
 
 def _classifier(lg, data: str, epochs: int):
-    dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(data), condition="")
+    """The run's classifier: of its classes for a class-conditional run (folders or
+    attribute combinations), else of all the data's attributes."""
+    cond = lg.config.data.condition.strip() if lg.label_spec is not None else ""
+    classes = cond == "folders" or cond.startswith("classes:")
+    dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(data),
+                               condition=cond if classes else "")
     return classifier_for_data(dcfg, epochs=epochs, progress=True)
 
 

@@ -35,6 +35,7 @@ def test_directions_interfacegan_keep_and_sefa_then_edit(tmp_path, steer):
                 "--n", 200, "--ratio", 0.05, "--epochs", 1, env=env)
     assert r.returncode == 0, r.stderr
     assert "classifier held-out accuracy" in r.stderr and "wrote 2 direction(s)" in r.stdout
+    assert "training the attribute classifier once" in r.stderr
     doc = _doc(run)
     assert doc["version"] == 1 and doc["z_dim"] == 8
     male, smiling = doc["directions"]["Male"], doc["directions"]["Smiling"]
@@ -46,6 +47,7 @@ def test_directions_interfacegan_keep_and_sefa_then_edit(tmp_path, steer):
     # SeFa merges into the same file, named by the attribute each direction moves most.
     r = facegan("directions", run, "--data", steer["data"], "--unsupervised", 2, "--epochs", 1, env=env)
     assert r.returncode == 0, r.stderr
+    assert "training the attribute classifier" not in r.stderr  # cached by the first call
     names = set(_doc(run)["directions"])
     sefa = sorted(n for n in names if n.startswith("sefa_"))
     assert {"Male", "Smiling"} <= names and len(sefa) == 2

@@ -164,3 +164,28 @@ def test_edit_metrics_identity_drift_with_a_feature_network():
 def test_is_monotonic():
     assert is_monotonic([0.1, 0.2, 0.2, 0.9]) and not is_monotonic([0.1, 0.3, 0.2])
     assert is_monotonic([0.1, 0.3, 0.29], tol=0.02)
+
+
+def test_intra_class_fid_end_to_end_with_a_feature_network():
+    from facegan.metrics.conditional import intra_class_fid
+    from facegan.metrics.features import extract_features
+
+    spec = LabelSpec("attr", ("Male",), (6, ), 12)
+
+    def net(x):  # (B, 3, 299, 299) in 0..255 -> per-channel means, plus a little spread
+        return torch.cat([x.float().mean(dim=(2, 3)), x.float()[:, :, :3, :3].flatten(1)], 1)
+
+    # Real images painted like the generator paints them, so a label-following generator
+    # matches each class exactly and one that ignores its labels does not.
+    real_labels = torch.tensor([[1.0], [0.0]] * 6)
+    real_imgs = ((LabelPainter(spec)(torch.zeros(12, 4), real_labels) + 1) * 127.5).round().to(torch.uint8)
+    real_feats = extract_features(net, real_imgs)
+    good = intra_class_fid(LabelPainter(spec), spec, real_feats, real_labels, net, n=6, kid=False)
+    bad = intra_class_fid(LabelPainter(spec, ignore_labels=True), spec, real_feats, real_labels, net,
+                          n=6, kid=False)
+    assert set(good["per_class"]) == {"Male=1", "Male=0"}
+    assert good["mean_fid"] == pytest.approx(0.0, abs=1e-6)
+    assert bad["per_class"]["Male=1"]["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert bad["per_class"]["Male=0"]["fid"] > 1000  # asked for Male=0, drew Male=1 images
+    # Overall FID pools the classes: the label-ignoring generator's pool lacks half the data.
+    assert bad["overall_fid"] > good["overall_fid"] + 100
