@@ -113,7 +113,9 @@ def cmd_directions(args) -> int:
 
         dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(os.path.expanduser(args.data)),
                                    condition="")
-        clf = classifier_for_data(dcfg, epochs=args.epochs, seed=args.seed,
+        # The classifier's own seed stays 0: --seed picks the latents, and must not make the
+        # cached classifier train again.
+        clf = classifier_for_data(dcfg, epochs=args.epochs, seed=0,
                                   device=next(g.parameters()).device, progress=True,
                                   require=attrs + keep)
         for a in attrs + keep:
