@@ -118,6 +118,11 @@ def test_edit_and_directions_user_errors(tmp_path, steer, capsys, monkeypatch):
     assert "--unsupervised" in _main_error(capsys, "directions", bare, "--unsupervised", 2, "--keep", "Male")
     assert "between 1 and" in _main_error(capsys, "directions", bare, "--unsupervised", 99)
     assert "does not exist" in _main_error(capsys, "directions", tmp_path / "nothing", "--unsupervised", 1)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "latest.pt").write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
+    (other / "directions.json").write_text(json.dumps({"version": 1, "z_dim": 5, "directions": {}}))
+    assert "z_dim 5" in _main_error(capsys, "directions", other, "--unsupervised", 1)
     # nothing half-written: the file holds only what succeeded
     assert sorted(json.loads((bare / "directions.json").read_text())["directions"]) == ["sefa_0"]
 

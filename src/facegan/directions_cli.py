@@ -81,8 +81,9 @@ def cmd_directions(args) -> int:
     import dataclasses
     import os
 
-    from .directions import (direction_entry, interfacegan_boundary, name_sefa_directions,
-                             orthogonalize, parse_names, save_directions, score_latents, sefa)
+    from .directions import (direction_entry, directions_path, interfacegan_boundary,
+                             load_directions, name_sefa_directions, orthogonalize, parse_names,
+                             save_directions, score_latents, sefa)
     from .sampling import latents, load_generator
 
     attrs = parse_names(args.attrs, "--attrs")
@@ -107,6 +108,12 @@ def cmd_directions(args) -> int:
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     g = lg.generator
     d = int(g.latent_dim)
+    if directions_path(args.run).is_file():
+        # Refuse a damaged file or one for another latent size now, not after the work.
+        old = load_directions(args.run)
+        if old["z_dim"] != d:
+            raise UserError(f"'{directions_path(args.run)}' holds directions for z_dim {old['z_dim']}, "
+                            f"but this generator's latent has {d}; move the file away first")
     clf = None
     if args.data:
         from .metrics.classifier import classifier_for_data
@@ -121,10 +128,10 @@ def cmd_directions(args) -> int:
         for a in attrs + keep:
             if a not in clf.names:
                 raise UserError(f"unknown attribute '{a}'; the data has: {', '.join(clf.names)}")
-        named = list(dict.fromkeys(attrs + keep))
+        shown = list(dict.fromkeys(attrs + keep))
         print(f"classifier held-out accuracy ({clf.info.get('heldout_rule', 'held-out images')}, "
               f"{clf.info.get('n_heldout', '?')} images): mean {100 * clf.accuracy['mean']:.1f}% over "
-              f"{len(clf.names)} attributes" + (f"; {clf.describe(named)}" if named else ""),
+              f"{len(clf.names)} attributes" + (f"; {clf.describe(shown)}" if shown else ""),
               file=sys.stderr)
 
     new: dict[str, dict] = {}
@@ -141,7 +148,8 @@ def cmd_directions(args) -> int:
                      f"over -3..3 (classifier held-out accuracy {clf.describe([name.split('_', 2)[2]])})")
             print(f"{name}: eigenvalue {ev:.4g}{moved}")
     else:
-        names = list(dict.fromkeys(attrs or ([] if keep else clf.names)))
+        # Default: every attribute the data has (with --keep, each made orthogonal to the kept).
+        names = list(dict.fromkeys(attrs or clf.names))
         names += [k for k in keep if k not in names]
         z = latents(args.n, d, args.seed)
         from .directions import labels_for
