@@ -661,6 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: load a newer checkpoint of a run that is still training)")
     sv.set_defaults(func=cmd_serve)
 
+    from .directions_cli import register as register_directions  # directions, edit
+
+    register_directions(sub)
+
     from .metrics.cli import register as register_metrics
 
     register_metrics(sub)

@@ -1,0 +1,205 @@
+"""Subcommands ``directions`` and ``edit``; the main CLI calls :func:`register`.
+
+``facegan directions RUN --data CELEBA [--attrs A,B] [--keep A] [--n 10000]`` (InterFaceGAN),
+``facegan directions RUN --unsupervised K [--data CELEBA]`` (SeFa), then
+``facegan edit RUN --attr Smiling --strength -3:3 --n 8 [--steps 7] --out edit.png``.
+User mistakes raise :class:`UserError` (one line, exit 2); nothing heavy is imported until a
+command runs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def register(subparsers) -> None:
+    """Add ``directions`` and ``edit`` to the main parser's subparsers."""
+    p = subparsers.add_parser(
+        "directions", help="find latent directions (attributes) of a trained generator",
+        description="InterFaceGAN: score --n generated faces with an attribute classifier trained "
+                    "on the real labelled images of --data, fit a linear boundary in latent space "
+                    "to the most and least confident --ratio of them, and save its unit normal. "
+                    "--unsupervised K: SeFa's K closed-form directions instead (named by the "
+                    "attribute they move most when --data is given). Saved (merged) in "
+                    "RUN/directions.json.")
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--data", metavar="PATH", help="labelled real images: a CelebA folder with "
+                   "list_attr_celeba.txt (preprocessed as the run's training data)")
+    p.add_argument("--attrs", metavar="A,B,...", help="attributes to find (default: all the "
+                   "data has)")
+    p.add_argument("--keep", metavar="A,B", help="make each direction orthogonal to these "
+                   "attributes' directions, so an edit leaves them unchanged")
+    p.add_argument("--unsupervised", type=int, metavar="K", help="SeFa: the K strongest "
+                   "directions of the generator's first layer (no labels needed)")
+    p.add_argument("--n", type=int, default=10000, help="generated faces to score (default "
+                   "%(default)s)")
+    p.add_argument("--ratio", type=float, default=0.02, help="share of most and least confident "
+                   "faces used, each side (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=10, help="classifier training epochs, when it is "
+                   "not cached yet (default %(default)s)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
+    p.set_defaults(func=cmd_directions)
+
+    e = subparsers.add_parser(
+        "edit", help="move faces along a latent direction (one row per face)",
+        description="One row per face, the same face moving along the direction from the low to "
+                    "the high --strength (z + a * direction). Needs RUN/directions.json (facegan "
+                    "directions).")
+    e.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    e.add_argument("--attr", required=True, metavar="NAME", help="a direction in directions.json "
+                   "(e.g. Smiling, sefa_0)")
+    e.add_argument("--strength", default="-3:3", metavar="LOW:HIGH", help="range of a (default "
+                   "%(default)s)")
+    e.add_argument("--n", type=int, default=8, help="faces, one per row (default %(default)s)")
+    e.add_argument("--steps", type=int, default=7, help="columns from LOW to HIGH (default "
+                   "%(default)s)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", default="edit.png", help="image, .png or .jpg (default %(default)s)")
+    e.add_argument("--no-ema", action="store_true")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_edit)
+    # '--strength -3:3' must read -3:3 as the value: argparse takes a word that starts with '-'
+    # for an option unless it looks like a negative number, and its test accepts only plain
+    # numbers (-3, -.5) before Python 3.13. This parser has no option that starts with a digit,
+    # so a '-' followed by a digit is always a value here.
+    e._negative_number_matcher = re.compile(r"^-\.?\d")
+
+
+def _check_run(run: str) -> None:
+    from .checkpoint import resolve_checkpoint
+
+    resolve_checkpoint(run)  # UserError: missing path / no checkpoint in the folder
+
+
+def cmd_directions(args) -> int:
+    import dataclasses
+    import os
+
+    from .directions import (direction_entry, directions_path, interfacegan_boundary,
+                             load_directions, name_sefa_directions, orthogonalize, parse_names,
+                             save_directions, score_latents, sefa)
+    from .sampling import latents, load_generator
+
+    attrs = parse_names(args.attrs, "--attrs")
+    keep = parse_names(args.keep, "--keep")
+    if args.unsupervised is not None:
+        if attrs or keep:
+            raise UserError("--unsupervised finds directions without labels; drop --attrs/--keep "
+                            "(or drop --unsupervised for InterFaceGAN directions)")
+        if args.unsupervised < 1:
+            raise UserError(f"--unsupervised K needs K >= 1, got {args.unsupervised}")
+    elif not args.data:
+        raise UserError("--data CELEBA_FOLDER is required to find attribute directions (the "
+                        "classifier learns from its labels); or --unsupervised K for SeFa")
+    if not 0 < args.ratio <= 0.5:
+        raise UserError(f"--ratio must be in (0, 0.5], got {args.ratio}")
+    if args.n < 2:
+        raise UserError("--n must be at least 2")
+    if args.data and not Path(args.data).expanduser().exists():
+        raise UserError(f"--data '{args.data}' does not exist; give the CelebA folder (with "
+                        "img_align_celeba/ and list_attr_celeba.txt)")
+    _check_run(args.run)
+    lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
+    g = lg.generator
+    d = int(g.latent_dim)
+    if directions_path(args.run).is_file():
+        # Refuse a damaged file or one for another latent size now, not after the work.
+        old = load_directions(args.run)
+        if old["z_dim"] != d:
+            raise UserError(f"'{directions_path(args.run)}' holds directions for z_dim {old['z_dim']}, "
+                            f"but this generator's latent has {d}; move the file away first")
+    clf = None
+    if args.data:
+        from .metrics.classifier import classifier_for_data
+
+        dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(os.path.expanduser(args.data)),
+                                   condition="")
+        # The classifier's own seed stays 0: --seed picks the latents, and must not make the
+        # cached classifier train again.
+        clf = classifier_for_data(dcfg, epochs=args.epochs, seed=0,
+                                  device=next(g.parameters()).device, progress=True,
+                                  require=attrs + keep)
+        for a in attrs + keep:
+            if a not in clf.names:
+                raise UserError(f"unknown attribute '{a}'; the data has: {', '.join(clf.names)}")
+        shown = list(dict.fromkeys(attrs + keep))
+        print(f"classifier held-out accuracy ({clf.info.get('heldout_rule', 'held-out images')}, "
+              f"{clf.info.get('n_heldout', '?')} images): mean {100 * clf.accuracy['mean']:.1f}% over "
+              f"{len(clf.names)} attributes" + (f"; {clf.describe(shown)}" if shown else ""),
+              file=sys.stderr)
+
+    new: dict[str, dict] = {}
+    if args.unsupervised is not None:
+        vecs, vals = sefa(g, args.unsupervised)
+        if clf is None:
+            named = [(f"sefa_{i}", None, v) for i, v in enumerate(vecs)]
+        else:
+            named = [(f"sefa_{i}_{a}", delta, v) for i, (a, delta, v) in
+                     enumerate(name_sefa_directions(g, clf, vecs, seed=args.seed))]
+        for (name, delta, v), ev in zip(named, vals.tolist()):
+            new[name] = direction_entry(v, "sefa", None)
+            moved = ("" if delta is None else f", moves its attribute's probability by {delta:+.2f} "
+                     f"over -3..3 (classifier held-out accuracy {clf.describe([name.split('_', 2)[2]])})")
+            print(f"{name}: eigenvalue {ev:.4g}{moved}")
+    else:
+        # Default: every attribute the data has (with --keep, each made orthogonal to the kept).
+        names = list(dict.fromkeys(attrs or clf.names))
+        names += [k for k in keep if k not in names]
+        z = latents(args.n, d, args.seed)
+        from .directions import labels_for
+
+        print(f"scoring {args.n} generated faces with the classifier...", file=sys.stderr, flush=True)
+        probs = score_latents(g, clf, z, labels_for(g, args.n, args.seed))
+        bounds = {a: interfacegan_boundary(z, probs[:, clf.index(a)], ratio=args.ratio,
+                                           seed=args.seed) for a in names}
+        for a in names:
+            b = bounds[a]
+            kept = [k for k in keep if k != a]
+            if kept:
+                v = orthogonalize(b.normal, [bounds[k].normal for k in kept], a, kept)
+                acc = b.accuracy_of(v)
+            else:
+                v, acc = b.normal, b.accuracy
+            new[a] = direction_entry(v, "interfacegan", acc, kept)
+            share = float((probs[:, clf.index(a)] > 0.5).float().mean())
+            extra = (f", orthogonal to {', '.join(kept)} (boundary alone {100 * b.accuracy:.1f}%)"
+                     if kept else "")
+            print(f"{a}: validation accuracy {100 * acc:.1f}%{extra}; {100 * share:.1f}% of the "
+                  "generated faces have it")
+    path = save_directions(args.run, d, new)
+    print(f"wrote {len(new)} direction(s) to {path}; try: facegan edit {args.run} --attr "
+          f"{next(iter(new))} --strength -3:3 --n 8 --out edit.png")
+    return 0
+
+
+def cmd_edit(args) -> int:
+    import torch
+
+    from .cli import _check_out_file
+    from .directions import edit_images, get_direction, load_directions, parse_strength
+    from .sampling import load_generator, save_grid
+
+    lo, hi = parse_strength(args.strength)
+    if args.n < 1:
+        raise UserError("--n must be at least 1")
+    if args.steps < 2:
+        raise UserError("--steps must be at least 2 (the two ends of --strength)")
+    _check_out_file(args.out, "--out")
+    _check_run(args.run)
+    doc = load_directions(args.run)
+    v = get_direction(doc, args.attr, args.run)
+    lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
+    if int(lg.generator.latent_dim) != v.numel():
+        raise UserError(f"the direction '{args.attr}' has length {v.numel()} but this generator's "
+                        f"latent has {lg.generator.latent_dim}; run facegan directions {args.run} again")
+    strengths = torch.linspace(lo, hi, args.steps)
+    frames = edit_images(lg.generator, v, strengths, args.n, seed=args.seed)
+    save_grid(frames.flatten(0, 1), args.out, nrow=args.steps)
+    print(f"wrote {args.out} ({args.n} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g})")
+    return 0
