@@ -243,7 +243,9 @@ def _sngan_celeba64() -> Config:
     # SNGAN's "standard CNN" recipe (Miyato et al. 2018, setting C: hinge loss, one critic step,
     # Adam 2e-4 (0.5, 0.999)) on the DCGAN networks, spectral norm in the critic and no norm
     # there, plus DiffAugment: 10,000 faces is small data, where augmenting what the critic
-    # sees keeps it from memorising the training set.
+    # sees keeps it from memorising the training set. Translation alone: measured on
+    # celeba-10k (2-core CPU, same seed, 2,000 samples), it reached FID 105.7 after 30 minutes
+    # against 127.0 with colour + translation + cutout (115.8 after 45 minutes).
     return Config(
         preset="sngan-celeba64",
         data=DataConfig(resolution=64),
@@ -251,7 +253,7 @@ def _sngan_celeba64() -> Config:
                           d_norm="none", d_sn=True),
         loss=LossConfig(name="hinge", gp_weight=0.0),
         train=TrainConfig(n_critic=1, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999,
-                          augment="color,translation,cutout"),
+                          augment="translation"),
     )
 
 
@@ -288,7 +290,7 @@ def _cwgangp_celeba64() -> Config:
 def _projection_celeba64() -> Config:
     # cGAN with a projection discriminator (Miyato & Koyama 2018) on the SNGAN recipe: hinge
     # loss, spectral norm and no normalisation in the critic, conditional batch norm in G, one
-    # critic step, plus sngan-celeba64's DiffAugment for 10,000 faces.
+    # critic step, plus the full DiffAugment policy (colour, translation, cutout; as measured in its 30-minute run).
     return Config(
         preset="projection-celeba64",
         data=DataConfig(resolution=64, condition="Male"),
@@ -334,7 +336,7 @@ PRESET_HELP = {
     "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
     "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
     "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
-    "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment (color, translation, cutout), 1 critic step",
+    "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment translation, 1 critic step",
     "cwgangp-animals64": "class-conditional AC-GAN WGAN-GP, one class per sub-folder, layer-norm critic, "
                          "cond. batch norm G, flips + DiffAugment translation/cutout",
     "cwgangp-celeba64": "AC-GAN WGAN-GP on CelebA attributes Male, Smiling, Eyeglasses (binary labels)",
