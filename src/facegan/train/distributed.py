@@ -114,11 +114,9 @@ class DistEnv:
                           for p in params])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= self.world_size
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).clone()
-            offset += n
+        # Each gradient becomes a view of the reduced buffer: no copy back.
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad = g.view_as(p)
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank (they start equal from the seed; this

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from ..data.labels import LabelSpec
+from ..directions import directions_path
 from ..sampling import LoadedGenerator, load_generator, to_uint8
 
-DIRECTIONS_FILE = "directions.json"
 DIRECTIONS_VERSION = 1
 RELOAD_CHECK_S = 5.0  # how often the worker looks for a newer checkpoint / directions file
 
@@ -114,22 +114,14 @@ class Model:
         return next(self.loaded.generator.parameters()).device
 
 
-def directions_path(run: str | os.PathLike, lg: LoadedGenerator) -> Path:
-    """Where ``facegan directions`` keeps them: RUN/directions.json for a folder; for a
-    checkpoint file, its run folder's, or the file's own folder outside a run."""
-    p = Path(run)
-    if p.is_dir():
-        return p / DIRECTIONS_FILE
-    return (lg.run_dir or lg.checkpoint.parent) / DIRECTIONS_FILE
-
-
 def open_model(run: str | os.PathLike, device: str = "cpu", version: int = 0,
                directions: Path | None = None) -> Model:
     """Load the EMA generator of ``run`` (folder or checkpoint; UserError when unusable) and
-    its directions (``directions``, default :func:`directions_path`) when there are some."""
+    its directions (``directions``, default ``facegan.directions.directions_path``: where
+    ``facegan directions`` writes them) when there are some."""
     lg = load_generator(run, device=device)
     model = Model(lg, version=version)
-    model.directions_file = directions or directions_path(run, lg)
+    model.directions_file = directions or directions_path(run)
     model.directions, model.directions_problem = load_directions(model.directions_file,
                                                                  model.latent_dim)
     return model
