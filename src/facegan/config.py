@@ -239,6 +239,23 @@ def _resnet_wgangp_celeba64() -> Config:
     )
 
 
+def _wgangp_ln_celeba64() -> Config:
+    # WGAN-GP tuned for a budget: a layer-norm critic, 2 critic steps, Adam 2e-4 (0, 0.9), and
+    # the penalty lazily, every 4th critic step weighted by 4 (its average weight stays lambda
+    # 10). On one H100 the same settings with an eager penalty reached FID 40.1 in 8,877 steps
+    # where wgangp-celeba64 needed far more; lazy, a step costs 1.5x less on a 2-core CPU.
+    # Measured on celeba-10k (2-core CPU, one thread each, 15 minutes, 2,000 samples): FID
+    # 167.7 after 755 steps, level with sngan-celeba64 (167.4 after 1,356) and ahead of
+    # dcgan-celeba64 (201.8 after 1,340).
+    return Config(
+        preset="wgangp-ln-celeba64",
+        data=DataConfig(resolution=64),
+        model=ModelConfig(latent_dim=128, g_width=64, d_width=64, g_norm="batch", d_norm="layer"),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0, reg_every=4),
+        train=TrainConfig(n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0, beta2=0.9),
+    )
+
+
 def _sngan_celeba64() -> Config:
     # SNGAN's "standard CNN" recipe (Miyato et al. 2018, setting C: hinge loss, one critic step,
     # Adam 2e-4 (0.5, 0.999)) on the DCGAN networks, spectral norm in the critic and no norm
@@ -323,6 +340,7 @@ PRESETS = {
     "wgangp-celeba128": _wgangp_celeba128,
     "wgan-clip-celeba64": _wgan_clip_celeba64,
     "resnet-wgangp-celeba64": _resnet_wgangp_celeba64,
+    "wgangp-ln-celeba64": _wgangp_ln_celeba64,
     "sngan-celeba64": _sngan_celeba64,
     "cwgangp-animals64": _cwgangp_animals64,
     "cwgangp-celeba64": _cwgangp_celeba64,
@@ -336,6 +354,8 @@ PRESET_HELP = {
     "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
     "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
     "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
+    "wgangp-ln-celeba64": "WGAN-GP for a budget: layer-norm critic, 2 critic steps, lazy penalty "
+                          "(every 4th critic step), Adam 2e-4 (0, 0.9)",
     "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment translation, 1 critic step",
     "cwgangp-animals64": "class-conditional AC-GAN WGAN-GP, one class per sub-folder, layer-norm critic, "
                          "cond. batch norm G, flips + DiffAugment translation/cutout",
