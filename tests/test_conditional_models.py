@@ -165,8 +165,8 @@ def test_ac_critic_logits_do_not_depend_on_c(arch, labels):
         s2, l2 = d(x, other)
         torch.testing.assert_close(s2, scores, rtol=0, atol=0)
         torch.testing.assert_close(l2, logits, rtol=0, atol=0)
-    # And the score is the unconditional head alone.
-    h = (F.leaky_relu(d.blocks(x), 0.2) if arch == "resnet" else d.net[:-1](x)).sum(dim=(2, 3))
+    # And the logits are the AC head on the critic's 4x4 features, averaged over positions.
+    h = (F.leaky_relu(d.blocks(x), 0.2) if arch == "resnet" else d.net[:-1](x)).mean(dim=(2, 3))
     torch.testing.assert_close(logits, d.ac.fc(h))
 
 
