@@ -155,14 +155,8 @@ class ProjectionHead(nn.Module):
 
 
 class ACHead(nn.Module):
-    """Auxiliary classifier (AC-GAN, Odena et al. 2017): the critic's last feature maps
-    (N, F, H, W) -> label logits (N, K): a ``Linear(F, K)`` (spectrally normalised when
-    ``use_sn``) on the features averaged over the H x W positions.
-
-    Averaged, not summed as the score and projection heads do: a sum over 16 positions made
-    the initial logits about 16 times too large (the AC loss started near 3.3, not log 2), and
-    every Adam step moved them 16 times as far, so the classifier on real images stayed
-    worse than chance for hundreds of steps.
+    """Auxiliary classifier (AC-GAN, Odena et al. 2017): pooled features h (N, F) -> label
+    logits (N, K), a ``Linear(F, K)`` (spectrally normalised when ``use_sn``).
 
     For one-hot labels the loss applies a softmax cross-entropy to the logits, for binary
     attributes a per-attribute sigmoid BCE; the head is the same.
@@ -172,8 +166,8 @@ class ACHead(nn.Module):
         super().__init__()
         self.fc = linear(features, label_dim, use_sn=use_sn, gain=1.0)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.fc(feats.mean(dim=(2, 3)))
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(h)
 
 
 __all__ = ["G_CONDS", "D_CONDS", "check_cond", "check_labels", "LabelEmbedding",

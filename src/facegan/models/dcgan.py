@@ -124,8 +124,8 @@ class DCGANCritic(nn.Module):
     cond="concat": c as K constant maps appended to the image's channels; aux None.
     cond="projection": ``scores = net[-1](features) + <proj.embed(c), h>`` (Miyato & Koyama
     2018), proj a :class:`.conditioning.ProjectionHead`; aux None.
-    cond="ac": the unconditional score (c not used, may be None); aux = ``ac(features)``,
-    label logits of a :class:`.conditioning.ACHead` (which averages the 4x4 positions).
+    cond="ac": the unconditional score (c not used, may be None); aux = ``ac(h)``, label
+    logits of a :class:`.conditioning.ACHead`.
     The heads are Xavier-initialised (not DCGAN's N(0, 0.02)) and spectrally normalised when
     use_sn.
     """
@@ -175,4 +175,4 @@ class DCGANCritic(nn.Module):
         h = feats.sum(dim=(2, 3))  # [N, F]
         if self.proj is not None:
             return scores + self.proj(h, c), None
-        return scores, self.ac(feats)
+        return scores, self.ac(h)

@@ -96,8 +96,8 @@ class ResNetCritic(nn.Module):
     cond="concat": c as K constant maps appended to the image's channels; aux None.
     cond="projection": ``scores = fc(h) + <proj.embed(c), h>`` (Miyato & Koyama 2018), proj a
     :class:`.conditioning.ProjectionHead`; aux None.
-    cond="ac": ``scores = fc(h)`` (c not used, may be None); aux = ``ac(features)``, label
-    logits of a :class:`.conditioning.ACHead` (which averages the positions).
+    cond="ac": ``scores = fc(h)`` (c not used, may be None); aux = ``ac(h)``, label logits of a
+    :class:`.conditioning.ACHead`.
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, max_width: int = 1024,
@@ -128,14 +128,13 @@ class ResNetCritic(nn.Module):
                          dtype=x.dtype)
         if self.cond == "concat":
             x = concat_label_maps(x, c)
-        feats = F.leaky_relu(self.blocks(x), 0.2)  # [N, F, 4, 4]
-        h = feats.sum(dim=(2, 3))  # [N, F]
+        h = F.leaky_relu(self.blocks(x), 0.2).sum(dim=(2, 3))  # [N, F]
         scores = self.fc(h).reshape(n)
         if self.cond is None:
             return scores
         if self.proj is not None:
             scores = scores + self.proj(h, c)
-        return scores, (self.ac(feats) if self.ac is not None else None)
+        return scores, (self.ac(h) if self.ac is not None else None)
 
 
 __all__ = ["ResNetGenerator", "ResNetCritic"]
