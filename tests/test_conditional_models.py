@@ -1,6 +1,7 @@
 """Conditional generators and critics (models/conditioning.py, dcgan.py, resnet.py)."""
 
 import io
+import math
 
 import pytest
 import torch
@@ -158,8 +159,11 @@ def test_ac_critic_logits_do_not_depend_on_c(arch, labels):
     k = c.shape[1]
     _, d = _build(arch, k, d_cond="ac", d_norm="layer")
     d.eval()
+    with torch.no_grad():  # the head starts at zero; give it weights so logits can differ
+        d.ac.fc.weight.normal_()
     x = torch.randn(N, 3, RES, RES)
     scores, logits = d(x, c)
+    assert logits.abs().max() > 0
     assert logits.shape == (N, k)
     for other in (1 - c, None):  # c is not read: another label, or none, changes nothing
         s2, l2 = d(x, other)
@@ -318,3 +322,25 @@ def test_config_choices_and_errors():
     # Without labels the conditioning options are not used, so they cannot be wrong.
     g, _ = build_networks(_cfg("resnet", g_cond="cbn", g_norm="none"), NetSpec(RES))
     assert g.cond is None and g(torch.randn(2, Z)).shape == (2, 3, RES, RES)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("labels", ["onehot3", "attrs2"])
+def test_ac_loss_of_a_new_critic_is_chance(arch, labels):
+    # The AC head starts at zero (without spectral norm), so a new critic's AC loss is log K
+    # for K classes and log 2 for attributes, whatever the images; it then learns.
+    from facegan.losses import ac_loss
+    c = _labels(labels)
+    k = c.shape[1]
+    kind = "class" if labels.startswith("onehot") else "attr"
+    _, d = _build(arch, k, d_cond="ac", d_norm="layer")
+    x = torch.randn(N, 3, RES, RES) * 3
+    _, logits = d(x, c)
+    chance = math.log(k) if kind == "class" else math.log(2)
+    assert ac_loss(logits, c, kind).item() == pytest.approx(chance, abs=1e-6)
+    opt = torch.optim.SGD(d.ac.parameters(), lr=1e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        ac_loss(d(x, c)[1], c, kind).backward()
+        opt.step()
+    assert ac_loss(d(x, c)[1], c, kind).item() < chance - 1e-3

@@ -160,11 +160,20 @@ class ACHead(nn.Module):
 
     For one-hot labels the loss applies a softmax cross-entropy to the logits, for binary
     attributes a per-attribute sigmoid BCE; the head is the same.
+
+    Without spectral norm the weights start at zero, so the first logits are 0 and the AC loss
+    starts at chance (log K for K classes, log 2 per attribute). Xavier weights on the critic's
+    features, which are summed over 4x4 positions and not normalised, gave logits of several
+    units and a first AC loss of 3.3 for one attribute; the head's own gradient (features times
+    the logit error) does not depend on its weights, so it learns as fast from zero. With
+    spectral norm the weights stay Xavier: the spectral norm of a zero matrix is undefined.
     """
 
     def __init__(self, features: int, label_dim: int, use_sn: bool = False):
         super().__init__()
         self.fc = linear(features, label_dim, use_sn=use_sn, gain=1.0)
+        if not use_sn:
+            nn.init.zeros_(self.fc.weight)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fc(h)
