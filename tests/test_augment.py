@@ -4,7 +4,8 @@ in the trainer's one critic call."""
 import pytest
 import torch
 
-from facegan.augment import AUGMENTS, DiffAugment, brightness, contrast, cutout, parse_policy, saturation, translation
+from facegan.augment import (AUGMENTS, DiffAugment, brightness, contrast, cutout, parse_policy, rotate,
+                             rotation, saturation, translation)
 from facegan.errors import UserError
 
 
@@ -17,7 +18,8 @@ def _g(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "rotation", "color,translation,cutout",
+                                    "rotation,translation,cutout"])
 def test_shapes_dtype_and_seed(policy):
     x = _x()
     a = DiffAugment(policy, seed=3)(x)
@@ -65,6 +67,35 @@ def test_cutout_zeroes_one_square_of_half_size():
     assert (y == 0).all(1).float().mean() > 0.15  # on average a large part of each image
 
 
+def test_rotate_matches_rot90_and_identity():
+    x = _x(n=3)
+    # A quarter turn counter-clockwise as displayed is torch.rot90 over (H, W) with k=1.
+    torch.testing.assert_close(rotate(x, torch.full((3,), torch.pi / 2)), torch.rot90(x, 1, (2, 3)),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(rotate(x, -torch.full((3,), torch.pi / 2)), torch.rot90(x, -1, (2, 3)),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(rotate(x, torch.zeros(3)), x, atol=1e-5, rtol=0)
+    # Per-sample angles: each sample turned by its own.
+    y = rotate(x, torch.tensor([0.0, torch.pi / 2, torch.pi]))
+    torch.testing.assert_close(y[1], torch.rot90(x[1], 1, (1, 2)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y[2], torch.rot90(x[2], 2, (1, 2)), atol=1e-5, rtol=0)
+
+
+def test_rotation_is_small_and_stays_in_range():
+    x = _x(n=64)
+    y = rotation(x, _g(2))
+    for i in range(64):  # bilinear weights and reflection: within the sample's own range
+        assert y[i].min() >= x[i].min() - 1e-6 and y[i].max() <= x[i].max() + 1e-6
+    # The angles are within +-10 degrees: the centre pixel's neighbourhood barely moves, while
+    # a 30-degree turn moves the image much more than any of the 64 draws.
+    d_small = (y - x).abs().mean((1, 2, 3))
+    d_big = (rotate(x, torch.full((64,), torch.pi / 6)) - x).abs().mean((1, 2, 3))
+    assert (d_small < d_big).all()
+    assert d_small.std() > 0  # each sample gets its own angle
+    # bf16 in, bf16 out
+    assert rotation(x.bfloat16(), _g(2)).dtype == torch.bfloat16
+
+
 def test_color_matches_its_formulas():
     x = _x(n=4)
     u = torch.rand(4, 1, 1, 1, generator=_g(5))
@@ -82,7 +113,7 @@ def test_differentiable_twice():
     # The gradient penalty differentiates the critic's input gradient again.
     x = _x(n=4).requires_grad_(True)
     w = torch.randn(3, 16, 16, requires_grad=True)
-    y = DiffAugment("color,translation,cutout", seed=0)(x)
+    y = DiffAugment("color,rotation,translation,cutout", seed=0)(x)
     score = (y * w).flatten(1).sum(1)
     (gx,) = torch.autograd.grad(score.sum(), x, create_graph=True)
     assert gx.abs().sum() > 0
@@ -90,10 +121,20 @@ def test_differentiable_twice():
     assert w.grad is not None and w.grad.abs().sum() > 0
 
 
+def test_rotation_second_derivative_is_exact():
+    # grid_sample's double backward (x with the grid held fixed), against finite differences.
+    x = _x(n=2, h=8, w=8).double().requires_grad_(True)
+    w = torch.randn(3, 3, 3, 3, dtype=torch.float64)
+    angles = torch.tensor([0.1, -0.15])
+    f = lambda x: torch.tanh(torch.nn.functional.conv2d(rotate(x, angles), w))  # noqa: E731
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
 def test_channels_last_input_same_values():
     x = _x()
-    a = DiffAugment("color,translation,cutout", seed=2)(x)
-    b = DiffAugment("color,translation,cutout", seed=2)(x.contiguous(memory_format=torch.channels_last))
+    a = DiffAugment("color,rotation,translation,cutout", seed=2)(x)
+    b = DiffAugment("color,rotation,translation,cutout", seed=2)(
+        x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(a, b)
 
 
@@ -111,7 +152,7 @@ def test_state_dict_resumes_the_stream():
 def test_policy_parsing():
     assert parse_policy("") == [] and parse_policy("none") == []
     assert parse_policy("color, cutout") == ["color", "cutout"]
-    assert set(AUGMENTS) == {"color", "translation", "cutout"}
+    assert set(AUGMENTS) == {"color", "rotation", "translation", "cutout"}
     with pytest.raises(UserError, match="unknown augmentation 'flip'"):
         parse_policy("color,flip")
     assert not DiffAugment("")

@@ -103,7 +103,7 @@ def test_bce_label_tricks_share_the_global_draw():
 
 @pytest.mark.parametrize("preset,extra", [
     # No batch norm: residual spectral-norm nets, hinge + R1, DiffAugment (its draws are shared).
-    ("sngan-celeba64", ["train.augment=color,translation,cutout", "loss.reg_every=1"]),
+    ("sngan-celeba64", ["train.augment=color,rotation,translation,cutout", "loss.reg_every=1"]),
     # Batch norm in G and D (SyncBatchNorm), BCE with random label smoothing/noise/flips.
     ("dcgan-celeba64", []),
     # WGAN-GP: the penalty's double backward, batch-norm generator, layer-norm critic.

@@ -87,7 +87,7 @@ def _final_weights(run):
     ("fp32", []), ("bf16", []),
     # augmentation draws from its own stream and the lazy penalty counts critic steps: both
     # must continue exactly where they stopped
-    ("fp32", ["train.augment=color,translation,cutout", "loss.reg_every=3"]),
+    ("fp32", ["train.augment=color,rotation,translation,cutout", "loss.reg_every=3"]),
     ("fp32", ["train.augment=translation", "loss.name=bce", "loss.gp_weight=0", "loss.r1_weight=1",
               "loss.reg_every=4", "model.d_norm=none"]),
 ])
