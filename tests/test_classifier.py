@@ -92,6 +92,17 @@ def test_heldout_rule(tmp_path):
     assert "last 10%" in heldout_mask(names, tmp_path)[1]
 
 
+def test_heldout_rule_for_class_folders_takes_every_class():
+    # Folder names sort by class: the last 10% overall would all be dogs.
+    names = [f"cat/{i:04d}.jpg" for i in range(40)] + [f"dog/{i:04d}.jpg" for i in range(200)]
+    classes = torch.tensor([0] * 40 + [1] * 200)
+    mask, rule = heldout_mask(names, classes=classes)
+    assert "each class" in rule
+    held = {n for n, m in zip(names, mask.tolist()) if m}
+    assert held == set(names[36:40]) | set(names[-20:])
+    assert heldout_mask(names)[0][:40].sum() == 0  # without classes: no cat held out
+
+
 @pytest.mark.slow
 def test_classifier_learns_male_on_real_celeba(celeba_dir):
     from facegan.config import DataConfig

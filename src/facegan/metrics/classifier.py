@@ -127,12 +127,15 @@ class Classifier:
         return ", ".join(f"{n} {100 * self.accuracy.get(n, float('nan')):.1f}%" for n in names)
 
 
-def heldout_mask(names: list[str], data_path: str | os.PathLike | None = None) -> tuple[torch.Tensor, str]:
+def heldout_mask(names: list[str], data_path: str | os.PathLike | None = None,
+                 classes: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
     """Which images to hold out: (bool (N,), a description of the rule).
 
     CelebA's valid + test partitions (``list_eval_partition.txt`` next to ``img_align_celeba``)
     when they hold at least MIN_HELDOUT of these images, else the last HELDOUT_FRACTION of the
-    images in name order.
+    images in name order; with ``classes`` (int (N,), a class per image), the last
+    HELDOUT_FRACTION of each class, since names of class folders sort by class ('cat/...'
+    before 'dog/...') and the last 10% overall would be one class only.
     """
     n = len(names)
     if data_path:
@@ -146,10 +149,16 @@ def heldout_mask(names: list[str], data_path: str | os.PathLike | None = None) -
             mask = torch.tensor([parts.get(nm, 0) > 0 for nm in names], dtype=torch.bool)
             if int(mask.sum()) >= MIN_HELDOUT and int(mask.sum()) < n:
                 return mask, "CelebA valid+test partitions"
-    order = sorted(range(n), key=lambda i: names[i])
-    k = max(1, int(round(n * HELDOUT_FRACTION))) if n > 1 else 0
     mask = torch.zeros(n, dtype=torch.bool)
-    mask[order[n - k:]] = True
+    groups = ([list(range(n))] if classes is None else
+              [torch.nonzero(classes == k).flatten().tolist() for k in torch.unique(classes)])
+    for members in groups:
+        m = len(members)
+        order = sorted(members, key=lambda i: names[i])
+        k = max(1, int(round(m * HELDOUT_FRACTION))) if m > 1 else 0
+        mask[order[m - k:]] = True
+    if classes is not None:
+        return mask, f"last {HELDOUT_FRACTION:.0%} of each class's images in name order"
     return mask, f"last {HELDOUT_FRACTION:.0%} of the images in name order"
 
 
@@ -336,7 +345,8 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
         if kind == ATTR:
             labels = labels[:, [all_names.index(a) for a in names]]
             all_names = list(names)
-    mask, rule = heldout_mask(data.names, data_cfg.path if data.source == "celeba" else None)
+    mask, rule = heldout_mask(data.names, data_cfg.path if data.source == "celeba" else None,
+                              classes=labels.argmax(1) if kind == CLASS else None)
     key = fingerprint({"classifier": CLASSIFIER_VERSION, "data": data.fingerprint, "names": all_names,
                        "kind": kind, "heldout": rule, "epochs": epochs, "seed": seed})
     stem = classifier_cache_dir(data_cfg.cache_dir) / key
