@@ -313,17 +313,20 @@ def _cwgangp_celeba64() -> Config:
 
 
 def _projection_celeba64() -> Config:
-    # cGAN with a projection discriminator (Miyato & Koyama 2018) on the SNGAN recipe: hinge
-    # loss, spectral norm and no normalisation in the critic, conditional batch norm in G, one
-    # critic step, plus the full DiffAugment policy (colour, translation, cutout; as measured in its 30-minute run).
+    # cGAN with a projection critic (Miyato & Koyama 2018: score = linear(h) + <embed(y), h>)
+    # and conditional batch norm in G, on the Wasserstein budget recipe of wgangp-ln-celeba64
+    # (32-wide layer-norm critic, 2 critic steps, lazy penalty, Adam 2e-4 (0, 0.9)). Chosen by
+    # measurement over the SNGAN-style hinge recipe (spectral norm, no norm, one critic step,
+    # DiffAugment): conditioned on Male, 45 minutes side by side on celeba-10k, the hinge
+    # critic's samples followed the label 58.9% of the time (balanced, a classifier trained
+    # on the real images), the Wasserstein one's 87.5% (README, Measuring a conditional model).
     return Config(
         preset="projection-celeba64",
         data=DataConfig(resolution=64, condition="Male"),
-        model=ModelConfig(arch="dcgan", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
-                          d_norm="none", d_sn=True, g_cond="cbn", d_cond="projection"),
-        loss=LossConfig(name="hinge", gp_weight=0.0),
-        train=TrainConfig(n_critic=1, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999,
-                          augment="color,translation,cutout"),
+        model=ModelConfig(arch="dcgan", latent_dim=128, g_width=64, d_width=32, g_norm="batch",
+                          d_norm="layer", g_cond="cbn", d_cond="projection"),
+        loss=LossConfig(name="wasserstein", gp_weight=10.0, reg_every=4),
+        train=TrainConfig(n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0, beta2=0.9),
     )
 
 
@@ -370,8 +373,8 @@ PRESET_HELP = {
                          "rotation/translation/cutout",
     "cwgangp-celeba64": "AC-GAN WGAN-GP on CelebA attributes Male, Smiling, Eyeglasses (binary labels), "
                         "the budget recipe of wgangp-ln-celeba64",
-    "projection-celeba64": "projection critic conditioned on Male: hinge loss, spectral norm, "
-                           "cond. batch norm G, DiffAugment, 1 critic step",
+    "projection-celeba64": "projection critic conditioned on Male, cond. batch norm G, the budget "
+                           "WGAN-GP recipe (measured better than hinge + spectral norm)",
     "demo": "small WGAN-GP for the built-in faces at 32x32, a few CPU minutes",
 }
 
