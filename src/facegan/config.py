@@ -132,7 +132,8 @@ class TrainConfig:
     eval_every: int = 0  # FID/KID every N steps (0 = never)
     eval_n: int = 2000
     # DiffAugment policy for every critic call: comma-separated from color, rotation,
-    # translation, cutout, applied in the order given ('' = none). Real and fake images go through the same random transformations' distribution.
+    # translation, cutout, applied in the order given ('' = none). Real and fake images go
+    # through the same random transformations' distribution.
     augment: str = ""
     # Wall-clock budget in seconds of training (0 = none): the run stops at `steps` or when the
     # budget is spent, whichever comes first; resumed runs count the time already trained.
