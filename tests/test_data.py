@@ -225,7 +225,7 @@ def test_cache_dir_setting_and_files(tmp_path):
     save_image(tmp_path / "imgs" / "a.png")
     ds = load(tmp_path / "imgs", cache_dir=str(tmp_path / "cache"))
     files = sorted(p.name for p in (tmp_path / "cache" / "data").iterdir())
-    assert files == [f"{ds.fingerprint}.json", f"{ds.fingerprint}.npy"]
+    assert files == [f"{ds.cache_key}.json", f"{ds.cache_key}.npy"]
 
 
 def test_large_sets_are_memory_mapped(tmp_path, monkeypatch):
@@ -241,25 +241,62 @@ def test_large_sets_are_memory_mapped(tmp_path, monkeypatch):
             warnings.simplefilter("always")
             mapped = load(tmp_path / "imgs", cache_dir=str(tmp_path / "cache"))
         assert [str(w.message) for w in caught if "skipped" not in str(w.message)] == []
-        cached = cache_mod.DecodedCache(tmp_path / "cache" / "data", mapped.fingerprint).load()
+        cached = cache_mod.DecodedCache(tmp_path / "cache" / "data", mapped.cache_key).load()
         assert isinstance(cached.images, np.memmap)
         torch.testing.assert_close(mapped.images, in_memory.images)
         assert mapped.names == in_memory.names
 
 
-def test_fingerprint_changes_with_settings_and_files(tmp_path):
+def test_fingerprint_and_cache_key_change_with_settings_and_files(tmp_path):
     make_celeba(tmp_path)
-    base = load(tmp_path).fingerprint
-    assert load(tmp_path).fingerprint == base
-    assert load(tmp_path, resolution=8).fingerprint != base
-    assert load(tmp_path, crop="center").fingerprint != base
-    assert load(tmp_path, crop="celeba").fingerprint == base  # same as what 'auto' resolves to
-    assert load(tmp_path, partition="all").fingerprint != base
-    assert load(tmp_path, max_images=2).fingerprint != base
+    first = load(tmp_path)
+    base, key = first.fingerprint, first.cache_key
+    assert len(base) == 32 and base != key
+    assert (load(tmp_path).fingerprint, load(tmp_path).cache_key) == (base, key)
+    for kw in ({"resolution": 8}, {"crop": "center"}, {"partition": "all"}, {"max_images": 2}):
+        other = load(tmp_path, **kw)
+        assert other.fingerprint != base and other.cache_key != key, kw
+    same = load(tmp_path, crop="celeba")  # what 'auto' resolves to
+    assert (same.fingerprint, same.cache_key) == (base, key)
+    # A touched file is decoded again (the cache key holds the mtime), but the same pixels
+    # are the same data: the fingerprint, and what is keyed by it, stays.
     img = tmp_path / "img_align_celeba" / "000002.jpg"
     st = img.stat()
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    touched = load(tmp_path)
+    assert touched.cache_key != key and touched.fingerprint == base
+    # Other pixels in one file, or another label, are other data.
+    save_image(img, size=(89, 109), colour=(10, 200, 30))
     assert load(tmp_path).fingerprint != base
+
+
+def test_a_fresh_copy_has_the_same_fingerprint_and_reuses_real_statistics(tmp_path, monkeypatch):
+    import shutil
+
+    import facegan.metrics.stats as stats_mod
+
+    make_celeba(tmp_path / "a")
+    first = load(tmp_path / "a", cache_dir=str(tmp_path / "cache"))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # new mtimes, another path
+    for p in (tmp_path / "b").rglob("*"):
+        os.utime(p, ns=(1, 10**18))
+    copy = load(tmp_path / "b", cache_dir=str(tmp_path / "cache"))
+    assert copy.cache_key != first.cache_key and copy.fingerprint == first.fingerprint
+
+    class Net:
+        network_id = "tiny-net"
+        seen = 0
+
+        def __call__(self, x, probs=False):
+            Net.seen += x.shape[0]
+            return x.float().mean((2, 3)).repeat(1, 2)
+
+    monkeypatch.setattr("facegan.metrics.features.extract_features",
+                        lambda net, images, **k: net(torch.as_tensor(images)).double().numpy())
+    a = stats_mod.real_stats(first, Net(), cache_dir=str(tmp_path / "cache"))
+    b = stats_mod.real_stats(copy, Net(), cache_dir=str(tmp_path / "cache"))
+    assert Net.seen == len(first)  # the copy's statistics came from the cache
+    np.testing.assert_array_equal(a.mu, b.mu)
 
 
 def test_fingerprint_changes_when_a_file_is_added(tmp_path):

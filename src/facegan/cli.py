@@ -283,8 +283,8 @@ def cmd_resume(args) -> int:
         if env.is_main:
             _remove_if_empty(run_dir, created)
         raise
-    # A re-pointed data.path always changes the fingerprint (it holds the path); the change
-    # itself is reported below.
+    # The fingerprint is of the decoded content, so a fresh copy of the same files (new
+    # mtimes) is not "different data"; a re-pointed data.path is reported below instead.
     if data.fingerprint != ckpt.get("data_fingerprint") and cfg.data.path == old.data.path:
         _info("facegan: warning: the data differs from the data this run started with", file=sys.stderr)
     trainer = env.agree(lambda: resume_trainer(

@@ -37,8 +37,12 @@ class ImageSet:
     label_names: the K attribute names.
     names: N source identifiers (path inside the folder or zip, CelebA file name, 'builtin/000123').
     skipped: (file, reason) for files that are missing or could not be decoded.
-    fingerprint: hex hash of source identity, file list (sizes, mtimes), partition, crop,
-        resolution and max_images; stable across runs, usable as a cache key.
+    fingerprint: hex hash of the decoded content (pixels, labels, label names, names): the
+        same for a fresh copy of the same files, different whenever an image, a label, the
+        crop, resolution, partition or max_images changes. The key of what is derived from
+        the images (real statistics, classifiers) and of the resume check.
+    cache_key: hex hash of source identity, file list (sizes, mtimes), partition, crop,
+        resolution and max_images: the decoded-image cache entry, found without decoding.
     source: 'folder' | 'zip' | 'celeba' | 'builtin'.
     """
 
@@ -49,6 +53,7 @@ class ImageSet:
     skipped: list[tuple[str, str]]
     fingerprint: str
     source: str
+    cache_key: str = ""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -161,8 +166,8 @@ def _to_imageset(data: Decoded, key: str) -> ImageSet:
     if data.labels is not None:
         labels = torch.from_numpy(np.asarray(data.labels, dtype=np.float32))
     return ImageSet(images=images, labels=labels, label_names=list(data.label_names),
-                    names=list(data.names), skipped=list(data.skipped), fingerprint=key,
-                    source=data.source)
+                    names=list(data.names), skipped=list(data.skipped),
+                    fingerprint=data.ensure_content(), source=data.source, cache_key=key)
 
 
 class SkippedFilesWarning(UserWarning):
