@@ -3,8 +3,9 @@
 Real-data statistics are computed once per (dataset fingerprint, feature network) and stored
 as ``CACHE/stats/<fingerprint>-<network_id>.npz`` (``CACHE`` = the data config's cache_dir,
 else ``$FACEGAN_CACHE``, else ``~/.cache/facegan``), written atomically. The fingerprint of a
-:class:`facegan.data.ImageSet` covers the source, files, partition, crop, resolution and
-max_images, so a change to any of them computes new statistics.
+:class:`facegan.data.ImageSet` is a hash of its decoded content (pixels, labels, names), so a
+change to a file, the partition, crop, resolution or max_images computes new statistics, and
+a fresh copy of the same files (new mtimes, another path) does not.
 
 File layout (``np.load(allow_pickle=False)`` reads it): ``mu`` float64 (D,), ``sigma`` float64
 (D, D), ``features`` float32 (M, D) -- all features when N <= 10,000, else a fixed random
