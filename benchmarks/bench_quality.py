@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         rec = evaluate_checkpoint(run / "checkpoints" / "latest.pt", str(Path(args.data).resolve()), n=n,
                                   metrics=("fid", "kid"), partition="all", device=str(tr.device),
-                                  progress=sys.stderr.isatty())
+                                  progress=True)  # a bar on a terminal, periodic lines in a log
         point = {"minutes": m, "train_s": round(tr.elapsed, 1), "step": tr.step, "n": n,
                  "fid": round(rec["fid"], 2), "kid_mean": round(rec["kid_mean"], 4),
                  "kid_std": round(rec["kid_std"], 4), "eval_s": round(time.time() - t0, 1)}

@@ -270,6 +270,21 @@ def test_fingerprint_and_cache_key_change_with_settings_and_files(tmp_path):
     assert load(tmp_path).fingerprint != base
 
 
+def test_a_cache_entry_without_a_content_hash_gets_the_same_fingerprint(tmp_path):
+    import json
+
+    save_image(tmp_path / "imgs" / "a.png")
+    save_image(tmp_path / "imgs" / "b.png")
+    ds = load(tmp_path / "imgs", cache_dir=str(tmp_path / "cache"))
+    meta_path = tmp_path / "cache" / "data" / f"{ds.cache_key}.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["content"] == ds.fingerprint
+    del meta["content"]  # as written by an older facegan
+    meta_path.write_text(json.dumps(meta))
+    again = load(tmp_path / "imgs", cache_dir=str(tmp_path / "cache"))
+    assert again.fingerprint == ds.fingerprint
+
+
 def test_a_fresh_copy_has_the_same_fingerprint_and_reuses_real_statistics(tmp_path, monkeypatch):
     import shutil
 

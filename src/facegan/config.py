@@ -241,30 +241,37 @@ def _resnet_wgangp_celeba64() -> Config:
 
 
 def _wgangp_ln_celeba64() -> Config:
-    # WGAN-GP tuned for a budget, the quality preset on a CPU: a layer-norm critic half as wide
-    # as DCGAN's (32-64-128-256), 2 critic steps, Adam 2e-4 (0, 0.9), and the penalty lazily,
-    # every 4th critic step weighted by 4 (its average weight stays lambda 10). On one H100 the
-    # same settings (64-wide critic, eager penalty) reached FID 40.1 in 8,877 steps where
-    # wgangp-celeba64 needed far more. On a 2-core CPU the critic is most of a step's time
-    # (convolution backward), so halving its width gives 2.5x the steps per hour.
-    # Measured on celeba-10k, 2-core AMD EPYC (Zen 5, bf16), 60 training minutes (6,161 steps): FID
-    # 75.2 (10,000 samples; README, Quality on a budget). At 15 minutes on one core: FID 154.1
-    # (2,000 samples) against 224.4 for sngan-celeba64 with the same critic width.
-    return _budget("wgangp-ln-celeba64", DataConfig(resolution=64))
+    # WGAN-GP tuned for a budget, the quality preset on a CPU: the DCGAN generator at half
+    # width (256-128-64-32), a layer-norm critic at half width (32-64-128-256), one critic step
+    # per generator step, Adam 2e-4 (0, 0.9), and the penalty lazily, every 4th critic step
+    # weighted by 4 (its average weight stays lambda 10). On a 2-core CPU a step is almost all
+    # convolution backward, so each halving buys steps: 64-wide G, 2 critic steps 1.68 steps/s;
+    # 32-wide G 3.21; and one critic step 5.13. Measured on celeba-10k (2-core AMD EPYC, Zen 5,
+    # bf16), 20 minutes on one core each, side by side, 2,000 samples: FID 99.6 (3,513 steps)
+    # with one critic step against 118.2 (2,174 steps) with two. 60 training minutes on the
+    # whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2 (6,161 steps) with the
+    # 64-wide G and 2 critic steps (README, Quality on a budget).
+    # On a GPU, where width costs little time, model.g_width=64 model.d_width=64 reached FID
+    # 40.1 on one H100 in 8,877 steps (with 2 critic steps and an eager penalty).
+    return _budget("wgangp-ln-celeba64", DataConfig(resolution=64), model=dict(g_width=32),
+                   train=dict(n_critic=1))
 
 
 def _budget(preset: str, data: DataConfig, *, model: dict | None = None, loss: dict | None = None,
             train: dict | None = None) -> Config:
-    """wgangp-ln-celeba64's budget recipe (the one place it is written) under another preset
-    name and data config, with fields of its model / loss / train sections changed."""
+    """The budget recipe (the one place it is written: 64-wide DCGAN generator, 32-wide
+    layer-norm critic, 2 critic steps, lazy penalty every 4th critic step, Adam 2e-4 (0, 0.9))
+    under a preset name and data config, with fields of its model / loss / train sections
+    changed. The conditional presets use it as measured; wgangp-ln-celeba64 halves G and the
+    critic steps."""
     return Config(
         preset=preset,
         data=data,
-        model=ModelConfig(latent_dim=128, g_width=64, d_width=32, g_norm="batch", d_norm="layer",
-                          **(model or {})),
-        loss=LossConfig(name="wasserstein", gp_weight=10.0, reg_every=4, **(loss or {})),
-        train=TrainConfig(n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0, beta2=0.9,
-                          **(train or {})),
+        model=ModelConfig(**{**dict(latent_dim=128, g_width=64, d_width=32, g_norm="batch",
+                                    d_norm="layer"), **(model or {})}),
+        loss=LossConfig(**{**dict(name="wasserstein", gp_weight=10.0, reg_every=4), **(loss or {})}),
+        train=TrainConfig(**{**dict(n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
+                                    beta2=0.9), **(train or {})}),
     )
 
 
@@ -289,11 +296,11 @@ def _sngan_celeba64() -> Config:
 def _cwgangp_animals64() -> Config:
     # AC-GAN on WGAN-GP for class folders (afhq-style: data/cat, data/dog, ...): the critic's
     # score stays unconditional and an auxiliary head classifies real images (lambda 1), the
-    # generator is conditioned by conditional batch norm; the budget recipe of
-    # wgangp-ln-celeba64 (32-wide layer-norm critic, 2 critic steps, lazy penalty, Adam 2e-4
-    # (0, 0.9)). A few thousand images per class is small data: flips plus DiffAugment small
-    # rotations, translation and cutout (no colour jitter, which could wash out a class's
-    # colouring that the classifier head learns from).
+    # generator is conditioned by conditional batch norm; the budget recipe (_budget: 64-wide
+    # G, 32-wide layer-norm critic, 2 critic steps, lazy penalty, Adam 2e-4 (0, 0.9)). A few
+    # thousand images per class is small data: flips plus DiffAugment small rotations,
+    # translation and cutout (no colour jitter, which could wash out a class's colouring that
+    # the classifier head learns from).
     return _budget("cwgangp-animals64",
                    DataConfig(resolution=64, crop="center", hflip=True, condition="folders"),
                    model=dict(g_cond="cbn", d_cond="ac"), loss=dict(ac_weight=1.0),
@@ -302,19 +309,19 @@ def _cwgangp_animals64() -> Config:
 
 def _cwgangp_celeba64() -> Config:
     # AC-GAN WGAN-GP on CelebA attributes, as independent binary labels (the AC head then has
-    # one logit per attribute, trained with binary cross-entropy), on wgangp-ln-celeba64's
-    # budget recipe (32-wide layer-norm critic, 2 critic steps, lazy penalty every 4th critic
-    # step, Adam 2e-4 (0, 0.9)), which measured best of the 64 px presets on a CPU. The earlier
-    # settings (64-wide instance-norm critic, 5 critic steps) ran 242 steps in 45 minutes on
-    # one thread and drew Male at chance.
+    # one logit per attribute, trained with binary cross-entropy), on the budget recipe
+    # (_budget: 64-wide G, 32-wide layer-norm critic, 2 critic steps, lazy penalty every 4th
+    # critic step, Adam 2e-4 (0, 0.9)), which was wgangp-ln-celeba64 when this was measured.
+    # The earlier settings (64-wide instance-norm critic, 5 critic steps) ran 242 steps in 45
+    # minutes on one thread and drew Male at chance.
     return _budget("cwgangp-celeba64", DataConfig(resolution=64, condition="Male,Smiling,Eyeglasses"),
                    model=dict(g_cond="cbn", d_cond="ac"), loss=dict(ac_weight=1.0))
 
 
 def _projection_celeba64() -> Config:
     # cGAN with a projection critic (Miyato & Koyama 2018: score = linear(h) + <embed(y), h>)
-    # and conditional batch norm in G, on the Wasserstein budget recipe of wgangp-ln-celeba64
-    # (32-wide layer-norm critic, 2 critic steps, lazy penalty, Adam 2e-4 (0, 0.9)). Chosen by
+    # and conditional batch norm in G, on the Wasserstein budget recipe (_budget: 64-wide G,
+    # 32-wide layer-norm critic, 2 critic steps, lazy penalty, Adam 2e-4 (0, 0.9)). Chosen by
     # measurement over the SNGAN-style hinge recipe (spectral norm, no norm, one critic step,
     # DiffAugment): conditioned on Male, 45 minutes side by side on celeba-10k, the hinge
     # critic's samples followed the label 58.9% of the time (balanced, a classifier trained
@@ -358,14 +365,15 @@ PRESET_HELP = {
     "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
     "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
     "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
-    "wgangp-ln-celeba64": "WGAN-GP for a budget (start here for CelebA on a CPU): 32-wide layer-norm "
-                          "critic, 2 critic steps, lazy penalty (every 4th critic step), Adam 2e-4 (0, 0.9)",
+    "wgangp-ln-celeba64": "WGAN-GP for a budget (start here for CelebA on a CPU): 32-wide G, 32-wide "
+                          "layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
+                          "Adam 2e-4 (0, 0.9)",
     "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment translation, 1 critic step",
     "cwgangp-animals64": "class-conditional AC-GAN WGAN-GP, one class per sub-folder, the budget recipe "
                          "(32-wide layer-norm critic), cond. batch norm G, flips + DiffAugment "
                          "rotation/translation/cutout",
     "cwgangp-celeba64": "AC-GAN WGAN-GP on CelebA attributes Male, Smiling, Eyeglasses (binary labels), "
-                        "the budget recipe of wgangp-ln-celeba64",
+                        "the budget recipe (64-wide G, 32-wide layer-norm critic, 2 critic steps)",
     "projection-celeba64": "projection critic conditioned on Male, cond. batch norm G, the budget "
                            "WGAN-GP recipe (measured better than hinge + spectral norm)",
     "demo": "small WGAN-GP for the built-in faces at 32x32, a few CPU minutes",
