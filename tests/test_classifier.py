@@ -116,3 +116,46 @@ def test_classifier_learns_male_on_real_celeba(celeba_dir):
     clf = train_classifier(data.images, male, ["Male"], heldout=held, epochs=4, width=16)
     # Majority class is ~58% female: well above it means the faces were learnt from.
     assert clf.accuracy["Male"] > 0.85
+
+
+def test_cached_classifier_is_keyed_by_the_heldout_rows(tmp_path, monkeypatch):
+    # The data fingerprint is of the images and labels, so it is the same whichever partition
+    # file sits beside them; the classifier's cache key must still tell the hold-outs apart.
+    import numpy as np
+    from PIL import Image
+
+    import facegan.metrics.classifier as clf_mod
+    from facegan.config import DataConfig
+    from facegan.data import CELEBA_ATTRIBUTES
+
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    n = 12
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (109, 89, 3), dtype=np.uint8)).save(
+            root / "img_align_celeba" / f"{i + 1:06d}.jpg")
+    rows = [f"{i + 1:06d}.jpg " + " ".join(str(v) for v in rng.choice([-1, 1], 40)) for i in range(n)]
+    (root / "list_attr_celeba.txt").write_text(f"{n}\n" + " ".join(CELEBA_ATTRIBUTES) + "\n"
+                                               + "\n".join(rows) + "\n")
+
+    def partitions(held):
+        (root / "list_eval_partition.txt").write_text(
+            "".join(f"{i + 1:06d}.jpg {1 if i in held else 0}\n" for i in range(n)))
+
+    monkeypatch.setattr(clf_mod, "MIN_HELDOUT", 2)  # a 12-image set
+    trained = []
+    real_train = clf_mod.train_classifier
+    monkeypatch.setattr(clf_mod, "train_classifier",
+                        lambda *a, **k: trained.append(k["heldout"].clone()) or real_train(*a, **k))
+    cfg = DataConfig(path=str(root), resolution=16, cache_dir=str(tmp_path / "cache"))
+    partitions({0, 1, 2})
+    first = clf_mod.classifier_for_data(cfg, names=["Male"], epochs=1, progress=False)
+    partitions({9, 10, 11})
+    clf_mod.classifier_for_data(cfg, names=["Male"], epochs=1, progress=False)
+    assert len(trained) == 2 and not torch.equal(trained[0], trained[1])
+    assert trained[1][9:].all() and not trained[1][:9].any()
+    partitions({0, 1, 2})
+    again = clf_mod.classifier_for_data(cfg, names=["Male"], epochs=1, progress=False)
+    assert len(trained) == 2  # the first hold-out's classifier, from the cache
+    assert again.info["n_heldout"] == first.info["n_heldout"] == 3

@@ -314,8 +314,8 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
     The set is read with partition 'all' and the held-out rule of :func:`heldout_mask`.
     Labels: the data's attributes (all of them unless ``names``), or, for
     ``data_cfg.condition`` 'folders' / 'classes:...', its classes.
-    Cache key: the data fingerprint, the label names, the held-out rule and the training
-    settings (``CACHE/classifiers/<key>.pt`` + ``.json``).
+    Cache key: the data fingerprint (of the decoded images and labels), the label names, the
+    held-out rule and rows, and the training settings (``CACHE/classifiers/<key>.pt`` + ``.json``).
     require: names that must be among the labels (UserError listing them otherwise), checked
     before any training.
     """
@@ -347,8 +347,12 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
             all_names = list(names)
     mask, rule = heldout_mask(data.names, data_cfg.path if data.source == "celeba" else None,
                               classes=labels.argmax(1) if kind == CLASS else None)
+    # The held-out rows themselves, not only the rule's name: the data fingerprint is of the
+    # images and labels, and two partition files can hold out different rows of the same set.
+    held = np.packbits(np.asarray(mask, dtype=bool)).tobytes().hex()
     key = fingerprint({"classifier": CLASSIFIER_VERSION, "data": data.fingerprint, "names": all_names,
-                       "kind": kind, "heldout": rule, "epochs": epochs, "seed": seed})
+                       "kind": kind, "heldout": rule, "heldout_rows": held, "epochs": epochs,
+                       "seed": seed})
     stem = classifier_cache_dir(data_cfg.cache_dir) / key
     if not retrain and stem.with_suffix(".json").is_file():
         try:
