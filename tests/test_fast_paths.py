@@ -193,6 +193,14 @@ def test_profile_prints_where_the_time_goes_and_writes_nothing(folder, tmp_path)
     assert "wall time:" in r.stdout and "ms per generator step" in r.stdout
     assert "convolution" in r.stdout and "Self CPU" in r.stdout  # the operator table
     assert list(tmp_path.iterdir()) == []
+    # A lazy penalty (every 4th critic step, one critic step per generator step) is profiled
+    # over whole cycles, so the time per step holds its average share.
+    lazy = subprocess.run([sys.executable, "-m", "facegan", "train", "--data", str(folder), "--profile", "6",
+                           *TINY, "train.n_critic=1", "loss.reg_every=4"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert lazy.returncode == 0, lazy.stderr
+    assert "profile of 8 generator step(s) (1 critic step(s) each" in lazy.stdout
+    assert "rounded up from 6: whole cycles of the lazy penalty, every 4th critic step" in lazy.stdout
     bad = subprocess.run([sys.executable, "-m", "facegan", "train", "--data", str(folder), "--profile", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--profile takes a number of steps >= 1" in bad.stderr

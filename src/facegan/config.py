@@ -246,10 +246,10 @@ def _wgangp_ln_celeba64() -> Config:
     # per generator step, Adam 2e-4 (0, 0.9), and the penalty lazily, every 4th critic step
     # weighted by 4 (its average weight stays lambda 10). On a 2-core CPU a step is almost all
     # convolution backward, so each halving buys steps: 64-wide G, 2 critic steps 1.68 steps/s;
-    # 32-wide G 3.21; and one critic step 5.13. Measured on celeba-10k (2-core AMD EPYC, Zen 5,
-    # bf16), 20 minutes on one core each, side by side, 2,000 samples: FID 99.6 (3,513 steps)
-    # with one critic step against 118.2 (2,174 steps) with two. 60 training minutes on the
-    # whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2 (6,161 steps) with the
+    # 32-wide G 2.54; and one critic step 3.62 (--profile 40). Measured on celeba-10k (2-core
+    # AMD EPYC, Zen 5, bf16), 20 minutes on one core each, side by side, 2,000 samples: FID
+    # 99.6 (3,513 steps) with one critic step against 118.2 (2,174 steps) with two. 60
+    # training minutes on the whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2 (6,161 steps) with the
     # 64-wide G and 2 critic steps (README, Quality on a budget).
     # On a GPU, where width costs little time, model.g_width=64 model.d_width=64 reached FID
     # 40.1 on one H100 in 8,877 steps (with 2 critic steps and an eager penalty).

@@ -8,6 +8,7 @@ the number of kernel launches per step says why. Nothing is written to disk.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -19,8 +20,9 @@ def _sync(device: torch.device) -> None:
 
 
 def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
-    """Profile ``steps`` generator steps of ``trainer`` (its state moves on by 2 * steps + 1
-    steps; nothing is saved). Returns the report as text."""
+    """Profile ``steps`` generator steps of ``trainer`` (rounded up to whole cycles of a lazy
+    penalty; its state moves on by 2 * steps + 1 steps; nothing is saved). Returns the report
+    as text."""
     import os
 
     # Kineto's own log lines (a CUDA build on a machine without a GPU complains) stay quiet.
@@ -29,6 +31,19 @@ def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
 
     dev = trainer.device
     cuda = dev.type == "cuda"
+    lazy = ""
+    loss = trainer.cfg.loss
+    reg = int(loss.reg_every or 1)
+    if reg > 1 and (loss.gp_weight > 0 or loss.r1_weight > 0):
+        # A lazy penalty runs on every reg-th critic step only: profile whole cycles of it, so
+        # the time per step is its average (6 steps at 1 critic step, reg 4, would hold 1 or 2
+        # penalty steps in place of 1.5, and understate the step by up to a tenth).
+        cycle = reg // math.gcd(reg, trainer.n_critic)
+        rounded = -(-steps // cycle) * cycle
+        if rounded != steps:
+            lazy = (f" (rounded up from {steps}: whole cycles of the lazy penalty, every {reg}th "
+                    "critic step)")
+        steps = rounded
     trainer.G.train()
     trainer.D.train()
     trainer.train_step()  # warm-up: kernel selection, caches, lazy initialisation
@@ -46,7 +61,7 @@ def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
         _sync(dev)
     events = prof.key_averages()
     lines = [f"profile of {steps} generator step(s) ({trainer.n_critic} critic step(s) each, global batch "
-             f"{trainer.batch_size}, {trainer.precision}) on {dev}:",
+             f"{trainer.batch_size}, {trainer.precision}) on {dev}{lazy}:",
              f"  wall time: {wall * 1e3:.1f} ms per generator step ({1 / wall:.2f} steps/s)"]
     if cuda:
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
