@@ -283,6 +283,7 @@ def test_a_cache_entry_without_a_content_hash_gets_the_same_fingerprint(tmp_path
     meta_path.write_text(json.dumps(meta))
     again = load(tmp_path / "imgs", cache_dir=str(tmp_path / "cache"))
     assert again.fingerprint == ds.fingerprint
+    assert json.loads(meta_path.read_text())["content"] == ds.fingerprint  # kept for next time
 
 
 def test_a_fresh_copy_has_the_same_fingerprint_and_reuses_real_statistics(tmp_path, monkeypatch):

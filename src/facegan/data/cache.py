@@ -134,9 +134,16 @@ class DecodedCache:
             return None
         if labels is not None and labels.shape != (n, len(meta["label_names"])):
             return None
-        return Decoded(images=images, labels=labels, label_names=list(meta["label_names"]),
-                       names=list(meta["names"]), skipped=[tuple(s) for s in meta["skipped"]],
-                       source=meta["source"], content=str(meta.get("content", "")))
+        d = Decoded(images=images, labels=labels, label_names=list(meta["label_names"]),
+                    names=list(meta["names"]), skipped=[tuple(s) for s in meta["skipped"]],
+                    source=meta["source"], content=str(meta.get("content", "")))
+        if not d.content:  # an entry from before content hashes: hash once, keep it
+            meta["content"] = d.ensure_content()
+            try:
+                atomic_write_text(self.meta_path, json.dumps(meta))
+            except OSError:
+                pass  # a read-only cache: the hash is computed again next time
+        return d
 
     def save(self, d: Decoded) -> bool:
         """Write the entry atomically; on a disk error warn and return False (training goes on)."""
