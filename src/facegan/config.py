@@ -249,8 +249,8 @@ def _wgangp_ln_celeba64() -> Config:
     # 32-wide G 2.54; and one critic step 3.62 (--profile 40). Measured on celeba-10k (2-core
     # AMD EPYC, Zen 5, bf16), 20 minutes on one core each, side by side, 2,000 samples: FID
     # 99.6 (3,513 steps) with one critic step against 118.2 (2,174 steps) with two. 60
-    # training minutes on the whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2 (6,161 steps) with the
-    # 64-wide G and 2 critic steps (README, Quality on a budget).
+    # training minutes on the whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2
+    # (6,161 steps) with the 64-wide G and 2 critic steps (README, Quality on a budget).
     # On a GPU, where width costs little time, model.g_width=64 model.d_width=64 reached FID
     # 40.1 on one H100 in 8,877 steps (with 2 critic steps and an eager penalty).
     return _budget("wgangp-ln-celeba64", DataConfig(resolution=64), model=dict(g_width=32),
@@ -267,11 +267,11 @@ def _budget(preset: str, data: DataConfig, *, model: dict | None = None, loss: d
     return Config(
         preset=preset,
         data=data,
-        model=ModelConfig(**{**dict(latent_dim=128, g_width=64, d_width=32, g_norm="batch",
-                                    d_norm="layer"), **(model or {})}),
-        loss=LossConfig(**{**dict(name="wasserstein", gp_weight=10.0, reg_every=4), **(loss or {})}),
-        train=TrainConfig(**{**dict(n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
-                                    beta2=0.9), **(train or {})}),
+        model=ModelConfig(**dict(latent_dim=128, g_width=64, d_width=32, g_norm="batch",
+                                 d_norm="layer") | (model or {})),
+        loss=LossConfig(**dict(name="wasserstein", gp_weight=10.0, reg_every=4) | (loss or {})),
+        train=TrainConfig(**dict(n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
+                                 beta2=0.9) | (train or {})),
     )
 
 
