@@ -251,23 +251,17 @@ def _wgangp_ln_celeba64() -> Config:
     # 99.6 (3,513 steps) with one critic step against 118.2 (2,174 steps) with two. 60
     # training minutes on the whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2
     # (6,161 steps) with the 64-wide G and 2 critic steps (README, Quality on a budget).
-    # On a GPU, where width costs little time, model.g_width=64 model.d_width=64 reached FID
-    # 40.1 on one H100 in 8,877 steps (with 2 critic steps and an eager penalty).
+    # On a GPU or a CPU with AMX, where width costs less, wgangp-ln-wide-celeba64 wins.
     return _budget("wgangp-ln-celeba64", DataConfig(resolution=64), model=dict(g_width=32),
                    train=dict(n_critic=1))
 
 
 def _wgangp_ln_wide_celeba64() -> Config:
     # The budget recipe with both networks 64 wide (G 512-256-128-64, critic 64-128-256-512)
-    # and one critic step: fewer, better steps. Where convolutions are cheap this wins by
-    # the hour. Measured on celeba-10k on a 2-core Intel Xeon with AMX (bf16), 2,000 samples:
-    # 15 training minutes, FID 88.9 (2,328 steps) against 93.2 (6,839 steps) for
-    # wgangp-ln-celeba64; 30 minutes, 62.0 (4,612 steps) against 71.8 (13,664 steps); the
-    # half-width preset needed 45 minutes for 62.5; 60 minutes, 10,000 samples: FID 40.1 (9,275
-    # steps) against 58.7 (27,433 steps) (README, Quality on a budget). A step
-    # costs 2.8x (--profile 20: 422 against 149 ms) there; not measured on an AVX2-only CPU,
-    # where the half-width preset stays the advice. On one H100 this width with 2 critic
-    # steps and an eager penalty reached FID 40.1 in 8,877 steps.
+    # and one critic step: fewer, better steps. On a 2-core Intel Xeon with AMX (bf16), 60
+    # training minutes on celeba-10k, 10,000 samples: FID 40.1 (9,275 steps) against 58.7
+    # (27,433 steps) for wgangp-ln-celeba64, though a step costs 2.8x (README, Quality on a
+    # budget). Not measured on an AVX2-only CPU, where the half-width preset stays the advice.
     return _budget("wgangp-ln-wide-celeba64", DataConfig(resolution=64), model=dict(d_width=64),
                    train=dict(n_critic=1))
 
@@ -381,7 +375,7 @@ PRESET_HELP = {
     "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
     "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
     "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
-    "wgangp-ln-celeba64": "WGAN-GP for a budget (start here for CelebA on a CPU): 32-wide G, 32-wide "
+    "wgangp-ln-celeba64": "WGAN-GP for a budget (start here for CelebA on a CPU without AMX): 32-wide G, 32-wide "
                           "layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
                           "Adam 2e-4 (0, 0.9)",
     "wgangp-ln-wide-celeba64": "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU "
