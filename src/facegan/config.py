@@ -251,7 +251,7 @@ def _wgangp_ln_celeba64() -> Config:
     # 99.6 (3,513 steps) with one critic step against 118.2 (2,174 steps) with two. 60
     # training minutes on the whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2
     # (6,161 steps) with the 64-wide G and 2 critic steps (README, Quality on a budget).
-    # On a GPU or a CPU with AMX, where width costs less, wgangp-ln-wide-celeba64 wins.
+    # On a GPU or a bf16 CPU, over an hour or more, wgangp-ln-wide-celeba64 wins (README).
     return _budget("wgangp-ln-celeba64", DataConfig(resolution=64), model=dict(g_width=32),
                    train=dict(n_critic=1))
 
@@ -375,11 +375,11 @@ PRESET_HELP = {
     "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
     "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
     "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
-    "wgangp-ln-celeba64": "WGAN-GP for a budget (start here for CelebA on a CPU without AMX): 32-wide G, 32-wide "
+    "wgangp-ln-celeba64": "WGAN-GP for a budget (start here for short runs or a CPU without bf16): 32-wide G, 32-wide "
                           "layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
                           "Adam 2e-4 (0, 0.9)",
     "wgangp-ln-wide-celeba64": "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU "
-                               "with AMX): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
+                               "with bf16, an hour or more): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
     "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment translation, 1 critic step",
     "cwgangp-animals64": "class-conditional AC-GAN WGAN-GP, one class per sub-folder, the budget recipe "
                          "(32-wide layer-norm critic), cond. batch norm G, flips + DiffAugment "
