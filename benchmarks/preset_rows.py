@@ -1,0 +1,74 @@
+"""One labelled row of samples per run: what several presets draw after the same budget.
+
+Each run's EMA generator draws ``--n`` images from the same seed; each row is titled with the
+run's preset, its generator step and, when the run came from ``bench_quality.py`` (a
+``quality.json`` beside the run folder), its final FID with the sample count.
+
+    python benchmarks/preset_rows.py runs/q6/*/run --out docs/quality-presets-60min.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from facegan.errors import UserError
+from facegan.sampling import generate_images, load_generator, make_grid
+from facegan.utils import atomic_write
+
+
+def row_title(run: Path, loaded) -> str:
+    """'preset, step N, FID x (n samples)' from the checkpoint and the benchmark record."""
+    title = f"{loaded.config.preset or run.name}, step {loaded.step:,}"
+    rec = run.parent / "quality.json"
+    if rec.exists():
+        pts = json.loads(rec.read_text()).get("points", [])
+        if pts:
+            title += f", FID {pts[-1]['fid']:.1f} ({pts[-1]['n']:,} samples)"
+    return title
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="run folders or checkpoints")
+    ap.add_argument("--n", type=int, default=10, help="images per row")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True, help="PNG to write")
+    args = ap.parse_args(argv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for r in args.runs:
+        try:
+            loaded = load_generator(r)
+        except UserError as e:
+            print(f"preset_rows: {e}", file=sys.stderr)
+            return 2
+        with torch.no_grad():
+            imgs = generate_images(loaded.generator, args.n, seed=args.seed)  # uint8
+        run = Path(r) if Path(r).is_dir() else Path(r).parent.parent
+        rows.append((row_title(run, loaded), make_grid(imgs, nrow=args.n)))
+
+    w, h = rows[0][1].size
+    fig, axes = plt.subplots(len(rows), 1, figsize=(w / 100, len(rows) * (h / 100 + 0.3)), dpi=100,
+                             squeeze=False)
+    for ax, (title, img) in zip(axes[:, 0], rows):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.axis("off")
+    atomic_write(args.out, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))  # never a half-written PNG
+    plt.close(fig)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The benchmark helper that draws one labelled row of samples per run (docs figures)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegan.config import apply_overrides, get_preset
+from facegan.data import load_dataset
+from facegan.train import build_trainer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4",
+        "train.batch_size=8", "train.n_samples=4", "train.device=cpu"]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def run(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    cfg = apply_overrides(get_preset("wgangp-ln-celeba64"), [*TINY, f"data.path={folder}"])
+    tr = build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "q" / "run", progress=False)
+    for _ in range(3):
+        tr.train_step()
+    tr.save()
+    return tmp_path / "q" / "run"
+
+
+def test_preset_rows_titles_each_row_with_preset_step_and_fid(run, tmp_path):
+    rows = _load("preset_rows")
+    from facegan.sampling import load_generator
+
+    loaded = load_generator(run)
+    assert rows.row_title(run, loaded) == "wgangp-ln-celeba64, step 3"
+    (run.parent / "quality.json").write_text(json.dumps({"points": [{"fid": 123.456, "n": 10000}]}))
+    assert rows.row_title(run, loaded) == "wgangp-ln-celeba64, step 3, FID 123.5 (10,000 samples)"
+
+    one, three = tmp_path / "one.png", tmp_path / "three.png"
+    assert rows.main([str(run), "--n", "5", "--out", str(one)]) == 0
+    assert rows.main([str(run)] * 3 + ["--n", "5", "--out", str(three)]) == 0
+    h1, h3 = Image.open(one).size[1], Image.open(three).size[1]
+    assert h3 > 2.5 * h1  # one row per run
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+
+
+def test_preset_rows_refuses_a_missing_run_in_one_line(tmp_path, capsys):
+    rows = _load("preset_rows")
+    assert rows.main([str(tmp_path / "nope"), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("preset_rows: ") and "\n" not in err
+    assert not (tmp_path / "x.png").exists()
