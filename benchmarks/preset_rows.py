@@ -12,20 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-
-import torch
 
 from facegan.errors import UserError
 from facegan.sampling import generate_images, load_generator, make_grid
 from facegan.utils import atomic_write
 
 
-def row_title(run: Path, loaded) -> str:
-    """'preset, step N, FID x (n samples)' from the checkpoint and the benchmark record."""
-    title = f"{loaded.config.preset or run.name}, step {loaded.step:,}"
-    rec = run.parent / "quality.json"
-    if rec.exists():
+def row_title(loaded) -> str:
+    """'preset, step N, FID x (n samples)' from the checkpoint and, when the run folder has
+    one beside it, the benchmark record."""
+    title = f"{loaded.config.preset}, step {loaded.step:,}"
+    rec = loaded.run_dir.parent / "quality.json" if loaded.run_dir else None
+    if rec and rec.exists():
         pts = json.loads(rec.read_text()).get("points", [])
         if pts:
             title += f", FID {pts[-1]['fid']:.1f} ({pts[-1]['n']:,} samples)"
@@ -52,10 +50,8 @@ def main(argv=None) -> int:
         except UserError as e:
             print(f"preset_rows: {e}", file=sys.stderr)
             return 2
-        with torch.no_grad():
-            imgs = generate_images(loaded.generator, args.n, seed=args.seed)  # uint8
-        run = Path(r) if Path(r).is_dir() else Path(r).parent.parent
-        rows.append((row_title(run, loaded), make_grid(imgs, nrow=args.n)))
+        imgs = generate_images(loaded.generator, args.n, seed=args.seed)  # uint8
+        rows.append((row_title(loaded), make_grid(imgs, nrow=args.n)))
 
     w, h = rows[0][1].size
     fig, axes = plt.subplots(len(rows), 1, figsize=(w / 100, len(rows) * (h / 100 + 0.3)), dpi=100,

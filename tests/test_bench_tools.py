@@ -33,9 +33,7 @@ def run(tmp_path):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     cfg = apply_overrides(get_preset("wgangp-ln-celeba64"), [*TINY, f"data.path={folder}"])
     tr = build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "q" / "run", progress=False)
-    for _ in range(3):
-        tr.train_step()
-    tr.save()
+    tr.train(3)  # a real run folder: config.json beside checkpoints/latest.pt
     return tmp_path / "q" / "run"
 
 
@@ -44,9 +42,9 @@ def test_preset_rows_titles_each_row_with_preset_step_and_fid(run, tmp_path):
     from facegan.sampling import load_generator
 
     loaded = load_generator(run)
-    assert rows.row_title(run, loaded) == "wgangp-ln-celeba64, step 3"
+    assert rows.row_title(loaded) == "wgangp-ln-celeba64, step 3"
     (run.parent / "quality.json").write_text(json.dumps({"points": [{"fid": 123.456, "n": 10000}]}))
-    assert rows.row_title(run, loaded) == "wgangp-ln-celeba64, step 3, FID 123.5 (10,000 samples)"
+    assert rows.row_title(loaded) == "wgangp-ln-celeba64, step 3, FID 123.5 (10,000 samples)"
 
     one, three = tmp_path / "one.png", tmp_path / "three.png"
     assert rows.main([str(run), "--n", "5", "--out", str(one)]) == 0
