@@ -1,4 +1,4 @@
-"""Conditional and steering measurements for trained runs: the three figures of issue 7.
+"""Conditional and steering measurements for trained runs: three figures.
 
 1. Conditional accuracy of a conditional run (``--cond-run``): the share of its images that
    the attribute classifier (trained on the real images; its held-out accuracy is printed
@@ -11,8 +11,11 @@
    drift (Inception-feature distance between a face and its edit at +-3, against the distance
    between two random faces).
 
-    python benchmarks/bench_conditional.py --data ../shared/data/celeba-10k \\
-        --cond-run runs/cgan-male --edit-run runs/sngan --attrs Male,Smiling,Eyeglasses,Young
+    python benchmarks/bench_conditional.py --data CELEBA_DIR \\
+        --cond-run COND_RUN --edit-run EDIT_RUN --attrs Male,Smiling,Eyeglasses,Young
+
+``--data`` defaults to the environment variable ``CELEBA_DIR``; it may name any labelled folder
+facegan reads (CelebA, or class folders for a class-conditional run).
 
 Real-image Inception features for the intra-class FID come from facegan's statistics cache
 (computed once: 10,000 images take a while on a CPU), or from ``--real-stats FILE.npz``: a
@@ -29,27 +32,25 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_data_option, require_data
 
-from facegan.data import load_dataset
+from facegan.data import load_dataset, resolve_labels
 from facegan.directions import get_direction, load_directions
+from facegan.labels import CLASSES_PREFIX, FOLDERS
 from facegan.metrics.classifier import classifier_for_data
 from facegan.metrics.conditional import conditional_accuracy, edit_metrics, intra_class_fid
 from facegan.sampling import load_generator
 from facegan.utils import atomic_write_text, cpu_name
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "celeba-10k"
-
 
 def _classifier(lg, data: str, epochs: int):
     """The run's classifier: of its classes for a class-conditional run (folders or
     attribute combinations), else of all the data's attributes."""
-    cond = lg.config.data.condition.strip() if lg.label_spec is not None else ""
-    classes = cond == "folders" or cond.startswith("classes:")
+    cond = lg.config.data.condition.strip() if lg.labels.conditional else ""
+    classes = cond == FOLDERS or cond.startswith(CLASSES_PREFIX)
     dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(data),
                                condition=cond if classes else "")
     return classifier_for_data(dcfg, epochs=epochs, progress=True)
@@ -79,8 +80,8 @@ def _real_features(lg, data: str, net, real_stats_path: str | None):
 
 def bench_conditional(args, net, out: dict) -> None:
     lg = load_generator(args.cond_run, device="cpu")
-    spec = lg.label_spec
-    if spec is None:
+    spec = lg.labels
+    if not spec.conditional:
         sys.exit(f"{args.cond_run} is not a conditional run")
     clf = _classifier(lg, args.data, args.epochs)
     t0 = time.time()
@@ -102,12 +103,7 @@ def bench_conditional(args, net, out: dict) -> None:
         return
     t0 = time.time()
     feats, real = _real_features(lg, args.data, net, args.real_stats)
-    if spec.kind == "attr":
-        labels = real.labels[:, [real.label_names.index(a) for a in spec.names]]
-    else:
-        from facegan.data import resolve_labels
-
-        _, labels = resolve_labels(lg.config.data.condition, real)
+    _, labels = resolve_labels(lg.config.data.condition, real)  # the run's c for each real image
     fid = intra_class_fid(lg.generator, spec, feats, labels, net, n=args.n_fid, seed=args.seed,
                           progress=True)
     print(f"intra-class FID / KID ({args.n_fid} generated per label value vs that value's real "
@@ -137,7 +133,8 @@ def bench_edits(args, net, out: dict) -> None:
         e = doc["directions"][a]
         v = get_direction(doc, a, args.edit_run)
         watch = [w for w in dict.fromkeys(["Male", *e["kept"]]) if w != a and w in clf.names]
-        m = edit_metrics(lg.generator, clf, v, a, strength=args.strength, steps=7, n=args.n_edit,
+        m = edit_metrics(lg.generator, clf, v, a, labels=lg.labels, strength=args.strength, steps=7,
+                         n=args.n_edit,
                          seed=args.seed, net=net, watch=watch)
         m.update(method=e["method"], kept=e["kept"], accuracy=e["accuracy"])
         res[a] = m
@@ -157,7 +154,7 @@ def bench_edits(args, net, out: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="CelebA folder (default %(default)s)")
+    add_data_option(p)
     p.add_argument("--cond-run", help="a conditional run folder (attributes or classes)")
     p.add_argument("--edit-run", help="a run folder with directions.json")
     p.add_argument("--attrs", help="directions to measure (default: every attribute direction there)")
@@ -173,6 +170,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not (args.cond_run or args.edit_run):
         p.error("give --cond-run and/or --edit-run")
+    require_data(args)
     from facegan.metrics import load_inception
 
     out = {"device": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),

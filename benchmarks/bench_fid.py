@@ -1,13 +1,14 @@
 """FID speed and reference figures on this machine.
 
-    python benchmarks/bench_fid.py engines               # TorchScript vs eager: img/s (interleaved) and FID change
-    python benchmarks/bench_fid.py sweep                 # eager img/s by batch size and torch threads
-    python benchmarks/bench_fid.py throughput            # images/s: resize, fp32, channels_last, bf16
-    python benchmarks/bench_fid.py halves --crop center  # FID/KID of CelebA images 1-5000 vs 5001-10000
-    python benchmarks/bench_fid.py bf16                  # FID change that bf16 autocast causes (celeba halves)
-    python benchmarks/bench_fid.py fid10k                # wall time: FID of 10,000 generated vs cached stats
+    python benchmarks/bench_fid.py engines --data CELEBA_DIR   # TorchScript vs eager: img/s (interleaved) and FID change
+    python benchmarks/bench_fid.py sweep                       # eager img/s by batch size and torch threads
+    python benchmarks/bench_fid.py throughput                  # images/s: resize, fp32, channels_last, bf16
+    python benchmarks/bench_fid.py halves --data CELEBA_DIR --crop center  # FID/KID of images 1-5000 vs 5001-10000
+    python benchmarks/bench_fid.py bf16 --data CELEBA_DIR      # FID change that bf16 autocast causes (the halves)
+    python benchmarks/bench_fid.py fid10k --data CELEBA_DIR    # wall time: FID of 10,000 generated vs cached stats
 
-Real data: ../shared/data/celeba-10k (or --data). The halves use the facegan.data pipeline
+Real data (engines, halves, bf16, fid10k): ``--data CELEBA_DIR``, a CelebA folder with at least
+10,000 images (default: the environment variable ``CELEBA_DIR``). The halves use the facegan.data pipeline
 (the training preprocessing: crop, then resize to --resolution) and the full protocol of
 facegan.metrics. The real-statistics cache (FACEGAN_CACHE) is shared between the modes, so
 'halves' then 'fid10k' computes the real features once.
@@ -20,21 +21,18 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_data_option, require_data
 
 from facegan.utils import cpu_name
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("FACEGAN_SHARED_DATA", REPO.parent / "shared" / "data")) / "celeba-10k"
 
 
 def _data_cfg(args):
     from facegan.config import DataConfig
 
-    return DataConfig(path=str(args.data), resolution=args.resolution, crop=args.crop,
+    return DataConfig(path=str(require_data(args)), resolution=args.resolution, crop=args.crop,
                       partition="all", hflip=False)
 
 
@@ -176,7 +174,7 @@ def sweep(args) -> None:
                 if rep:  # the first round warms up
                     times[label].append(time.perf_counter() - t)
         torch.set_num_threads(threads)
-        print("  batch %3d: " % bs + ", ".join(
+        print(f"  batch {bs:3d}: " + ", ".join(
             f"{label} {bs / statistics.median(v):.2f}" for label, v in times.items())
             + f" img/s (medians of {args.repeats})", flush=True)
 
@@ -213,7 +211,7 @@ def _halves(args, precision: str):
 
 def halves(args) -> None:
     fid, kid, t_fid, t_kid, data = _halves(args, args.precision)
-    print(f"celeba-10k {args.resolution}px crop={args.crop} ({data.source}, fingerprint {data.fingerprint[:12]}), "
+    print(f"{args.data} {args.resolution}px crop={args.crop} ({data.source}, fingerprint {data.fingerprint[:12]}), "
           f"images 1-5000 vs 5001-10000, {args.precision}:")
     print(f"  FID {fid:.4f}  ({t_fid:.1f} s)")
     print(f"  KID {kid[0]:.6f} +- {kid[1]:.6f}  ({t_kid:.1f} s)")
@@ -223,7 +221,7 @@ def bf16(args) -> None:
     fid32, kid32, *_ = _halves(args, "fp32")
     fid16, kid16, *_ = _halves(args, "bf16")
     rel = (fid16 - fid32) / fid32
-    print(f"celeba-10k {args.resolution}px crop={args.crop} halves: FID fp32 {fid32:.4f}, bf16 {fid16:.4f}, "
+    print(f"{args.data} {args.resolution}px crop={args.crop} halves: FID fp32 {fid32:.4f}, bf16 {fid16:.4f}, "
           f"change {100 * rel:+.3f}%  (KID fp32 {kid32[0]:.6f}, bf16 {kid16[0]:.6f})")
     print("bf16 allowed as default (|change| < 0.1%):", abs(rel) < 1e-3)
 
@@ -256,7 +254,7 @@ def fid10k(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=("engines", "sweep", "throughput", "halves", "bf16", "fid10k"))
-    p.add_argument("--data", default=str(DEFAULT_DATA))
+    add_data_option(p)
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--crop", default="center", choices=("center", "celeba", "none", "auto"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))

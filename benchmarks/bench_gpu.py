@@ -1,7 +1,7 @@
 """GPU training speed: facegan's step against a tutorial loop on the same card, same run.
 
-    python benchmarks/bench_gpu.py --data ../shared/data/celeba-10k --device cuda
-    python benchmarks/bench_gpu.py --data ../shared/data/celeba-10k --device cpu --steps 2 --rounds 1 --quick
+    python benchmarks/bench_gpu.py --data CELEBA_DIR --device cuda
+    python benchmarks/bench_gpu.py --data CELEBA_DIR --device cpu --steps 2 --rounds 1 --quick
 
 Prints generator steps/s (median over rounds, interleaved so drifting clocks hit all alike) for:
 the tutorial-style loop (PIL decoding in DataLoader workers, fp32, the GP the tutorials write:
@@ -10,7 +10,8 @@ the defaults (on CUDA: bf16, channels_last, data on the GPU, fused Adam, cuDNN a
 host sync per step) and with each switch changed (compile, fp16 + scaler, fp32, plain Adam);
 then images/s at batch 256 and the fraction of the card's bf16 throughput reached (FLOPs of
 one step counted with torch's flop counter, divided by its time; ``--peak-tflops``: 989 for an
-H100 SXM's dense bf16). ``--quick`` runs fewer variants (for a CPU smoke test).
+H100 SXM's dense bf16). ``--quick`` runs fewer variants (for a CPU smoke test). ``--data``
+defaults to the environment variable ``CELEBA_DIR``.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from reference_wgangp import JPEGFolder, gradient_penalty  # noqa: E402
-from bench_train import ConvRecorder  # noqa: E402
+from _common import add_data_option, require_data
+from bench_train import ConvRecorder
+from reference_wgangp import JPEGFolder, gradient_penalty
 
-from facegan.config import apply_overrides, get_preset  # noqa: E402
-from facegan.data import load_dataset  # noqa: E402
-from facegan.models import NetSpec, build_networks  # noqa: E402
-from facegan.train import build_trainer  # noqa: E402
-from facegan.utils import cpu_name  # noqa: E402
+from facegan.config import apply_overrides, get_preset
+from facegan.data import load_dataset
+from facegan.models import NetSpec, build_networks
+from facegan.train import build_trainer
+from facegan.utils import cpu_name
 
 
 def _sync(device) -> None:
@@ -118,7 +120,7 @@ def flops_per_step(cfg, data) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a CelebA folder or an image folder")
+    add_data_option(p, what="a CelebA folder with img_align_celeba/, or an image folder")
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--rounds", type=int, default=3)
@@ -126,6 +128,7 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 TFLOP/s")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
+    require_data(args)
     dev = torch.device(args.device)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
     print(f"device: {where}; torch {torch.__version__}; {args.steps} steps x {args.rounds} rounds, medians")

@@ -1,16 +1,16 @@
 """Quality on a budget: train a preset for a fixed wall-clock time, then measure FID and KID.
 
-Trains ``--preset`` on real data (by default the 10,000 CelebA images of
-``../shared/data/celeba-10k``, 64x64, CelebA face crop) for ``--minutes`` of training time (the
-trainer's own clock: data, steps, sample grids and checkpoints; evaluation is not counted), and
+Trains ``--preset`` on real data (``--data CELEBA_DIR``, default the environment variable
+``CELEBA_DIR``: a CelebA folder, 64x64, CelebA face crop) for ``--minutes`` of training
+time (the trainer's own clock: data, steps, sample grids and checkpoints; evaluation is not counted), and
 evaluates the EMA generator with facegan's protocol (``facegan evaluate``: uint8 images, clean
 bicubic resize, TF-Inception features): ``--n`` generated images against all real images of the
 data (partition ``all``). With ``--curve 10,20,40`` it also evaluates at those training minutes
 (with ``--curve-n`` images, fewer than the final count, so those FIDs sit higher: FID is biased
 upward for small N) and draws the FID-versus-time curve.
 
-    python benchmarks/bench_quality.py --preset sngan-celeba64 --minutes 60 --curve 10,20,30,45
-    python benchmarks/bench_quality.py --preset dcgan-celeba64 --minutes 60 train.batch_size=32
+    python benchmarks/bench_quality.py --data CELEBA_DIR --preset sngan-celeba64 --minutes 60 --curve 10,20,30,45
+    python benchmarks/bench_quality.py --data CELEBA_DIR --preset dcgan-celeba64 --minutes 60 train.batch_size=32
 
 Prints one line per evaluation and a final JSON record; writes into ``--out``: the run folder
 (checkpoints, samples, metrics.jsonl), ``quality.json`` and, with a curve, ``fid_curve.png``.
@@ -25,15 +25,15 @@ import time
 from pathlib import Path
 
 import torch
+from _common import add_data_option, require_data
 
 from facegan.config import apply_overrides, get_preset
 from facegan.data import load_dataset
 from facegan.metrics.evaluate import evaluate_checkpoint
-from facegan.utils import cpu_name
 from facegan.train import TrainingDiverged, TrainingInterrupted, build_trainer, resume_trainer
+from facegan.utils import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "celeba-10k"
 
 
 def device_name(device: str) -> str:
@@ -65,7 +65,7 @@ def plot_curve(points: list[dict], path: Path, title: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", required=True)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    add_data_option(ap)
     ap.add_argument("--minutes", type=float, default=60.0, help="training time budget")
     ap.add_argument("--curve", default="", help="also evaluate at these training minutes (comma-separated)")
     ap.add_argument("--curve-n", type=int, default=2000, help="generated images for the curve's points")
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue the run in --out")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = ap.parse_args(argv)
+    require_data(args)
 
     out = Path(args.out or REPO / "runs" / f"quality-{args.preset}")
     run = out / "run"
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
         tr = build_trainer(cfg, data, run, progress=sys.stderr.isatty())
     dev = device_name(str(tr.device))
     print(f"# {args.preset} on {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"bf16={tr.use_bf16}, {len(data)} images at {cfg.data.resolution}px, budget {args.minutes:g} min",
+          f"precision={tr.precision}, {len(data)} images at {cfg.data.resolution}px, budget {args.minutes:g} min",
           flush=True)
     done = {p["minutes"] for p in points}
     for m in marks:
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
         print(f"{args.preset}: {m:g} min ({point['step']} G steps, {point['train_s']:.0f} s trained): "
               f"FID {point['fid']:.2f}, KID {point['kid_mean']:.4f} ± {point['kid_std']:.4f} "
               f"({n} samples vs {rec['n_real']} real; eval {point['eval_s']:.0f} s)", flush=True)
-        summary = {"preset": args.preset, "device": dev, "torch": torch.__version__, "bf16": tr.use_bf16,
+        summary = {"preset": args.preset, "device": dev, "torch": torch.__version__, "bf16": tr.precision == "bf16",
                    "images": len(data), "resolution": cfg.data.resolution, "protocol": rec["protocol"],
                    "config": tr.cfg.to_dict(), "points": points}
         (out / "quality.json").write_text(json.dumps(summary, indent=2) + "\n")

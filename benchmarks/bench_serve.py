@@ -1,6 +1,6 @@
 """Load test of `facegan serve` on loopback: many clients asking for faces at once.
 
-Starts the real command (`python -m facegan.cli serve RUN --port 0`) in a subprocess, then:
+Starts the real command (`python -m facegan serve RUN --port 0`) in a subprocess, then:
 
 1. single-image latency: one client, one 64x64 face per request (a new seed each), the median
    and fastest of ``--single`` sequential requests after a warm-up (full HTTP round trip:
@@ -13,7 +13,7 @@ Starts the real command (`python -m facegan.cli serve RUN --port 0`) in a subpro
    highest, to show whether it stays flat.
 
     python benchmarks/bench_serve.py                       # a fresh sngan-celeba64 64 px model
-    python benchmarks/bench_serve.py runs/celeba-sn --clients 20 --seconds 20
+    python benchmarks/bench_serve.py RUN --clients 20 --seconds 20
     python benchmarks/bench_serve.py RUN --clients 50 --seconds 60 --single 50
 
 Without RUN, an untrained sngan-celeba64 generator (64 px, the DCGAN widths) is written to a
@@ -74,21 +74,21 @@ def generator_alone(run: str, device: str, batches=(1, 8, 32), repeats: int = 5)
 
     from facegan.sampling import latents, load_generator
 
-    g = load_generator(run, device=device).generator
+    lg = load_generator(run, device=device)
+    g = lg.generator
     out = []
     with torch.inference_mode():
         for b in batches:
             z = latents(b, g.latent_dim, 0, device)
-            c = torch.zeros(b, g.label_dim, device=z.device) if getattr(g, "label_dim", 0) else None
-            run_g = (lambda: g(z)) if c is None else (lambda: g(z, c))
-            run_g()
+            c = lg.labels.draw(b).to(z.device)  # (b, K), K = 0 without labels
+            g(z, c)  # the first call of a network is slower: not counted
             ts = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                run_g()
+                g(z, c)
                 ts.append(time.perf_counter() - t0)
             out.append((b, statistics.median(ts)))
-    del g
+    del g, lg
     return out
 
 
@@ -142,7 +142,7 @@ def main() -> None:
         env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[1] / "src")
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-        proc = subprocess.Popen([sys.executable, "-m", "facegan.cli", "serve", run, "--port", "0",
+        proc = subprocess.Popen([sys.executable, "-m", "facegan", "serve", run, "--port", "0",
                                  "--device", args.device, "--max-wait", str(args.max_wait)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:

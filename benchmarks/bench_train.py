@@ -5,9 +5,12 @@ generator step) for facegan and for ``reference_wgangp.py`` measured in the same
 interleaved (facegan, reference, facegan, reference, ...) so that load on a noisy machine hits
 both alike; quotes medians and their ratio. Optional variants show what each choice buys.
 
-    python benchmarks/bench_train.py --data ../shared/data/celeba-10k --steps 3 --rounds 2
-    python benchmarks/bench_train.py --variants      # + fp32 / no channels_last / separate passes
-    python benchmarks/bench_train.py --ceiling       # + FLOPs per step and this CPU's compute ceiling
+    python benchmarks/bench_train.py --data CELEBA_DIR --steps 3 --rounds 2
+    python benchmarks/bench_train.py --data CELEBA_DIR --variants  # + fp32 / no channels_last / separate passes
+    python benchmarks/bench_train.py --data CELEBA_DIR --ceiling   # + FLOPs per step and this CPU's compute ceiling
+
+``--data`` defaults to the environment variable ``CELEBA_DIR`` (a CelebA folder with
+``img_align_celeba/``, or any image folder); the first ``--max-images`` images are used.
 
 The ceiling: one facegan generator step is recorded op by op; its convolutions (and their
 gradients, the double backward of the penalty included) are replayed alone with the same
@@ -33,14 +36,13 @@ from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reference_wgangp import run_reference  # noqa: E402
+from _common import add_data_option, require_data
+from reference_wgangp import run_reference
 
-from facegan.config import apply_overrides, get_preset  # noqa: E402
-from facegan.data import load_dataset  # noqa: E402
-from facegan.models import build_networks  # noqa: E402
-from facegan.train import build_trainer  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from facegan.config import apply_overrides, get_preset
+from facegan.data import load_dataset
+from facegan.models import build_networks
+from facegan.train import build_trainer
 
 
 def facegan_step_times(cfg, data, steps: int, *, joint: bool | None = None) -> list[float]:
@@ -124,13 +126,14 @@ def conv_floor(cfg, data, files) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "celeba-10k"))
+    add_data_option(ap)
     ap.add_argument("--max-images", type=int, default=2000)
     ap.add_argument("--steps", type=int, default=3, help="timed generator steps per round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--variants", action="store_true")
     ap.add_argument("--ceiling", action="store_true")
     args = ap.parse_args()
+    require_data(args)
 
     root = Path(args.data)
     img_dir = root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root

@@ -4,7 +4,7 @@ Each run's EMA generator draws ``--n`` images from the same seed; each row is ti
 run's preset, its generator step and, when the run came from ``bench_quality.py`` (a
 ``quality.json`` beside the run folder), its final FID with the sample count.
 
-    python benchmarks/preset_rows.py runs/q6/*/run --out docs/quality-presets-60min.png
+    python benchmarks/preset_rows.py RUNS/*/run --out docs/quality-presets-60min.png
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         except UserError as e:
             print(f"preset_rows: {e}", file=sys.stderr)
             return 2
-        imgs = generate_images(loaded.generator, args.n, seed=args.seed)  # uint8
+        imgs = generate_images(loaded.generator, args.n, seed=args.seed, labels=loaded.labels)  # uint8
         rows.append((row_title(loaded), make_grid(imgs, nrow=args.n)))
 
     w, h = rows[0][1].size

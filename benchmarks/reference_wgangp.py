@@ -1,4 +1,4 @@
-"""A plain WGAN-GP loop written the way the seed tutorials write it, as the speed reference.
+"""A plain WGAN-GP loop written the way common tutorials write it, as the speed reference.
 
 Same networks as facegan's wgangp-celeba64 preset (built here from facegan.models so the
 architectures are identical), batch 64, 5 critic steps, lambda 10, Adam 1e-4 (0.5, 0.9), and

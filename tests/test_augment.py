@@ -4,8 +4,18 @@ in the trainer's one critic call."""
 import pytest
 import torch
 
-from facegan.augment import (AUGMENTS, DiffAugment, brightness, contrast, cutout, parse_policy, rotate,
-                             rotation, saturation, translation)
+from facegan.augment import (
+    AUGMENTS,
+    DiffAugment,
+    brightness,
+    contrast,
+    cutout,
+    parse_policy,
+    rotate,
+    rotation,
+    saturation,
+    translation,
+)
 from facegan.errors import UserError
 
 
@@ -126,7 +136,7 @@ def test_rotation_second_derivative_is_exact():
     x = _x(n=2, h=8, w=8).double().requires_grad_(True)
     w = torch.randn(3, 3, 3, 3, dtype=torch.float64)
     angles = torch.tensor([0.1, -0.15])
-    f = lambda x: torch.tanh(torch.nn.functional.conv2d(rotate(x, angles), w))  # noqa: E731
+    f = lambda x: torch.tanh(torch.nn.functional.conv2d(rotate(x, angles), w))
     assert torch.autograd.gradgradcheck(f, (x,))
 
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from facegan.errors import UserError
-from facegan.metrics.classifier import (AttributeNet, heldout_mask, load_classifier,
-                                        save_classifier, train_classifier)
+from facegan.metrics.classifier import AttributeNet, heldout_mask, load_classifier, save_classifier, train_classifier
 
 
 def _two_attribute_set(n=240, size=16, seed=0):

@@ -14,7 +14,7 @@ TINY = ["data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_
 
 
 def facegan(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "facegan.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "facegan", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=300)
 
 
@@ -150,7 +150,7 @@ def test_sigterm_writes_checkpoint_then_resume(tmp_path, images):
     import time
 
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "facegan.cli", "train", "--data", str(images), "--out", str(run),
+    cmd = [sys.executable, "-m", "facegan", "train", "--data", str(images), "--out", str(run),
            "--steps", "100000", "--no-progress", *TINY, "train.checkpoint_every=100000",
            "train.sample_every=100000"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -169,3 +169,18 @@ def test_sigterm_writes_checkpoint_then_resume(tmp_path, images):
     r = facegan("train", "--resume", run, "--steps", step + 1, "--no-progress")
     assert r.returncode == 0, r.stderr
     assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == step + 1
+
+
+def test_option_choices_come_from_the_config():
+    from facegan.commands import build_parser
+    from facegan.config import field_choices
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    options = {"train": {"--precision": "train.precision", "--crop": "data.crop",
+                         "--partition": "data.partition", "--resolution": "data.resolution"},
+               "evaluate": {"--partition": "data.partition"}}
+    for command, keys in options.items():
+        actions = {s: a for a in sub.choices[command]._actions for s in a.option_strings}
+        for option, key in keys.items():
+            assert tuple(actions[option].choices) == field_choices(key), (command, option)
+    assert "fp16" in field_choices("train.precision")

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from test_cli import TINY, assert_user_error, facegan
 from test_labels import make_celeba_attrs
 
@@ -60,7 +59,7 @@ def test_directions_interfacegan_keep_and_sefa_then_edit(tmp_path, steer):
     assert Image.open(out).size == (4 * 18 + 2, 3 * 18 + 2)
     # the same face along a row: columns differ, rows start from different faces
     img = torch.from_numpy(np.array(Image.open(out))).float()
-    tile = lambda r_, c_: img[2 + 18 * r_: 18 + 18 * r_, 2 + 18 * c_: 18 + 18 * c_]  # noqa: E731
+    tile = lambda r_, c_: img[2 + 18 * r_: 18 + 18 * r_, 2 + 18 * c_: 18 + 18 * c_]
     assert float((tile(0, 0) - tile(0, 3)).abs().mean()) > 0
     assert float((tile(0, 0) - tile(1, 0)).abs().mean()) > 0
 
@@ -80,7 +79,7 @@ def test_directions_unsupervised_without_data(tmp_path, steer):
 def _main_error(capsys, *args):
     """Run the CLI in this process (no interpreter start per case): exit 2, one line, no
     traceback; returns that line."""
-    from facegan.cli import main
+    from facegan.commands import main
 
     code = main([str(a) for a in args])
     err = capsys.readouterr().err
@@ -99,7 +98,7 @@ def test_edit_and_directions_user_errors(tmp_path, steer, capsys, monkeypatch):
     (bare / "latest.pt").write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
     line = _main_error(capsys, "edit", bare, "--attr", "Smiling", "--out", out)
     assert "no directions.json" in line and "facegan directions" in line
-    from facegan.cli import main
+    from facegan.commands import main
 
     assert main(["directions", str(bare), "--unsupervised", "1"]) == 0
     line = _main_error(capsys, "edit", bare, "--attr", "Bald", "--out", out)

@@ -5,7 +5,6 @@ import json
 
 import pytest
 from PIL import Image
-
 from test_cli import TINY, assert_user_error, facegan
 from test_labels import make_celeba_attrs, make_classes
 

@@ -31,7 +31,7 @@ def test_old_checkpoint_samples_the_same_pixels(run):
     pixels = np.load(FIX / "pixels.npz")
     lg = load_generator(FIX / f"{run}.pt")
     assert lg.step == 3
-    np.testing.assert_array_equal(generate_images(lg.generator, 8, seed=0).numpy(), pixels[run])
+    np.testing.assert_array_equal(generate_images(lg.generator, 8, seed=0, labels=lg.labels).numpy(), pixels[run])
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -44,5 +44,5 @@ def test_old_checkpoint_resumes_to_the_same_weights(run, tmp_path):
     lg = load_generator(out)
     assert lg.step == 5
     pixels = np.load(FIX / "pixels.npz")
-    np.testing.assert_array_equal(generate_images(lg.generator, 8, seed=0).numpy(),
+    np.testing.assert_array_equal(generate_images(lg.generator, 8, seed=0, labels=lg.labels).numpy(),
                                   pixels[f"{run}_resumed5"])

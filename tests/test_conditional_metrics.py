@@ -6,10 +6,15 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from facegan.data.labels import LabelSpec
 from facegan.errors import UserError
-from facegan.metrics.conditional import (conditional_accuracy, edit_metrics, is_monotonic,
-                                         per_class_fid, real_features_by_label)
+from facegan.labels import LabelSpec
+from facegan.metrics.conditional import (
+    conditional_accuracy,
+    edit_metrics,
+    is_monotonic,
+    per_class_fid,
+    real_features_by_label,
+)
 from facegan.metrics.fid import kernel_inception_distance
 
 
@@ -35,8 +40,8 @@ class LabelPainter(nn.Module):
 
     def __init__(self, spec, ignore_labels=False):
         super().__init__()
-        self.latent_dim, self.resolution, self.label_dim = 4, 8, spec.dim
-        self.label_spec, self.ignore = spec, ignore_labels
+        self.latent_dim, self.resolution = 4, 8
+        self.ignore = ignore_labels
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, z, c):
@@ -67,6 +72,9 @@ def test_conditional_accuracy_classes():
     assert res["per_label"] == {"cat": 1.0, "dog": 1.0, "wild": 1.0}
     res = conditional_accuracy(LabelPainter(spec, ignore_labels=True), spec, clf, n=8)
     assert res["mean"] == pytest.approx(1 / 3)  # all channels equal: argmax is always 'cat'
+    assert "per_attribute" not in res
+    with pytest.raises(UserError, match="classifier is of kind 'attr'"):
+        conditional_accuracy(LabelPainter(spec), spec, ChannelClassifier(spec.names), n=4)
 
 
 def _fid_by_formula(a, b):
@@ -118,7 +126,8 @@ class LinearPainter(nn.Module):
         self.register_buffer("b", b)
         self.dummy = nn.Parameter(torch.zeros(1))
 
-    def forward(self, z):
+    def forward(self, z, c):
+        assert c.shape == (z.shape[0], 0)  # unconditional: labels of width 0
         x = torch.zeros(z.shape[0], 3, 8, 8)
         x[:, 0] = (torch.sigmoid(z @ self.a) * 2 - 1)[:, None, None]
         x[:, 1] = (torch.sigmoid(z @ self.b) * 2 - 1)[:, None, None]

@@ -10,10 +10,15 @@ from torch import nn
 
 from facegan.config import Config, ModelConfig, validate
 from facegan.errors import UserError
+from facegan.labels import LabelSpec
 from facegan.losses import gradient_penalty
 from facegan.models import ARCHS, NetSpec, build_networks
-from facegan.models.conditioning import (D_CONDS, G_CONDS, ConditionalBatchNorm2d,
-                                         concat_label_maps)
+from facegan.models.conditioning import (
+    D_CONDS,
+    G_CONDS,
+    ConditionalBatchNorm2d,
+    concat_label_maps,
+)
 
 N, Z, RES = 4, 8, 16
 
@@ -165,7 +170,7 @@ def test_ac_critic_logits_do_not_depend_on_c(arch, labels):
     scores, logits = d(x, c)
     assert logits.abs().max() > 0
     assert logits.shape == (N, k)
-    for other in (1 - c, None):  # c is not read: another label, or none, changes nothing
+    for other in (1 - c, torch.zeros_like(c)):  # c is not read: another label changes nothing
         s2, l2 = d(x, other)
         torch.testing.assert_close(s2, scores, rtol=0, atol=0)
         torch.testing.assert_close(l2, logits, rtol=0, atol=0)
@@ -175,30 +180,68 @@ def test_ac_critic_logits_do_not_depend_on_c(arch, labels):
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_missing_or_wrong_labels_raise(arch):
+@pytest.mark.parametrize("g_cond", G_CONDS)
+@pytest.mark.parametrize("d_cond", D_CONDS)
+@pytest.mark.parametrize("k", [0, 3])
+def test_every_net_is_g_of_z_c_and_every_critic_returns_a_pair(arch, g_cond, d_cond, k):
+    # The one contract: G(z, c) and D(x, c) -> (scores, aux or None), c (N, K) always, K = 0
+    # without labels, whatever the conditioning options say.
+    c = _labels("onehot3") if k else torch.zeros(N, 0)
+    g, d = _build(arch, k, g_cond=g_cond, d_cond=d_cond, d_norm="layer")
+    x = g(torch.randn(N, Z), c)
+    assert x.shape == (N, 3, RES, RES)
+    out = d(x, c)
+    assert isinstance(out, tuple) and len(out) == 2
+    scores, aux = out
+    assert scores.shape == (N,)
+    if k and d_cond == "ac":
+        assert aux.shape == (N, k)
+    else:
+        assert aux is None
+    if not k:  # the conditioning options are not used without labels
+        assert g.cond is None and d.cond is None
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_unconditional_outputs_for_a_seed_are_unchanged(arch):
+    # Values recorded before c became a required argument: an unconditional net ignores its
+    # width-0 labels, so its weights and outputs stay those of earlier versions.
+    recorded = {
+        "dcgan": ([0.047523212, -0.006129638, 0.010094889], [-0.365418881, -0.055449292]),
+        "resnet": ([-0.079811245, -0.006961532, 0.308157146], [-3.622138977, -3.416744709]),
+    }
+    torch.manual_seed(0)
+    g, d = build_networks(ModelConfig(arch=arch, latent_dim=16, g_width=4, d_width=4,
+                                      d_norm="layer", g_sn=True, d_sn=True), 16)
+    torch.manual_seed(1)
+    c = torch.zeros(2, 0)
+    x = g(torch.randn(2, 16), c)
+    pixel, scores = recorded[arch]
+    torch.testing.assert_close(x[0, :, 0, 0], torch.tensor(pixel))
+    s, aux = d(x, c)
+    torch.testing.assert_close(s, torch.tensor(scores))
+    assert aux is None
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("d_cond", D_CONDS)
+def test_missing_or_wrong_labels_raise(arch, d_cond):
     c = _labels("onehot3")
     z, x = torch.randn(N, Z), torch.randn(N, 3, RES, RES)
-    for d_cond in ("concat", "projection"):
-        g, d = _build(arch, 3, d_cond=d_cond)
-        for net, inp in ((g, z), (d, x)):
-            with pytest.raises(ValueError, match="label_dim=3"):
-                net(inp)
-            with pytest.raises(ValueError, match=r"\(4, 3\)"):
-                net(inp, c[:, :2])  # wrong width
-            with pytest.raises(ValueError, match=r"\(4, 3\)"):
-                net(inp, c[:2])  # wrong batch
-    # The AC critic's score does not read c, so it may be left out (not a wrong one).
-    _, d = _build(arch, 3, d_cond="ac")
-    assert d(x)[1].shape == (N, 3)
-    with pytest.raises(ValueError, match=r"\(4, 3\)"):
-        d(x, c[:, :2])
-    # Unconditional nets: no labels, or labels of width 0 (an unconditional batch's c).
-    g, d = _build(arch, 0)
-    none = torch.zeros(N, 0)
-    torch.testing.assert_close(g(z, none), g(z))
-    assert d(x, none).shape == (N,)
+    g, d = _build(arch, 3, d_cond=d_cond)
     for net, inp in ((g, z), (d, x)):
-        with pytest.raises(ValueError, match="unconditional"):
+        with pytest.raises(ValueError, match=r"label_dim=3\) expects labels c of shape \(4, 3\)"):
+            net(inp, torch.zeros(N, 0))  # an unconditional batch's labels
+        with pytest.raises(ValueError, match=r"\(4, 3\).*got \(4, 2\)"):
+            net(inp, c[:, :2])  # wrong width
+        with pytest.raises(ValueError, match=r"\(4, 3\).*got \(2, 3\)"):
+            net(inp, c[:2])  # wrong batch
+        with pytest.raises(ValueError, match="got NoneType"):
+            net(inp, None)  # c is required, even where the AC critic's score does not read it
+    # Unconditional nets: labels of width 0, and nothing else.
+    g, d = _build(arch, 0)
+    for net, inp in ((g, z), (d, x)):
+        with pytest.raises(ValueError, match="unconditional net takes torch.zeros"):
             net(inp, c)
 
 
@@ -210,7 +253,7 @@ def test_penalty_double_backward_through_conditional_critic(arch, d_cond, use_sn
     g, d = _build(arch, 3, d_cond=d_cond, d_norm="layer", d_sn=use_sn)
     real = torch.rand(N, 3, RES, RES) * 2 - 1
     fake = g(torch.randn(N, Z), c)
-    score_fn = lambda x: d(x, c)[0]  # noqa: E731  the trainer's closure: labels held fixed
+    score_fn = lambda x: d(x, c)[0]
     (real_s, real_aux), (fake_s, _) = d(real, c), d(fake.detach(), c)
     loss = fake_s.mean() - real_s.mean() + 10.0 * gradient_penalty(score_fn, real, fake)
     if real_aux is not None:
@@ -312,16 +355,18 @@ def test_config_choices_and_errors():
         with pytest.raises(UserError, match=f"model.{name}") as err:
             validate(Config(model=bad))
         assert "\n" not in str(err.value) and "concat" in str(err.value)
-        with pytest.raises(UserError, match=f"model.{name}"):
-            build_networks(bad, NetSpec(RES, label_dim=3))
     validate(Config(model=ModelConfig(g_cond="cbn", d_cond="ac")))
-    with pytest.raises(UserError, match="g_norm"):
-        build_networks(_cfg("resnet", g_cond="cbn", g_norm="none"), NetSpec(RES, label_dim=3))
-    with pytest.raises(UserError, match="g_norm"):
-        build_networks(_cfg("dcgan", g_cond="cbn", g_norm="none"), NetSpec(RES, label_dim=3))
+    # Built directly (no config validation), a net refuses what it cannot be.
+    with pytest.raises(ValueError, match="generator conditioning 'film'"):
+        build_networks(_cfg("dcgan", g_cond="film"), NetSpec(RES, label_dim=3))
+    with pytest.raises(ValueError, match="critic conditioning 'acgan'"):
+        build_networks(_cfg("resnet", d_cond="acgan"), NetSpec(RES, label_dim=3))
+    for arch in ARCHS:
+        with pytest.raises(ValueError, match="conditional batch norm replaces batch norm"):
+            build_networks(_cfg(arch, g_cond="cbn", g_norm="none"), NetSpec(RES, label_dim=3))
     # Without labels the conditioning options are not used, so they cannot be wrong.
     g, _ = build_networks(_cfg("resnet", g_cond="cbn", g_norm="none"), NetSpec(RES))
-    assert g.cond is None and g(torch.randn(2, Z)).shape == (2, 3, RES, RES)
+    assert g.cond is None and g(torch.randn(2, Z), torch.zeros(2, 0)).shape == (2, 3, RES, RES)
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -333,14 +378,15 @@ def test_ac_loss_of_a_new_critic_is_chance(arch, labels):
     c = _labels(labels)
     k = c.shape[1]
     kind = "class" if labels.startswith("onehot") else "attr"
+    spec = LabelSpec(kind, tuple(f"l{i}" for i in range(k)), (1,) * k, N)
     _, d = _build(arch, k, d_cond="ac", d_norm="layer")
     x = torch.randn(N, 3, RES, RES) * 3
     _, logits = d(x, c)
     chance = math.log(k) if kind == "class" else math.log(2)
-    assert ac_loss(logits, c, kind).item() == pytest.approx(chance, abs=1e-6)
+    assert ac_loss(logits, c, spec).item() == pytest.approx(chance, abs=1e-6)
     opt = torch.optim.SGD(d.ac.parameters(), lr=1e-3)
     for _ in range(3):
         opt.zero_grad()
-        ac_loss(d(x, c)[1], c, kind).backward()
+        ac_loss(d(x, c)[1], c, spec).backward()
         opt.step()
-    assert ac_loss(d(x, c)[1], c, kind).item() < chance - 1e-3
+    assert ac_loss(d(x, c)[1], c, spec).item() < chance - 1e-3

@@ -58,3 +58,56 @@ def test_from_dict_tolerates_unknown_and_missing_keys():
     del d["model"]["d_dropout"]
     c = Config.from_dict(d)
     assert c.model.d_dropout == 0.0 and c.train.steps == get_preset("demo").train.steps
+
+
+def test_every_choice_is_checked_by_validate_with_its_values_named():
+    from dataclasses import fields
+
+    from facegan.config import _SECTIONS, field_choices
+
+    checked = 0
+    for section, cls in _SECTIONS.items():
+        for f in fields(cls):
+            choices = field_choices(f"{section}.{f.name}")
+            if choices is None:
+                continue
+            bad = 48 if isinstance(choices[0], int) else "nope"
+            cfg = apply_overrides(get_preset("demo"), {f"{section}.{f.name}": bad})
+            with pytest.raises(UserError) as err:
+                cfg.validate()
+            msg = str(err.value)
+            assert str(bad) in msg and all(str(c) in msg for c in choices) and "\n" not in msg, msg
+            checked += 1
+    assert checked >= 10
+    assert field_choices("train.precision") == ("auto", "fp32", "bf16", "fp16")
+    assert field_choices("train.steps") is None
+
+
+def test_presets_are_a_table_of_one_line_helps_and_overrides():
+    from facegan.config import BUDGET
+
+    for name, spec in PRESETS.items():
+        assert spec.help and "\n" not in spec.help, name
+        assert get_preset(name).preset == name
+    ln = get_preset("wgangp-ln-celeba64")
+    assert (ln.model.g_width, ln.model.d_width, ln.loss.reg_every, ln.train.n_critic) == (32, 32, 4, 1)
+    assert PRESETS["projection-celeba64"].base is BUDGET
+
+
+def test_parse_overrides_types_values_under_dotted_keys():
+    from facegan.config import parse_overrides
+
+    assert parse_overrides(["g_lr=2e-4", "train.steps=10", "hflip=off", "steps=12"]) == {
+        "train.g_lr": 2e-4, "train.steps": 12, "data.hflip": False}
+    with pytest.raises(UserError, match="bad value 'x' for 'steps'"):
+        parse_overrides(["steps=x"])
+
+
+def test_class_balance_needs_class_labels_from_the_condition():
+    cfg = apply_overrides(get_preset("demo"), ["train.class_balance=true"])
+    with pytest.raises(UserError, match="class_balance needs class labels"):
+        cfg.validate()
+    with pytest.raises(UserError, match="gives attributes"):
+        apply_overrides(cfg, ["data.condition=Male"]).validate()
+    apply_overrides(cfg, ["data.condition=folders"]).validate()
+    apply_overrides(cfg, ["data.condition=classes:Male,Smiling"]).validate()

@@ -393,7 +393,7 @@ def test_progress_bar_goes_to_stderr(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------------------------
-# The real data in ../shared/data (skipped when absent)
+# The real data that the celeba_dir fixture finds (skipped when absent)
 
 def test_real_celeba_subset(celeba_dir):
     ds = load(celeba_dir, resolution=32, max_images=200)

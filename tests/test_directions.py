@@ -6,10 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from facegan.directions import (Boundary, direction_entry, edit_latents, first_layer_matrix,
-                                fit_boundary, get_direction, interfacegan_boundary,
-                                load_directions, orthogonalize, parse_strength, save_directions,
-                                sefa)
+from facegan.directions import (
+    Boundary,
+    direction_entry,
+    edit_latents,
+    first_layer_matrix,
+    fit_boundary,
+    get_direction,
+    interfacegan_boundary,
+    load_directions,
+    orthogonalize,
+    parse_strength,
+    read_directions,
+    save_directions,
+    sefa,
+)
 from facegan.errors import UserError
 from facegan.models import DCGANGenerator, ResNetGenerator
 
@@ -147,6 +158,11 @@ def test_directions_json_format_merge_and_errors(tmp_path):
                                                      "directions": {"a": {"vector": [1.0]}}}))
     with pytest.raises(UserError, match="no vector of length 3"):
         load_directions(run)
+    for bad in ([0.0, 0.0, 0.0], [1.0, float("nan"), 0.0], [1.0, "2", 0.0]):
+        (run / "directions.json").write_text(json.dumps({"version": 1, "z_dim": 3,
+                                                         "directions": {"a": {"vector": bad}}}))
+        with pytest.raises(UserError, match="'a' has no vector of length 3 .finite, not all zero"):
+            read_directions(run / "directions.json")
 
 
 @pytest.mark.parametrize("text,expected", [("-3:3", (-3.0, 3.0)), ("0:2.5", (0.0, 2.5)),
@@ -159,3 +175,29 @@ def test_parse_strength(text, expected):
 def test_parse_strength_refuses(text):
     with pytest.raises(UserError, match="--strength"):
         parse_strength(text)
+
+
+def test_edit_images_at_strength_zero_are_the_sampled_faces_with_their_labels():
+    from facegan.directions import edit_images, score_latents
+    from facegan.labels import LabelSpec
+    from facegan.sampling import generate_images, latents
+
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=6, resolution=16, width=4, label_dim=2, cond="concat").eval()
+    spec = LabelSpec("class", ("cat", "dog"), (3, 7), 10)
+    v = torch.zeros(6)
+    v[0] = 1.0
+    frames = edit_images(g, v, torch.tensor([-2.0, 0.0, 2.0]), 4, labels=spec, seed=3, batch_size=5)
+    assert frames.shape == (4, 3, 3, 16, 16) and frames.dtype == torch.uint8
+    assert torch.equal(frames[:, 1], generate_images(g, 4, seed=3, labels=spec))
+    assert not torch.equal(frames[:, 0], frames[:, 1])
+
+    class MeanRed:  # a stand-in classifier: the mean red level of an image, in [0, 1]
+        names = ["Red"]
+
+        def probs(self, images):
+            return images[:, :1].float().mean(dim=(2, 3)) / 255.0
+
+    z = latents(4, 6, 3)
+    p = score_latents(g, MeanRed(), z, spec.draw(4, 3), batch_size=3)
+    torch.testing.assert_close(p, MeanRed().probs(frames[:, 1]))

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from facegan.checkpoint import save_checkpoint
+from facegan.commands.metrics import register
 from facegan.config import Config, DataConfig, ModelConfig
 from facegan.errors import UserError
 from facegan.metrics import evaluate as ev
 from facegan.metrics import nearest as nearest_mod
-from facegan.metrics.cli import register
 from facegan.metrics.stats import PROTOCOL, real_stats, stats_cache_path
 from facegan.models import build_networks
 
@@ -157,7 +157,7 @@ def test_nearest_finds_planted_copies(fake_net, run_dir, monkeypatch, tmp_path):
 
     data = load_dataset(_tiny_cfg().data, progress=False)
     # A "generator" that returns training images: the check must call it memorisation.
-    monkeypatch.setattr(ev, "generate_uint8", lambda g, n, seed, batch_size=256: data.images[:n].clone())
+    monkeypatch.setattr(ev, "generate_uint8", lambda g, n, seed, labels, batch_size=256: data.images[:n].clone())
     out = tmp_path / "nn.png"
     res = nearest_mod.nearest_check(run_dir, "builtin", n=8, out=out, holdout=8, progress=False)
     assert res["pixel_l1"]["generated"]["min"] == 0.0
@@ -236,7 +236,7 @@ def test_fid_command_user_errors(tmp_path, case):
 
 
 def _cli(*argv, cwd=None):
-    return subprocess.run([sys.executable, "-m", "facegan.cli", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "facegan", *argv], capture_output=True,
                           text=True, timeout=120, cwd=cwd, check=False)
 
 
@@ -372,7 +372,7 @@ def test_nearest_pixels_only_on_new_real_faces_says_no_memorisation(run_dir, mon
 
     data = load_dataset(_tiny_cfg().data, progress=False)
     # Samples that are real faces outside the reference set: the pixel check must count them.
-    monkeypatch.setattr(ev, "generate_uint8", lambda g, n, seed, batch_size=256: data.images[-n:].clone())
+    monkeypatch.setattr(ev, "generate_uint8", lambda g, n, seed, labels, batch_size=256: data.images[-n:].clone())
     res = nearest_mod.nearest_check(run_dir, "builtin", n=8, out=tmp_path / "n.png", holdout=8,
                                     use_inception=False, progress=False)
     assert res["pixel_conclusive"] and res["verdict"].startswith("NO SIGN OF MEMORISATION"), res

@@ -17,7 +17,8 @@ from facegan.config import apply_overrides, get_preset, validate
 from facegan.data import load_dataset
 from facegan.errors import UserError
 from facegan.losses import gradient_penalty, r1_penalty
-from facegan.train import build_trainer, resolve_precision, resume_trainer
+from facegan.runtime import resolve_precision
+from facegan.train import build_trainer, resume_trainer
 
 TINY = ["data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4",
         "train.batch_size=8", "train.log_every=1", "train.sample_every=100", "train.checkpoint_every=2",
@@ -45,10 +46,10 @@ def trained(folder, tmp_path, name, preset="wgangp-celeba64", steps=3, *extra):
 def assert_close_params(a, b, atol=1e-5, rtol=1e-4):
     for (name, p), q in zip(a.G.state_dict().items(), b.G.state_dict().values()):
         if p.is_floating_point():
-            torch.testing.assert_close(p, q, atol=atol, rtol=rtol, msg=lambda m: f"G.{name}: {m}")
+            torch.testing.assert_close(p, q, atol=atol, rtol=rtol, msg=lambda m, name=name: f"G.{name}: {m}")
     for (name, p), q in zip(a.D.state_dict().items(), b.D.state_dict().values()):
         if p.is_floating_point():
-            torch.testing.assert_close(p, q, atol=atol, rtol=rtol, msg=lambda m: f"D.{name}: {m}")
+            torch.testing.assert_close(p, q, atol=atol, rtol=rtol, msg=lambda m, name=name: f"D.{name}: {m}")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -111,7 +112,7 @@ def test_scaled_penalty_equals_the_unscaled_one():
     torch.manual_seed(0)
     critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     real, fake, eps = torch.randn(4, 3, 4, 4), torch.randn(4, 3, 4, 4), torch.rand(4)
-    score = lambda x: critic(x).flatten()  # noqa: E731
+    score = lambda x: critic(x).flatten()
     plain = gradient_penalty(score, real, fake, eps=eps)
     scaled = gradient_penalty(score, real, fake, eps=eps, out_scale=65536.0)
     torch.testing.assert_close(scaled, plain, rtol=1e-6, atol=0)

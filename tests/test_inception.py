@@ -65,7 +65,7 @@ def test_default_weights_found_without_importing_the_package_and_verified():
     assert digest == inc.DEFAULT_SHA1
     assert (imported, cv2) == ("False", "False")
     # The verification is remembered by size + mtime in the cache.
-    rec = json.loads((inc.cache_root() / "inception-sha1.json").read_text())
+    rec = json.loads((inc.cache_home() / "inception-sha1.json").read_text())
     assert rec[str(inc.default_weights_path().resolve())]["sha1"] == inc.DEFAULT_SHA1
 
 

@@ -17,12 +17,11 @@ from PIL import Image
 from facegan.checkpoint import load_checkpoint, save_checkpoint
 from facegan.config import DataConfig, apply_overrides, get_preset
 from facegan.data import CELEBA_ATTRIBUTES, load_dataset, resolve_labels
-from facegan.data.labels import LabelSpec, folder_of
+from facegan.data.labels import folder_of
 from facegan.errors import UserError
+from facegan.labels import UNCONDITIONAL, Condition, LabelSpec, parse_condition
 from facegan.losses import ac_loss
-from facegan.sampling import (attr_labels, class_labels, draw_labels, generate_by_label_rows,
-                              generate_images, grid_rows, load_generator, morph_classes,
-                              parse_attr_setting)
+from facegan.sampling import generate_by_label_rows, generate_images, load_generator, morph_classes
 from facegan.train import build_trainer, resume_trainer
 from facegan.train.batches import ClassBalancedSampler
 
@@ -149,7 +148,7 @@ def test_builtin_attributes():
 
 def test_unconditional_is_width_zero(tmp_path):
     spec, c = resolve_labels("", load(make_classes(tmp_path / "a")))
-    assert spec is None and c.shape == (24, 0)
+    assert spec == UNCONDITIONAL and c.shape == (24, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,15 +161,17 @@ def test_ac_loss_matches_a_hand_computation():
     lse0 = math.log(math.exp(2.0) + math.exp(0.0) + math.exp(-1.0))
     lse1 = math.log(2 * math.exp(0.5) + math.exp(3.0))
     want = ((lse0 - 2.0) + (lse1 - 0.5)) / 2
-    torch.testing.assert_close(ac_loss(logits, one_hot, "class"), torch.tensor(want))
+    classes = LabelSpec("class", ("a", "b", "c"), (1, 1, 0), 2)
+    torch.testing.assert_close(ac_loss(logits, one_hot, classes), torch.tensor(want))
 
     attrs = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    sig = lambda v: 1 / (1 + math.exp(-v))
     terms = [-(y * math.log(sig(x)) + (1 - y) * math.log(1 - sig(x)))
              for row_x, row_y in zip(logits.tolist(), attrs.tolist()) for x, y in zip(row_x, row_y)]
-    torch.testing.assert_close(ac_loss(logits, attrs, "attr"), torch.tensor(sum(terms) / 6))
-    with pytest.raises(ValueError):
-        ac_loss(logits, attrs, "colour")
+    attributes = LabelSpec("attr", ("a", "b", "c"), (1, 0, 2), 2)
+    torch.testing.assert_close(ac_loss(logits, attrs, attributes), torch.tensor(sum(terms) / 6))
+    with pytest.raises(ValueError, match="unconditional"):
+        ac_loss(logits, attrs, UNCONDITIONAL)
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,8 +264,8 @@ def test_celeba_attribute_training_and_sampling(tmp_path):
     rec = tr.train(2)
     assert math.isfinite(rec["ac_real"]) and math.isfinite(rec["ac_fake"])
     lg = load_generator(tmp_path / "run", device="cpu")
-    assert lg.label_spec.kind == "attr" and lg.label_spec.names == ("Male", "Smiling")
-    imgs = generate_images(lg.generator, 5, seed=0)  # labels drawn from the data's rates
+    assert lg.labels.kind == "attr" and lg.labels.names == ("Male", "Smiling")
+    imgs = generate_images(lg.generator, 5, seed=0, labels=lg.labels)  # the data's rates
     assert imgs.shape == (5, 3, 16, 16)
 
 
@@ -285,7 +286,7 @@ def test_v1_checkpoint_loads_as_unconditional(tmp_path):
         ck.FORMAT = old
     assert torch.load(tmp_path / "v1.pt", weights_only=True)["format"] == "facegan-checkpoint-v1"
     lg = load_generator(tmp_path / "v1.pt", device="cpu")
-    assert lg.label_spec is None and lg.generator.label_dim == 0
+    assert lg.labels == UNCONDITIONAL and lg.labels.dim == 0
     assert generate_images(lg.generator, 2).shape == (2, 3, 16, 16)
 
 
@@ -297,23 +298,50 @@ SPEC_A = LabelSpec("attr", ("Male", "Smiling"), (90, 10), 100)
 
 
 def test_label_helpers():
-    torch.testing.assert_close(class_labels(SPEC_C, "dog", 2), torch.tensor([[0.0, 1, 0], [0, 1, 0]]))
+    torch.testing.assert_close(SPEC_C.one_hot("dog", 2), torch.tensor([[0.0, 1, 0], [0, 1, 0]]))
     with pytest.raises(UserError, match="unknown class 'cow'; this model has: cat, dog, fox"):
-        class_labels(SPEC_C, "cow", 1)
-    with pytest.raises(UserError, match="unconditional"):
-        class_labels(None, "cat", 1)
+        parse_condition(SPEC_C, cls="cow")
+    with pytest.raises(UserError, match="unconditional.*drop --class"):
+        parse_condition(UNCONDITIONAL, cls="cat")
     with pytest.raises(UserError, match="unknown attribute 'Bald'.*Male, Smiling"):
-        parse_attr_setting(SPEC_A, "Bald=1")
+        parse_condition(SPEC_A, attr="Bald=1")
     with pytest.raises(UserError, match="NAME=0 or NAME=1"):
-        parse_attr_setting(SPEC_A, "Male=2")
-    c = attr_labels(SPEC_A, parse_attr_setting(SPEC_A, "Smiling=1"), 2000, seed=0)
+        parse_condition(SPEC_A, attr="Male=2")
+    with pytest.raises(UserError, match="attribute labels.*use --attr"):
+        parse_condition(SPEC_A, cls="Male")
+    cond = parse_condition(SPEC_A, attr="Smiling=1")
+    assert cond == Condition(attrs=(("Smiling", 1.0),)) and cond.cli_options() == " --attr Smiling=1"
+    c = cond.labels(SPEC_A, 2000, seed=0)
     assert torch.equal(c[:, 1], torch.ones(2000))
     assert abs(c[:, 0].mean().item() - 0.9) < 0.03  # unspecified: the data's rate
-    freq = draw_labels(SPEC_C, 4000, seed=1).mean(0)
+    freq = SPEC_C.draw(4000, seed=1).mean(0)
     torch.testing.assert_close(freq, torch.tensor([0.1, 0.3, 0.6]), atol=0.03, rtol=0)
-    rows, names = grid_rows(SPEC_A)
+    assert UNCONDITIONAL.draw(3, seed=1).shape == (3, 0)
+    rows, names = SPEC_A.grid_rows()
     assert names == ["Male=0,Smiling=0", "Male=0,Smiling=1", "Male=1,Smiling=0", "Male=1,Smiling=1"]
     torch.testing.assert_close(rows, torch.tensor([[0.0, 0], [0, 1], [1, 0], [1, 1]]))
+
+
+def test_generate_images_draws_labels_from_the_spec_for_a_seed():
+    from facegan.models import DCGANGenerator
+    from facegan.sampling import generate, latents
+
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=6, resolution=16, width=4, label_dim=3, cond="concat").eval()
+    imgs = generate_images(g, 5, seed=4, labels=SPEC_C, batch_size=2)
+    want = generate(g, latents(5, 6, 4), SPEC_C.draw(5, seed=4), batch_size=5)
+    assert imgs.dtype == torch.uint8 and imgs.shape == (5, 3, 16, 16)
+    assert torch.equal(imgs, want)
+    assert not torch.equal(imgs, generate_images(g, 5, seed=4, labels=SPEC_C.one_hot("cat", 5)))
+    floats = generate(g, latents(5, 6, 4), SPEC_C.draw(5, seed=4), uint8=False)
+    assert floats.dtype == torch.float32 and float(floats.abs().max()) <= 1.0
+    assert generate(g, latents(0, 6, 4), torch.zeros(0, 3)).shape == (0, 3, 16, 16)
+    with pytest.raises(ValueError, match="5 latents but 4 label rows"):
+        generate(g, latents(5, 6, 4), SPEC_C.draw(4))
+    with pytest.raises(UserError, match="unknown class 'cow'"):
+        morph_classes(g, SPEC_C, "cat", "cow")
+    with pytest.raises(UserError, match="unconditional.*drop --from-class"):
+        morph_classes(g, UNCONDITIONAL, "cat", "dog")
 
 
 def test_grid_rows_share_the_noise_and_morph_ends_at_the_classes(tmp_path):
@@ -321,13 +349,13 @@ def test_grid_rows_share_the_noise_and_morph_ends_at_the_classes(tmp_path):
     cfg = cond_cfg(root, "model.g_cond=cbn")
     build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "run", progress=False).train(2)
     lg = load_generator(tmp_path / "run", device="cpu")
-    g, spec = lg.generator, lg.label_spec
-    rows, names = grid_rows(spec)
+    g, spec = lg.generator, lg.labels
+    rows, names = spec.grid_rows()
     grid = generate_by_label_rows(g, rows, 3, seed=5, batch_size=2)
     assert grid.shape == (6, 3, 16, 16) and names == ["cat", "dog"]
     for r, name in enumerate(names):
         torch.testing.assert_close(grid[3 * r:3 * r + 3],
-                                   generate_images(g, 3, seed=5, labels=class_labels(spec, name, 3)))
+                                   generate_images(g, 3, seed=5, labels=spec.one_hot(name, 3)))
     assert not torch.equal(grid[:3], grid[3:])  # the label matters
     frames = morph_classes(g, spec, "cat", "dog", rows=3, steps=4, seed=5)
     assert frames.shape == (3, 4, 3, 16, 16)
@@ -360,7 +388,7 @@ def test_conditional_model_draws_the_asked_class(tmp_path, preset, steps, extra)
     tr.train(steps)
     g = tr.sample_generator.eval()
     for name, sign in (("red", 1), ("blue", -1)):
-        imgs = generate_images(g, 64, seed=1, labels=class_labels(tr.label_spec, name, 64)).float()
+        imgs = generate_images(g, 64, seed=1, labels=tr.label_spec.one_hot(name, 64)).float()
         # the fixed classifier: red if the mean red channel beats the mean blue one
         redder = imgs[:, 0].mean((1, 2)) > imgs[:, 2].mean((1, 2))
         accuracy = (redder == (sign > 0)).float().mean().item()

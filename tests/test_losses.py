@@ -4,8 +4,18 @@ from torch import nn
 
 from facegan.config import LossConfig
 from facegan.errors import UserError
-from facegan.losses import (LOSSES, bce_d_loss, bce_g_loss, bce_targets, build_loss, clip_weights,
-                            gradient_penalty, hinge_d_loss, wasserstein_d_loss, wasserstein_g_loss)
+from facegan.losses import (
+    LOSSES,
+    bce_d_loss,
+    bce_g_loss,
+    bce_targets,
+    build_loss,
+    clip_weights,
+    gradient_penalty,
+    hinge_d_loss,
+    wasserstein_d_loss,
+    wasserstein_g_loss,
+)
 
 
 def test_wasserstein_signs():
@@ -98,7 +108,7 @@ def test_gradient_penalty_interpolates_per_sample():
 def test_gradient_penalty_labels_held_fixed_in_closure():
     # A conditional critic D(x, y) = y * sum(x): the penalty is taken w.r.t. the image only,
     # labels held fixed by the closure, so ||grad_x D|| = y * sqrt(C*H*W).
-    critic = lambda x, y: (x.flatten(1) * y[:, None]).sum(1)  # noqa: E731
+    critic = lambda x, y: (x.flatten(1) * y[:, None]).sum(1)
     y = torch.tensor([1.0, 2.0])
     gp, norms = gradient_penalty(lambda x: critic(x, y), torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4),
                                  return_norms=True)
@@ -131,7 +141,7 @@ def test_r1_penalty_against_hand_computation():
 
     w = torch.randn(3, 4, 4)
     x = torch.randn(5, 3, 4, 4)
-    critic = lambda t: (w * t.pow(2)).flatten(1).sum(1)  # noqa: E731  grad = 2 w x
+    critic = lambda t: (w * t.pow(2)).flatten(1).sum(1)
     r1 = r1_penalty(critic, x)
     torch.testing.assert_close(r1, (2 * w * x).pow(2).flatten(1).sum(1).mean())
     # It trains the critic: d r1 / d w = mean_i sum 8 w x_i^2
@@ -173,8 +183,8 @@ class _LinearCritic(nn.Module):
         super().__init__()
         self.w = nn.Parameter(torch.randn(shape) * 0.1)
 
-    def forward(self, x):
-        return (x * self.w).flatten(1).sum(1)
+    def forward(self, x, c):
+        return (x * self.w).flatten(1).sum(1), None
 
 
 @pytest.mark.parametrize("kind", ["gp", "r1"])

@@ -1,4 +1,6 @@
-"""Issue 12, 'facegan as a newcomer finds it': each rough edge through the CLI subprocess.
+"""The CLI as a newcomer meets it, through the subprocess: resuming with overrides (and what
+cannot change), unusable output paths and data paths, corrupt images, checkpoint errors,
+resolution choices, grid formats, the demo never overwriting a run, and the README's CPU install.
 
 One tiny run is trained once per module; tests that change a run work on a copy of it.
 """
@@ -15,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from test_cli import TINY, assert_user_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ def facegan(*args, cwd=None, env=None):
     if env.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p
                                             for p in env["PYTHONPATH"].split(os.pathsep))
-    return subprocess.run([sys.executable, "-m", "facegan.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "facegan", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=300)
 
 

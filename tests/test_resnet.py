@@ -18,6 +18,18 @@ def _cfg(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
+def _c0(n: int) -> torch.Tensor:
+    """The labels of an unconditional batch: float (n, 0)."""
+    return torch.zeros(n, 0)
+
+
+def _score(d: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An unconditional critic's scores (N,); its aux output is None."""
+    scores, aux = d(x, _c0(x.shape[0]))
+    assert aux is None
+    return scores
+
+
 def _sn_modules(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
@@ -39,14 +51,14 @@ def test_shapes_and_ranges(res, d_norm, use_sn):
                                d_sn=use_sn), res)
     assert isinstance(g, ResNetGenerator) and isinstance(d, ResNetCritic)
     assert g.latent_dim == 16 and g.resolution == res
-    x = g(torch.randn(8, 16))
+    x = g(torch.randn(8, 16), _c0(8))
     assert x.shape == (8, 3, res, res)
     assert torch.isfinite(x).all()
     assert (x.abs() < 0.99).float().mean() > 0.5  # init does not saturate the tanh
     # Nor are the images flat, except that spectral norm without a norm layer shrinks every
     # layer's output (sigma 1 and ReLU), so that generator starts near 0 (std ~0.03).
     assert x.std().item() > (0.01 if use_sn and g_norm == "none" else 0.1)
-    scores = d(x)
+    scores = _score(d, x)
     assert scores.shape == (8,)
     assert torch.isfinite(scores).all() and scores.std() > 0
 
@@ -72,8 +84,8 @@ def test_spectral_norm_constrains_every_weight(use_sn):
         assert all(hasattr(m, "parametrizations") == use_sn for m in _sn_modules(net))
     x = torch.randn(8, 3, 16, 16)
     for _ in range(30):  # power iterations (one per forward in train mode)
-        d(x)
-        g(torch.randn(8, 16))
+        d(x, _c0(8))
+        g(torch.randn(8, 16), _c0(8))
     for net in (g, d):
         sigmas = _sigmas(net)
         if use_sn:
@@ -98,7 +110,7 @@ def test_critic_is_per_sample(d_norm):
     _, d = build_networks(_cfg(d_norm=d_norm, d_sn=True), 16)
     d.eval()  # eval: spectral norm does not advance its power iteration between the calls
     x = torch.randn(4, 3, 16, 16)
-    torch.testing.assert_close(d(x)[:2], d(x[:2]))
+    torch.testing.assert_close(_score(d, x)[:2], _score(d, x[:2]))
 
 
 def test_batch_norm_critic_mixes_samples_in_train_mode():
@@ -106,7 +118,7 @@ def test_batch_norm_critic_mixes_samples_in_train_mode():
     torch.manual_seed(0)
     _, d = build_networks(_cfg(d_norm="batch"), 16)
     x = torch.randn(4, 3, 16, 16)
-    assert not torch.allclose(d(x)[:2], d(x[:2]))
+    assert not torch.allclose(_score(d, x)[:2], _score(d, x[:2]))
 
 
 @pytest.mark.parametrize("d_norm", ["layer", "none"])
@@ -114,15 +126,17 @@ def test_gradient_penalty_double_backward_through_sn_critic(d_norm):
     torch.manual_seed(0)
     g, d = build_networks(_cfg(d_norm=d_norm, d_sn=True, g_sn=True), 16)
     real = torch.rand(4, 3, 16, 16) * 2 - 1
-    fake = g(torch.randn(4, 16))
-    loss = d(fake.detach()).mean() - d(real).mean() + 10.0 * gradient_penalty(d, real, fake)
+    fake = g(torch.randn(4, 16), _c0(4))
+    score_fn = lambda x: _score(d, x)
+    loss = (score_fn(fake.detach()).mean() - score_fn(real).mean()
+            + 10.0 * gradient_penalty(score_fn, real, fake))
     loss.backward()
     grads = [p.grad for p in d.parameters()]
     assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
     # The penalty's own graph reaches the raw weights behind the spectral norm.
     d.zero_grad()
     x = real.clone().requires_grad_(True)
-    (gx,) = torch.autograd.grad(d(x).sum(), x, create_graph=True)
+    (gx,) = torch.autograd.grad(_score(d, x).sum(), x, create_graph=True)
     gx.square().sum().backward()
     raw = d.blocks[0].conv1.parametrizations.weight.original
     assert raw.grad is not None and raw.grad.abs().sum() > 0
@@ -132,7 +146,7 @@ def test_critic_double_backward_matches_finite_differences():
     torch.manual_seed(0)
     d = ResNetCritic(resolution=8, width=2, norm="layer", use_sn=True).double().eval()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(d, (x,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(lambda x: _score(d, x), (x,), fast_mode=True)
 
 
 @pytest.mark.parametrize("use_sn", [False, True])
@@ -141,7 +155,7 @@ def test_state_dict_round_trip(use_sn):
     torch.manual_seed(0)
     g, d = build_networks(cfg, NetSpec(16))
     x = torch.randn(4, 3, 16, 16)
-    d(x), g(torch.randn(4, 16))  # move the BN statistics and the SN vectors off their init
+    d(x, _c0(4)), g(torch.randn(4, 16), _c0(4))  # move the BN statistics and the SN vectors off their init
     buf = io.BytesIO()
     torch.save({"G": g.state_dict(), "D": d.state_dict()}, buf)
     buf.seek(0)
@@ -153,8 +167,8 @@ def test_state_dict_round_trip(use_sn):
     z = torch.randn(4, 16)
     for a, b in ((g, g2), (d, d2)):
         a.eval(), b.eval()
-    torch.testing.assert_close(g2(z), g(z), rtol=0, atol=0)
-    torch.testing.assert_close(d2(x), d(x), rtol=0, atol=0)
+    torch.testing.assert_close(g2(z, _c0(4)), g(z, _c0(4)), rtol=0, atol=0)
+    torch.testing.assert_close(_score(d2, x), _score(d, x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("use_sn", [False, True])
@@ -165,10 +179,10 @@ def test_channels_last_matches_contiguous(use_sn):
     g_cl = copy.deepcopy(g).to(memory_format=torch.channels_last)
     d_cl = copy.deepcopy(d).to(memory_format=torch.channels_last)
     z = torch.randn(4, 16)
-    x, x_cl = g(z), g_cl(z)  # train mode: batch norm and one power iteration each
+    x, x_cl = g(z, _c0(4)), g_cl(z, _c0(4))  # train mode: batch norm and one power iteration each
     torch.testing.assert_close(x_cl, x, atol=1e-5, rtol=1e-4)
     x_cl = x.detach().contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(d_cl(x_cl), d(x.detach()), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(_score(d_cl, x_cl), _score(d, x.detach()), atol=1e-5, rtol=1e-4)
 
 
 def test_spec_forms_and_errors():
@@ -179,12 +193,12 @@ def test_spec_forms_and_errors():
     for a, b in zip(g1.state_dict().values(), g2.state_dict().values()):
         torch.testing.assert_close(a, b)
     g, d = ARCHS["resnet"](_cfg(), NetSpec(16, channels=1))
-    assert g(torch.randn(2, 16)).shape == (2, 1, 16, 16)
-    assert d(torch.randn(2, 1, 16, 16)).shape == (2,)
+    assert g(torch.randn(2, 16), _c0(2)).shape == (2, 1, 16, 16)
+    assert _score(d, torch.randn(2, 1, 16, 16)).shape == (2,)
     for arch in ARCHS:
         g, _ = build_networks(_cfg(arch=arch), NetSpec(16, label_dim=10))
-        with pytest.raises(ValueError, match="label_dim"):
-            g(torch.randn(2, 16))  # conditional: labels missing
+        with pytest.raises(ValueError, match=r"label_dim=10\) expects labels c of shape \(2, 10\)"):
+            g(torch.randn(2, 16), _c0(2))  # conditional: labels of width 0
     for bad in (24, 4, 0):
         with pytest.raises(ValueError, match="power of two"):
             NetSpec(bad)

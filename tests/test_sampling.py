@@ -1,7 +1,7 @@
 import torch
 
-from facegan.sampling import latents, lerp, morph, slerp, to_uint8
 from facegan.models.dcgan import DCGANGenerator
+from facegan.sampling import latents, lerp, morph, slerp, to_uint8
 from facegan.train.batches import BatchSampler
 
 

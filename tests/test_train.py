@@ -11,6 +11,7 @@ from PIL import Image
 from facegan.checkpoint import load_checkpoint
 from facegan.config import PRESETS, apply_overrides, get_preset
 from facegan.data import load_dataset
+from facegan.labels import UNCONDITIONAL
 from facegan.train import TrainingDiverged, build_trainer, resume_trainer
 
 TINY = ["data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4",
@@ -191,7 +192,8 @@ def test_eval_hook_logs_quality_and_keeps_best(tmp_path, tiny_folder):
     fids = iter([30.0, 20.0, 25.0])
     calls = []
 
-    def fake_eval(g):
+    def fake_eval(g, labels):
+        assert labels == UNCONDITIONAL  # the run's spec, to draw a conditional model's labels
         calls.append(g.training)
         return {"fid": next(fids), "kid_mean": 0.01, "kid_std": 0.001, "eval_n": 8}
 
@@ -220,3 +222,94 @@ def test_time_budget_ends_the_run_like_its_last_step(tmp_path, tiny_folder):
     assert ck["step"] == tr.step
     assert (tmp_path / "r" / "samples" / f"step_{tr.step:06d}.png").exists()
     assert "time budget of 0.5 s reached" in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_an_unconditional_trainer_holds_the_unconditional_spec_and_width_zero_labels(tmp_path, tiny_folder):
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1")
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "run", progress=False)
+    assert tr.label_spec == UNCONDITIONAL and tr.label_dim == 0
+    x, c = tr._real_batch()
+    assert x.shape == (8, 3, 16, 16) and c.shape == (8, 0)
+    assert tr._fake_labels().shape == (8, 0) and tr.fixed_c.shape == (4, 0)
+    out = tr._critic(x, c)  # the critic's one call site: always (scores, aux or None)
+    assert isinstance(out, tuple) and out[0].shape == (8,) and out[1] is None
+    tr.train(2)
+    # The checkpoint format is unchanged: an unconditional run stores labels None, width 0.
+    ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert ck["labels"] is None and ck["label_dim"] == 0 and ck["label_draw"] is None
+    assert "labels" not in json.loads((tmp_path / "run" / "config.json").read_text())
+    assert not (tmp_path / "run" / "labels.json").exists()
+
+
+def test_trainer_refuses_labels_that_do_not_match_their_spec(tmp_path, tiny_folder):
+    from facegan.labels import LabelSpec
+    from facegan.train import Trainer
+
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder)
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "run", progress=False)
+    spec = LabelSpec("attr", ("a", "b"), (1, 2), len(data))
+    args = (cfg, tr.G, tr.D, None, tr.opt_g, tr.opt_d, tr.loss, data, tmp_path / "x", tr.device)
+    with pytest.raises(ValueError, match=r"labels of shape \(24, 3\).*width 2"):
+        Trainer(*args, labels=torch.zeros(len(data), 3), label_spec=spec)
+    with pytest.raises(ValueError, match=r"labels of shape \(24, 0\).*width 2"):
+        Trainer(*args, label_spec=spec)  # a conditional spec needs its labels
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_trainer_computes_in_its_precision(tmp_path, tiny_folder, precision, dtype):
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, f"train.precision={precision}")
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "run", progress=False)
+    a = torch.randn(4, 4)
+    # fp32 turns autocast off, so the trainer's fp32 stays fp32 inside someone else's bf16 region.
+    with torch.autocast("cpu", dtype=torch.bfloat16), tr._autocast():
+        assert (a @ a).dtype == dtype
+
+
+# ---- start_run / train: the one way a run starts ----------------------------------------------
+
+def test_train_then_resume_through_start_run(tmp_path, tiny_folder):
+    from facegan.train import end_run, start_run, train
+
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1")
+    run = train(cfg, tmp_path / "run", overrides=["train.steps=2"], progress=False)
+    assert run == tmp_path / "run"
+    ck = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ck["step"] == 2 and ck["config"].train.steps == 2
+    assert "start: preset wgangp-celeba64, 24 images" in (run / "train.log").read_text()
+    # A resume goes on from the checkpoint's config, with the overrides a resume may change.
+    trainer = start_run(None, None, resume=run, overrides={"steps": 4, "train.g_lr": 5e-5}, progress=False)
+    try:
+        assert trainer.step == 2 and trainer.run_dir == run
+        assert trainer.cfg.train.steps == 4 and trainer.opt_g.param_groups[0]["lr"] == 5e-5
+        assert trainer.cfg.model == ck["config"].model
+    finally:
+        end_run(trainer)
+    log = (run / "train.log").read_text()
+    assert "resumed at step 2" in log and "train.g_lr 0.0001 -> 5e-05" in log
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path, tiny_folder):
+    from facegan.errors import UserError
+    from facegan.train import start_run
+
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, f"data.path={tmp_path / 'missing'}")
+    with pytest.raises(UserError, match="does not exist"):
+        start_run(cfg, tmp_path / "new" / "run", progress=False)
+    assert not (tmp_path / "new" / "run").exists()
+
+
+def test_resume_refuses_another_preset_and_reached_steps(tmp_path, tiny_folder):
+    from facegan.errors import UserError
+    from facegan.train import start_run, train
+
+    run = train(tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1", "train.steps=1"),
+                tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match="--preset cannot change when resuming"):
+        start_run(None, None, resume=run, preset="demo", progress=False)
+    with pytest.raises(UserError, match="already at step 1"):
+        start_run(None, None, resume=run, progress=False)
+    with pytest.raises(UserError, match="cannot change model.g_width"):
+        start_run(None, None, resume=run, overrides=["model.g_width=8", "steps=3"], progress=False)

@@ -29,16 +29,17 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (in the 
 with warnings.catch_warnings():
     # Starlette 1.x would rather use the httpx2 fork; httpx works with every Starlette version.
     warnings.filterwarnings("ignore", message=".*httpx2")
-    from starlette.testclient import TestClient  # noqa: E402
+    from starlette.testclient import TestClient
 
-from facegan import cli  # noqa: E402
-from facegan.errors import UserError  # noqa: E402
-from facegan.sampling import generate_images, latents, load_generator, to_uint8  # noqa: E402
-from facegan.web import app as web_app  # noqa: E402
-from facegan.web.app import Server  # noqa: E402
-from facegan.web.engine import Batcher, ModelHolder  # noqa: E402
-from test_cli import TINY  # noqa: E402
-from test_labels import make_celeba_attrs, make_classes  # noqa: E402
+from test_cli import TINY
+from test_labels import make_celeba_attrs, make_classes
+
+from facegan import commands as cli
+from facegan.errors import UserError
+from facegan.sampling import generate_images, latents, load_generator, to_uint8
+from facegan.web import app as web_app
+from facegan.web.app import Server
+from facegan.web.engine import Batcher, ModelHolder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -377,7 +378,7 @@ def test_direction_sliders_edit_the_face(plain_run, tmp_path):
     assert np.abs(edited.astype(int) - plain).max() > 0
     z = latents(1, lg.generator.latent_dim, 9) + 3 * vecs["Smiling"] - 1.5 * vecs["Male"]
     with torch.inference_mode():
-        want = to_uint8(lg.generator(z))[0].permute(1, 2, 0).numpy()
+        want = to_uint8(lg.generator(z, torch.zeros(1, 0)))[0].permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(edited, want)
     for bad, needle in (("Smiling:5.5", "out of range"), ("Smiling:inf", "out of range"),
                         ("Smiling", "NAME:STRENGTH"), ("Bald:1", "unknown direction 'Bald'"),
@@ -388,6 +389,12 @@ def test_direction_sliders_edit_the_face(plain_run, tmp_path):
     write_directions(run, lg.generator.latent_dim + 1)
     info = client_for(run)[0].get("/api/info").json()
     assert info["directions"] == [] and "latent of" in info["directions_problem"]
+    # A damaged one too, with the reason facegan.directions gives (the page still serves faces).
+    (run / "directions.json").write_text(json.dumps({"version": 2, "z_dim": 3, "directions": {}}))
+    client = client_for(run)[0]
+    info = client.get("/api/info").json()
+    assert info["directions"] == [] and "not a facegan directions file" in info["directions_problem"]
+    assert client.get("/api/image.png?seed=9").status_code == 200
 
 
 # ---- batching and refusal -------------------------------------------------------------------
@@ -462,17 +469,18 @@ def test_worker_survives_abandoned_and_stale_requests(plain_run):
     batcher = Batcher(holder, max_wait=0.2)
     gate = Gate(batcher)
     z = latents(1, holder.model.latent_dim, 0)
-    first = batcher.submit(z, None)
+    c = holder.model.labels.draw(1)  # (1, 0): an unconditional model
+    first = batcher.submit(z, c)
     assert gate.entered.wait(20)
-    abandoned = batcher.submit(z, None)
+    abandoned = batcher.submit(z, c)
     assert abandoned.cancel()  # its client went away
-    stale = batcher.submit(z, None)
+    stale = batcher.submit(z, c)
     time.sleep(0.5)  # longer than 2 * max_wait in the queue: answered "busy", not computed
     gate.release.set()
     assert first.result(20).shape == (1, 3, 16, 16)
     with pytest.raises(Overloaded, match="waited too long"):
         stale.result(20)
-    assert batcher.submit(z, None).result(20).shape == (1, 3, 16, 16)  # the worker lives on
+    assert batcher.submit(z, c).result(20).shape == (1, 3, 16, 16)  # the worker lives on
     assert gate.calls == 2
     batcher.stop()
 
@@ -506,7 +514,7 @@ def test_serve_user_mistakes_are_one_line(tmp_path, capsys, monkeypatch, plain_r
 def test_serve_command_prints_url_and_stops_cleanly(plain_run):
     env = dict(os.environ, PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for host, sig in (("0.0.0.0", signal.SIGINT), ("127.0.0.1", signal.SIGTERM)):
-        p = subprocess.Popen([sys.executable, "-m", "facegan.cli", "serve", str(plain_run),
+        p = subprocess.Popen([sys.executable, "-m", "facegan", "serve", str(plain_run),
                               "--port", "0", "--host", host], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)
         try:

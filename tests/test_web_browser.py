@@ -25,11 +25,12 @@ pytest.importorskip("uvicorn", reason="facegan serve needs the [serve] extra (uv
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="Playwright is not installed (pip install -e '.[dev]')")
 
+from test_web import class_run, plain_run, write_directions  # noqa: E402,F401  (fixtures)
+
 from facegan.sampling import generate_images, load_generator  # noqa: E402
 from facegan.web import bind  # noqa: E402
 from facegan.web.app import Server  # noqa: E402
 from facegan.web.engine import Batcher, ModelHolder  # noqa: E402
-from test_web import class_run, plain_run, write_directions  # noqa: E402,F401  (fixtures)
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

@@ -18,13 +18,12 @@ on its number of processes (see ``facegan.train.distributed``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from .errors import UserError
-
+from .config import AUGMENT_NAMES, parse_policy
 
 Share = tuple[int, int]  # (rank, world size)
 ALONE: Share = (0, 1)
@@ -140,18 +139,7 @@ AUGMENTS: dict[str, list[Callable[[Tensor, torch.Generator, Share], Tensor]]] = 
     "translation": [translation],
     "cutout": [cutout],
 }
-
-
-def parse_policy(policy: str) -> list[str]:
-    """'color,translation,cutout' -> ['color', 'translation', 'cutout']; '' or 'none' -> []."""
-    names = [p.strip() for p in policy.replace("+", ",").split(",") if p.strip()]
-    if names == ["none"]:
-        return []
-    bad = [p for p in names if p not in AUGMENTS]
-    if bad:
-        raise UserError(f"unknown augmentation '{bad[0]}' in augment='{policy}'; "
-                        f"use a comma-separated subset of {', '.join(AUGMENTS)} (or '' for none)")
-    return names
+assert tuple(AUGMENTS) == AUGMENT_NAMES  # config checks names against AUGMENT_NAMES
 
 
 class DiffAugment:

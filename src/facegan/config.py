@@ -1,7 +1,9 @@
 """Configs: frozen dataclasses, one named preset per recipe, overrides, JSON round-trip.
 
 A run's resolved :class:`Config` is written to ``RUN/config.json`` and into every checkpoint,
-so a checkpoint alone rebuilds the networks for sampling.
+so a checkpoint alone rebuilds the networks for sampling. A field with a fixed set of values
+declares it once (:func:`choice`); :meth:`Config.validate` checks it and the command line
+offers the same list (:func:`field_choices`).
 """
 
 from __future__ import annotations
@@ -9,10 +11,53 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .errors import UserError
+from .labels import CLASSES_PREFIX, FOLDERS, check_condition_syntax
+from .runtime import FUSED, PRECISIONS
+
+RESOLUTIONS = (16, 32, 64, 128, 256)  # the training sizes
+CROPS = ("auto", "center", "celeba", "none")
+PARTITIONS = ("train", "valid", "test", "all")
+G_NORMS = ("batch", "none")
+D_NORMS = ("batch", "instance", "layer", "none")
+G_CONDS = ("concat", "cbn")
+D_CONDS = ("concat", "projection", "ac")
+OPTIMIZERS = ("adam", "rmsprop")
+COMPILE = ("off", "generator", "all")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+AUGMENT_NAMES = ("color", "rotation", "translation", "cutout")  # DiffAugment's, in facegan.augment
+
+
+def parse_policy(policy: str) -> list[str]:
+    """train.augment: 'color,translation,cutout' -> ['color', 'translation', 'cutout'];
+    '' or 'none' -> []. UserError for an unknown name."""
+    names = [p.strip() for p in policy.replace("+", ",").split(",") if p.strip()]
+    if names == ["none"]:
+        return []
+    bad = [p for p in names if p not in AUGMENT_NAMES]
+    if bad:
+        raise UserError(f"unknown augmentation '{bad[0]}' in augment='{policy}'; "
+                        f"use a comma-separated subset of {', '.join(AUGMENT_NAMES)} (or '' for none)")
+    return names
+
+
+def choice(default: Any, choices: tuple, *, what: str = "", error: str = "") -> Any:
+    """A dataclass field that takes one of ``choices``.
+
+    what: the name in the error message (default: the dotted key, e.g. ``model.g_cond``).
+    error: a message template with {value}, {listed} ('a, b, c') and {spoken} ('a, b or c'),
+        instead of "unknown {what} '{value}'; use {spoken}".
+    """
+    return field(default=default, metadata={"choices": tuple(choices), "what": what, "error": error})
+
+
+def _spoken(values: tuple) -> str:
+    words = [str(v) for v in values]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 @dataclass(frozen=True)
@@ -21,6 +66,7 @@ class DataConfig:
 
     path: an image folder (recursive), a .zip of images, a CelebA root (holding
         ``img_align_celeba/``), or ``builtin`` for the procedurally drawn faces.
+    resolution: image size in pixels, one of :data:`RESOLUTIONS`.
     crop: ``auto`` (CelebA face box for the CelebA layout, else center square), ``center``,
         ``celeba`` (left 30, top 55, right 150, bottom 175 on 178x218, scaled), or ``none``.
     partition: CelebA partition: train | valid | test | all.
@@ -30,13 +76,14 @@ class DataConfig:
     condition: labels for conditional training ('' = unconditional): 'folders' (one class per
         first-level sub-folder of a folder or zip), 'Male,Smiling' (CelebA / builtin attributes
         as independent binary labels) or 'classes:Male,Smiling' (their combinations as classes).
-        See ``facegan.data.labels``.
+        See ``facegan.labels``.
     """
 
     path: str = "builtin"
-    resolution: int = 64
-    crop: str = "auto"
-    partition: str = "train"
+    resolution: int = choice(64, RESOLUTIONS,
+                             error="resolution {value} is not supported; use one of {listed}")
+    crop: str = choice("auto", CROPS, what="crop")
+    partition: str = choice("train", PARTITIONS, what="partition")
     max_images: int = 0
     hflip: bool = True
     cache_dir: str = ""
@@ -56,21 +103,23 @@ class ModelConfig:
     g_width: int = 64
     d_width: int = 64
     max_width: int = 1024
-    g_norm: str = "batch"  # batch | none
-    d_norm: str = "instance"  # batch | instance | layer | none
+    g_norm: str = choice("batch", G_NORMS, what="generator norm")
+    d_norm: str = choice("instance", D_NORMS, what="critic norm")
     d_dropout: float = 0.0
     g_sn: bool = False  # spectral norm on the generator's convolutions / linear layers
     d_sn: bool = False  # spectral norm on the critic's convolutions / linear layers
-    # Conditioning, used only when the data has labels (NetSpec.label_dim > 0):
-    g_cond: str = "concat"  # concat ([z, embed(c)] into G) | cbn (conditional batch norm)
-    d_cond: str = "projection"  # concat (label maps) | projection | ac (auxiliary classifier)
+    # Conditioning, used only when the data has labels (K > 0): concat ([z, embed(c)] into G) |
+    # cbn (conditional batch norm); the critic: concat (label maps) | projection | ac
+    # (auxiliary classifier).
+    g_cond: str = choice("concat", G_CONDS)
+    d_cond: str = choice("projection", D_CONDS)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """Adversarial objective.
 
-    name: bce (non-saturating) | wasserstein | hinge.
+    name: bce (non-saturating) | wasserstein | hinge (facegan.losses.LOSSES).
     gp_weight: gradient-penalty lambda (0 = no penalty).
     r1_weight: R1 gamma: (gamma / 2) E[||grad_x D(x_real)||^2] added to the critic loss (0 = off).
     reg_every: lazy regularisation: apply the gradient penalty / R1 every k-th critic step only,
@@ -102,26 +151,26 @@ class TrainConfig:
     steps: int = 10000
     batch_size: int = 64
     n_critic: int = 5
-    optimizer: str = "adam"  # adam | rmsprop
+    optimizer: str = choice("adam", OPTIMIZERS, what="optimizer")
     g_lr: float = 1e-4
     d_lr: float = 1e-4
     beta1: float = 0.5
     beta2: float = 0.9
     ema_decay: float = 0.999  # 0 = no EMA generator
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (facegan.runtime.resolve_device)
     # auto: bf16 where the device has it (recent GPUs, CPUs with AVX-512 BF16 / AMX), else fp16
     # with a gradient scaler on a GPU, fp32 on a CPU.
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    precision: str = choice("auto", PRECISIONS, what="precision")
     channels_last: bool = True
     # GPU switches ("auto": on for CUDA, off elsewhere; results equal the plain path within
     # floating-point tolerance): fused Adam (one kernel for all parameters), cuDNN autotuning.
-    fused_optimizer: str = "auto"  # auto | on | off
+    fused_optimizer: str = choice("auto", FUSED)
     cudnn_benchmark: bool = True  # CUDA only
-    # torch.compile of the networks' forward: off | generator | all. 'all' also compiles the
-    # critic, which the gradient penalty's / R1's double backward does not support.
-    compile: str = "off"
-    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
+    # torch.compile of the networks' forward. 'all' also compiles the critic, which the
+    # gradient penalty's / R1's double backward does not support.
+    compile: str = choice("off", COMPILE)
+    compile_mode: str = choice("default", COMPILE_MODES)  # reduce-overhead: CUDA graphs
     compile_backend: str = "inductor"  # any torch.compile backend (aot_eager: no C++ compiler needed)
     log_every: int = 10
     sample_every: int = 500
@@ -161,7 +210,7 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
+    def from_dict(cls, d: dict[str, Any]) -> Config:
         """Rebuild a config; unknown keys (from a newer facegan) are ignored, missing ones defaulted."""
         sections = {}
         for f in fields(cls):
@@ -174,231 +223,210 @@ class Config:
         return cls(preset=str(d.get("preset", "custom")), **sections)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
+    def from_json(cls, text: str) -> Config:
         return cls.from_dict(json.loads(text))
+
+    def validate(self) -> Config:
+        """Refuse values and combinations that cannot train correctly, each with a one-line
+        UserError that says the fix; returns ``self``. Every choice-valued field is checked
+        here (and nowhere else)."""
+        for section, cls in _SECTIONS.items():
+            sub = getattr(self, section)
+            for f in fields(cls):
+                _check_choice(f, getattr(sub, f.name), f"{section}.{f.name}")
+        m, loss, t = self.model, self.loss, self.train
+        if loss.gp_weight > 0 and m.d_norm == "batch":
+            raise UserError(
+                "batch norm in a WGAN-GP critic breaks the gradient penalty (it mixes samples); "
+                "set model.d_norm=instance, layer or none"
+            )
+        if loss.gp_weight < 0 or loss.clip_value < 0 or loss.r1_weight < 0:
+            raise UserError("loss.gp_weight, loss.r1_weight and loss.clip_value must be >= 0")
+        if loss.ac_weight < 0:
+            raise UserError(f"loss.ac_weight must be >= 0, got {loss.ac_weight}")
+        check_condition_syntax(self.data.condition)
+        if t.class_balance:
+            cond = self.data.condition.strip()
+            if not cond:
+                raise UserError("train.class_balance needs class labels; set data.condition=folders "
+                                "(or classes:ATTR,...), or train.class_balance=false")
+            if cond != FOLDERS and not cond.startswith(CLASSES_PREFIX):
+                raise UserError(f"train.class_balance needs class labels, but data.condition="
+                                f"'{self.data.condition}' gives attributes; use data.condition=folders "
+                                "or classes:ATTR,..., or train.class_balance=false")
+        if loss.reg_every < 1:
+            raise UserError(f"loss.reg_every must be >= 1 (1 = every critic step), got {loss.reg_every}")
+        if loss.r1_weight > 0 and m.d_norm == "batch":
+            raise UserError("batch norm in the critic breaks the R1 penalty (it mixes samples); "
+                            "set model.d_norm=instance, layer or none")
+        if t.steps < 0 or t.batch_size < 1 or t.n_critic < 1:
+            raise UserError("train.steps must be >= 0, train.batch_size >= 1 and train.n_critic >= 1")
+        if t.compile == "all" and (loss.gp_weight > 0 or loss.r1_weight > 0):
+            raise UserError("train.compile=all compiles the critic, but the gradient penalty / R1 needs "
+                            "its double backward, which compiled graphs do not support; use "
+                            "train.compile=generator")
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            if getattr(t, name) < 1:
+                raise UserError(f"train.{name} must be >= 1 (a number of steps), got {getattr(t, name)}")
+        for name in ("keep_every", "eval_every"):
+            if getattr(t, name) < 0:
+                raise UserError(f"train.{name} must be >= 0 (a number of steps; 0 = never), got "
+                                f"{getattr(t, name)}")
+        if t.time_budget < 0:
+            raise UserError("train.time_budget must be >= 0 seconds (0 = no budget)")
+        parse_policy(t.augment)
+        if not 0.0 <= t.ema_decay < 1.0:
+            raise UserError("train.ema_decay must be in [0, 1)")
+        for name in ("label_smoothing", "label_noise", "label_flip"):
+            v = getattr(loss, name)
+            if not 0.0 <= v < 1.0:
+                raise UserError(f"loss.{name} must be in [0, 1)")
+        return self
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
 
 
+def _check_choice(f: dataclasses.Field, value: Any, key: str) -> None:
+    choices = f.metadata.get("choices")
+    if choices is None or value in choices:
+        return
+    template = f.metadata.get("error") or "unknown {what} '{value}'; use {spoken}"
+    raise UserError(template.format(what=f.metadata.get("what") or key, value=value,
+                                    listed=", ".join(map(str, choices)), spoken=_spoken(choices)))
+
+
+def field_choices(key: str) -> tuple | None:
+    """The values a choice-valued field takes ('train.precision' -> ('auto', 'fp32', ...)),
+    None for a free-valued one; KeyError for an unknown key."""
+    section, _, name = key.partition(".")
+    for f in fields(_SECTIONS[section]):
+        if f.name == name:
+            return f.metadata.get("choices")
+    raise KeyError(key)
+
+
+def validate(cfg: Config) -> None:
+    """:meth:`Config.validate` as a function."""
+    cfg.validate()
+
+
 # --------------------------------------------------------------------------------------------
-# Presets: one per recipe.
+# Presets: one row per recipe, as overrides of the defaults above (which are WGAN-GP).
 
-def _dcgan_celeba64() -> Config:
-    return Config(
-        preset="dcgan-celeba64",
-        data=DataConfig(resolution=64),
-        model=ModelConfig(latent_dim=128, g_width=64, d_width=64, g_norm="batch", d_norm="batch"),
-        loss=LossConfig(name="bce", gp_weight=0.0, label_smoothing=0.1, label_noise=0.05, label_flip=0.03),
-        train=TrainConfig(n_critic=1, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999),
-    )
+@dataclass(frozen=True)
+class PresetSpec:
+    """One recipe: a line of help and its values, by dotted key, applied to the defaults
+    (``base`` first, then ``overrides``)."""
 
+    help: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    base: Mapping[str, Any] = field(default_factory=dict)
 
-def _wgangp_celeba64() -> Config:
-    return Config(
-        preset="wgangp-celeba64",
-        data=DataConfig(resolution=64),
-        model=ModelConfig(latent_dim=128, g_width=64, d_width=64, g_norm="batch", d_norm="instance"),
-        loss=LossConfig(name="wasserstein", gp_weight=10.0),
-        train=TrainConfig(n_critic=5, batch_size=64, g_lr=1e-4, d_lr=1e-4, beta1=0.5, beta2=0.9),
-    )
+    def settings(self) -> dict[str, Any]:
+        return {**self.base, **self.overrides}
 
 
-def _wgangp_celeba128() -> Config:
-    return Config(
-        preset="wgangp-celeba128",
-        data=DataConfig(resolution=128),
-        model=ModelConfig(latent_dim=200, g_width=64, d_width=64, max_width=1024, g_norm="batch",
-                          d_norm="instance"),
-        loss=LossConfig(name="wasserstein", gp_weight=10.0),
-        train=TrainConfig(n_critic=5, batch_size=128, g_lr=1e-4, d_lr=1e-4, beta1=0.5, beta2=0.9),
-    )
-
-
-def _wgan_clip_celeba64() -> Config:
-    return Config(
-        preset="wgan-clip-celeba64",
-        data=DataConfig(resolution=64),
-        # The original WGAN critic uses batch norm; clipping (not a penalty) keeps it Lipschitz.
-        model=ModelConfig(latent_dim=128, g_width=64, d_width=64, g_norm="batch", d_norm="batch"),
-        loss=LossConfig(name="wasserstein", gp_weight=0.0, clip_value=0.01),
-        train=TrainConfig(n_critic=5, batch_size=64, optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5),
-    )
-
-
-def _resnet_wgangp_celeba64() -> Config:
-    # The residual WGAN-GP of Gulrajani et al. (their 64 px ResNet), with a spectrally normalised
-    # instance-norm critic: residual blocks with nearest up-sampling in G, average-pooling
-    # down-sampling blocks and global sum pooling in the critic.
-    return Config(
-        preset="resnet-wgangp-celeba64",
-        data=DataConfig(resolution=64),
-        model=ModelConfig(arch="resnet", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
-                          d_norm="instance", d_sn=True),
-        loss=LossConfig(name="wasserstein", gp_weight=10.0),
-        train=TrainConfig(n_critic=5, batch_size=64, g_lr=1e-4, d_lr=1e-4, beta1=0.0, beta2=0.9),
-    )
-
-
-def _wgangp_ln_celeba64() -> Config:
-    # WGAN-GP tuned for a budget, the quality preset on a CPU: the DCGAN generator at half
-    # width (256-128-64-32), a layer-norm critic at half width (32-64-128-256), one critic step
-    # per generator step, Adam 2e-4 (0, 0.9), and the penalty lazily, every 4th critic step
-    # weighted by 4 (its average weight stays lambda 10). On a 2-core CPU a step is almost all
-    # convolution backward, so each halving buys steps: 64-wide G, 2 critic steps 1.68 steps/s;
-    # 32-wide G 2.54; and one critic step 3.62 (--profile 40). Measured on celeba-10k (2-core
-    # AMD EPYC, Zen 5, bf16), 20 minutes on one core each, side by side, 2,000 samples: FID
-    # 99.6 (3,513 steps) with one critic step against 118.2 (2,174 steps) with two. 60
-    # training minutes on the whole CPU: FID 68.6 (13,757 steps, 10,000 samples) against 75.2
-    # (6,161 steps) with the 64-wide G and 2 critic steps (README, Quality on a budget).
-    # On a GPU or a bf16 CPU, over an hour or more, wgangp-ln-wide-celeba64 wins (README).
-    return _budget("wgangp-ln-celeba64", DataConfig(resolution=64), model=dict(g_width=32),
-                   train=dict(n_critic=1))
-
-
-def _wgangp_ln_wide_celeba64() -> Config:
-    # The budget recipe with both networks 64 wide (G 512-256-128-64, critic 64-128-256-512)
-    # and one critic step: fewer, better steps. On a 2-core Intel Xeon with AMX (bf16), 60
-    # training minutes on celeba-10k, 10,000 samples: FID 40.1 (9,275 steps) against 58.7
-    # (27,433 steps) for wgangp-ln-celeba64, though a step costs 2.8x (README, Quality on a
-    # budget). Not measured on an AVX2-only CPU, where the half-width preset stays the advice.
-    return _budget("wgangp-ln-wide-celeba64", DataConfig(resolution=64), model=dict(d_width=64),
-                   train=dict(n_critic=1))
-
-
-def _budget(preset: str, data: DataConfig, *, model: dict | None = None, loss: dict | None = None,
-            train: dict | None = None) -> Config:
-    """The budget recipe (the one place it is written: 64-wide DCGAN generator, 32-wide
-    layer-norm critic, 2 critic steps, lazy penalty every 4th critic step, Adam 2e-4 (0, 0.9))
-    under a preset name and data config, with fields of its model / loss / train sections
-    changed. The conditional presets use it as measured; wgangp-ln-celeba64 halves G and the
-    critic steps."""
-    return Config(
-        preset=preset,
-        data=data,
-        model=ModelConfig(**dict(latent_dim=128, g_width=64, d_width=32, g_norm="batch",
-                                 d_norm="layer") | (model or {})),
-        loss=LossConfig(**dict(name="wasserstein", gp_weight=10.0, reg_every=4) | (loss or {})),
-        train=TrainConfig(**dict(n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
-                                 beta2=0.9) | (train or {})),
-    )
-
-
-def _sngan_celeba64() -> Config:
-    # SNGAN's "standard CNN" recipe (Miyato et al. 2018, setting C: hinge loss, one critic step,
-    # Adam 2e-4 (0.5, 0.999)) on the DCGAN networks, spectral norm in the critic and no norm
-    # there, plus DiffAugment: 10,000 faces is small data, where augmenting what the critic
-    # sees keeps it from memorising the training set. Translation alone: measured on
-    # celeba-10k (2-core CPU, same seed, 2,000 samples), it reached FID 105.7 after 30 minutes
-    # against 127.0 with colour + translation + cutout (115.8 after 45 minutes).
-    return Config(
-        preset="sngan-celeba64",
-        data=DataConfig(resolution=64),
-        model=ModelConfig(arch="dcgan", latent_dim=128, g_width=64, d_width=64, g_norm="batch",
-                          d_norm="none", d_sn=True),
-        loss=LossConfig(name="hinge", gp_weight=0.0),
-        train=TrainConfig(n_critic=1, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.5, beta2=0.999,
-                          augment="translation"),
-    )
-
-
-def _cwgangp_animals64() -> Config:
-    # AC-GAN on WGAN-GP for class folders (afhq-style: data/cat, data/dog, ...): the critic's
-    # score stays unconditional and an auxiliary head classifies real images (lambda 1), the
-    # generator is conditioned by conditional batch norm; the budget recipe (_budget: 64-wide
-    # G, 32-wide layer-norm critic, 2 critic steps, lazy penalty, Adam 2e-4 (0, 0.9)). A few
-    # thousand images per class is small data: flips plus DiffAugment small rotations,
-    # translation and cutout (no colour jitter, which could wash out a class's colouring that
-    # the classifier head learns from).
-    return _budget("cwgangp-animals64",
-                   DataConfig(resolution=64, crop="center", hflip=True, condition="folders"),
-                   model=dict(g_cond="cbn", d_cond="ac"), loss=dict(ac_weight=1.0),
-                   train=dict(augment="rotation,translation,cutout"))
-
-
-def _cwgangp_celeba64() -> Config:
-    # AC-GAN WGAN-GP on CelebA attributes, as independent binary labels (the AC head then has
-    # one logit per attribute, trained with binary cross-entropy), on the budget recipe
-    # (_budget: 64-wide G, 32-wide layer-norm critic, 2 critic steps, lazy penalty every 4th
-    # critic step, Adam 2e-4 (0, 0.9)), which was wgangp-ln-celeba64 when this was measured.
-    # The earlier settings (64-wide instance-norm critic, 5 critic steps) ran 242 steps in 45
-    # minutes on one thread and drew Male at chance.
-    return _budget("cwgangp-celeba64", DataConfig(resolution=64, condition="Male,Smiling,Eyeglasses"),
-                   model=dict(g_cond="cbn", d_cond="ac"), loss=dict(ac_weight=1.0))
-
-
-def _projection_celeba64() -> Config:
-    # cGAN with a projection critic (Miyato & Koyama 2018: score = linear(h) + <embed(y), h>)
-    # and conditional batch norm in G, on the Wasserstein budget recipe (_budget: 64-wide G,
-    # 32-wide layer-norm critic, 2 critic steps, lazy penalty, Adam 2e-4 (0, 0.9)). Chosen by
-    # measurement over the SNGAN-style hinge recipe (spectral norm, no norm, one critic step,
-    # DiffAugment): conditioned on Male, 45 minutes side by side on celeba-10k, the hinge
-    # critic's samples followed the label 58.9% of the time (balanced, a classifier trained
-    # on the real images), the Wasserstein one's 87.5% (README, Measuring a conditional model).
-    return _budget("projection-celeba64", DataConfig(resolution=64, condition="Male"),
-                   model=dict(g_cond="cbn", d_cond="projection"))
-
-
-def _demo() -> Config:
-    # Small enough to show faces forming on the built-in set within a few CPU minutes.
-    return Config(
-        preset="demo",
-        data=DataConfig(path="builtin", resolution=32),
-        model=ModelConfig(latent_dim=64, g_width=32, d_width=32, g_norm="batch", d_norm="layer"),
-        loss=LossConfig(name="wasserstein", gp_weight=10.0),
-        # The time budget keeps a newcomer's first run short on any CPU: 2,000 steps take about
-        # 3 minutes with native bf16 and 9 without; the run stops at whichever comes first.
-        train=TrainConfig(steps=2000, n_critic=2, batch_size=64, g_lr=2e-4, d_lr=2e-4, beta1=0.0,
-                          beta2=0.9, ema_decay=0.99, log_every=10, sample_every=250,
-                          checkpoint_every=500, time_budget=180.0),
-    )
-
-
-PRESETS = {
-    "dcgan-celeba64": _dcgan_celeba64,
-    "wgangp-celeba64": _wgangp_celeba64,
-    "wgangp-celeba128": _wgangp_celeba128,
-    "wgan-clip-celeba64": _wgan_clip_celeba64,
-    "resnet-wgangp-celeba64": _resnet_wgangp_celeba64,
-    "wgangp-ln-celeba64": _wgangp_ln_celeba64,
-    "wgangp-ln-wide-celeba64": _wgangp_ln_wide_celeba64,
-    "sngan-celeba64": _sngan_celeba64,
-    "cwgangp-animals64": _cwgangp_animals64,
-    "cwgangp-celeba64": _cwgangp_celeba64,
-    "projection-celeba64": _projection_celeba64,
-    "demo": _demo,
+# The budget recipe: 64-wide DCGAN generator, 32-wide layer-norm critic, 2 critic steps, the
+# penalty lazily (every 4th critic step, weighted by 4: its average weight stays lambda 10),
+# Adam 2e-4 (0, 0.9). Halving widths and critic steps buys steps where convolution backward
+# dominates a step (a CPU).
+BUDGET = {
+    "model.latent_dim": 128, "model.g_width": 64, "model.d_width": 32, "model.g_norm": "batch",
+    "model.d_norm": "layer", "loss.name": "wasserstein", "loss.gp_weight": 10.0,
+    "loss.reg_every": 4, "train.n_critic": 2, "train.batch_size": 64, "train.g_lr": 2e-4,
+    "train.d_lr": 2e-4, "train.beta1": 0.0, "train.beta2": 0.9,
 }
 
-PRESET_HELP = {
-    "dcgan-celeba64": "DCGAN, BCE with label smoothing/noise/flips, batch norm, Adam 2e-4 (0.5, 0.999)",
-    "wgangp-celeba64": "WGAN-GP, lambda 10, 5 critic steps, instance-norm critic, Adam 1e-4 (0.5, 0.9)",
-    "wgangp-celeba128": "WGAN-GP at 128x128, latent 200, batch 128",
-    "wgan-clip-celeba64": "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
-    "resnet-wgangp-celeba64": "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
-    "wgangp-ln-celeba64": "WGAN-GP for a budget (start here for short runs or a CPU without bf16): 32-wide G, 32-wide "
-                          "layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
-                          "Adam 2e-4 (0, 0.9)",
-    "wgangp-ln-wide-celeba64": "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU "
-                               "with bf16, an hour or more): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
-    "sngan-celeba64": "hinge loss, spectral-norm critic, DiffAugment translation, 1 critic step",
-    "cwgangp-animals64": "class-conditional AC-GAN WGAN-GP, one class per sub-folder, the budget recipe "
-                         "(32-wide layer-norm critic), cond. batch norm G, flips + DiffAugment "
-                         "rotation/translation/cutout",
-    "cwgangp-celeba64": "AC-GAN WGAN-GP on CelebA attributes Male, Smiling, Eyeglasses (binary labels), "
-                        "the budget recipe (64-wide G, 32-wide layer-norm critic, 2 critic steps)",
-    "projection-celeba64": "projection critic conditioned on Male, cond. batch norm G, the budget "
-                           "WGAN-GP recipe (measured better than hinge + spectral norm)",
-    "demo": "small WGAN-GP for the built-in faces at 32x32, a few CPU minutes",
+PRESETS: dict[str, PresetSpec] = {
+    "dcgan-celeba64": PresetSpec(
+        "DCGAN, BCE with label smoothing/noise/flips, batch norm, Adam 2e-4 (0.5, 0.999)",
+        {"model.g_norm": "batch", "model.d_norm": "batch", "loss.name": "bce",
+         "loss.gp_weight": 0.0, "loss.label_smoothing": 0.1, "loss.label_noise": 0.05,
+         "loss.label_flip": 0.03, "train.n_critic": 1, "train.g_lr": 2e-4, "train.d_lr": 2e-4,
+         "train.beta1": 0.5, "train.beta2": 0.999}),
+    "wgangp-celeba64": PresetSpec(
+        "WGAN-GP, lambda 10, 5 critic steps, instance-norm critic, Adam 1e-4 (0.5, 0.9)",
+        {"model.d_norm": "instance", "loss.name": "wasserstein", "loss.gp_weight": 10.0,
+         "train.n_critic": 5, "train.g_lr": 1e-4, "train.d_lr": 1e-4, "train.beta1": 0.5,
+         "train.beta2": 0.9}),
+    "wgangp-celeba128": PresetSpec(
+        "WGAN-GP at 128x128, latent 200, batch 128",
+        {"data.resolution": 128, "model.latent_dim": 200, "model.d_norm": "instance",
+         "loss.gp_weight": 10.0, "train.n_critic": 5, "train.batch_size": 128}),
+    # The original WGAN critic uses batch norm; clipping (not a penalty) keeps it Lipschitz.
+    "wgan-clip-celeba64": PresetSpec(
+        "original WGAN: weight clipping 0.01, RMSprop 5e-5, 5 critic steps",
+        {"model.d_norm": "batch", "loss.name": "wasserstein", "loss.gp_weight": 0.0,
+         "loss.clip_value": 0.01, "train.n_critic": 5, "train.optimizer": "rmsprop",
+         "train.g_lr": 5e-5, "train.d_lr": 5e-5}),
+    # Gulrajani et al.'s 64 px ResNet: nearest up-sampling in G, average-pooling down-sampling
+    # and global sum pooling in the critic, here spectrally normalised with instance norm.
+    "resnet-wgangp-celeba64": PresetSpec(
+        "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
+        {"model.arch": "resnet", "model.d_norm": "instance", "model.d_sn": True,
+         "loss.gp_weight": 10.0, "train.n_critic": 5, "train.beta1": 0.0, "train.beta2": 0.9}),
+    # Half-width G and one critic step: cheaper steps, so more of them in a short run.
+    "wgangp-ln-celeba64": PresetSpec(
+        "WGAN-GP for a budget (start here for short runs or a CPU without bf16): 32-wide G, "
+        "32-wide layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
+        "Adam 2e-4 (0, 0.9)",
+        {"model.g_width": 32, "train.n_critic": 1}, base=BUDGET),
+    # Both networks 64 wide: fewer, better steps, where the hardware makes them affordable.
+    "wgangp-ln-wide-celeba64": PresetSpec(
+        "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU with bf16, an "
+        "hour or more): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
+        {"model.d_width": 64, "train.n_critic": 1}, base=BUDGET),
+    # SNGAN's standard-CNN setting C (hinge, one critic step, Adam 2e-4 (0.5, 0.999)) on the
+    # DCGAN networks; translation-only DiffAugment keeps the critic from memorising a small set.
+    "sngan-celeba64": PresetSpec(
+        "hinge loss, spectral-norm critic, DiffAugment translation, 1 critic step",
+        {"model.d_norm": "none", "model.d_sn": True, "loss.name": "hinge", "loss.gp_weight": 0.0,
+         "train.n_critic": 1, "train.g_lr": 2e-4, "train.d_lr": 2e-4, "train.beta1": 0.5,
+         "train.beta2": 0.999, "train.augment": "translation"}),
+    # AC-GAN on class folders: the critic's score stays unconditional and an auxiliary head
+    # classifies real images. No colour jitter: it could wash out a class's colouring, which
+    # the classifier head learns from.
+    "cwgangp-animals64": PresetSpec(
+        "class-conditional AC-GAN WGAN-GP, one class per sub-folder, the budget recipe "
+        "(32-wide layer-norm critic), cond. batch norm G, flips + DiffAugment "
+        "rotation/translation/cutout",
+        {"data.crop": "center", "data.hflip": True, "data.condition": "folders",
+         "model.g_cond": "cbn", "model.d_cond": "ac", "loss.ac_weight": 1.0,
+         "train.augment": "rotation,translation,cutout"}, base=BUDGET),
+    # Attributes as independent binary labels: the AC head has one logit per attribute.
+    "cwgangp-celeba64": PresetSpec(
+        "AC-GAN WGAN-GP on CelebA attributes Male, Smiling, Eyeglasses (binary labels), the "
+        "budget recipe (64-wide G, 32-wide layer-norm critic, 2 critic steps)",
+        {"data.condition": "Male,Smiling,Eyeglasses", "model.g_cond": "cbn",
+         "model.d_cond": "ac", "loss.ac_weight": 1.0}, base=BUDGET),
+    # Miyato & Koyama's projection critic: score = linear(h) + <embed(y), h>.
+    "projection-celeba64": PresetSpec(
+        "projection critic conditioned on Male, cond. batch norm G, the budget WGAN-GP recipe",
+        {"data.condition": "Male", "model.g_cond": "cbn", "model.d_cond": "projection"},
+        base=BUDGET),
+    # Small enough to show faces forming on the built-in set within a few CPU minutes; the
+    # time budget keeps a newcomer's first run short on a slow CPU.
+    "demo": PresetSpec(
+        "small WGAN-GP for the built-in faces at 32x32, a few CPU minutes",
+        {"data.path": "builtin", "data.resolution": 32, "model.latent_dim": 64,
+         "model.g_width": 32, "model.d_width": 32, "model.d_norm": "layer",
+         "loss.gp_weight": 10.0, "train.steps": 2000, "train.n_critic": 2,
+         "train.g_lr": 2e-4, "train.d_lr": 2e-4, "train.beta1": 0.0, "train.beta2": 0.9,
+         "train.ema_decay": 0.99, "train.sample_every": 250, "train.checkpoint_every": 500,
+         "train.time_budget": 180.0}),
 }
 
 
 def get_preset(name: str) -> Config:
+    """The preset's Config: the defaults with its settings applied."""
     try:
-        return PRESETS[name]()
+        spec = PRESETS[name]
     except KeyError:
         raise UserError(
             f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}"
         ) from None
+    return replace(apply_overrides(Config(), spec.settings()), preset=name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,105 +470,44 @@ def _parse_value(raw: str, typ: Any, key: str) -> Any:
     raise UserError(f"bad value '{raw}' for '{key}': expected {name}")
 
 
-def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any]) -> Config:
+def _field_of(key: str, keys: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    if key not in keys:
+        close = [k for k in keys if "." in k and key.split(".")[-1] in k]
+        hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+        raise UserError(
+            f"unknown config key '{key}'{hint}; run 'facegan presets --show NAME' to list the keys"
+        )
+    return keys[key]
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """``['g_lr=2e-4', 'train.steps=10']`` -> ``{'train.g_lr': 0.0002, 'train.steps': 10}``:
+    each value typed by its field, keys made dotted (a later item for the same field wins).
+    Malformed items, unknown keys and bad values raise :class:`UserError`."""
+    keys = all_keys()
+    out: dict[str, Any] = {}
+    for ov in overrides:
+        if "=" not in ov:
+            raise UserError(f"override '{ov}' is not key=value; write e.g. train.g_lr=2e-4")
+        k, v = ov.split("=", 1)
+        section, name = _field_of(k.strip(), keys)
+        typ = typing.get_type_hints(_SECTIONS[section])[name]
+        out[f"{section}.{name}"] = _parse_value(v, typ, k.strip())
+    return out
+
+
+def apply_overrides(cfg: Config, overrides: Iterable[str] | Mapping[str, Any]) -> Config:
     """Return ``cfg`` with overrides applied.
 
-    ``overrides`` is a list of ``key=value`` strings (from the command line) or a dict of
-    already-typed values. Unknown keys and malformed values raise :class:`UserError`.
+    ``overrides`` is a list of ``key=value`` strings (from the command line, see
+    :func:`parse_overrides`) or a mapping of already-typed values by key (dotted, or bare
+    where unique). Unknown keys and malformed values raise :class:`UserError`.
     """
+    if not isinstance(overrides, Mapping):
+        overrides = parse_overrides(overrides)
     keys = all_keys()
-    items: list[tuple[str, Any, bool]] = []
-    if isinstance(overrides, dict):
-        items = [(k, v, False) for k, v in overrides.items()]
-    else:
-        for ov in overrides:
-            if "=" not in ov:
-                raise UserError(f"override '{ov}' is not key=value; write e.g. train.g_lr=2e-4")
-            k, v = ov.split("=", 1)
-            items.append((k.strip(), v, True))
-    for key, value, is_text in items:
-        if key not in keys:
-            close = [k for k in keys if "." in k and key.split(".")[-1] in k]
-            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
-            raise UserError(
-                f"unknown config key '{key}'{hint}; run 'facegan presets --show NAME' to list the keys"
-            )
-        section, name = keys[key]
+    for key, value in overrides.items():
+        section, name = _field_of(key, keys)
         sub = getattr(cfg, section)
-        types = typing.get_type_hints(type(sub))
-        if is_text:
-            value = _parse_value(value, types[name], key)
         cfg = replace(cfg, **{section: replace(sub, **{name: value})})
     return cfg
-
-
-RESOLUTIONS = (16, 32, 64, 128, 256)  # the training sizes (CLI --resolution choices, README)
-
-
-def validate(cfg: Config) -> None:
-    """Refuse combinations that cannot train correctly, with a message that says the fix."""
-    r = cfg.data.resolution
-    if r not in RESOLUTIONS:
-        raise UserError(f"resolution {r} is not supported; use one of "
-                        f"{', '.join(map(str, RESOLUTIONS))}")
-    if cfg.data.crop not in ("auto", "center", "celeba", "none"):
-        raise UserError(f"unknown crop '{cfg.data.crop}'; use auto, center, celeba or none")
-    if cfg.data.partition not in ("train", "valid", "test", "all"):
-        raise UserError(f"unknown partition '{cfg.data.partition}'; use train, valid, test or all")
-    if cfg.model.d_norm not in ("batch", "instance", "layer", "none"):
-        raise UserError(f"unknown critic norm '{cfg.model.d_norm}'; use batch, instance, layer or none")
-    if cfg.model.g_norm not in ("batch", "none"):
-        raise UserError(f"unknown generator norm '{cfg.model.g_norm}'; use batch or none")
-    if cfg.model.g_cond not in ("concat", "cbn"):
-        raise UserError(f"unknown model.g_cond '{cfg.model.g_cond}'; use concat or cbn")
-    if cfg.model.d_cond not in ("concat", "projection", "ac"):
-        raise UserError(f"unknown model.d_cond '{cfg.model.d_cond}'; use concat, projection or ac")
-    if cfg.loss.gp_weight > 0 and cfg.model.d_norm == "batch":
-        raise UserError(
-            "batch norm in a WGAN-GP critic breaks the gradient penalty (it mixes samples); "
-            "set model.d_norm=instance, layer or none"
-        )
-    if cfg.loss.gp_weight < 0 or cfg.loss.clip_value < 0 or cfg.loss.r1_weight < 0:
-        raise UserError("loss.gp_weight, loss.r1_weight and loss.clip_value must be >= 0")
-    if cfg.loss.ac_weight < 0:
-        raise UserError(f"loss.ac_weight must be >= 0, got {cfg.loss.ac_weight}")
-    from .data.labels import check_condition_syntax  # the condition's grammar lives with the labels
-
-    check_condition_syntax(cfg.data.condition)
-    if cfg.train.class_balance and not cfg.data.condition.strip():
-        raise UserError("train.class_balance needs class labels; set data.condition=folders (or "
-                        "classes:ATTR,...), or train.class_balance=false")
-    if cfg.loss.reg_every < 1:
-        raise UserError(f"loss.reg_every must be >= 1 (1 = every critic step), got {cfg.loss.reg_every}")
-    if cfg.loss.r1_weight > 0 and cfg.model.d_norm == "batch":
-        raise UserError("batch norm in the critic breaks the R1 penalty (it mixes samples); "
-                        "set model.d_norm=instance, layer or none")
-    t = cfg.train
-    if t.steps < 0 or t.batch_size < 1 or t.n_critic < 1:
-        raise UserError("train.steps must be >= 0, train.batch_size >= 1 and train.n_critic >= 1")
-    if t.precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UserError(f"unknown precision '{t.precision}'; use auto, fp32, bf16 or fp16")
-    if t.fused_optimizer not in ("auto", "on", "off"):
-        raise UserError(f"unknown train.fused_optimizer '{t.fused_optimizer}'; use auto, on or off")
-    if t.compile not in ("off", "generator", "all"):
-        raise UserError(f"unknown train.compile '{t.compile}'; use off, generator or all")
-    if t.compile_mode not in ("default", "reduce-overhead", "max-autotune"):
-        raise UserError(f"unknown train.compile_mode '{t.compile_mode}'; use default, reduce-overhead "
-                        "or max-autotune")
-    if t.compile == "all" and (cfg.loss.gp_weight > 0 or cfg.loss.r1_weight > 0):
-        raise UserError("train.compile=all compiles the critic, but the gradient penalty / R1 needs "
-                        "its double backward, which compiled graphs do not support; use "
-                        "train.compile=generator")
-    if t.optimizer not in ("adam", "rmsprop"):
-        raise UserError(f"unknown optimizer '{t.optimizer}'; use adam or rmsprop")
-    if t.time_budget < 0:
-        raise UserError("train.time_budget must be >= 0 seconds (0 = no budget)")
-    from .augment import parse_policy  # the policy names live with the augmentations
-
-    parse_policy(t.augment)
-    if not 0.0 <= t.ema_decay < 1.0:
-        raise UserError("train.ema_decay must be in [0, 1)")
-    for name in ("label_smoothing", "label_noise", "label_flip"):
-        v = getattr(cfg.loss, name)
-        if not 0.0 <= v < 1.0:
-            raise UserError(f"loss.{name} must be in [0, 1)")

@@ -29,14 +29,16 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import UserError
+from .labels import UNCONDITIONAL, LabelSpec
 
 DIRECTIONS_FILE = "directions.json"
 DIRECTIONS_VERSION = 1
@@ -215,40 +217,17 @@ def sefa(generator: nn.Module, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ---- generating and scoring -----------------------------------------------------------------
 
-@torch.inference_mode()
-def render(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None,
-           batch_size: int = 256) -> torch.Tensor:
-    """Latents float (N, D) -> uint8 images (N, 3, R, R) on the CPU, quantised as saved PNGs
-    are, so a classifier scores exactly what a user sees. ``labels`` (N, K) for a conditional
-    generator (required then)."""
-    from .sampling import to_uint8
-
-    device = next(generator.parameters()).device
-    out = []
-    for i in range(0, z.shape[0], batch_size):
-        zi = z[i:i + batch_size].to(device)
-        img = generator(zi) if labels is None else generator(zi, labels[i:i + batch_size].to(device))
-        out.append(to_uint8(img).cpu())
-    return torch.cat(out)
-
-
-def labels_for(generator: nn.Module, n: int, seed: int) -> torch.Tensor | None:
-    """Labels for a conditional generator: drawn from its training data's frequencies (one
-    per latent, held fixed along an edit); None for an unconditional one."""
-    if not int(getattr(generator, "label_dim", 0)):
-        return None
-    from .sampling import draw_labels
-
-    return draw_labels(generator.label_spec, n, seed=seed)
-
-
-def score_latents(generator: nn.Module, classifier, z: torch.Tensor, labels=None,
+def score_latents(generator: nn.Module, classifier, z: torch.Tensor, c: torch.Tensor,
                   batch_size: int = 256) -> torch.Tensor:
-    """Classifier probabilities of the images of latents z (N, D) -> float (N, K)."""
+    """Classifier probabilities of the images of latents z float (N, D) with labels c float
+    (N, K) (K = 0 without labels) -> float (N, K') for the classifier's K' names. The images
+    are quantised as saved PNGs are, so the classifier scores exactly what a user sees."""
+    from .sampling import generate
+
     out = []
     for i in range(0, z.shape[0], batch_size):
-        li = None if labels is None else labels[i:i + batch_size]
-        out.append(classifier.probs(render(generator, z[i:i + batch_size], li, batch_size)))
+        imgs = generate(generator, z[i:i + batch_size], c[i:i + batch_size], batch_size=batch_size)
+        out.append(classifier.probs(imgs))
     return torch.cat(out)
 
 
@@ -257,20 +236,19 @@ def edit_latents(z: torch.Tensor, vector: torch.Tensor, strengths: torch.Tensor)
     return z[:, None, :] + strengths.to(z.dtype)[None, :, None] * vector.to(z.dtype)[None, None, :]
 
 
-def edit_images(generator: nn.Module, vector: torch.Tensor, strengths: torch.Tensor, n: int,
-                seed: int = 0, batch_size: int = 256) -> torch.Tensor:
-    """n faces (latents ``sampling.latents(n, D, seed)``), each moved along ``vector``:
-    uint8 (n, S, 3, R, R); column j is strength ``strengths[j]``. A conditional generator keeps
-    one label per face (drawn from the data's frequencies)."""
-    from .sampling import latents
+def edit_images(generator: nn.Module, vector: torch.Tensor, strengths: torch.Tensor, n: int, *,
+                labels: LabelSpec = UNCONDITIONAL, seed: int = 0,
+                batch_size: int = 256) -> torch.Tensor:
+    """n faces (latents ``sampling.latents(n, D, seed)``), each moved along ``vector`` (D,):
+    uint8 (n, S, 3, R, R); column j is strength ``strengths[j]`` (S,). A conditional generator
+    keeps one label per face, ``labels.draw(n, seed)``."""
+    from .sampling import generate, latents
 
     z = latents(n, generator.latent_dim, seed)
     zs = edit_latents(z, vector, strengths)  # (n, S, D)
     s = strengths.shape[0]
-    labels = labels_for(generator, n, seed)
-    if labels is not None:
-        labels = labels.repeat_interleave(s, dim=0)
-    imgs = render(generator, zs.reshape(n * s, -1), labels, batch_size)
+    c = labels.draw(n, seed).repeat_interleave(s, dim=0)  # (n * S, K)
+    imgs = generate(generator, zs.reshape(n * s, -1), c, batch_size=batch_size)
     return imgs.view(n, s, *imgs.shape[1:])
 
 
@@ -328,25 +306,38 @@ def _check_document(doc: Any, where: Path) -> dict[str, Any]:
     if not isinstance(z_dim, int) or not isinstance(dirs, dict):
         raise UserError(f"{bad} (needs z_dim and directions); delete it and run 'facegan directions' again")
     for name, e in dirs.items():
-        if (not isinstance(e, dict) or not isinstance(e.get("vector"), list)
-                or len(e["vector"]) != z_dim):
-            raise UserError(f"'{where}': direction '{name}' has no vector of length {z_dim}; "
+        vec = e.get("vector") if isinstance(e, dict) else None
+        # Numbers only (json has no NaN but Python's reader accepts it), and not all zero:
+        # an edit divides by the norm.
+        if (not isinstance(vec, list) or len(vec) != z_dim
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                           and math.isfinite(x) for x in vec)
+                or not any(vec)):
+            raise UserError(f"'{where}': direction '{name}' has no vector of length {z_dim} "
+                            "(finite, not all zero); "
                             "delete the file and run 'facegan directions' again")
     return doc
 
 
-def load_directions(run: str | os.PathLike) -> dict[str, Any]:
-    """The run's directions.json as a dict (format above). UserError when missing or damaged,
-    naming the command that writes it."""
-    path = directions_path(run)
-    if not path.is_file():
-        raise UserError(f"'{run}' has no {DIRECTIONS_FILE}; find directions first: facegan "
-                        f"directions {run} --data CELEBA_FOLDER (or --unsupervised K)")
+def read_directions(path: str | os.PathLike) -> dict[str, Any]:
+    """A directions.json file (format above) as a dict, checked. UserError when it cannot be
+    read or is not one, naming the command that writes it again."""
+    path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read '{path}' ({e}); delete it and run 'facegan directions' again") from None
     return _check_document(doc, path)
+
+
+def load_directions(run: str | os.PathLike) -> dict[str, Any]:
+    """The run's directions.json (:func:`directions_path`) as a dict. UserError when missing
+    or damaged, naming the command that writes it."""
+    path = directions_path(run)
+    if not path.is_file():
+        raise UserError(f"'{run}' has no {DIRECTIONS_FILE}; find directions first: facegan "
+                        f"directions {run} --data CELEBA_FOLDER (or --unsupervised K)")
+    return read_directions(path)
 
 
 def save_directions(run: str | os.PathLike, z_dim: int, new: dict[str, dict[str, Any]]) -> Path:
@@ -382,19 +373,21 @@ def get_direction(doc: dict[str, Any], name: str, run: str | os.PathLike = "RUN"
 
 # ---- the whole recipe, for the CLI ------------------------------------------------------------
 
-def name_sefa_directions(generator: nn.Module, classifier, vectors: torch.Tensor, *, n: int = 128,
-                         strength: float = 3.0, seed: int = 0) -> list[tuple[str, float, torch.Tensor]]:
+def name_sefa_directions(generator: nn.Module, classifier, vectors: torch.Tensor, *,
+                         labels: LabelSpec = UNCONDITIONAL, n: int = 128, strength: float = 3.0,
+                         seed: int = 0) -> list[tuple[str, float, torch.Tensor]]:
     """For each SeFa vector (k, D): (the attribute whose mean classifier probability it moves
     most between ``-strength`` and ``+strength`` over n samples, that change (> 0), the vector
-    signed so that + raises the attribute)."""
+    signed so that + raises the attribute). A conditional generator keeps one label per
+    sample, ``labels.draw(n, seed)``."""
     from .sampling import latents
 
     z = latents(n, generator.latent_dim, seed)
-    labels = labels_for(generator, n, seed)
+    c = labels.draw(n, seed)
     out = []
     for v in vectors:
-        lo = score_latents(generator, classifier, z - strength * v, labels).mean(0)
-        hi = score_latents(generator, classifier, z + strength * v, labels).mean(0)
+        lo = score_latents(generator, classifier, z - strength * v, c).mean(0)
+        hi = score_latents(generator, classifier, z + strength * v, c).mean(0)
         delta = hi - lo
         j = int(delta.abs().argmax())
         sign = 1.0 if float(delta[j]) >= 0 else -1.0
@@ -413,4 +406,4 @@ def parse_names(text: str | None, option: str) -> list[str]:
 __all__ = ["DIRECTIONS_FILE", "Boundary", "direction_entry", "directions_path", "edit_images",
            "edit_latents", "first_layer_matrix", "fit_boundary", "get_direction",
            "interfacegan_boundary", "load_directions", "name_sefa_directions", "orthogonalize",
-           "parse_names", "parse_strength", "render", "save_directions", "score_latents", "sefa"]
+           "parse_names", "parse_strength", "read_directions", "save_directions", "score_latents", "sefa"]

@@ -8,8 +8,8 @@ floats of shape (N,) (logits for BCE). The Wasserstein critic loss is
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .config import LossConfig
 from .errors import UserError
-
+from .labels import LabelSpec
 
 # ---- BCE / non-saturating (DCGAN) --------------------------------------------------------
 
@@ -90,23 +90,23 @@ hinge_g_loss = wasserstein_g_loss
 
 # ---- Auxiliary classifier (AC-GAN) ---------------------------------------------------------
 
-def ac_loss(logits: Tensor, labels: Tensor, kind: str) -> Tensor:
+def ac_loss(logits: Tensor, labels: Tensor, spec: LabelSpec) -> Tensor:
     """The auxiliary classifier's loss (Odena et al. 2017), a scalar to minimise.
 
-    logits: (N, K) from the critic's AC head; labels: float (N, K).
-    kind ``'class'``: labels are one-hot rows; the cross-entropy of softmax(logits) against the
-        labelled class, averaged over the batch.
-    kind ``'attr'``: labels are in {0, 1}^K, independent attributes; binary cross-entropy with
-        logits per attribute, averaged over the batch and the K attributes (so the loss's scale,
-        and ``loss.ac_weight``'s meaning, do not grow with the number of attributes).
+    logits: (N, K) from the critic's AC head; labels: float (N, K), whose meaning ``spec``
+    gives; its target (:meth:`LabelSpec.ac_target`) is either
+    class indices, long (N,): the cross-entropy of softmax(logits) against the labelled class,
+        averaged over the batch; or
+    the labels themselves, float in {0, 1}^K (independent attributes): binary cross-entropy
+        with logits per attribute, averaged over the batch and the K attributes (so the loss's
+        scale, and ``loss.ac_weight``'s meaning, do not grow with the number of attributes).
     Computed in float32 (under bf16 autocast too).
     """
-    logits, labels = logits.float(), labels.float()
-    if kind == "class":
-        return F.cross_entropy(logits, labels.argmax(1))
-    if kind == "attr":
-        return F.binary_cross_entropy_with_logits(logits, labels)
-    raise ValueError(f"ac_loss: unknown label kind '{kind}' (class | attr)")
+    target = spec.ac_target(labels)
+    logits = logits.float()
+    if target.dtype == torch.long:
+        return F.cross_entropy(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target.float())
 
 
 # ---- Regularisers ----------------------------------------------------------------------------
@@ -214,7 +214,5 @@ def build_loss(cfg: LossConfig, share: tuple[int, int] = (0, 1)) -> AdversarialL
     elif cfg.label_smoothing or cfg.label_noise or cfg.label_flip:
         raise UserError(f"label smoothing/noise/flips apply to the bce loss only, not '{cfg.name}'; "
                         "set them to 0 or use loss.name=bce")
-    if cfg.reg_every < 1:
-        raise UserError(f"loss.reg_every must be >= 1 (1 = regularise every critic step), got {cfg.reg_every}")
     return AdversarialLoss(cfg.name, d, g, cfg.gp_weight, cfg.clip_value, cfg.r1_weight, cfg.reg_every,
                            cfg.ac_weight)

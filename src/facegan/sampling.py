@@ -1,4 +1,10 @@
-"""Using a trained generator: load from a checkpoint, sample, save grids, interpolate ('morph')."""
+"""Using a trained generator: load from a checkpoint, sample, save grids, interpolate ('morph').
+
+Every generator runs through :func:`generate`, ``G(z, c)`` in batches, with labels c float
+(N, K), K = 0 for a model without labels; what c means is the generator's
+:class:`~facegan.labels.LabelSpec` (``LoadedGenerator.labels``), which draws, one-hots and
+lays out labels (``draw``, ``one_hot``, ``grid_rows``).
+"""
 
 from __future__ import annotations
 
@@ -14,44 +20,43 @@ from torch import nn
 from .checkpoint import load_checkpoint, run_dir_of
 from .config import Config
 from .errors import UserError
-from .data.labels import ATTR, CLASS, LabelSpec
+from .labels import UNCONDITIONAL, LabelSpec, parse_condition
 from .models import NetSpec, build_networks
+from .runtime import resolve_device
 from .utils import atomic_write
 
 
 @dataclass
 class LoadedGenerator:
-    generator: nn.Module  # eval mode; forward(z (N, latent_dim)) -> (N, 3, R, R) in [-1, 1]
+    """A generator rebuilt from a checkpoint, and what its inputs mean.
+
+    generator: eval mode; ``forward(z float (N, latent_dim), c float (N, K))`` -> float
+        (N, 3, R, R) in [-1, 1].
+    labels: what the K columns of ``c`` mean (:data:`facegan.labels.UNCONDITIONAL`, K = 0,
+        for a model trained without labels).
+    """
+
+    generator: nn.Module
     config: Config
     step: int
     run_dir: Path | None
     checkpoint: Path
     has_ema: bool
-    label_spec: LabelSpec | None = None  # what G's labels mean (None: unconditional)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' asked for but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}'; use auto, cpu or cuda") from None
+    labels: LabelSpec = UNCONDITIONAL
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> LoadedGenerator:
     """Rebuild the generator from a run folder or checkpoint alone (the config travels inside).
 
-    With ``ema`` the exponential-moving-average weights are used when the run kept them.
+    ``device``: 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device (UserError for one this
+    machine lacks). With ``ema`` the exponential-moving-average weights are used when the run
+    kept them.
     """
-    device = pick_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     ckpt = load_checkpoint(path)
     cfg: Config = ckpt["config"]
     spec = LabelSpec.from_dict(ckpt.get("labels"))
     g, _ = build_networks(cfg.model, NetSpec(cfg.data.resolution, 3, int(ckpt.get("label_dim", 0))))
-    g.label_spec = spec  # generate_images draws labels from it when none are given
     state = ckpt.get("G_ema") if ema and ckpt.get("G_ema") is not None else ckpt.get("G")
     if state is None:
         raise UserError(f"'{ckpt['path']}' holds no generator weights; the file is damaged")
@@ -76,143 +81,57 @@ def latents(n: int, dim: int, seed: int, device: str | torch.device = "cpu") -> 
 
 
 @torch.inference_mode()
+def generate(generator: nn.Module, z: torch.Tensor, c: torch.Tensor, *, batch_size: int = 256,
+             uint8: bool = True) -> torch.Tensor:
+    """Run ``generator`` on latents ``z`` float (N, latent_dim) and labels ``c`` float (N, K)
+    (K = 0 without labels), ``batch_size`` rows per pass, on the generator's device.
+
+    Returns, on the CPU, uint8 (N, 3, R, R) in 0..255 rounded as saving to PNG does, or with
+    ``uint8=False`` float (N, 3, R, R) in [-1, 1]. The one loop every sampler uses: grids,
+    directions, evaluation, the web page and the trainer's progress images.
+    """
+    if z.shape[0] != c.shape[0]:
+        raise ValueError(f"generate: {z.shape[0]} latents but {c.shape[0]} label rows")
+    device = next(generator.parameters()).device
+    out = []
+    for i in range(0, z.shape[0], batch_size):
+        img = generator(z[i:i + batch_size].to(device), c[i:i + batch_size].to(device))
+        out.append(to_uint8(img).cpu() if uint8 else img.float().cpu())
+    if out:
+        return torch.cat(out)
+    r = generator.resolution
+    return torch.empty(0, 3, r, r, dtype=torch.uint8 if uint8 else torch.float32)
+
+
 def generate_images(generator: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256,
-                    device: str | torch.device | None = None,
-                    labels: torch.Tensor | None = None) -> torch.Tensor:
+                    labels: LabelSpec | torch.Tensor = UNCONDITIONAL) -> torch.Tensor:
     """Sample ``n`` images: uint8 (n, 3, R, R) on the CPU. Deterministic for a seed.
 
-    A conditional generator (``label_dim`` K > 0) gets ``labels`` float (n, K), or, when None,
-    labels drawn from its training data's label frequencies (``generator.label_spec``, see
-    :func:`draw_labels`), with a stream derived from ``seed``.
+    The latents are ``latents(n, latent_dim, seed)``. ``labels``: a :class:`LabelSpec` (the
+    labels are then ``labels.draw(n, seed)``, from its training data's frequencies; width 0
+    for :data:`~facegan.labels.UNCONDITIONAL`), or the labels themselves, float (n, K).
     """
-    if device is None:
-        device = next(generator.parameters()).device
     z = latents(n, generator.latent_dim, seed)
-    k = int(getattr(generator, "label_dim", 0))
-    if k and labels is None:
-        spec = getattr(generator, "label_spec", None)
-        if spec is None:
-            raise ValueError("a conditional generator needs labels (or a .label_spec to draw them)")
-        labels = draw_labels(spec, n, seed=seed)
-    out = []
-    for i in range(0, n, batch_size):
-        zi = z[i:i + batch_size].to(device)
-        img = generator(zi) if not k else generator(zi, labels[i:i + batch_size].to(device))
-        out.append(to_uint8(img).cpu())
-    return torch.cat(out) if out else torch.empty(0, 3, generator.resolution, generator.resolution,
-                                                   dtype=torch.uint8)
-
-
-# ---- labels for conditional generators ----------------------------------------------------
-
-def _label_generator(seed: int) -> torch.Generator:
-    # A stream apart from the latents' (seed) so labels and noise do not share draws.
-    return torch.Generator().manual_seed(seed + 7919)
-
-
-def draw_labels(spec: LabelSpec, n: int, seed: int = 0) -> torch.Tensor:
-    """float (n, K) labels drawn from the training data's frequencies (``spec.counts``):
-    classes in their data proportions; attributes each on with its data rate, independently
-    (the checkpoint keeps the rates, not the correlations between attributes)."""
-    g = _label_generator(seed)
-    freq = spec.frequencies()
-    if spec.kind == CLASS:
-        y = torch.multinomial(freq.double().clamp_min(0) + 1e-12, n, replacement=True, generator=g)
-        return torch.nn.functional.one_hot(y, spec.dim).float()
-    return (torch.rand(n, spec.dim, generator=g) < freq).float()
-
-
-def class_labels(spec: LabelSpec | None, name: str, n: int) -> torch.Tensor:
-    """float (n, K): every row the one-hot of class ``name``. UserError for an unknown class,
-    naming the classes that exist, and for a model without class labels."""
-    if spec is None:
-        raise UserError("this model is unconditional (trained without labels); drop --class")
-    if spec.kind != CLASS:
-        raise UserError(f"this model has attribute labels ({', '.join(spec.names)}), not classes; "
-                        "use --attr NAME=0|1,...")
-    if name not in spec.names:
-        raise UserError(f"unknown class '{name}'; this model has: {', '.join(spec.names)}")
-    c = torch.zeros(n, spec.dim)
-    c[:, spec.names.index(name)] = 1.0
-    return c
-
-
-def parse_attr_setting(spec: LabelSpec | None, text: str) -> dict[str, float]:
-    """'Male=0,Smiling=1' -> {'Male': 0.0, 'Smiling': 1.0}, checked against the model's
-    attributes (UserError naming those that exist)."""
-    if spec is None:
-        raise UserError("this model is unconditional (trained without labels); drop --attr")
-    if spec.kind != ATTR:
-        raise UserError(f"this model has class labels ({', '.join(spec.names)}), not attributes; "
-                        "use --class NAME")
-    setting: dict[str, float] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        name, eq, value = part.partition("=")
-        name, value = name.strip(), value.strip()
-        if name not in spec.names:
-            raise UserError(f"unknown attribute '{name}' in --attr; this model has: "
-                            f"{', '.join(spec.names)}")
-        if not eq or value not in ("0", "1"):
-            raise UserError(f"--attr '{part}': write NAME=0 or NAME=1, e.g. --attr "
-                            f"{spec.names[0]}=1")
-        setting[name] = float(value)
-    if not setting:
-        raise UserError(f"--attr is empty; write e.g. --attr {spec.names[0]}=1")
-    return setting
-
-
-def attr_labels(spec: LabelSpec, setting: dict[str, float], n: int, seed: int = 0) -> torch.Tensor:
-    """float (n, K): the attributes in ``setting`` fixed; the others drawn, per image, from
-    their training-data rates (as :func:`draw_labels`)."""
-    c = draw_labels(spec, n, seed)
-    for name, v in setting.items():
-        c[:, spec.names.index(name)] = v
-    return c
-
-
-GRID_ALL_COMBINATIONS_UP_TO = 4  # attributes; above, one row per attribute alone
-
-
-def grid_rows(spec: LabelSpec) -> tuple[torch.Tensor, list[str]]:
-    """The rows of a by-class grid: (labels float (rows, K), row names).
-
-    Classes: one row per class. Attributes: every 0/1 combination (first attribute slowest) for
-    up to four attributes (16 rows), else all off plus one row per attribute on alone.
-    """
-    k = spec.dim
-    if spec.kind == CLASS:
-        return torch.eye(k), list(spec.names)
-    if k <= GRID_ALL_COMBINATIONS_UP_TO:
-        rows = torch.tensor([[(v >> (k - 1 - j)) & 1 for j in range(k)] for v in range(2 ** k)],
-                            dtype=torch.float32)
-    else:
-        rows = torch.cat([torch.zeros(1, k), torch.eye(k)])
-    names = [",".join(f"{a}={int(b)}" for a, b in zip(spec.names, r.tolist())) for r in rows]
-    return rows, names
-
-
-def grid_labels(spec: LabelSpec, data_labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
-    """Labels for the training progress grid (n, K): for classes, row r of the near-square grid
-    shows class r mod K; for attributes, the labels of n random data images (a fixed draw)."""
-    if spec.kind == CLASS:
-        nrow = max(1, int(math.ceil(math.sqrt(n))))
-        y = (torch.arange(n) // nrow) % spec.dim
-        return torch.nn.functional.one_hot(y, spec.dim).float()
-    idx = torch.randint(data_labels.shape[0], (n,), generator=_label_generator(seed))
-    return data_labels[idx.to(data_labels.device)].float().cpu()
+    c = labels.draw(n, seed) if isinstance(labels, LabelSpec) else labels
+    return generate(generator, z, c, batch_size=batch_size)
 
 
 def generate_by_label_rows(generator: nn.Module, rows: torch.Tensor, n: int, *, seed: int = 0,
                            batch_size: int = 256) -> torch.Tensor:
-    """A by-label grid: rows float (L, K) labels -> uint8 (L * n, 3, R, R), row after row.
+    """A by-label grid: rows float (L, K) labels (e.g. ``LabelSpec.grid_rows()``) -> uint8
+    (L * n, 3, R, R), row after row.
 
     Column j uses the same latent in every row, the j-th of ``latents(n, ..., seed)``, so row
     l equals ``generate_images(generator, n, seed=seed, labels=rows[l] repeated)``: the rows
     differ only through their label.
     """
-    out = [generate_images(generator, n, seed=seed, batch_size=batch_size,
-                           labels=row[None].expand(n, -1)) for row in rows]
-    return torch.cat(out)
+    z = latents(n, generator.latent_dim, seed)
+    # One call per row, batched within the row: each row is exactly what generate_images
+    # draws for that label.
+    out = [generate(generator, z, row[None].expand(n, -1), batch_size=batch_size) for row in rows]
+    if out:
+        return torch.cat(out)
+    return generate(generator, z[:0], rows[:0], batch_size=batch_size)
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
@@ -284,18 +203,16 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (1 - t) * a[:, None] + t * b[:, None]
 
 
-@torch.inference_mode()
-def morph(generator: nn.Module, *, rows: int = 4, steps: int = 10, seed: int = 0,
-          spherical: bool = False, chain: int = 1) -> torch.Tensor:
+def morph(generator: nn.Module, *, labels: LabelSpec = UNCONDITIONAL, rows: int = 4,
+          steps: int = 10, seed: int = 0, spherical: bool = False, chain: int = 1) -> torch.Tensor:
     """Interpolate between random latent points: uint8 (rows, chain * steps, 3, R, R).
 
     Each row walks through ``chain + 1`` random latents, ``steps`` frames per leg (the end
     point of one leg is the start of the next, so an animation loops smoothly when chained).
-    A conditional generator keeps one label per row, drawn as :func:`draw_labels` does.
+    A conditional generator keeps one label per row, ``labels.draw(rows, seed)``.
     """
     if steps < 2:
         raise UserError("--steps must be at least 2")
-    device = next(generator.parameters()).device
     keys = latents(rows * (chain + 1), generator.latent_dim, seed).view(rows, chain + 1, -1)
     t = torch.linspace(0, 1, steps)
     interp = slerp if spherical else lerp
@@ -305,32 +222,28 @@ def morph(generator: nn.Module, *, rows: int = 4, steps: int = 10, seed: int = 0
         legs.append(leg if i == 0 else leg[:, 1:])  # a leg starts where the last one ended
     z = torch.cat(legs, dim=1)  # (rows, T, D)
     r, T, d = z.shape
-    if int(getattr(generator, "label_dim", 0)):
-        # A conditional generator: each row keeps one label, drawn from the data's frequencies.
-        c = draw_labels(generator.label_spec, r, seed=seed).repeat_interleave(T, dim=0)
-        imgs = to_uint8(generator(z.reshape(r * T, d).to(device), c.to(device))).cpu()
-    else:
-        imgs = to_uint8(generator(z.reshape(r * T, d).to(device))).cpu()
+    c = labels.draw(r, seed).repeat_interleave(T, dim=0)  # (r * T, K)
+    imgs = generate(generator, z.reshape(r * T, d), c, batch_size=max(1, r * T))  # one pass
     return imgs.view(r, T, *imgs.shape[1:])
 
 
-@torch.inference_mode()
-def morph_classes(generator: nn.Module, spec: LabelSpec | None, a: str, b: str, *, rows: int = 4,
+def morph_classes(generator: nn.Module, labels: LabelSpec, a: str, b: str, *, rows: int = 4,
                   steps: int = 10, seed: int = 0) -> torch.Tensor:
     """From class ``a`` to class ``b`` at fixed noise: uint8 (rows, steps, 3, R, R).
 
     Row r keeps one latent; its labels go linearly from one-hot(a) to one-hot(b). Every
     conditioning path (label embedding, conditional batch norm) is linear in c, so the
-    in-between labels are a blend of the two classes' embeddings.
+    in-between labels are a blend of the two classes' embeddings. UserError when ``labels``
+    has no class ``a`` or ``b`` (named as ``--from-class`` / ``--to-class``).
     """
     if steps < 2:
         raise UserError("--steps must be at least 2")
-    ca, cb = class_labels(spec, a, 1), class_labels(spec, b, 1)
-    device = next(generator.parameters()).device
+    ca = parse_condition(labels, a, class_opt="--from-class").labels(labels, 1)
+    cb = parse_condition(labels, b, class_opt="--to-class").labels(labels, 1)
     z = latents(rows, generator.latent_dim, seed).repeat_interleave(steps, dim=0)
     t = torch.linspace(0, 1, steps).repeat(rows)[:, None]
     c = (1 - t) * ca + t * cb
-    imgs = to_uint8(generator(z.to(device), c.to(device))).cpu()
+    imgs = generate(generator, z, c, batch_size=max(1, rows * steps))  # one pass
     return imgs.view(rows, steps, *imgs.shape[1:])
 
 

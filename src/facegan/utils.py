@@ -1,4 +1,4 @@
-"""Small helpers shared by several modules: atomic writes and JSON lines."""
+"""Small helpers shared by several modules: atomic writes, JSON lines, the cache folder."""
 
 from __future__ import annotations
 
@@ -6,8 +6,23 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .errors import UserError
+
+
+def cache_home(cache_dir: str | os.PathLike = "") -> Path:
+    """The facegan cache folder: ``cache_dir`` if given, else $FACEGAN_CACHE, else
+    ~/.cache/facegan. Decoded data sets, feature statistics, classifiers and the Inception
+    checksum record live in sub-folders of it."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("FACEGAN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "facegan"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -88,3 +103,23 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def make_out_dir(path: str | os.PathLike, option: str) -> bool:
+    """Create the output folder given as ``option`` (e.g. '--out'); True when this call made it.
+
+    Any reason it cannot be a folder to write into is a one-line UserError naming ``option``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} '{path}' is a file, not a folder; give {option} a folder name")
+    existed = path.is_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the folder '{path}' ({e.strerror or e}); give {option} "
+                        "a folder in a writable place") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into '{path}' (permission denied); give {option} a folder "
+                        "in a writable place")
+    return not existed

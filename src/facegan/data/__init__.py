@@ -6,13 +6,20 @@
 """
 
 from .dataset import ImageSet, SkippedFilesWarning, load_dataset
-from .labels import LabelSpec, resolve_labels
+from .labels import resolve_labels
 from .sources import CELEBA_ATTRIBUTES, IMAGE_EXTENSIONS
 from .synthetic import LABEL_NAMES as BUILTIN_ATTRIBUTES
 from .transforms import crop_box, resolve_crop, to_float
 
 __all__ = [
-    "BUILTIN_ATTRIBUTES", "CELEBA_ATTRIBUTES", "IMAGE_EXTENSIONS", "ImageSet", "LabelSpec",
-    "SkippedFilesWarning", "resolve_labels",
-    "crop_box", "load_dataset", "resolve_crop", "to_float",
+    "BUILTIN_ATTRIBUTES",
+    "CELEBA_ATTRIBUTES",
+    "IMAGE_EXTENSIONS",
+    "ImageSet",
+    "SkippedFilesWarning",
+    "crop_box",
+    "load_dataset",
+    "resolve_crop",
+    "resolve_labels",
+    "to_float",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..config import DataConfig
-from ..utils import atomic_write, atomic_write_text
+from ..utils import atomic_write, atomic_write_text, cache_home
 
 # Bump when decoding or drawing changes, so caches made by an older facegan are not reused.
 CACHE_FORMAT = 1
@@ -34,8 +33,7 @@ MEMMAP_ABOVE = 2 << 30
 
 def cache_root(cfg: DataConfig) -> Path:
     """``cfg.cache_dir``, else $FACEGAN_CACHE, else ~/.cache/facegan; decoded data goes in ``data/``."""
-    base = cfg.cache_dir or os.environ.get("FACEGAN_CACHE") or "~/.cache/facegan"
-    return Path(base).expanduser() / "data"
+    return cache_home(cfg.cache_dir) / "data"
 
 
 def fingerprint(parts: dict[str, Any]) -> str:

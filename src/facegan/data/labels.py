@@ -1,96 +1,41 @@
-"""Labels for conditional training: ``data.condition`` -> a :class:`LabelSpec` and ``c`` per image.
+"""Labels from the data: ``data.condition`` -> a :class:`~facegan.labels.LabelSpec` and ``c`` per
+image.
 
-``data.condition`` (a string, so it fits the command line and config.json):
-
-- ``''``: unconditional (``c`` has width 0).
-- ``'folders'``: one class per first-level sub-folder (``data/cat/*.jpg``, ``data/dog/*.jpg``
-  -> classes ``cat``, ``dog``), for a folder and a zip alike. A zip that wraps everything in
-  one top folder (``zip -r animals.zip animals/``) is read below that folder.
-- ``'Male'`` or ``'Male,Smiling,Eyeglasses'``: CelebA (or builtin) attributes as independent
-  binary labels, ``c`` in {0, 1}^K.
-- ``'classes:Male,Smiling'``: the combinations of those attributes as classes, one class per
-  combination present in the data, named like ``'Male=1,Smiling=0'``; ``c`` one-hot.
-
-A :class:`LabelSpec` (kind, names, counts) is what a run records (config.json, labels.json,
-checkpoints): it is enough to sample a conditional generator without the data.
+What ``data.condition`` may say, and what a spec means, is :mod:`facegan.labels`; this module
+reads the labels the data holds: one class per first-level sub-folder (for a folder and a zip
+alike; a zip that wraps everything in one top folder, ``zip -r animals.zip animals/``, is read
+below that folder), CelebA (or builtin) attributes, or the combinations of attributes as
+classes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 
 from ..errors import UserError
+from ..labels import (
+    ATTR,
+    CLASS,
+    CLASSES_PREFIX,
+    FOLDERS,
+    UNCONDITIONAL,
+    LabelSpec,
+    split_names,
+)
 from .dataset import ImageSet
 
-CLASS, ATTR = "class", "attr"
-FOLDERS = "folders"
-CLASSES_PREFIX = "classes:"
 
-
-@dataclass(frozen=True)
-class LabelSpec:
-    """What the label vector ``c`` (N, K) means.
-
-    kind: ``'class'`` (c one-hot over K classes) or ``'attr'`` (c in {0, 1}^K, K attributes).
-    names: the K class or attribute names, in the order of c's columns.
-    counts: per class, its number of images; per attribute, the images that have it.
-    total: the number of images the counts are out of.
-    """
-
-    kind: str
-    names: tuple[str, ...]
-    counts: tuple[int, ...]
-    total: int
-
-    @property
-    def dim(self) -> int:
-        return len(self.names)
-
-    def frequencies(self) -> torch.Tensor:
-        """float (K,): class probabilities (summing to 1) or per-attribute rates in [0, 1]."""
-        return torch.tensor(self.counts, dtype=torch.float64).div(max(self.total, 1)).float()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "names": list(self.names), "counts": list(self.counts),
-                "total": self.total}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "LabelSpec | None":
-        if not d:
-            return None
-        return cls(kind=str(d["kind"]), names=tuple(str(n) for n in d["names"]),
-                   counts=tuple(int(c) for c in d["counts"]), total=int(d["total"]))
-
-    def balance(self) -> dict[str, Any]:
-        """The class / attribute balance, for labels.json and the line printed before training."""
-        return {"kind": self.kind, "images": self.total,
-                "counts": dict(zip(self.names, self.counts)),
-                "fractions": {n: round(c / max(self.total, 1), 4)
-                              for n, c in zip(self.names, self.counts)}}
-
-    def describe(self) -> str:
-        """One line: 'classes: cat 500 (50.0%), dog 500 (50.0%)' or 'attributes: Male 41.2%'."""
-        if self.kind == CLASS:
-            parts = [f"{n} {c} ({100 * c / max(self.total, 1):.1f}%)"
-                     for n, c in zip(self.names, self.counts)]
-            return f"{self.dim} classes over {self.total} images: " + ", ".join(parts)
-        parts = [f"{n} {100 * c / max(self.total, 1):.1f}%" for n, c in zip(self.names, self.counts)]
-        return f"{self.dim} attributes over {self.total} images (share with it): " + ", ".join(parts)
-
-
-def resolve_labels(condition: str, data: ImageSet) -> tuple[LabelSpec | None, torch.Tensor]:
+def resolve_labels(condition: str, data: ImageSet) -> tuple[LabelSpec, torch.Tensor]:
     """Turn ``data.condition`` into (spec, c): c float32 (N, K) for the N images of ``data``.
 
-    Unconditional (``''``): (None, an (N, 0) tensor). Raises UserError for a condition the data
-    cannot give (no sub-folders, no attributes, an unknown attribute), listing what exists.
+    Unconditional (``''``): (:data:`~facegan.labels.UNCONDITIONAL`, an (N, 0) tensor). Raises
+    UserError for a condition the data cannot give (no sub-folders, no attributes, an unknown
+    attribute), listing what exists.
     """
     cond = (condition or "").strip()
     n = len(data)
     if not cond:
-        return None, torch.zeros(n, 0)
+        return UNCONDITIONAL, UNCONDITIONAL.empty(n)
     if cond == FOLDERS:
         return _folder_classes(data)
     if cond.startswith(CLASSES_PREFIX):
@@ -102,12 +47,8 @@ def resolve_labels(condition: str, data: ImageSet) -> tuple[LabelSpec | None, to
     return LabelSpec(ATTR, tuple(names), counts, n), cols
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _attribute_names(text: str, data: ImageSet, cond: str) -> list[str]:
-    names = _split(text)
+    names = split_names(text)
     if not names:
         raise UserError(f"data.condition '{cond}' names no attribute; write e.g. 'Male,Smiling', "
                         "'classes:Male,Smiling' or 'folders'")
@@ -184,12 +125,4 @@ def _folder_classes(data: ImageSet) -> tuple[LabelSpec, torch.Tensor]:
     return _classes(class_names, y, len(data))
 
 
-def check_condition_syntax(condition: str) -> None:
-    """Cheap checks that need no data (config validation)."""
-    cond = (condition or "").strip()
-    if cond.startswith(CLASSES_PREFIX) and not _split(cond[len(CLASSES_PREFIX):]):
-        raise UserError(f"data.condition '{cond}' names no attribute; write e.g. 'classes:Male,Smiling'")
-
-
-__all__ = ["ATTR", "CLASS", "FOLDERS", "LabelSpec", "check_condition_syntax", "folder_of",
-           "resolve_labels"]
+__all__ = ["folder_of", "resolve_labels"]

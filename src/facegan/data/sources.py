@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class Listing:
     def __len__(self) -> int:
         return len(self.names)
 
-    def head(self, n: int) -> "Listing":
+    def head(self, n: int) -> Listing:
         """The first ``n`` files (all of them when n <= 0)."""
         if n <= 0 or n >= len(self.names):
             return self

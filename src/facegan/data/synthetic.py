@@ -8,8 +8,8 @@ total, and generation can be split across processes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw

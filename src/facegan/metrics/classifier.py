@@ -40,12 +40,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..utils import atomic_write, atomic_write_text
+from ..labels import ATTR, CLASS, CLASSES_PREFIX, FOLDERS, LabelSpec
+from ..losses import ac_loss
+from ..runtime import autocast, has_fast_bf16
+from ..utils import atomic_write, atomic_write_text, cache_home
 
 CLASSIFIER_VERSION = 1
 HELDOUT_FRACTION = 0.1
 MIN_HELDOUT = 100
-ATTR, CLASS = "attr", "class"
 
 
 class AttributeNet(nn.Module):
@@ -201,6 +203,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, names: list[str
         raise ValueError(f"labels must be ({n}, {k}), got {tuple(labels.shape)}")
     if kind not in (ATTR, CLASS):
         raise ValueError(f"kind must be '{ATTR}' or '{CLASS}', got {kind!r}")
+    # The classifier is an auxiliary classifier of real images: the AC loss of the critic.
+    spec = LabelSpec(kind, tuple(names), tuple(int(v) for v in labels.sum(0).round().tolist()), n)
     heldout = torch.zeros(n, dtype=torch.bool) if heldout is None else heldout.bool()
     train_idx = torch.nonzero(~heldout).flatten()
     test_idx = torch.nonzero(heldout).flatten()
@@ -227,11 +231,9 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, names: list[str
             flip = torch.rand(len(idx), generator=gen) < 0.5
             x[flip.to(device)] = x[flip.to(device)].flip(-1)
             y = labels[idx].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with autocast(device, "bf16" if bf16 else "fp32"):
                 logits = net(x)
-            logits = logits.float()
-            loss = (F.binary_cross_entropy_with_logits(logits, y) if kind == ATTR
-                    else F.cross_entropy(logits, y.argmax(1)))
+            loss = ac_loss(logits, y, spec)  # in float32
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -297,10 +299,8 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def classifier_cache_dir(cache_dir: str = "") -> Path:
-    """``CACHE/classifiers`` (CACHE: ``cache_dir``, else $FACEGAN_CACHE, else ~/.cache/facegan)."""
-    from .stats import cache_root
-
-    return cache_root(cache_dir) / "classifiers"
+    """``CACHE/classifiers`` (CACHE: :func:`facegan.utils.cache_home`)."""
+    return cache_home(cache_dir) / "classifiers"
 
 
 def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int = 10,
@@ -325,7 +325,7 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
     dcfg = replace(data_cfg, partition="all", hflip=False, max_images=0)
     data = load_dataset(dcfg, progress=progress and sys.stderr.isatty())
     cond = (data_cfg.condition or "").strip()
-    if cond == "folders" or cond.startswith("classes:"):
+    if cond == FOLDERS or cond.startswith(CLASSES_PREFIX):
         spec, labels = resolve_labels(cond, data)
         kind, all_names = CLASS, list(spec.names)
     else:
@@ -334,14 +334,10 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
                             "give a CelebA folder with list_attr_celeba.txt (or class sub-folders "
                             "with data.condition=folders)")
         kind, all_names, labels = ATTR, list(data.label_names), data.labels.float()
-    for want in (require or [], names or []):
-        missing = [a for a in want if a not in all_names]
-        if missing:
-            raise UserError(f"unknown attribute '{missing[0]}'; the data has: {', '.join(all_names)}")
+    missing = [a for a in (require or []) + (names or []) if a not in all_names]
+    if missing:
+        raise UserError(f"unknown attribute '{missing[0]}'; the data has: {', '.join(all_names)}")
     if names:
-        missing = [a for a in names if a not in all_names]
-        if missing:
-            raise UserError(f"unknown attribute '{missing[0]}'; the data has: {', '.join(all_names)}")
         if kind == ATTR:
             labels = labels[:, [all_names.index(a) for a in names]]
             all_names = list(names)
@@ -363,10 +359,8 @@ def classifier_for_data(data_cfg, *, names: list[str] | None = None, epochs: int
         print(f"training the attribute classifier once on {int((~mask).sum())} real images "
               f"({len(all_names)} {'attributes' if kind == ATTR else 'classes'}; held out: "
               f"{int(mask.sum())}, {rule}); cached in {stem}.pt", file=sys.stderr, flush=True)
-    from ..train import cpu_has_fast_bf16
-
     dev = torch.device(device)
-    bf16 = dev.type == "cuda" or cpu_has_fast_bf16()
+    bf16 = has_fast_bf16(dev)  # emulated bf16 is slower than fp32
     clf = train_classifier(data.images, labels, all_names, kind=kind, heldout=mask, epochs=epochs,
                            seed=seed, device=dev, bf16=bf16, progress=progress)
     clf.info.update(data_fingerprint=data.fingerprint, heldout_rule=rule, data=str(data_cfg.path))

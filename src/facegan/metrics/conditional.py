@@ -15,32 +15,38 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import UserError
+from ..labels import ATTR, CLASS, UNCONDITIONAL, Condition, LabelSpec
 from .fid import fid_from_features, kernel_inception_distance
-
 
 # ---- conditional accuracy -------------------------------------------------------------------
 
-def label_settings(spec) -> list[tuple[str, dict[str, float] | str]]:
-    """What a conditional model can be asked for: classes by name, or each attribute set to 1
-    and to 0 -> [(display name, class name or {attr: value})]."""
-    from ..data.labels import CLASS
+@dataclass(frozen=True)
+class LabelSetting:
+    """One thing a conditional model can be asked for: a class (column ``name`` = 1) or one
+    attribute at 0 or 1 (the others drawn from the data's rates), as ``condition``."""
 
-    if spec.kind == CLASS:
-        return [(n, n) for n in spec.names]
-    return [(f"{a}={v}", {a: float(v)}) for a in spec.names for v in (1, 0)]
+    display: str  # 'cat' or 'Male=1'
+    name: str  # the class or attribute, a column of c
+    value: float  # what that column is set to
+    condition: Condition
 
 
-def _labels_for_setting(spec, setting, n: int, seed: int) -> torch.Tensor:
-    from ..sampling import attr_labels, class_labels
-
-    return class_labels(spec, setting, n) if isinstance(setting, str) else attr_labels(spec, setting, n, seed)
+def label_settings(spec: LabelSpec) -> list[LabelSetting]:
+    """What a conditional model can be asked for: each class by name, or each attribute set
+    to 1 and to 0 (every value of a binary attribute is a class of its own)."""
+    if spec.kind == ATTR:
+        return [LabelSetting(f"{a}={v}", a, float(v), Condition(attrs=((a, float(v)),)))
+                for a in spec.names for v in (1, 0)]
+    return [LabelSetting(name, name, 1.0, Condition(cls=name)) for name in spec.names]
 
 
 def _classifier_column(classifier, name: str) -> int:
@@ -50,8 +56,16 @@ def _classifier_column(classifier, name: str) -> int:
     return classifier.names.index(name)
 
 
-def conditional_accuracy(generator: nn.Module, spec, classifier, *, n: int = 500, seed: int = 0,
-                         batch_size: int = 256) -> dict[str, Any]:
+def _decisions(classifier, probs: torch.Tensor) -> torch.Tensor:
+    """The classifier's 0/1 answer per column, float (N, K): the most probable class one-hot
+    for a class classifier, probability > 0.5 per attribute otherwise."""
+    if classifier.kind == CLASS:
+        return torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).float()
+    return (probs > 0.5).float()
+
+
+def conditional_accuracy(generator: nn.Module, spec: LabelSpec, classifier, *, n: int = 500,
+                         seed: int = 0, batch_size: int = 256) -> dict[str, Any]:
     """Classifier accuracy of a conditional generator's samples.
 
     For every setting of :func:`label_settings`, n images are generated with that label
@@ -61,29 +75,25 @@ def conditional_accuracy(generator: nn.Module, spec, classifier, *, n: int = 500
     ``{"per_label": {"Male=1": 0.93, "Male=0": 0.88}, "per_attribute": {"Male": 0.905}
     (attributes: the mean of its two values, i.e. balanced accuracy), "mean": ..., "n": n}``.
     """
-    from ..data.labels import CLASS
     from ..sampling import generate_images
 
+    if classifier.kind != spec.kind:
+        raise UserError(f"this model has '{spec.kind}' labels but the classifier is of kind "
+                        f"'{classifier.kind}'; train it on data with the model's labels")
     per_label: dict[str, float] = {}
-    for display, setting in label_settings(spec):
-        labels = _labels_for_setting(spec, setting, n, seed)
+    for s in label_settings(spec):
+        labels = s.condition.labels(spec, n, seed)
         imgs = generate_images(generator, n, seed=seed, batch_size=batch_size, labels=labels)
-        probs = classifier.probs(imgs)
-        if spec.kind == CLASS:
-            if classifier.kind != "class":
-                raise UserError("this model has class labels; the classifier must be a class classifier")
-            want = _classifier_column(classifier, setting)
-            per_label[display] = float((probs.argmax(1) == want).float().mean())
-        else:
-            (attr, value), = setting.items()
-            col = _classifier_column(classifier, attr)
-            per_label[display] = float(((probs[:, col] > 0.5).float() == value).float().mean())
+        col = _classifier_column(classifier, s.name)
+        per_label[s.display] = float((_decisions(classifier, classifier.probs(imgs))[:, col]
+                                      == s.value).float().mean())
     out: dict[str, Any] = {"per_label": per_label, "n": n}
-    if spec.kind != CLASS:
-        out["per_attribute"] = {a: (per_label[f"{a}=1"] + per_label[f"{a}=0"]) / 2 for a in spec.names}
-        out["mean"] = float(np.mean(list(out["per_attribute"].values())))
-    else:
-        out["mean"] = float(np.mean(list(per_label.values())))
+    by_name: dict[str, list[float]] = {}
+    for s in label_settings(spec):
+        by_name.setdefault(s.name, []).append(per_label[s.display])
+    if spec.kind == ATTR:
+        out["per_attribute"] = {a: float(np.mean(v)) for a, v in by_name.items()}
+    out["mean"] = float(np.mean([np.mean(v) for v in by_name.values()]))
     return out
 
 
@@ -118,24 +128,17 @@ def per_class_fid(gen_features: dict[str, np.ndarray], real_features: dict[str, 
     return out
 
 
-def real_features_by_label(features: np.ndarray, labels: torch.Tensor, spec) -> dict[str, np.ndarray]:
-    """Split real features (N, D) by the labels (N, K) of the same images into the settings of
-    :func:`label_settings`: a class's rows, or the rows with an attribute at 1 / at 0."""
-    from ..data.labels import CLASS
-
+def real_features_by_label(features: np.ndarray, labels: torch.Tensor,
+                           spec: LabelSpec) -> dict[str, np.ndarray]:
+    """Split real features (N, D) by the labels float (N, K) of the same images (one-hot
+    classes or {0, 1} attributes) into the settings of :func:`label_settings`: a class's rows,
+    or the rows with an attribute at 1 / at 0."""
     lab = labels.float().cpu()
-    out: dict[str, np.ndarray] = {}
-    for display, setting in label_settings(spec):
-        if spec.kind == CLASS:
-            sel = lab.argmax(1) == spec.names.index(setting)
-        else:
-            (attr, value), = setting.items()
-            sel = lab[:, spec.names.index(attr)].round() == value
-        out[display] = features[sel.numpy()]
-    return out
+    return {s.display: features[(lab[:, spec.names.index(s.name)].round() == s.value).numpy()]
+            for s in label_settings(spec)}
 
 
-def intra_class_fid(generator: nn.Module, spec, real_features: np.ndarray, real_labels: torch.Tensor,
+def intra_class_fid(generator: nn.Module, spec: LabelSpec, real_features: np.ndarray, real_labels: torch.Tensor,
                     net, *, n: int = 1000, seed: int = 0, kid: bool = True, batch_size: int = 64,
                     progress: bool = False) -> dict[str, Any]:
     """Intra-class FID / KID of a conditional generator.
@@ -151,11 +154,10 @@ def intra_class_fid(generator: nn.Module, spec, real_features: np.ndarray, real_
     from .features import extract_features
 
     gen: dict[str, np.ndarray] = {}
-    for display, setting in label_settings(spec):
-        labels = _labels_for_setting(spec, setting, n, seed)
-        imgs = generate_images(generator, n, seed=seed, labels=labels)
-        gen[display] = extract_features(net, imgs, batch_size=batch_size, progress=progress,
-                                        desc=f"generated {display}")
+    for s in label_settings(spec):
+        imgs = generate_images(generator, n, seed=seed, labels=s.condition.labels(spec, n, seed))
+        gen[s.display] = extract_features(net, imgs, batch_size=batch_size, progress=progress,
+                                          desc=f"generated {s.display}")
     real = real_features_by_label(real_features, real_labels, spec)
     out = per_class_fid(gen, real, kid=kid, seed=seed)
     out["overall_fid"] = max(0.0, fid_from_features(np.concatenate(list(gen.values())), real_features))
@@ -173,11 +175,13 @@ def is_monotonic(values: Sequence[float], tol: float = 0.0) -> bool:
 
 @torch.inference_mode()
 def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: str, *,
-                 strength: float = 3.0, steps: int = 7, n: int = 64, seed: int = 0,
-                 net=None, batch_size: int = 64, watch: Sequence[str] = ()) -> dict[str, Any]:
+                 labels: LabelSpec = UNCONDITIONAL, strength: float = 3.0, steps: int = 7,
+                 n: int = 64, seed: int = 0, net=None, batch_size: int = 64,
+                 watch: Sequence[str] = ()) -> dict[str, Any]:
     """How well a direction edits ``attr``.
 
-    n faces (``sampling.latents(n, D, seed)``) are moved to ``steps`` strengths evenly from
+    n faces (``sampling.latents(n, D, seed)``; a conditional generator keeps one label per
+    face, ``labels.draw(n, seed)``) are moved to ``steps`` strengths evenly from
     ``-strength`` to ``+strength`` (steps odd, so 0 is one of them) and scored by the
     classifier. Returns:
 
@@ -193,19 +197,14 @@ def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: s
       distance between two different faces (face i and face i+1), and their ratio (< 1: an
       edit keeps a face closer to itself than to another face).
     """
-    from ..directions import edit_latents, labels_for, render
-    from ..sampling import latents
+    from ..directions import edit_images
 
     if steps < 3 or steps % 2 == 0:
         raise UserError(f"steps must be odd and at least 3 (so strength 0 is one of them), got {steps}")
     col = classifier.index(attr)
     strengths = torch.linspace(-strength, strength, steps)
-    z = latents(n, generator.latent_dim, seed)
-    zs = edit_latents(z, vector.float(), strengths)  # (n, S, D)
-    labels = labels_for(generator, n, seed)
-    lab = None if labels is None else labels.repeat_interleave(steps, dim=0)
-    imgs = render(generator, zs.reshape(n * steps, -1), lab)
-    imgs = imgs.view(n, steps, *imgs.shape[1:])  # (n, S, 3, R, R)
+    imgs = edit_images(generator, vector.float(), strengths, n, labels=labels,
+                       seed=seed)  # uint8 (n, S, 3, R, R)
     probs = classifier.probs(imgs.flatten(0, 1)).view(n, steps, -1)  # (n, S, K)
     mid = steps // 2
     target = probs[:, :, col].mean(0)

@@ -20,6 +20,8 @@ from torch import nn
 
 from ..config import DataConfig
 from ..errors import UserError
+from ..labels import UNCONDITIONAL, LabelSpec
+from ..runtime import resolve_device
 from ..utils import append_jsonl
 from .features import extract_features
 from .fid import (
@@ -33,7 +35,6 @@ from .inception import (
     InceptionNet,
     inception_score_unavailable_message,
     load_inception,
-    resolve_device,
 )
 from .stats import PROTOCOL, FeatureStats, real_stats
 
@@ -174,14 +175,16 @@ def evaluate_images(images, real: FeatureStats, net: InceptionNet, metrics: Sequ
     return compute_metrics(metrics, feats, real, probs, seed=seed)
 
 
-def generate_uint8(generator: nn.Module, n: int, seed: int, batch_size: int = 256) -> torch.Tensor:
-    """n images from ``generator`` as uint8 (n, 3, R, R), in eval mode, restoring its mode after."""
+def generate_uint8(generator: nn.Module, n: int, seed: int, labels: LabelSpec = UNCONDITIONAL,
+                   batch_size: int = 256) -> torch.Tensor:
+    """n images from ``generator`` as uint8 (n, 3, R, R): ``sampling.generate_images`` (labels
+    ``labels.draw(n, seed)``) in eval mode, restoring the generator's mode after."""
     from ..sampling import generate_images
 
     was_training = generator.training
     generator.eval()
     try:
-        return generate_images(generator, n, seed=seed, batch_size=batch_size)
+        return generate_images(generator, n, seed=seed, batch_size=batch_size, labels=labels)
     finally:
         generator.train(was_training)
 
@@ -189,8 +192,10 @@ def generate_uint8(generator: nn.Module, n: int, seed: int, batch_size: int = 25
 class TrainingEvaluator:
     """FID/KID of a generator against a fixed data set, for use during training.
 
-    ``ev = TrainingEvaluator(cfg.data, n=2000)``; ``ev(generator)`` -> ``{"fid", "kid_mean",
-    "kid_std", "eval_n"}`` (plus ``is_mean``/``is_std`` when asked for and available). The
+    ``ev = TrainingEvaluator(cfg.data, n=2000)``; ``ev(generator, labels)`` -> ``{"fid",
+    "kid_mean", "kid_std", "eval_n"}`` (plus ``is_mean``/``is_std`` when asked for and
+    available); ``labels``: the run's :class:`~facegan.labels.LabelSpec`, from which a
+    conditional generator's labels are drawn (``labels.draw(n, seed)``). The
     network, the data and the real statistics load on the first call (statistics from the
     cache when present); the generator always sees the same latents (``seed``), and goes
     back to its previous train/eval mode afterwards.
@@ -224,9 +229,9 @@ class TrainingEvaluator:
             self._real = real_stats(data, self._net, cache_dir=self.data_cfg.cache_dir,
                                     batch_size=self.batch_size)
 
-    def __call__(self, generator: nn.Module) -> dict:
+    def __call__(self, generator: nn.Module, labels: LabelSpec = UNCONDITIONAL) -> dict:
         self._setup()
-        images = generate_uint8(generator, self.n, self.seed)
+        images = generate_uint8(generator, self.n, self.seed, labels)
         out = evaluate_images(images, self._real, self._net, self.metrics,
                               batch_size=self.batch_size, seed=self.seed)
         out["eval_n"] = self.n
@@ -272,7 +277,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
             warn(msg)
     real = real_stats(real_set, net, cache_dir=dcfg.cache_dir, batch_size=batch_size,
                       progress=progress)
-    images = generate_uint8(loaded.generator, n, seed)
+    images = generate_uint8(loaded.generator, n, seed, loaded.labels)
     values = evaluate_images(images, real, net, names, batch_size=batch_size, seed=seed,
                              progress=progress)
     record = {

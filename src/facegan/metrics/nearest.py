@@ -158,10 +158,11 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
                   progress: bool = True) -> dict:
     """Run the memorisation check; write the PNG; return the statistics and a verdict."""
     from ..data import load_dataset
+    from ..runtime import resolve_device
     from ..sampling import load_generator
     from .evaluate import generate_uint8
     from .features import extract_features
-    from .inception import load_inception, resolve_device
+    from .inception import load_inception
     from .stats import real_stats
 
     if n < 2:
@@ -175,7 +176,7 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
     held = _held_out(data_set, dcfg, holdout)
     ref_rows = held.reference
     ref_images = data_set.images[ref_rows]
-    gen = generate_uint8(loaded.generator, n, seed)
+    gen = generate_uint8(loaded.generator, n, seed, loaded.labels)
     if gen.shape[-1] != ref_images.shape[-1]:
         raise UserError(f"generator makes {gen.shape[-1]} px images but the data is "
                         f"{ref_images.shape[-1]} px")

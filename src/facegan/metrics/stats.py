@@ -26,21 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..utils import atomic_write
+from ..utils import atomic_write, cache_home
 
 MAX_KID_FEATURES = 10_000
 PROTOCOL = "fid-tf-inception-2015-12-05/clean-bicubic-299/uint8"
 STATS_VERSION = 1
-
-
-def cache_root(cache_dir: str | os.PathLike = "") -> Path:
-    """The facegan cache folder: ``cache_dir`` if given, else $FACEGAN_CACHE, else ~/.cache/facegan."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("FACEGAN_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "facegan"
 
 
 @dataclass
@@ -132,7 +122,7 @@ def load_stats(path: str | os.PathLike) -> FeatureStats:
 
 def stats_cache_path(fingerprint: str, network_id: str, cache_dir: str | os.PathLike = "") -> Path:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{fingerprint}-{network_id}")
-    return cache_root(cache_dir) / "stats" / f"{safe}.npz"
+    return cache_home(cache_dir) / "stats" / f"{safe}.npz"
 
 
 def real_stats(images, net, *, cache_dir: str | os.PathLike = "", batch_size: int = 64,

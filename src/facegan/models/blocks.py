@@ -2,9 +2,9 @@
 
 Every block takes ``norm`` (see :func:`.layers.norm2d`) and ``use_sn`` (spectral norm on its
 convolutions). Convolutions directly followed by a normalisation have no bias (the norm's shift
-replaces it) unless ``norm == "none"``. The generator's blocks also take ``label_dim``: when > 0
-(with ``norm == "batch"``) their batch norms are :class:`.conditioning.ConditionalBatchNorm2d`
-and ``forward(x, c)`` needs the labels c (N, label_dim).
+replaces it) unless ``norm == "none"``. The generator's blocks take ``forward(x, c)``, labels c
+(N, K); with ``label_dim`` K > 0 (and ``norm == "batch"``) their batch norms are
+:class:`.conditioning.ConditionalBatchNorm2d` of c, else c is not read.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def gen_norm(norm: str, channels: int, label_dim: int) -> nn.Module:
 class UpBlock(nn.Module):
     """Nearest 2x up-sample, 3x3 conv, norm, ReLU.
 
-    forward(x, c=None): (N, c_in, H, W) -> (N, c_out, 2H, 2W), >= 0; c (N, label_dim) when
-    label_dim > 0.
+    forward(x, c): (N, c_in, H, W), labels c (N, K) (read only by conditional batch norms)
+    -> (N, c_out, 2H, 2W), >= 0.
     """
 
     def __init__(self, c_in: int, c_out: int, norm: str = "batch", use_sn: bool = False,
@@ -39,7 +39,7 @@ class UpBlock(nn.Module):
         self.conv = conv2d(c_in, c_out, 3, bias=norm == "none", use_sn=use_sn, gain=RELU_GAIN)
         self.norm = gen_norm(norm, c_out, label_dim)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         # Nearest up-sampling then a 3x3 conv instead of a stride-2 transposed conv: no
         # checkerboard artefacts (Odena et al. 2016).
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -49,7 +49,8 @@ class UpBlock(nn.Module):
 class ResBlock(nn.Module):
     """Same-size residual block, identity shortcut: relu(x + norm(conv(relu(norm(conv(x)))))).
 
-    forward(x, c=None): (N, C, H, W) -> (N, C, H, W), >= 0; c (N, label_dim) when label_dim > 0.
+    forward(x, c): (N, C, H, W), labels c (N, K) (read only by conditional batch norms)
+    -> (N, C, H, W), >= 0.
     """
 
     def __init__(self, channels: int, norm: str = "batch", use_sn: bool = False,
@@ -62,7 +63,7 @@ class ResBlock(nn.Module):
         self.conv2 = conv2d(channels, channels, 3, bias=bias, use_sn=use_sn, gain=1.0)
         self.norm2 = gen_norm(norm, channels, label_dim)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = F.relu(norm_forward(self.norm1, self.conv1(x), c))
         return F.relu(x + norm_forward(self.norm2, self.conv2(h), c))
 
@@ -96,4 +97,4 @@ class DownBlock(nn.Module):
         return h + self.shortcut(F.avg_pool2d(x, 2))
 
 
-__all__ = ["gen_norm", "UpBlock", "ResBlock", "DownBlock"]
+__all__ = ["DownBlock", "ResBlock", "UpBlock", "gen_norm"]

@@ -1,5 +1,6 @@
-"""Conditioning pieces shared by every architecture: label checks, label embedding, conditional
-batch norm, label maps for input concatenation, and the critic's projection and AC heads.
+"""Conditioning pieces shared by every architecture: the label shape check, label embedding,
+conditional batch norm, label maps for input concatenation, and the critic's projection and AC
+heads.
 
 Labels ``c`` are a float tensor (N, K), K = ``NetSpec.label_dim``: one-hot rows for K classes,
 or {0, 1}^K for K independent binary attributes. The networks do not need to know which: every
@@ -22,41 +23,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import (  # the choices, named once (Config.validate checks them)
+    D_CONDS,
+    G_CONDS,
+)
 from .layers import linear
 
-G_CONDS = ("concat", "cbn")
-D_CONDS = ("concat", "projection", "ac")
 
+def check_labels(c: torch.Tensor, n: int, label_dim: int, who: str) -> torch.Tensor:
+    """Return ``c`` if it is a tensor of shape (n, label_dim), else raise ValueError.
 
-def check_cond(cond: str, choices: tuple[str, ...], what: str) -> None:
-    """Raise ValueError unless ``cond`` is one of ``choices`` (``what``: generator | critic)."""
-    if cond not in choices:
-        raise ValueError(f"unknown {what} conditioning '{cond}'; use one of: {', '.join(choices)}")
-
-
-def check_labels(c: torch.Tensor | None, n: int, label_dim: int, who: str, *,
-                 required: bool = True, dtype: torch.dtype | None = None) -> torch.Tensor | None:
-    """Validate labels for a network built for ``label_dim`` and a batch of ``n``.
-
-    Returns ``c`` (N, K) cast to ``dtype`` (the input's dtype, so a ``.double()`` net works),
-    or None for an unconditional net (``c`` None or of width 0) and for an optional ``c``
-    left out. Raises ValueError for missing labels when ``required``, for labels given to an
-    unconditional net, and for a wrong shape.
+    Every net takes ``c``, float (N, K) with K = ``label_dim``; K = 0 for an unconditional
+    net, whose ``c`` is ``torch.zeros(N, 0)``. A wrong width is a model built for other labels,
+    so it is refused rather than ignored.
     """
-    if label_dim == 0:
-        if c is None or (c.dim() == 2 and c.shape[1] == 0):
-            return None
-        raise ValueError(f"{who} is unconditional (label_dim=0) but got labels of shape "
-                         f"{tuple(c.shape)}; build it with NetSpec(label_dim=K) or pass c=None")
-    if c is None:
-        if required:
-            raise ValueError(f"{who} is conditional (label_dim={label_dim}): pass c, a float "
-                             f"tensor of shape (N, {label_dim})")
-        return None
-    if c.dim() != 2 or c.shape[0] != n or c.shape[1] != label_dim:
-        raise ValueError(f"{who} expects labels of shape ({n}, {label_dim}) for a batch of {n}, "
-                         f"got {tuple(c.shape)}")
-    return c.to(dtype) if dtype is not None else c
+    if isinstance(c, torch.Tensor) and c.dim() == 2 and tuple(c.shape) == (n, label_dim):
+        return c
+    got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+    hint = " (an unconditional net takes torch.zeros(N, 0))" if label_dim == 0 else ""
+    raise ValueError(f"{who} (label_dim={label_dim}) expects labels c of shape ({n}, {label_dim}) "
+                     f"for a batch of {n}, got {got}{hint}")
 
 
 class LabelEmbedding(nn.Module):
@@ -115,12 +101,12 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
 
-def norm_forward(norm: nn.Module, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+def norm_forward(norm: nn.Module, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Apply a norm layer, passing the labels to a :class:`ConditionalBatchNorm2d`."""
     return norm(x, c) if isinstance(norm, ConditionalBatchNorm2d) else norm(x)
 
 
-def sequential_forward(seq: nn.Sequential, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+def sequential_forward(seq: nn.Sequential, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Run an ``nn.Sequential`` whose conditional batch norms need the labels."""
     for m in seq:
         x = norm_forward(m, x, c)
@@ -179,6 +165,15 @@ class ACHead(nn.Module):
         return self.fc(h)
 
 
-__all__ = ["G_CONDS", "D_CONDS", "check_cond", "check_labels", "LabelEmbedding",
-           "ConditionalBatchNorm2d", "norm_forward", "sequential_forward", "concat_label_maps",
-           "ProjectionHead", "ACHead"]
+__all__ = [
+    "D_CONDS",
+    "G_CONDS",
+    "ACHead",
+    "ConditionalBatchNorm2d",
+    "LabelEmbedding",
+    "ProjectionHead",
+    "check_labels",
+    "concat_label_maps",
+    "norm_forward",
+    "sequential_forward",
+]

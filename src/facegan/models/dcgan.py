@@ -11,9 +11,17 @@ import math
 import torch
 from torch import nn
 
-from .conditioning import (D_CONDS, G_CONDS, ACHead, ConditionalBatchNorm2d, LabelEmbedding,
-                           ProjectionHead, check_cond, check_labels, concat_label_maps,
-                           sequential_forward)
+from .conditioning import (
+    D_CONDS,
+    G_CONDS,
+    ACHead,
+    ConditionalBatchNorm2d,
+    LabelEmbedding,
+    ProjectionHead,
+    check_labels,
+    concat_label_maps,
+    sequential_forward,
+)
 from .layers import norm2d, sn
 
 
@@ -49,13 +57,15 @@ def _add_spectral_norm(module: nn.Module) -> None:
 class DCGANGenerator(nn.Module):
     """Latent vector to image.
 
-    forward(z, c=None): z float (N, latent_dim) -> images float (N, 3, R, R) in [-1, 1] (tanh).
+    forward(z, c): z float (N, latent_dim), labels c float (N, K), K = label_dim (0 without
+    labels: c is ``torch.zeros(N, 0)`` and is not read) -> images float (N, channels, R, R)
+    in [-1, 1] (tanh).
     Layout: 4x4 transposed conv from the latent, then stride-2 4x4 transposed convs with
-    norm + ReLU, each doubling the size, and a last transposed conv to 3 channels.
+    norm + ReLU, each doubling the size, and a last transposed conv to ``channels``.
 
-    Conditional (label_dim K > 0): forward(z, c) with labels c float (N, K), required.
-    cond="concat": the first transposed conv reads [z, embed(c)], embed a
-    :class:`.conditioning.LabelEmbedding` to ``embed_dim`` (default latent_dim) features;
+    Conditional (label_dim K > 0): cond="concat": the first transposed conv reads
+    [z, embed(c)], embed a :class:`.conditioning.LabelEmbedding` to ``embed_dim`` (default
+    latent_dim) features;
     cond="cbn": every batch norm is a :class:`.conditioning.ConditionalBatchNorm2d` of c
     (needs norm="batch").
     """
@@ -64,7 +74,9 @@ class DCGANGenerator(nn.Module):
                  max_width: int = 1024, norm: str = "batch", channels: int = 3, use_sn: bool = False,
                  label_dim: int = 0, cond: str = "concat", embed_dim: int | None = None):
         super().__init__()
-        check_cond(cond, G_CONDS, "generator")
+        if label_dim and cond not in G_CONDS:
+            raise ValueError(f"unknown generator conditioning '{cond}'; "
+                             f"use one of: {', '.join(G_CONDS)}")
         self.latent_dim = latent_dim
         self.resolution = resolution
         self.label_dim = label_dim
@@ -98,13 +110,13 @@ class DCGANGenerator(nn.Module):
                 m.reset_parameters()
         self.embed = LabelEmbedding(label_dim, self.embed_dim) if self.cond == "concat" else None
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
+        check_labels(c, n, self.label_dim, "DCGANGenerator")
         if self.cond is None:
-            check_labels(c, n, 0, "DCGANGenerator")
             return self.net(z.reshape(n, self.latent_dim, 1, 1))
         z = z.reshape(n, self.latent_dim)
-        c = check_labels(c, n, self.label_dim, "DCGANGenerator", dtype=z.dtype)
+        c = c.to(z.dtype)  # a .double() net gets double labels
         if self.embed is not None:
             z = torch.cat([z, self.embed(c)], dim=1)
         return sequential_forward(self.net, z.reshape(n, -1, 1, 1), c)
@@ -113,19 +125,21 @@ class DCGANGenerator(nn.Module):
 class DCGANCritic(nn.Module):
     """Image to one unbounded score per image (a logit for BCE, a critic value for WGAN).
 
-    forward(x, c=None): x float (N, 3, R, R) in [-1, 1] -> scores float (N,) (unconditional).
+    forward(x, c): x float (N, channels, R, R) in [-1, 1], labels c float (N, K), K = label_dim
+    (0 without labels) -> (scores float (N,), aux float (N, K) or None); aux is None except
+    for cond="ac", and an unconditional critic (K = 0) returns (scores, None).
     Layout: stride-2 4x4 convs with LeakyReLU 0.2 (no norm on the first, as in DCGAN), halving
     the size down to 4x4, then a 4x4 conv to one score.
 
-    Conditional (label_dim K > 0): forward(x, c) -> (scores (N,), aux (N, K) or None). The
-    heads read h, the 4x4 features (after LeakyReLU and dropout) summed over the 16 positions
-    (N, F) as in the ResNet critic, so the embeddings are F wide whatever the resolution; the
-    unconditional score stays the 4x4 conv over the unpooled features (``net[-1]``).
+    Conditional (label_dim K > 0): the heads read h, the 4x4 features (after LeakyReLU and
+    dropout) summed over the 16 positions (N, F) as in the ResNet critic, so the embeddings
+    are F wide whatever the resolution; the unconditional score stays the 4x4 conv over the
+    unpooled features (``net[-1]``).
     cond="concat": c as K constant maps appended to the image's channels; aux None.
     cond="projection": ``scores = net[-1](features) + <proj.embed(c), h>`` (Miyato & Koyama
     2018), proj a :class:`.conditioning.ProjectionHead`; aux None.
-    cond="ac": the unconditional score (c not used, may be None); aux = ``ac(h)``, label
-    logits of a :class:`.conditioning.ACHead`.
+    cond="ac": the unconditional score (c not read); aux = ``ac(h)``, label logits of a
+    :class:`.conditioning.ACHead`.
     The heads are Xavier-initialised (not DCGAN's N(0, 0.02)) and spectrally normalised when
     use_sn.
     """
@@ -134,7 +148,9 @@ class DCGANCritic(nn.Module):
                  norm: str = "instance", dropout: float = 0.0, channels: int = 3,
                  use_sn: bool = False, label_dim: int = 0, cond: str = "projection"):
         super().__init__()
-        check_cond(cond, D_CONDS, "critic")
+        if label_dim and cond not in D_CONDS:
+            raise ValueError(f"unknown critic conditioning '{cond}'; "
+                             f"use one of: {', '.join(D_CONDS)}")
         self.resolution = resolution
         self.norm = norm
         self.label_dim = label_dim
@@ -161,13 +177,12 @@ class DCGANCritic(nn.Module):
                      else None)
         self.ac = ACHead(features, label_dim, use_sn) if self.cond == "ac" else None
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = x.shape[0]
+        check_labels(c, n, self.label_dim, "DCGANCritic")
         if self.cond is None:
-            check_labels(c, n, 0, "DCGANCritic")
-            return self.net(x).reshape(n)
-        c = check_labels(c, n, self.label_dim, "DCGANCritic", required=self.cond != "ac",
-                         dtype=x.dtype)
+            return self.net(x).reshape(n), None
+        c = c.to(x.dtype)
         if self.cond == "concat":
             return self.net(concat_label_maps(x, c)).reshape(n), None
         feats = self.net[:-1](x)  # [N, F, 4, 4]

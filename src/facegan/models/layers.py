@@ -88,4 +88,4 @@ def linear(d_in: int, d_out: int, *, bias: bool = True, use_sn: bool = False,
     return sn(lin, use_sn)
 
 
-__all__ = ["NORMS", "RELU_GAIN", "sn", "norm2d", "conv2d", "linear"]
+__all__ = ["NORMS", "RELU_GAIN", "conv2d", "linear", "norm2d", "sn"]

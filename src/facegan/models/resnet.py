@@ -11,8 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import DownBlock, ResBlock, UpBlock, gen_norm
-from .conditioning import (D_CONDS, G_CONDS, ACHead, LabelEmbedding, ProjectionHead,
-                           check_cond, check_labels, concat_label_maps, norm_forward)
+from .conditioning import (
+    D_CONDS,
+    G_CONDS,
+    ACHead,
+    LabelEmbedding,
+    ProjectionHead,
+    check_labels,
+    concat_label_maps,
+    norm_forward,
+)
 from .dcgan import stage_widths
 from .layers import RELU_GAIN, conv2d, linear
 
@@ -25,15 +33,15 @@ def _check_resolution(resolution: int) -> None:
 class ResNetGenerator(nn.Module):
     """Latent vector to image.
 
-    forward(z, c=None): z float (N, latent_dim) -> images float (N, channels, R, R) in [-1, 1]
-    (tanh).
+    forward(z, c): z float (N, latent_dim), labels c float (N, K), K = label_dim (0 without
+    labels: c is ``torch.zeros(N, 0)`` and is not read) -> images float (N, channels, R, R)
+    in [-1, 1] (tanh).
     Layout (64 px, width 64): Linear z -> 4x4x512 seed, norm, ReLU; then per stage an
     :class:`.blocks.UpBlock` (2x nearest, 3x3 conv, norm, ReLU) and a :class:`.blocks.ResBlock`:
     8x8x256, 16x16x128, 32x32x64, 64x64x64; then a 3x3 conv to ``channels`` and tanh.
     norm: batch | none; use_sn: spectral norm on every conv and the linear layer.
 
-    Conditional (label_dim K > 0): forward(z, c) with labels c float (N, K), required.
-    cond="concat": the seed Linear reads [z, embed(c)], embed a
+    Conditional (label_dim K > 0): cond="concat": the seed Linear reads [z, embed(c)], embed a
     :class:`.conditioning.LabelEmbedding` to ``embed_dim`` (default latent_dim) features;
     cond="cbn": every batch norm (seed and blocks) is a
     :class:`.conditioning.ConditionalBatchNorm2d` of c (needs norm="batch").
@@ -45,7 +53,9 @@ class ResNetGenerator(nn.Module):
                  embed_dim: int | None = None):
         super().__init__()
         _check_resolution(resolution)
-        check_cond(cond, G_CONDS, "generator")
+        if label_dim and cond not in G_CONDS:
+            raise ValueError(f"unknown generator conditioning '{cond}'; "
+                             f"use one of: {', '.join(G_CONDS)}")
         self.latent_dim = latent_dim
         self.resolution = resolution
         self.label_dim = label_dim
@@ -68,10 +78,10 @@ class ResNetGenerator(nn.Module):
         # Built last, so an unconditional generator draws the same initial weights as before.
         self.embed = LabelEmbedding(label_dim, self.embed_dim) if self.cond == "concat" else None
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
         z = z.reshape(n, self.latent_dim)
-        c = check_labels(c, n, self.label_dim, "ResNetGenerator", dtype=z.dtype)
+        c = check_labels(c, n, self.label_dim, "ResNetGenerator").to(z.dtype)
         if self.embed is not None:
             z = torch.cat([z, self.embed(c)], dim=1)
         x = self.fc(z).reshape(n, self.seed_channels, 4, 4)  # [N, C, 4, 4]
@@ -84,19 +94,20 @@ class ResNetGenerator(nn.Module):
 class ResNetCritic(nn.Module):
     """Image to one unbounded score per image (a logit for BCE, a critic value for WGAN).
 
-    forward(x, c=None): x float (N, channels, R, R) -> scores float (N,) (unconditional).
+    forward(x, c): x float (N, channels, R, R) in [-1, 1], labels c float (N, K), K = label_dim
+    (0 without labels) -> (scores float (N,), aux float (N, K) or None); aux is None except
+    for cond="ac", and an unconditional critic (K = 0) returns (scores, None).
     Layout (64 px, width 64): :class:`.blocks.DownBlock` s 64 -> 32x32x64 (the optimised
     first block, no norm before its first conv) -> 16x16x128 -> 8x8x256 -> 4x4x512, then
     LeakyReLU 0.2, a sum over the 4x4 positions (as SNGAN) and a Linear to one score.
     norm: none | instance | layer | batch (batch mixes samples: not with a gradient penalty);
     use_sn: spectral norm on every conv and the linear layers (heads included).
 
-    Conditional (label_dim K > 0): forward(x, c) -> (scores (N,), aux (N, K) or None), h the
-    summed 4x4 features (N, F):
+    Conditional (label_dim K > 0), h the summed 4x4 features (N, F):
     cond="concat": c as K constant maps appended to the image's channels; aux None.
     cond="projection": ``scores = fc(h) + <proj.embed(c), h>`` (Miyato & Koyama 2018), proj a
     :class:`.conditioning.ProjectionHead`; aux None.
-    cond="ac": ``scores = fc(h)`` (c not used, may be None); aux = ``ac(h)``, label logits of a
+    cond="ac": ``scores = fc(h)`` (c not read); aux = ``ac(h)``, label logits of a
     :class:`.conditioning.ACHead`.
     """
 
@@ -105,7 +116,9 @@ class ResNetCritic(nn.Module):
                  label_dim: int = 0, cond: str = "projection"):
         super().__init__()
         _check_resolution(resolution)
-        check_cond(cond, D_CONDS, "critic")
+        if label_dim and cond not in D_CONDS:
+            raise ValueError(f"unknown critic conditioning '{cond}'; "
+                             f"use one of: {', '.join(D_CONDS)}")
         self.resolution = resolution
         self.norm = norm
         self.label_dim = label_dim
@@ -122,19 +135,16 @@ class ResNetCritic(nn.Module):
                      else None)
         self.ac = ACHead(features, label_dim, use_sn) if self.cond == "ac" else None
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = x.shape[0]
-        c = check_labels(c, n, self.label_dim, "ResNetCritic", required=self.cond != "ac",
-                         dtype=x.dtype)
+        c = check_labels(c, n, self.label_dim, "ResNetCritic").to(x.dtype)
         if self.cond == "concat":
             x = concat_label_maps(x, c)
         h = F.leaky_relu(self.blocks(x), 0.2).sum(dim=(2, 3))  # [N, F]
         scores = self.fc(h).reshape(n)
-        if self.cond is None:
-            return scores
         if self.proj is not None:
             scores = scores + self.proj(h, c)
         return scores, (self.ac(h) if self.ac is not None else None)
 
 
-__all__ = ["ResNetGenerator", "ResNetCritic"]
+__all__ = ["ResNetCritic", "ResNetGenerator"]

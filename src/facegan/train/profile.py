@@ -8,10 +8,18 @@ the number of kernel launches per step says why. Nothing is written to disk.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
+
+from ..config import Config
+from .build import build_trainer
+from .start import load_data
 
 
 def _sync(device: torch.device) -> None:
@@ -82,3 +90,16 @@ def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
     lines.append(f"  top {top} operators by self time (all {steps} profiled steps):")
     lines.append(events.table(sort_by=sort, row_limit=top, max_name_column_width=48))
     return "\n".join(lines)
+
+
+def profile_config(cfg: Config, steps: int) -> str:
+    """Build ``cfg``'s run in memory (in a temporary folder, evaluation and TensorBoard off)
+    and profile ``steps`` generator steps of it (:func:`profile_steps`); nothing is kept."""
+    t = dataclasses.replace(cfg.train, eval_every=0, tensorboard=False)
+    cfg = dataclasses.replace(cfg, train=t).validate()
+    with tempfile.TemporaryDirectory(prefix="facegan-profile-") as tmp:
+        data = load_data(cfg, Path(tmp))
+        trainer = build_trainer(cfg, data, tmp, progress=False)
+        print(f"profiling {cfg.preset} on {len(data)} images ({cfg.data.resolution}px), "
+              f"{steps} step(s) after 1 warm-up step; nothing is written", file=sys.stderr)
+        return profile_steps(trainer, steps)

@@ -1,7 +1,7 @@
 """The training loop: n critic steps per generator step, EMA, logging, checkpoints, resume.
 
-The trainer is given built objects (networks, optimizers, loss, data); ``facegan.train.build``
-turns a config into them.
+The trainer is given built objects (networks, optimizers, loss, data);
+``facegan.train.build_trainer`` turns a config into them.
 """
 
 from __future__ import annotations
@@ -11,22 +11,29 @@ import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..augment import DiffAugment
 from ..checkpoint import BEST, LATEST, save_checkpoint
-from ..errors import UserError
 from ..config import Config
 from ..data import ImageSet
-from ..data.labels import LabelSpec
-from ..augment import DiffAugment
-from ..losses import AdversarialLoss, ac_loss, clip_weights, gradient_penalty, r1_penalty
-from ..sampling import latents, make_grid, save_png, to_uint8
+from ..errors import UserError
+from ..labels import CLASS, UNCONDITIONAL, LabelSpec
+from ..losses import (
+    AdversarialLoss,
+    ac_loss,
+    clip_weights,
+    gradient_penalty,
+    r1_penalty,
+)
+from ..runtime import autocast
+from ..sampling import generate, latents, make_grid, save_png
 from ..utils import atomic_write_text
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .distributed import DistEnv
@@ -48,18 +55,21 @@ def has_batch_norm(module: nn.Module) -> bool:
 class Trainer:
     """Runs a GAN training job into a run folder.
 
-    generator: z (N, latent_dim) -> (N, 3, R, R) in [-1, 1]; critic: (N, 3, R, R) -> (N,).
-    Conditional nets (``labels`` of width K > 0): G(z, c), D(x, c) -> (scores (N,), aux (N, K)
-    or None).
+    generator: G(z, c), z (N, latent_dim), c float (N, K) -> (N, 3, R, R) in [-1, 1];
+    critic: D(x, c) -> (scores (N,), aux (N, K) logits of an AC critic, else None); K = 0 for
+    an unconditional run (c is then (N, 0)).
     data.images: uint8 (M, 3, R, R); batches are scaled to [-1, 1] on the device.
-    A batch is ``(x, c)``: images (N, 3, R, R) in [-1, 1] and labels (N, K) float, K = 0 for
-    an unconditional run. The critic is called in one place, :meth:`_critic`, which applies
-    the augmentation (``augment``, a :class:`DiffAugment` or None) and the labels.
-    labels: float (M, K), the label of every image (see ``facegan.data.labels``); None or
-        width 0 for an unconditional run. label_spec: what they mean (None: unconditional).
+    A batch is ``(x, c)``: images (N, 3, R, R) in [-1, 1] and labels (N, K) float. The critic
+    is called in one place, :meth:`_critic`, which applies the augmentation (``augment``, a
+    :class:`DiffAugment` or None) and the labels.
+    labels: float (M, K), the label of every image (see ``facegan.data.labels``); None for an
+        unconditional run. label_spec: what they mean (:data:`~facegan.labels.UNCONDITIONAL`
+        without labels); its width must be the labels'.
     The generator's labels are those of random data images (so they follow the data's label
     distribution, correlations between attributes included), drawn from their own seeded
     stream (:class:`LabelDraw`), saved in checkpoints.
+    evaluator: ``evaluator(generator, label_spec) -> {"fid": ..., ...}``, run every
+    ``train.eval_every`` steps (``facegan.metrics.evaluate.TrainingEvaluator``).
     dist: this process's place in a multi-process run (:mod:`.distributed`). ``batch_size`` is
     the global batch; this process trains on its share (``local_batch`` = B / N) of every
     global draw, averages gradients with the others, and only rank 0 writes files.
@@ -68,9 +78,10 @@ class Trainer:
     def __init__(self, cfg: Config, generator: nn.Module, critic: nn.Module, g_ema: nn.Module | None,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, loss: AdversarialLoss,
                  data: ImageSet, run_dir: str | Path, device: torch.device, *, precision: str = "fp32",
-                 channels_last: bool = False, evaluator: Callable[[nn.Module], dict] | None = None,
+                 channels_last: bool = False,
+                 evaluator: Callable[[nn.Module, LabelSpec], dict] | None = None,
                  progress: bool = True, augment: DiffAugment | None = None,
-                 labels: torch.Tensor | None = None, label_spec: LabelSpec | None = None,
+                 labels: torch.Tensor | None = None, label_spec: LabelSpec = UNCONDITIONAL,
                  dist: DistEnv | None = None):
         self.cfg, self.G, self.D, self.G_ema = cfg, generator, critic, g_ema
         self.augment = augment if augment else None  # an empty policy is no augmentation
@@ -101,10 +112,13 @@ class Trainer:
         self.step = 0
         self.best_fid = math.inf
         self.label_spec = label_spec
-        if labels is None or label_spec is None:
-            labels = torch.zeros(len(data), 0)
-        self.label_dim = int(labels.shape[1])
-        if t.class_balance and (label_spec is None or label_spec.kind != "class"):
+        if labels is None:
+            labels = label_spec.empty(len(data))
+        if tuple(labels.shape) != (len(data), label_spec.dim):
+            raise ValueError(f"labels of shape {tuple(labels.shape)} for {len(data)} images and a "
+                             f"label spec of width {label_spec.dim}")
+        self.label_dim = label_spec.dim
+        if t.class_balance and label_spec.kind != CLASS:
             raise UserError("train.class_balance needs class labels (data.condition=folders or "
                             "classes:ATTR,...); attributes are not classes")
         if t.class_balance:
@@ -116,7 +130,7 @@ class Trainer:
         # Its own stream: an unconditional run never draws from it, so it stays bitwise as before.
         self.label_draw = LabelDraw(len(data), seed=t.seed + 3)
         # AC loss only where the critic has an AC head and there are labels.
-        self.use_ac = bool(self.label_dim and cfg.model.d_cond == "ac" and loss.ac_weight > 0)
+        self.use_ac = label_spec.conditional and cfg.model.d_cond == "ac" and loss.ac_weight > 0
         # One critic pass over real and fake together is only equivalent when the critic has no
         # batch norm (batch statistics would mix the two halves).
         self.joint_pass = not has_batch_norm(critic)
@@ -124,13 +138,9 @@ class Trainer:
         self.images = data.images
         if device.type == "cuda" and data.images.numel() < 4e9:
             self.images = data.images.to(device)
-        self._no_labels = torch.zeros(self.local_batch, 0, device=device)
+        # The progress grids' latents and labels (for classes, one class a row), fixed for the run.
         self.fixed_z = latents(t.n_samples, generator.latent_dim, t.seed + 1, device)
-        self.fixed_c = None
-        if self.label_dim:
-            from ..sampling import grid_labels  # labels for the progress grids: one class a row
-
-            self.fixed_c = grid_labels(label_spec, self.labels, t.n_samples, seed=t.seed + 1).to(device)
+        self.fixed_c = label_spec.progress_labels(self.labels, t.n_samples, seed=t.seed + 1)
         self.logger = RunLogger(self.run_dir, tensorboard=t.tensorboard, enabled=self.dist.is_main)
         self._stop_signal: str | None = None  # set by the signal handler, acted on by all ranks
         self._stop_reason: str | None = None
@@ -155,7 +165,7 @@ class Trainer:
             "data_fingerprint": self.data.fingerprint, "elapsed": self.elapsed,
             "d_steps": self.d_steps,
             "augment": self.augment.state_dict() if self.augment is not None else None,
-            "labels": self.label_spec.to_dict() if self.label_spec is not None else None,
+            "labels": self.label_spec.to_dict(),  # None when unconditional
             "label_dim": self.label_dim,
             "label_draw": self.label_draw.state_dict() if self.label_dim else None,
             "world_size": self.dist.world_size,
@@ -192,7 +202,7 @@ class Trainer:
     def config_json(self) -> str:
         """RUN/config.json: the config, plus the resolved label spec of a conditional run
         (``labels``: kind, names, counts; ignored by ``Config.from_dict``)."""
-        if self.label_spec is None:
+        if not self.label_spec.conditional:
             return self.cfg.to_json() + "\n"
         import json
 
@@ -206,15 +216,8 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------------------------
 
-    @property
-    def use_bf16(self) -> bool:
-        return self.precision == "bf16"
-
     def _autocast(self):
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     def compile_networks(self, what: str, mode: str = "default", backend: str = "inductor") -> None:
         """torch.compile the training forward of the generator ('generator') or of both nets
@@ -237,8 +240,6 @@ class Trainer:
             x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(3), x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if not self.label_dim:
-            return x, self._no_labels
         return x, self.labels[idx.to(self.labels.device)]
 
     def _noise(self) -> torch.Tensor:
@@ -246,26 +247,23 @@ class Trainer:
         return self.dist.share(torch.randn(self.batch_size, self.G.latent_dim, device=self.device))
 
     def _fake_labels(self) -> torch.Tensor:
-        """Labels for the generator (B/N, K): those of random data images (K = 0 if none)."""
-        if not self.label_dim:
-            return self._no_labels
+        """Labels for the generator (B/N, K): those of random data images; (B/N, 0) without
+        labels, drawing nothing, so an unconditional run's random streams are untouched."""
+        if not self.label_spec.conditional:
+            return self.label_spec.empty(self.local_batch, self.device)
         idx = self.dist.share(self.label_draw.next(self.batch_size))
         return self.labels[idx.to(self.labels.device)]
 
-    def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self._G_fwd(z) if c.shape[1] == 0 else self._G_fwd(z, c)
 
     def _critic(self, x: torch.Tensor, c: torch.Tensor, parts: int = 1
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The one place the critic is called: augmentation, then D. x (N, 3, R, R), c (N, K)
-        -> (scores (N,), aux (N, K) logits of an AC critic, else None). Labels are passed
-        only to a conditional critic (K > 0). ``parts``: x is that many batches side by side
-        (real and fake in one pass); each is augmented as a batch of its own, so its random
-        parameters are its share of a global draw (the same for any number of processes)."""
+        (K = 0 without labels) -> (scores (N,), aux (N, K) logits of an AC critic, else None).
+        ``parts``: x is that many batches side by side (real and fake in one pass); each is
+        augmented as a batch of its own, so its random parameters are its share of a global
+        draw (the same for any number of processes)."""
         if self.augment is not None:
             x = torch.cat([self.augment(p) for p in x.chunk(parts)]) if parts > 1 else self.augment(x)
-        if c.shape[1] == 0:
-            return self._D_fwd(x), None
         return self._D_fwd(x, c)
 
     def _score(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -276,7 +274,7 @@ class Trainer:
         real, c = self._real_batch()
         c_fake = self._fake_labels()
         with torch.no_grad(), self._autocast():
-            fake = self._generate(self._noise(), c_fake).float()
+            fake = self._G_fwd(self._noise(), c_fake).float()
         loss = self.loss
         self.d_steps += 1
         # Lazy regularisation: the penalty every k-th critic step, weighted by k, so it has the
@@ -298,7 +296,7 @@ class Trainer:
             if self.use_ac:
                 # AC-GAN: the critic learns to classify real images only, so it never learns
                 # the generator's mistakes as a class's look.
-                ac_real = ac_loss(real_aux, c, self.label_spec.kind)
+                ac_real = ac_loss(real_aux, c, self.label_spec)
                 total = total + loss.ac_weight * ac_real
                 out["ac_real"] = ac_real.detach()
             # The penalties see images between real and fake; the real labels stay fixed.
@@ -329,11 +327,11 @@ class Trainer:
         try:
             c_fake = self._fake_labels()
             with self._autocast():
-                fake_s, fake_aux = self._critic(self._generate(self._noise(), c_fake), c_fake)
+                fake_s, fake_aux = self._critic(self._G_fwd(self._noise(), c_fake), c_fake)
                 g_loss = self.loss.g_loss(fake_s)
                 total = g_loss
                 if self.use_ac:
-                    ac_fake = ac_loss(fake_aux, c_fake, self.label_spec.kind)
+                    ac_fake = ac_loss(fake_aux, c_fake, self.label_spec)
                     total = total + self.loss.ac_weight * ac_fake
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(total).backward()
@@ -387,7 +385,7 @@ class Trainer:
         g = self.sample_generator
         was_training = g.training
         g.eval()
-        imgs = to_uint8(g(self.fixed_z) if self.fixed_c is None else g(self.fixed_z, self.fixed_c)).cpu()
+        imgs = generate(g, self.fixed_z, self.fixed_c, batch_size=self.fixed_z.shape[0])
         g.train(was_training)
         grid = make_grid(imgs, nrow=int(math.ceil(math.sqrt(imgs.shape[0]))))
         path = save_png(grid, self.run_dir / "samples" / f"step_{self.step:06d}.png")
@@ -437,10 +435,12 @@ class Trainer:
 
     def evaluate(self) -> dict[str, Any] | None:
         """FID/KID of the sample generator, on rank 0 alone (the others wait for it at their
-        next collective): every rank holds the same generator, so one evaluation is the run's."""
+        next collective): every rank holds the same generator, so one evaluation is the run's.
+        The evaluator gets the run's label spec, from which it draws a conditional generator's
+        labels."""
         if self.evaluator is None or not self.dist.is_main:
             return None
-        result = self.evaluator(self.sample_generator)
+        result = self.evaluator(self.sample_generator, self.label_spec)
         rec = {"kind": "eval", "step": self.step, **result}
         self.logger.metrics(rec)
         fid = result.get("fid")
@@ -466,7 +466,7 @@ class Trainer:
         """RUN/config.json, and RUN/labels.json for a conditional run."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "config.json", self.config_json())
-        if self.label_spec is not None:
+        if self.label_spec.conditional:
             import json
 
             atomic_write_text(self.run_dir / "labels.json",

@@ -132,7 +132,7 @@ class Server:
     # ---- model ----
     async def info(self, request: Request) -> Response:
         m = self.holder.model
-        spec = m.label_spec
+        spec = m.labels
         return JSONResponse({
             "run": self.run_label,
             "checkpoint": str(m.loaded.checkpoint),
@@ -143,7 +143,7 @@ class Server:
             "ema": m.loaded.has_ema,
             "device": str(m.device),
             "preset": m.loaded.config.preset,
-            "labels": None if spec is None else {"kind": spec.kind, "names": list(spec.names)},
+            "labels": {"kind": spec.kind, "names": list(spec.names)} if spec.conditional else None,
             "directions": [{"name": d.name, "method": d.method, "accuracy": d.accuracy}
                            for d in m.directions.values()],
             "directions_problem": m.directions_problem,
@@ -165,8 +165,8 @@ class Server:
         return JSONResponse({"seeds": seeds},
                             headers={"Cache-Control": "no-store"})
 
-    async def _generate(self, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        """z (n, D), c (n, K) | None -> uint8 (n, 3, R, R), through the shared batcher."""
+    async def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """z float (n, D), c float (n, K) -> uint8 (n, 3, R, R), through the shared batcher."""
         fut = self.batcher.submit(z, c)
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.request_timeout)
 
@@ -187,7 +187,7 @@ class Server:
 
         def parse():
             face, opts = P.parse_face(request.query_params, m)
-            return face.z[None], None if face.c is None else face.c[None], opts
+            return face.z[None], face.c[None], opts
 
         result = await self._parse_and_generate(parse)
         if isinstance(result, Response):

@@ -1,7 +1,8 @@
 """The model behind the page: a loaded generator, its attribute directions, and a batcher that
 merges concurrent requests into one forward pass.
 
-Every request becomes a :class:`Job` (latents z float (n, D), labels c float (n, K) or None).
+Every request becomes a :class:`Job` (latents z float (n, D), labels c float (n, K), K = 0
+without labels).
 One worker thread takes the first waiting job, adds every other job already waiting (up to
 ``max_batch`` rows), runs the generator once on the concatenation and hands each job its rows
 back as uint8 (n, 3, R, R). The generator is only ever called from that thread, so there is
@@ -15,7 +16,6 @@ and what is queued ahead of it) is refused at once with :class:`Overloaded` (the
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from ..data.labels import LabelSpec
-from ..directions import directions_path
-from ..sampling import LoadedGenerator, load_generator, to_uint8
+from ..directions import directions_path, read_directions
+from ..errors import UserError
+from ..labels import LabelSpec
+from ..sampling import LoadedGenerator, generate, load_generator
 
-DIRECTIONS_VERSION = 1
 RELOAD_CHECK_S = 5.0  # how often the worker looks for a newer checkpoint / directions file
 
 
@@ -48,39 +48,34 @@ class Direction:
     accuracy: float | None
 
 
-def load_directions(path: Path, latent_dim: int) -> tuple[dict[str, Direction], str | None]:
-    """Read ``RUN/directions.json`` (written by ``facegan directions``).
+def page_directions(path: Path, latent_dim: int) -> tuple[dict[str, Direction], str | None]:
+    """The directions of ``path`` (a ``RUN/directions.json``, read by
+    :func:`facegan.directions.read_directions`) for a generator of ``latent_dim``.
 
-    Format: ``{"version": 1, "z_dim": D, "directions": {"<name>": {"vector": [D floats, unit
-    norm], "method": "interfacegan"|"sefa", "accuracy": float|null, "kept": [names]}}}``.
     Returns (directions by name, None), or ({}, a one-line reason) for a file that is absent
     (reason None) or unusable: the page then shows no sliders, the rest still works.
     """
     if not path.is_file():
         return {}, None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict) or doc.get("version") != DIRECTIONS_VERSION:
-            return {}, f"{path.name}: not a version {DIRECTIONS_VERSION} directions file"
-        if int(doc.get("z_dim", -1)) != latent_dim:
-            return {}, (f"{path.name}: directions for a latent of {doc.get('z_dim')} values, this "
-                        f"model's has {latent_dim}")
-        out = {}
-        for name, d in dict(doc["directions"]).items():
-            if "," in str(name) or not str(name).strip():
-                # The page sends edits as NAME:STRENGTH,NAME:STRENGTH.
-                return {}, f"{path.name}: direction name '{name}' is empty or holds a ','"
-            v = torch.tensor([float(x) for x in d["vector"]], dtype=torch.float32)
-            if v.shape != (latent_dim,) or not torch.isfinite(v).all() or v.norm() < 1e-6:
-                return {}, f"{path.name}: direction '{name}' is not {latent_dim} finite values"
-            acc = d.get("accuracy")
-            # The file promises unit norm; normalising again makes strength mean the same
-            # distance in latent space for every direction even if a writer rounds.
-            out[str(name)] = Direction(str(name), v / v.norm(), str(d.get("method", "")),
-                                       None if acc is None else float(acc))
-        return out, None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-        return {}, f"{path.name}: unreadable ({type(e).__name__}: {str(e)[:80]})"
+        doc = read_directions(path)
+    except UserError as e:
+        return {}, str(e)
+    if doc["z_dim"] != latent_dim:
+        return {}, (f"{path.name}: directions for a latent of {doc['z_dim']} values, this "
+                    f"model's has {latent_dim}")
+    out = {}
+    for name, d in doc["directions"].items():
+        if "," in name or not name.strip():
+            # The page sends edits as NAME:STRENGTH,NAME:STRENGTH.
+            return {}, f"{path.name}: direction name '{name}' is empty or holds a ','"
+        v = torch.tensor(d["vector"], dtype=torch.float32)
+        acc = d.get("accuracy")
+        # The file promises unit norm; normalising again makes strength mean the same
+        # distance in latent space for every direction even if a writer rounds.
+        out[name] = Direction(name, v / v.norm(), str(d.get("method", "")),
+                              None if acc is None else float(acc))
+    return out, None
 
 
 @dataclass
@@ -106,8 +101,8 @@ class Model:
         return int(self.loaded.config.data.resolution)
 
     @property
-    def label_spec(self) -> LabelSpec | None:
-        return self.loaded.label_spec
+    def labels(self) -> LabelSpec:
+        return self.loaded.labels
 
     @property
     def device(self) -> torch.device:
@@ -122,7 +117,7 @@ def open_model(run: str | os.PathLike, device: str = "cpu", version: int = 0,
     lg = load_generator(run, device=device)
     model = Model(lg, version=version)
     model.directions_file = directions or directions_path(run)
-    model.directions, model.directions_problem = load_directions(model.directions_file,
+    model.directions, model.directions_problem = page_directions(model.directions_file,
                                                                  model.latent_dim)
     return model
 
@@ -179,7 +174,7 @@ class ModelHolder:
 @dataclass
 class Job:
     z: torch.Tensor  # float (n, D) on the CPU
-    c: torch.Tensor | None  # float (n, K) or None (unconditional)
+    c: torch.Tensor  # float (n, K) on the CPU; K = 0 for an unconditional model
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
 
@@ -215,12 +210,9 @@ class Batcher:
     def batch_time(self, rows: int) -> float:
         return self.overhead + self.per_row * rows
 
-    def estimated_wait(self, rows: int) -> float:
-        """Seconds until a new job of ``rows`` rows would be done, were it submitted now."""
-        with self._cond:
-            return self._estimate(rows)
-
     def _estimate(self, rows: int) -> float:
+        """Seconds until a new job of ``rows`` rows would be done, were it submitted now
+        (called holding ``_cond``)."""
         queued = sum(j.rows for j in self._queue) + rows
         batches = max(1, math.ceil(queued / self.max_batch))
         running = max(0.0, self._busy_until - time.monotonic())
@@ -234,7 +226,7 @@ class Batcher:
         times = {}
         for rows in (1, self.max_batch):
             z = torch.randn(rows, m.latent_dim)
-            c = self._labels_for(m, rows)
+            c = torch.zeros(rows, m.labels.dim)  # any labels cost the same
             self._forward(m, z, c)
             ts = []
             for _ in range(repeats):
@@ -246,20 +238,14 @@ class Batcher:
         self.per_row, self.overhead = slope, max(1e-4, times[1] - slope)
 
     @staticmethod
-    def _labels_for(m: Model, rows: int) -> torch.Tensor | None:
-        k = int(getattr(m.generator, "label_dim", 0))
-        return torch.zeros(rows, k) if k else None
-
-    @staticmethod
-    def _forward(m: Model, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        """z (n, D), c (n, K) or None -> uint8 (n, 3, R, R) on the CPU."""
-        g, dev = m.generator, m.device
-        out = g(z.to(dev)) if c is None else g(z.to(dev), c.to(dev))
-        return to_uint8(out).cpu()
+    def _forward(m: Model, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """z float (n, D), c float (n, K) -> uint8 (n, 3, R, R) on the CPU, in one pass."""
+        return generate(m.generator, z, c, batch_size=max(1, z.shape[0]))
 
     # ---- queue ----
-    def submit(self, z: torch.Tensor, c: torch.Tensor | None) -> Future:
-        """Queue z (n, D) [and c (n, K)]; the future's result is uint8 (n, 3, R, R)."""
+    def submit(self, z: torch.Tensor, c: torch.Tensor) -> Future:
+        """Queue z float (n, D) and c float (n, K) (K = 0 without labels); the future's
+        result is uint8 (n, 3, R, R)."""
         job = Job(z, c)
         with self._cond:
             queued = sum(j.rows for j in self._queue)
@@ -332,7 +318,7 @@ class Batcher:
             self.holder.maybe_reload()
             m = self.holder.model
             z = torch.cat([j.z for j in jobs])
-            c = None if jobs[0].c is None else torch.cat([j.c for j in jobs])
+            c = torch.cat([j.c for j in jobs])
             t0 = time.perf_counter()
             with torch.inference_mode():
                 imgs = self._forward(m, z, c)

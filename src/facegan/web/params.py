@@ -1,13 +1,14 @@
 """Request parameters -> latents and labels, every value checked and bounded.
 
 A face is named by its seed: its latent is ``sampling.latents(1, D, seed)[0]`` and, for a
-conditional model with no condition chosen, its label ``sampling.draw_labels(spec, 1, seed)``,
+conditional model with no condition chosen, its label ``LabelSpec.draw(1, seed)``,
 exactly what ``facegan sample RUN --n 1 --seed SEED`` draws; so the page can print the
 command that draws the same face again. Everything else is a change of that face:
 
 - ``seed2`` + ``t`` + ``interp``: the point a fraction t of the way to another face
   (``sampling.lerp`` or ``sampling.slerp``; labels blended linearly, as ``morph_classes`` does);
-- ``class`` / ``attr``: the condition (``--class NAME`` / ``--attr A=0,B=1`` of ``sample``);
+- ``class`` / ``attr``: the condition (``--class NAME`` / ``--attr A=0,B=1`` of ``sample``,
+  parsed by :func:`facegan.labels.parse_condition`);
 - ``edit``: ``z + strength * direction`` for directions of ``RUN/directions.json``.
 
 A bad value raises :class:`BadRequest` with a message meant for the person at the page.
@@ -16,13 +17,15 @@ A bad value raises :class:`BadRequest` with a message meant for the person at th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 
-from ..data.labels import ATTR, CLASS, LabelSpec
-from ..sampling import attr_labels, draw_labels, latents, lerp, slerp
+from .. import labels
+from ..errors import UserError
+from ..labels import Condition, LabelSpec
+from ..sampling import latents, lerp, slerp
 from .engine import Model
 
 SEED_MAX = 2**31 - 1  # fits a JavaScript number and a 32-bit int everywhere
@@ -41,10 +44,10 @@ class BadRequest(ValueError):
 
 @dataclass(frozen=True)
 class Face:
-    """One image to draw: its latent and label, float (D,) and (K,) or None."""
+    """One image to draw: its latent float (D,) and labels float (K,) (K = 0 without labels)."""
 
     z: torch.Tensor
-    c: torch.Tensor | None
+    c: torch.Tensor
 
 
 def check_names(query: Mapping[str, str], allowed: set[str]) -> None:
@@ -94,73 +97,20 @@ def get_choice(query: Mapping[str, str], name: str, choices, default: str) -> st
 
 # ---- conditions -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Condition:
-    """The page's condition: none (labels drawn per seed, as ``sample`` draws them), a class,
-    or some attributes fixed (the others drawn per seed)."""
-
-    cls: str | None = None
-    attrs: tuple[tuple[str, float], ...] = ()
-
-    def labels(self, spec: LabelSpec | None, seed: int) -> torch.Tensor | None:
-        """float (K,) for the face of ``seed``, or None for an unconditional model."""
-        if spec is None:
-            return None
-        if self.cls is not None:
-            c = torch.zeros(spec.dim)
-            c[spec.names.index(self.cls)] = 1.0
-            return c
-        if self.attrs:
-            return attr_labels(spec, dict(self.attrs), 1, seed=seed)[0]
-        return draw_labels(spec, 1, seed=seed)[0]
-
-    def cli_options(self) -> str:
-        """The ``facegan sample`` options that draw the same labels."""
-        if self.cls is not None:
-            return f" --class {_quote(self.cls)}"
-        if self.attrs:
-            return " --attr " + _quote(",".join(f"{a}={int(v)}" for a, v in self.attrs))
-        return ""
+def parse_condition(query: Mapping[str, str], spec: LabelSpec) -> Condition:
+    """The query's ``class`` / ``attr`` -> a checked :class:`facegan.labels.Condition` (the
+    grammar of ``sample --class`` / ``--attr``); BadRequest naming what the model has."""
+    try:
+        return labels.parse_condition(spec, query.get("class") or None, query.get("attr") or None,
+                                      class_opt="class=", attr_opt="attr=")
+    except UserError as e:
+        raise BadRequest(str(e)) from None
 
 
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
-def parse_condition(query: Mapping[str, str], spec: LabelSpec | None) -> Condition:
-    cls, attr = query.get("class") or None, query.get("attr") or None
-    if cls is None and attr is None:
-        return Condition()
-    if spec is None:
-        raise BadRequest("this model is unconditional (trained without labels): it takes no "
-                         "'class' or 'attr'")
-    if cls is not None and attr is not None:
-        raise BadRequest("give 'class' or 'attr', not both")
-    if cls is not None:
-        if spec.kind != CLASS:
-            raise BadRequest(f"this model has attributes ({', '.join(spec.names)}), not classes; "
-                             "use attr=NAME=0|1,...")
-        if cls not in spec.names:
-            raise BadRequest(f"unknown class '{cls[:60]}'; this model has: {', '.join(spec.names)}")
-        return Condition(cls=cls)
-    if spec.kind != ATTR:
-        raise BadRequest(f"this model has classes ({', '.join(spec.names)}), not attributes; "
-                         "use class=NAME")
-    setting: dict[str, float] = {}
-    for part in (p.strip() for p in attr.split(",") if p.strip()):
-        name, eq, value = (s.strip() for s in part.partition("="))
-        if name not in spec.names:
-            raise BadRequest(f"unknown attribute '{name[:60]}'; this model has: {', '.join(spec.names)}")
-        if not eq or value not in ("0", "1"):
-            raise BadRequest(f"attribute setting '{part[:60]}': write NAME=0 or NAME=1")
-        if name in setting:
-            raise BadRequest(f"attribute '{name}' is given twice")
-        setting[name] = float(value)
-    # In the model's order, so the command line printed for a face is the same whatever the
-    # order the page sent.
-    return Condition(attrs=tuple((n, setting[n]) for n in spec.names if n in setting))
+def face_labels(cond: Condition, spec: LabelSpec, seed: int) -> torch.Tensor:
+    """float (K,) for the face of ``seed``: what ``sample --n 1 --seed SEED`` with the same
+    options draws (K = 0 for an unconditional model)."""
+    return cond.labels(spec, 1, seed)[0]
 
 
 # ---- edits ----------------------------------------------------------------------------------
@@ -214,10 +164,9 @@ def between(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor, interp: str) ->
     return INTERPS[interp](za[None], zb[None], t)[0]
 
 
-def blend(ca: torch.Tensor | None, cb: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor | None:
-    """Labels (K,), (K,) -> (T, K) blended linearly (every conditioning path is linear in c)."""
-    if ca is None:
-        return None
+def blend(ca: torch.Tensor, cb: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Labels (K,), (K,), fractions t (T,) -> (T, K) blended linearly (every conditioning path
+    is linear in c)."""
     return (1 - t)[:, None] * ca[None] + t[:, None] * cb[None]
 
 
@@ -226,36 +175,35 @@ def parse_face(query: Mapping[str, str], model: Model) -> tuple[Face, dict]:
     check_names(query, FACE_PARAMS)
     r = model.resolution
     seed = get_int(query, "seed", 0, SEED_MAX)
-    cond = parse_condition(query, model.label_spec)
+    cond = parse_condition(query, model.labels)
     edits = parse_edits(query, model)
     size = get_int(query, "size", r, MAX_SIZE, default=r)
     download = get_choice(query, "download", ("0", "1"), "0") == "1"
     z = face_latent(seed, model)
-    c = cond.labels(model.label_spec, seed)
+    c = face_labels(cond, model.labels, seed)
     opts = {"seed": seed, "size": size, "download": download, "condition": cond, "edits": edits}
     if "seed2" in query or "t" in query:
         seed2 = get_int(query, "seed2", 0, SEED_MAX)
         t = torch.tensor([get_float(query, "t", 0.0, 1.0, 0.5)])
         interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
         z = between(z, face_latent(seed2, model), t, interp)[0]
-        cb = cond.labels(model.label_spec, seed2)
-        c = None if c is None else blend(c, cb, t)[0]
+        c = blend(c, face_labels(cond, model.labels, seed2), t)[0]
         opts.update(seed2=seed2, t=float(t), interp=interp)
     elif "interp" in query:
         raise BadRequest("'interp' goes with seed2 and t (a point between two faces)")
     return Face(apply_edits(z, edits, model), c), opts
 
 
-def parse_strip(query: Mapping[str, str], model: Model) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """An /api/strip.png query -> (z (T, D), c (T, K) or None, options): T frames evenly
+def parse_strip(query: Mapping[str, str], model: Model) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """An /api/strip.png query -> (z float (T, D), c float (T, K), options): T frames evenly
     spaced from one face to the other, ends included."""
     check_names(query, STRIP_PARAMS)
     seed = get_int(query, "seed", 0, SEED_MAX)
     seed2 = get_int(query, "seed2", 0, SEED_MAX)
     steps = get_int(query, "steps", *STRIP_STEPS, default=8)
     interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
-    cond = parse_condition(query, model.label_spec)
+    cond = parse_condition(query, model.labels)
     t = torch.linspace(0, 1, steps)
     z = between(face_latent(seed, model), face_latent(seed2, model), t, interp)
-    c = blend(cond.labels(model.label_spec, seed), cond.labels(model.label_spec, seed2), t)
+    c = blend(face_labels(cond, model.labels, seed), face_labels(cond, model.labels, seed2), t)
     return z, c, {"seed": seed, "seed2": seed2, "steps": steps, "interp": interp}

@@ -1,4 +1,4 @@
-"""Subcommands ``directions`` and ``edit``; the main CLI calls :func:`register`.
+"""``facegan directions`` and ``facegan edit``: latent directions of a trained generator.
 
 ``facegan directions RUN --data CELEBA [--attrs A,B] [--keep A] [--n 10000]`` (InterFaceGAN),
 ``facegan directions RUN --unsupervised K [--data CELEBA]`` (SeFa), then
@@ -13,7 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
+from .common import check_out_file
 
 
 def register(subparsers) -> None:
@@ -72,7 +73,7 @@ def register(subparsers) -> None:
 
 
 def _check_run(run: str) -> None:
-    from .checkpoint import resolve_checkpoint
+    from ..checkpoint import resolve_checkpoint
 
     resolve_checkpoint(run)  # UserError: missing path / no checkpoint in the folder
 
@@ -81,10 +82,19 @@ def cmd_directions(args) -> int:
     import dataclasses
     import os
 
-    from .directions import (direction_entry, directions_path, interfacegan_boundary,
-                             load_directions, name_sefa_directions, orthogonalize, parse_names,
-                             save_directions, score_latents, sefa)
-    from .sampling import latents, load_generator
+    from ..directions import (
+        direction_entry,
+        directions_path,
+        interfacegan_boundary,
+        load_directions,
+        name_sefa_directions,
+        orthogonalize,
+        parse_names,
+        save_directions,
+        score_latents,
+        sefa,
+    )
+    from ..sampling import latents, load_generator
 
     attrs = parse_names(args.attrs, "--attrs")
     keep = parse_names(args.keep, "--keep")
@@ -116,7 +126,7 @@ def cmd_directions(args) -> int:
                             f"but this generator's latent has {d}; move the file away first")
     clf = None
     if args.data:
-        from .metrics.classifier import classifier_for_data
+        from ..metrics.classifier import classifier_for_data
 
         dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(os.path.expanduser(args.data)),
                                    condition="")
@@ -141,7 +151,7 @@ def cmd_directions(args) -> int:
             named = [(f"sefa_{i}", None, v) for i, v in enumerate(vecs)]
         else:
             named = [(f"sefa_{i}_{a}", delta, v) for i, (a, delta, v) in
-                     enumerate(name_sefa_directions(g, clf, vecs, seed=args.seed))]
+                     enumerate(name_sefa_directions(g, clf, vecs, labels=lg.labels, seed=args.seed))]
         for (name, delta, v), ev in zip(named, vals.tolist()):
             new[name] = direction_entry(v, "sefa", None)
             moved = ("" if delta is None else f", moves its attribute's probability by {delta:+.2f} "
@@ -152,10 +162,8 @@ def cmd_directions(args) -> int:
         names = list(dict.fromkeys(attrs or clf.names))
         names += [k for k in keep if k not in names]
         z = latents(args.n, d, args.seed)
-        from .directions import labels_for
-
         print(f"scoring {args.n} generated faces with the classifier...", file=sys.stderr, flush=True)
-        probs = score_latents(g, clf, z, labels_for(g, args.n, args.seed))
+        probs = score_latents(g, clf, z, lg.labels.draw(args.n, args.seed))
         bounds = {a: interfacegan_boundary(z, probs[:, clf.index(a)], ratio=args.ratio,
                                            seed=args.seed) for a in names}
         for a in names:
@@ -181,16 +189,15 @@ def cmd_directions(args) -> int:
 def cmd_edit(args) -> int:
     import torch
 
-    from .cli import _check_out_file
-    from .directions import edit_images, get_direction, load_directions, parse_strength
-    from .sampling import load_generator, save_grid
+    from ..directions import edit_images, get_direction, load_directions, parse_strength
+    from ..sampling import load_generator, save_grid
 
     lo, hi = parse_strength(args.strength)
     if args.n < 1:
         raise UserError("--n must be at least 1")
     if args.steps < 2:
         raise UserError("--steps must be at least 2 (the two ends of --strength)")
-    _check_out_file(args.out, "--out")
+    check_out_file(args.out, "--out")
     _check_run(args.run)
     doc = load_directions(args.run)
     v = get_direction(doc, args.attr, args.run)
@@ -199,7 +206,7 @@ def cmd_edit(args) -> int:
         raise UserError(f"the direction '{args.attr}' has length {v.numel()} but this generator's "
                         f"latent has {lg.generator.latent_dim}; run facegan directions {args.run} again")
     strengths = torch.linspace(lo, hi, args.steps)
-    frames = edit_images(lg.generator, v, strengths, args.n, seed=args.seed)
+    frames = edit_images(lg.generator, v, strengths, args.n, labels=lg.labels, seed=args.seed)
     save_grid(frames.flatten(0, 1), args.out, nrow=args.steps)
     print(f"wrote {args.out} ({args.n} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g})")
     return 0

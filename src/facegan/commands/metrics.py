@@ -1,8 +1,5 @@
-"""Subcommands ``fid``, ``evaluate`` and ``nearest``; the main CLI calls :func:`register`.
-
-Each subparser sets ``func(args) -> int``. User mistakes raise :class:`UserError`, which the
-main CLI prints as one line (exit status 2).
-"""
+"""``facegan fid``, ``facegan evaluate`` and ``facegan nearest``: image-quality metrics and the
+memorisation check."""
 
 from __future__ import annotations
 
@@ -24,6 +21,8 @@ def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
 
 def register(subparsers) -> None:
     """Add ``fid``, ``evaluate`` and ``nearest`` to an argparse subparsers object."""
+    from ..config import field_choices
+
     p = subparsers.add_parser(
         "fid", help="FID (and KID) between two image folders or a folder and saved statistics",
         description="FID between two image folders (recursive; jpg, jpeg, png, webp, bmp; any "
@@ -47,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=10000, help="generated images (default %(default)s)")
     p.add_argument("--metrics", default="fid,kid", help="comma list of fid, kid, is (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default %(default)s)")
-    p.add_argument("--partition", default=None, choices=("train", "valid", "test", "all"),
+    p.add_argument("--partition", default=None, choices=field_choices("data.partition"),
                    help="CelebA partition (default: the checkpoint's)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
@@ -76,7 +75,7 @@ def _check_batch(args) -> None:
 
 
 def cmd_fid(args) -> int:
-    from .evaluate import fid_paths, save_folder_stats
+    from ..metrics.evaluate import fid_paths, save_folder_stats
 
     _check_batch(args)
     progress = True  # a bar on a terminal, periodic lines in a log
@@ -108,7 +107,7 @@ def _warn(msg: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_checkpoint, parse_metrics
+    from ..metrics.evaluate import evaluate_checkpoint, parse_metrics
 
     _check_batch(args)
     names = parse_metrics(args.metrics)
@@ -121,7 +120,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_nearest(args) -> int:
-    from .nearest import nearest_check
+    from ..metrics.nearest import nearest_check
 
     _check_batch(args)
     res = nearest_check(args.checkpoint, args.data, n=args.n, out=args.out, holdout=args.holdout,
@@ -142,20 +141,3 @@ def cmd_nearest(args) -> int:
           + (" | 3 nearest by Inception features)" if "inception_l2" in res else ")"))
     print(res["verdict"])
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m facegan.metrics.cli``) until the main CLI wires us in."""
-    parser = argparse.ArgumentParser(prog="facegan")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,128 @@
+"""``facegan sample`` and ``facegan morph``: images from a run folder or a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from .common import check_out_file, make_out_dir
+
+
+def register(sub) -> None:
+    """Add ``sample`` and ``morph`` to the main parser's subparsers."""
+    s = sub.add_parser("sample", help="sample images from a run folder or checkpoint")
+    s.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    s.add_argument("--n", type=int, help="images (default 64); with --grid-by-class, columns "
+                   "(default 8)")
+    s.add_argument("--out", help="grid image, .png or .jpg (default samples.png)")
+    s.add_argument("--png-dir", help="also write one PNG per image here")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--nrow", type=int)
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--class", dest="cls", metavar="NAME", help="conditional model: every image "
+                   "of this class")
+    s.add_argument("--attr", metavar="A=0|1,...", help="conditional model: fix these attributes "
+                   "(e.g. Male=0,Smiling=1); the others are drawn per image from their rates in "
+                   "the training data")
+    s.add_argument("--grid-by-class", action="store_true", help="conditional model: one row per "
+                   "class (or attribute setting: every combination up to 4 attributes, else each "
+                   "attribute alone), the same noise down each column")
+    s.set_defaults(func=cmd_sample)
+
+    m = sub.add_parser("morph", help="latent interpolation between random faces")
+    m.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    m.add_argument("--out", default="morph.png", help="grid image, .png or .jpg")
+    m.add_argument("--gif", help="also write an animated GIF of the first row")
+    m.add_argument("--steps", type=int, default=10)
+    m.add_argument("--rows", type=int, default=4)
+    m.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--fps", type=int, default=10)
+    m.add_argument("--from-class", metavar="NAME", help="conditional model: morph from this class "
+                   "to --to-class at fixed noise (one latent per row)")
+    m.add_argument("--to-class", metavar="NAME")
+    m.add_argument("--no-ema", action="store_true")
+    m.add_argument("--device", default="auto")
+    m.set_defaults(func=cmd_morph)
+
+
+def cmd_sample(args) -> int:
+    from ..labels import parse_condition
+    from ..sampling import (
+        generate_by_label_rows,
+        generate_images,
+        load_generator,
+        save_grid,
+        save_individual,
+    )
+
+    n = args.n if args.n is not None else (8 if args.grid_by_class else 64)
+    if n < 1:
+        raise UserError("--n must be at least 1")
+    out = args.out or (None if args.png_dir else "samples.png")
+    check_out_file(out, "--out")
+    if args.png_dir:
+        make_out_dir(Path(args.png_dir), "--png-dir")
+    lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
+    spec = lg.labels
+    chosen = [o for o, v in (("--class", args.cls), ("--attr", args.attr),
+                             ("--grid-by-class", args.grid_by_class)) if v]
+    if len(chosen) > 1:
+        raise UserError(f"{' and '.join(chosen)} cannot be combined; give one of them")
+    row_names = None
+    if args.grid_by_class:
+        if not spec.conditional:
+            raise UserError("this model is unconditional (trained without labels); drop --grid-by-class")
+        rows, row_names = spec.grid_rows()
+        # n columns, one row per label, column j the same latent in every row
+        imgs = generate_by_label_rows(lg.generator, rows, n, seed=args.seed, batch_size=args.batch_size)
+        nrow = n
+    else:
+        c = parse_condition(spec, args.cls, args.attr).labels(spec, n, seed=args.seed)
+        imgs = generate_images(lg.generator, n, seed=args.seed, batch_size=args.batch_size, labels=c)
+        nrow = args.nrow
+    written = []
+    if args.png_dir:
+        written.append(f"{len(save_individual(imgs, args.png_dir))} PNGs in {args.png_dir}")
+    if out:
+        save_grid(imgs, out, nrow=nrow)
+        written.append(out)
+    print(f"step {lg.step} ({'EMA' if lg.has_ema and not args.no_ema else 'raw'} generator): "
+          f"wrote {', '.join(written)}")
+    if row_names is not None:
+        print("rows: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(row_names)))
+    return 0
+
+
+def cmd_morph(args) -> int:
+    from ..sampling import load_generator, morph, morph_classes, save_gif, save_grid
+
+    check_out_file(args.out, "--out")
+    if args.gif:
+        if Path(args.gif).suffix.lower() != ".gif":
+            raise UserError(f"--gif '{args.gif}' must be a .gif file name, e.g. morph.gif")
+        check_out_file(args.gif, "--gif", image=False)
+    if bool(args.from_class) != bool(args.to_class):
+        raise UserError("--from-class and --to-class go together: give both, e.g. --from-class cat "
+                        "--to-class dog")
+    lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
+    if args.from_class:
+        if args.slerp:
+            raise UserError("--slerp interpolates the noise; a class morph keeps the noise fixed "
+                            "and blends the labels: drop --slerp")
+        frames = morph_classes(lg.generator, lg.labels, args.from_class, args.to_class,
+                               rows=args.rows, steps=args.steps, seed=args.seed)
+        how = f"{args.from_class} -> {args.to_class} at fixed noise"
+    else:
+        frames = morph(lg.generator, labels=lg.labels, rows=args.rows, steps=args.steps,
+                       seed=args.seed, spherical=args.slerp)
+        how = "slerp" if args.slerp else "lerp"
+    save_grid(frames.flatten(0, 1), args.out, nrow=frames.shape[1])
+    msg = f"wrote {args.out} ({args.rows} rows x {args.steps} steps, {how})"
+    if args.gif:
+        save_gif(frames[0], args.gif, fps=args.fps)
+        msg += f" and {args.gif}"
+    print(msg)
+    return 0

@@ -1,0 +1,219 @@
+"""``facegan train`` (new, ``--resume``, ``--profile``), ``facegan demo``, ``facegan presets``.
+
+Each command turns its options into a config and overrides and hands them to
+:func:`facegan.train.start_run`, which does the rest of the start.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, info
+
+DEFAULT_PRESET = "wgangp-celeba64"
+
+# train option -> config key; the option's value (when given) overrides that key.
+OPTION_KEYS = {
+    "data": "data.path", "steps": "train.steps", "batch_size": "train.batch_size",
+    "resolution": "data.resolution", "max_images": "data.max_images",
+    "partition": "data.partition", "crop": "data.crop", "device": "train.device",
+    "precision": "train.precision", "eval_every": "train.eval_every", "eval_n": "train.eval_n",
+    "seed": "train.seed", "condition": "data.condition",
+}
+
+
+def register(sub) -> None:
+    """Add ``train`` and ``demo`` to the main parser's subparsers."""
+    from ..config import field_choices
+
+    resolutions = field_choices("data.resolution")
+    t = sub.add_parser("train", help="train a GAN (or --resume one)",
+                       description="Train a GAN. Overrides: any config key as key=value after the options.")
+    t.add_argument("--data", help="image folder, .zip, CelebA folder, or 'builtin'")
+    t.add_argument("--preset", help=f"recipe (facegan presets lists them; default {DEFAULT_PRESET})")
+    t.add_argument("--out", help="run folder to create (with --resume CHECKPOINT.pt: the folder to "
+                   "continue in)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint "
+                   "(or from a checkpoint file); options and overrides given with it change the run "
+                   "from that step on (e.g. train.g_lr=5e-5), except model.* and data.* other than "
+                   "data.path")
+    t.add_argument("--steps", type=int, help="total generator steps of the run")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--resolution", type=int, choices=resolutions,
+                   help=f"image size in pixels: {', '.join(map(str, resolutions))}")
+    t.add_argument("--max-images", type=int, help="use only the first N images")
+    t.add_argument("--partition", choices=field_choices("data.partition"), help="CelebA partition")
+    t.add_argument("--crop", choices=field_choices("data.crop"))
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    t.add_argument("--precision", choices=field_choices("train.precision"))
+    t.add_argument("--seed", type=int)
+    t.add_argument("--eval-every", type=int, help="FID/KID every N steps (needs facegan[metrics] "
+                   "or --inception)")
+    t.add_argument("--eval-n", type=int, help="generated images per evaluation (default 2000)")
+    t.add_argument("--inception", metavar="PATH", help="Inception weights for --eval-every: "
+                   "pytorch-fid's pt_inception-2015-12-05-6726825d.pth or NVIDIA's "
+                   "inception-2015-12-05.pt (default: the facegan[metrics] file)")
+    t.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard")
+    t.add_argument("--condition", metavar="SPEC", help="labels for conditional training "
+                   "(data.condition): 'folders' (one class per sub-folder), 'Male,Smiling' "
+                   "(CelebA attributes), 'classes:Male,Smiling' (their combinations as classes)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--profile", type=int, metavar="N", help="profile N training steps of this "
+                   "configuration and print where the time goes (kernel vs wall time, top "
+                   "operators); writes nothing, needs no --out")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("demo", help="train the small demo model on the built-in faces (CPU minutes)")
+    d.add_argument("--out", default="facegan-demo")
+    d.add_argument("--steps", type=int)
+    d.add_argument("--device")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+
+def register_presets(sub) -> None:
+    pr = sub.add_parser("presets", help="list the presets and config keys")
+    pr.add_argument("--show", metavar="NAME", help="print one preset's full config as JSON")
+    pr.set_defaults(func=cmd_presets)
+
+
+def overrides_of(args) -> dict[str, Any]:
+    """The train options and key=value overrides as typed values by dotted config key, in the
+    order they apply (key=value after the options)."""
+    from ..config import parse_overrides
+
+    given = {key: getattr(args, opt) for opt, key in OPTION_KEYS.items() if getattr(args, opt) is not None}
+    if args.tensorboard:
+        given["train.tensorboard"] = True
+    return given | parse_overrides([*args.overrides, *(args.set or [])])
+
+
+def cmd_train(args) -> int:
+    from ..config import get_preset
+    from ..train import end_run, start_run
+
+    if args.profile is not None:
+        return cmd_profile(args)
+    if args.resume:
+        trainer = start_run(None, args.out, resume=args.resume, overrides=overrides_of(args),
+                            preset=args.preset, inception=args.inception,
+                            progress=not args.no_progress)
+        info(f"resuming {trainer.run_dir} at step {trainer.step} of {trainer.cfg.train.steps}")
+    else:
+        if not args.out:
+            raise UserError("--out RUN_DIR is required (or --resume RUN_DIR to continue a run)")
+        if not args.data:
+            raise UserError("--data PATH is required: an image folder, a .zip, a CelebA folder, or 'builtin'")
+        trainer = start_run(get_preset(args.preset or DEFAULT_PRESET), args.out,
+                            overrides=overrides_of(args), inception=args.inception,
+                            progress=not args.no_progress)
+        cfg = trainer.cfg
+        info(f"training {cfg.preset} on {len(trainer.data)} images ({cfg.data.resolution}px) for "
+             f"{cfg.train.steps} generator steps on {trainer.device}; run folder: {trainer.run_dir}")
+    try:
+        return run(trainer)
+    finally:
+        end_run(trainer)
+
+
+def run(trainer) -> int:
+    """Train to ``train.steps``; the exit status: 0, 130 (interrupted: a checkpoint was saved)
+    or 3 (diverged), each said in one line."""
+    from ..train import TrainingDiverged, TrainingInterrupted
+
+    t0 = time.time()
+    try:
+        trainer.train(trainer.cfg.train.steps)
+    except TrainingInterrupted as e:
+        info(f"facegan: {e}")
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as e:
+        info(f"facegan: error: {e}")
+        if trainer.dist.enabled:
+            trainer.dist.barrier()  # every rank leaves after rank 0 has said why
+        return EXIT_DIVERGED
+    if trainer.dist.is_main:
+        print(f"trained to step {trainer.step} in {time.time() - t0:.0f} s; run folder: "
+              f"{trainer.run_dir} (samples/, loss.png, metrics.jsonl, checkpoints/latest.pt)")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    """train --profile N: build the run in memory, profile N steps, print; write nothing."""
+    from ..config import apply_overrides, get_preset
+    from ..train.profile import profile_config
+    from ..train.start import absolute_data_path
+
+    if args.profile < 1:
+        raise UserError(f"--profile takes a number of steps >= 1, got {args.profile}")
+    if args.resume:
+        raise UserError("--profile builds a fresh run in memory; drop --resume (give the run's "
+                        "--preset and options instead)")
+    if not args.data:
+        raise UserError("--data PATH is required: an image folder, a .zip, a CelebA folder, or 'builtin'")
+    cfg = absolute_data_path(apply_overrides(get_preset(args.preset or DEFAULT_PRESET), overrides_of(args)))
+    print(profile_config(cfg, args.profile))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..config import get_preset
+    from ..sampling import generate_images, morph, save_gif, save_grid
+    from ..train import end_run, start_run
+
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()):
+        # Never delete a finished run (its checkpoint may be the only copy).
+        if (out / "checkpoints" / "latest.pt").exists():
+            raise UserError(f"'{out}' already holds a demo run; pass --out NEW_FOLDER for a fresh "
+                            f"one, or continue it: facegan train --resume {out} --steps N")
+        raise UserError(f"'{out}' exists and is not empty; pass --out NEW_FOLDER")
+    changes = {k: v for k, v in {"train.steps": args.steps, "train.device": args.device}.items()
+               if v is not None}
+    if args.steps is not None:
+        changes["train.time_budget"] = 0.0  # asked for a number of steps: no time limit
+    t0 = time.time()
+    print("facegan demo: drawing the built-in face set (cached after the first run)...", file=sys.stderr)
+    trainer = start_run(get_preset("demo"), out, overrides=changes, progress=not args.no_progress)
+    try:
+        cfg = trainer.cfg
+        budget = (f" or {cfg.train.time_budget / 60:g} minutes, whichever comes first"
+                  if cfg.train.time_budget else "")
+        print(f"facegan demo: training {cfg.train.steps} WGAN-GP steps{budget}, on {len(trainer.data)} "
+              f"faces at {cfg.data.resolution}px ({trainer.device}, precision {trainer.precision})...",
+              file=sys.stderr)
+        code = run(trainer)
+    finally:
+        end_run(trainer)
+    if code:
+        return code
+    g = trainer.sample_generator.eval()
+    grid = save_grid(generate_images(g, 64, seed=cfg.train.seed), out / "samples.png", nrow=8)
+    frames = morph(g, rows=6, steps=10, seed=cfg.train.seed + 7, spherical=True)
+    mgrid = save_grid(frames.flatten(0, 1), out / "morph.png", nrow=frames.shape[1])
+    gif = save_gif(frames[0], out / "morph.gif")
+    print(f"\ndemo finished in {time.time() - t0:.0f} s:\n  samples:       {grid}\n"
+          f"  loss curves:   {out / 'loss.png'}\n  interpolation: {mgrid}  (animated: {gif})\n"
+          f"  progress:      {out / 'samples'}/step_*.png\n  checkpoint:    {out / 'checkpoints' / 'latest.pt'}\n"
+          f"next: facegan sample {out} --n 64 --out grid.png")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from ..config import PRESETS, all_keys, get_preset
+
+    if args.show:
+        print(get_preset(args.show).to_json())
+        return 0
+    width = max(map(len, PRESETS))
+    for name, spec in PRESETS.items():
+        print(f"{name:{width}s}  {spec.help}")
+    print("\noverride any field as key=value, e.g. train.g_lr=2e-4 model.d_norm=layer; keys:")
+    print("  " + " ".join(k for k in all_keys() if "." in k))
+    return 0

@@ -1,0 +1,108 @@
+"""Where and in what precision facegan computes: decided here, once, and passed down.
+
+Every other module asks this one: :func:`resolve_device` turns ``auto`` / ``cpu`` / ``cuda`` /
+``cuda:N`` into a ``torch.device``; :func:`resolve_precision` turns ``auto`` / ``fp32`` /
+``bf16`` / ``fp16`` into what to autocast to on that device; :func:`autocast` gives the context;
+:func:`use_fused` says whether Adam runs as one fused kernel; :func:`cpu_has_fast_bf16` reads
+the CPU's flags. Nothing here imports the rest of facegan (bottom layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FUSED = ("auto", "on", "off")
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``'auto'`` (or None): the first CUDA GPU if there is one, else the CPU. ``'cpu'``,
+    ``'cuda'``, ``'cuda:N'``: that device; UserError when it does not exist here."""
+    if isinstance(name, torch.device):
+        return name
+    text = "auto" if name is None else str(name).strip()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"unknown device '{text}'; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device '{text}' asked for but no CUDA GPU is available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"device '{text}' asked for but this machine has "
+                            f"{torch.cuda.device_count()} GPU(s); use cuda:0 .. "
+                            f"cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu":
+        raise UserError(f"unsupported device '{text}'; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (AVX-512 BF16 or AMX), where oneDNN's
+    bf16 convolutions beat fp32; elsewhere bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (a recent GPU, or a CPU with AVX-512 BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return cpu_has_fast_bf16()
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The autocast precision to compute in: 'fp32' (none), 'bf16' or 'fp16' (training adds a
+    gradient scaler). 'auto': bf16 where the device computes it natively (recent GPUs; CPUs with
+    AVX-512 BF16 or AMX), else fp16 on a GPU (older cards: tensor cores need a half type) and
+    fp32 on a CPU (emulated bf16 is slower than fp32)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    if precision in ("fp32", "fp16"):
+        return precision
+    ok = has_fast_bf16(device)
+    if precision == "bf16":
+        if not ok and device.type == "cuda":
+            raise UserError("precision=bf16 asked for but this GPU has no bf16; use precision=fp16 "
+                            "(with a gradient scaler) or fp32")
+        return "bf16"
+    if ok:
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for a resolved ``precision`` ('fp32' | 'bf16' | 'fp16') on ``device``.
+
+    fp32 returns a context that *disables* autocast, so an fp32 call made inside someone
+    else's bf16 region stays fp32."""
+    if precision == "fp32":
+        return torch.autocast(device_type=device.type, enabled=False)
+    try:
+        dtype = _DTYPES[precision]
+    except KeyError:
+        raise ValueError(f"precision must be fp32, bf16 or fp16 (resolved), not {precision!r}") from None
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def use_fused(setting: str, device: torch.device) -> bool:
+    """train.fused_optimizer: 'auto' is on for CUDA (one kernel for all parameters instead of
+    several per tensor), off elsewhere."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")

@@ -1,0 +1,308 @@
+"""Starting a run: the one sequence behind ``facegan train``, ``train --resume`` and ``demo``.
+
+:func:`start_run` joins the torchrun job (if any), makes the run folder, loads the data on every
+rank, checks what evaluation needs, builds the trainer (or restores it from a checkpoint, with
+the changes a resume may make), records the start and, for a new run, saves step 0.
+:func:`train` starts and trains to ``cfg.train.steps``. User mistakes raise
+:class:`~facegan.errors.UserError` before anything is trained; a failed start leaves no empty
+run folder behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import LATEST, load_checkpoint
+from ..config import Config, all_keys, apply_overrides, parse_overrides
+from ..data import ImageSet, SkippedFilesWarning, load_dataset
+from ..errors import UserError
+from ..runtime import resolve_device
+from ..utils import atomic_write_text, make_out_dir
+from .build import build_trainer, resume_trainer
+from .distributed import DistEnv, init_from_env, shutdown
+from .resume import check_resume_changes, describe_changes
+from .trainer import Trainer
+
+Overrides = Mapping[str, Any] | Iterable[str]  # typed values by key, or 'key=value' strings
+
+
+def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
+              resume: str | os.PathLike | None = None, overrides: Overrides = (),
+              preset: str | None = None, inception: str | None = None,
+              progress: bool = True) -> Trainer:
+    """A trainer ready for its first step, in its run folder.
+
+    New run: ``cfg`` (with ``overrides`` applied) in the new folder ``out``. Resume: ``cfg``
+    None and ``resume`` a run folder or checkpoint; the checkpoint's config with ``overrides``
+    applied (only what a resumed run may change), continued in the run's own folder (or in
+    ``out``, which a checkpoint outside a run folder needs). ``preset``: the preset the caller
+    asked for, refused when it is not the run's. ``inception``: Inception weights for
+    ``train.eval_every`` (loaded once here, so a missing file fails before training).
+
+    Under torchrun every process calls this; the trainer holds its place in the job
+    (``trainer.dist``), which the caller ends with :func:`end_run` (this function ends it
+    itself when the start fails).
+    """
+    typed = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    ckpt, changes, notes = None, [], []
+    if resume is not None:
+        if cfg is not None:
+            raise ValueError("start_run: give a config for a new run or resume=, not both")
+        ckpt, run_dir = resume_source(resume, out)
+        cfg, changes, notes = _resumed_config(ckpt, run_dir, typed, preset)
+    else:
+        if cfg is None or out is None:
+            raise ValueError("start_run: a new run needs a config and an output folder")
+        run_dir = Path(out)
+        if (run_dir / "checkpoints" / LATEST).exists():
+            raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
+                            "or choose a new --out")
+        cfg = absolute_data_path(apply_overrides(cfg, typed)).validate()
+    env = init_from_env(cfg.train.device)
+    try:
+        for note in notes:
+            _info(env, note)
+        trainer = _start(env, cfg, run_dir, ckpt, inception, progress)
+        if ckpt is not None:
+            src = "" if ckpt["path"].name == LATEST and not out else f" from {ckpt['path']}"
+            trainer.logger.event(f"resumed at step {trainer.step}{src}")
+            if changes:
+                said = describe_changes(changes)
+                trainer.logger.event(f"step {trainer.step}: config changed on resume: {said}")
+                _info(env, f"facegan: changed from step {trainer.step}: {said}")
+        _print_labels(env, trainer)
+        if ckpt is None:
+            data = trainer.data
+            trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
+                                 f"({data.source}), {len(data.skipped)} skipped, device "
+                                 f"{trainer.device}, precision {trainer.precision}")
+            trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
+    except BaseException:
+        shutdown(env)
+        raise
+    return trainer
+
+
+def end_run(trainer: Trainer) -> None:
+    """Leave the torchrun job the trainer belongs to (a no-op for a single process)."""
+    shutdown(trainer.dist)
+
+
+def train(cfg: Config | None, out: str | os.PathLike | None, *, resume: str | os.PathLike | None = None,
+          overrides: Overrides = (), preset: str | None = None, inception: str | None = None,
+          progress: bool = True) -> Path:
+    """Start (:func:`start_run`, same arguments) and train to ``train.steps``; returns the run
+    folder. ``TrainingInterrupted`` / ``TrainingDiverged`` propagate, after the last checkpoint
+    was written."""
+    trainer = start_run(cfg, out, resume=resume, overrides=overrides, preset=preset,
+                        inception=inception, progress=progress)
+    try:
+        trainer.train(trainer.cfg.train.steps)
+    finally:
+        end_run(trainer)
+    return trainer.run_dir
+
+
+# ---- the steps ------------------------------------------------------------------------------
+
+def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inception: str | None,
+           progress: bool) -> Trainer:
+    env.agree(lambda: check_evaluation(cfg, inception), main_only=True)
+    created = env.agree(lambda: make_out_dir(run_dir, "--out"), main_only=True)
+    try:
+        data = _load_data_ranked(env, cfg, run_dir)
+        # The fingerprint is of the decoded content, so a fresh copy of the same files (new
+        # mtimes) is not "different data"; a re-pointed data.path is reported as a change.
+        if (ckpt is not None and data.fingerprint != ckpt.get("data_fingerprint")
+                and cfg.data.path == ckpt["config"].data.path):
+            _info(env, "facegan: warning: the data differs from the data this run started with")
+
+        def build() -> Trainer:
+            evaluator = make_evaluator(cfg, inception) if env.is_main else None
+            if ckpt is None:
+                return build_trainer(cfg, data, run_dir, evaluator=evaluator, progress=progress, dist=env)
+            return resume_trainer(run_dir, data, cfg, evaluator=evaluator, progress=progress,
+                                  ckpt=ckpt, dist=env)
+
+        return env.agree(build)
+    except UserError:
+        if env.is_main:
+            _remove_if_empty(run_dir, created)
+        raise
+
+
+def resume_source(resume: str | os.PathLike, out: str | os.PathLike | None) -> tuple[dict, Path]:
+    """A run folder or a checkpoint file -> (loaded checkpoint, run folder to continue in).
+
+    A checkpoint inside RUN/checkpoints/ continues RUN; any other checkpoint file needs ``out``.
+    """
+    ckpt = load_checkpoint(resume)
+    path = ckpt["path"]  # RUN/checkpoints/latest.pt for a run folder, else the file given
+    home = None
+    if path.parent.name == "checkpoints":
+        home = path.parent.parent
+    elif path.resolve().parent.name == "checkpoints":
+        home = path.resolve().parent.parent
+    if out:
+        run_dir = Path(out)
+        same = home is not None and run_dir.resolve() == home.resolve()
+        if not same and (run_dir / "checkpoints" / LATEST).exists():
+            raise UserError(f"'{run_dir}' already holds a run; give --out a new folder to continue "
+                            f"{resume} in")
+        return ckpt, run_dir
+    if home is None:
+        raise UserError(f"'{resume}' is not inside a run folder (RUN/checkpoints/); continue "
+                        f"it in a new run folder with --resume {resume} --out NEW_RUN_DIR")
+    return ckpt, home
+
+
+def _resumed_config(ckpt: dict, run_dir: Path, overrides: Mapping[str, Any],
+                    preset: str | None) -> tuple[Config, list, list[str]]:
+    """The config a resumed run goes on with, its changes from the checkpoint's, and the
+    lines to tell the user about them."""
+    old: Config = ckpt["config"]
+    if preset is not None and preset != old.preset:
+        raise UserError(f"--preset cannot change when resuming (this run is '{old.preset}'); drop "
+                        "--preset, or start a new run with --out NEW_RUN_DIR")
+    step = int(ckpt.get("step", 0))
+    cfg = absolute_data_path(apply_overrides(old, overrides))
+    keys = all_keys()
+    given = {keys[k] for k in overrides}  # (section, field) of each value given
+    spent = float(ckpt.get("elapsed", 0.0))
+    notes = []
+    if cfg.train.time_budget and spent >= cfg.train.time_budget and ("train", "time_budget") not in given:
+        # The budget ended the earlier run (the demo's, say); resuming means training on.
+        notes.append(f"facegan: the run's time budget ({cfg.train.time_budget:g} s) is spent; "
+                     "training on without one (set train.time_budget=SECONDS for a new budget)")
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, time_budget=0.0))
+    changes = check_resume_changes(old, cfg)
+    cfg.validate()
+    if cfg.train.steps <= step:
+        told = (f"past --steps {cfg.train.steps}" if cfg.train.steps < step
+                else f"the end of its {cfg.train.steps} steps")
+        raise UserError(f"the run in {run_dir} is already at step {step}, {told}; nothing was "
+                        f"changed; to train further pass --steps N with N above {step} (the run's "
+                        "total number of steps)")
+    if ("data", "path") not in given:
+        check_data_path(cfg.data.path, stored=old.data.path)
+    return cfg, changes, notes
+
+
+def absolute_data_path(cfg: Config) -> Config:
+    """``cfg`` with ``data.path`` absolute (``builtin`` and '' unchanged)."""
+    # The run folder outlives the shell it was started from: a relative path would break
+    # 'facegan train --resume' (and evaluation) anywhere else.
+    path = cfg.data.path
+    if path.strip() == "builtin" or not path.strip():
+        return cfg
+    absolute = os.path.abspath(os.path.expanduser(path))
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=absolute))
+
+
+def check_data_path(path: str, stored: str | None = None) -> None:
+    """UserError unless ``path`` exists; ``stored``: the path as the resumed run recorded it."""
+    if path == "builtin" or Path(path).expanduser().exists():
+        return
+    if stored is not None:
+        where = "" if Path(stored).is_absolute() else f" (relative to where it started; here: {Path.cwd()})"
+        raise UserError(f"the run's data path '{stored}' does not exist{where}; point the run at "
+                        "its images with --data PATH")
+    raise UserError(f"data path '{path}' does not exist; give an image folder, a .zip, a CelebA "
+                    "folder (with img_align_celeba/), or 'builtin'")
+
+
+def load_data(cfg: Config, run_dir: Path, env: DistEnv | None = None) -> ImageSet:
+    """The run's images; unreadable files are skipped, listed in RUN/skipped_files.txt and
+    reported in one warning line (by rank 0)."""
+    env = env if env is not None else DistEnv()
+    check_data_path(cfg.data.path)
+    with warnings.catch_warnings():
+        # Replaced by the one line below, which names the file holding the list.
+        warnings.simplefilter("ignore", SkippedFilesWarning)
+        data = load_dataset(cfg.data, progress=sys.stderr.isatty())
+    if data.skipped and env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lines = "".join(f"{name}\t{why}\n" for name, why in data.skipped)
+        atomic_write_text(run_dir / "skipped_files.txt", lines)
+        name, why = data.skipped[0]
+        print(f"facegan: warning: skipped {len(data.skipped)} unreadable image(s) (first: {name}: "
+              f"{why}); list in {run_dir / 'skipped_files.txt'}", file=sys.stderr)
+    return data
+
+
+def _load_data_ranked(env: DistEnv, cfg: Config, run_dir: Path) -> ImageSet:
+    """The data on every rank: rank 0 first (it decodes the images and writes the decoded
+    cache), then the others, which read that cache."""
+    data = env.agree(lambda: load_data(cfg, run_dir, env), main_only=True)
+    others = env.agree(lambda: None if env.is_main else load_data(cfg, run_dir, env))
+    return data if env.is_main else others
+
+
+def check_evaluation(cfg: Config, inception: str | None) -> None:
+    """Before anything trains: ``train.eval_every`` needs the Inception weights; load them once
+    now (a few seconds) so a missing extra or a wrong file fails here, not at the first
+    evaluation."""
+    if not cfg.train.eval_every:
+        if inception:
+            raise UserError("--inception is used only for evaluation during training; add "
+                            "--eval-every N, or drop --inception")
+        return
+    from ..metrics import load_inception
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            load_inception(inception, device="cpu")
+    except UserError as e:
+        raise UserError(f"--eval-every {cfg.train.eval_every} needs the FID Inception weights: {e}; "
+                        "or train without --eval-every") from None
+
+
+def make_evaluator(cfg: Config, inception: str | None = None):
+    """The FID/KID evaluator of ``train.eval_every`` (None when it is 0)."""
+    if not cfg.train.eval_every:
+        return None
+    from ..metrics import TrainingEvaluator
+
+    return TrainingEvaluator(cfg.data, n=cfg.train.eval_n, device=resolve_device(cfg.train.device),
+                             inception=inception)
+
+
+def _print_labels(env: DistEnv, trainer: Trainer) -> None:
+    """The class / attribute balance, before training (the same numbers: RUN/labels.json)."""
+    spec = trainer.label_spec
+    if spec is not None and spec.conditional:
+        line = f"labels ({trainer.cfg.data.condition}): {spec.describe()}"
+        _info(env, line)
+        trainer.logger.event(line)
+
+
+def _info(env: DistEnv, message: str) -> None:
+    """One line on stderr, from rank 0 only: a torchrun job says each thing once."""
+    if env.is_main:
+        print(message, file=sys.stderr)
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    # A failed start leaves no empty run folder behind (when this start made it).
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+__all__ = [
+    "absolute_data_path",
+    "check_data_path",
+    "check_evaluation",
+    "end_run",
+    "load_data",
+    "make_evaluator",
+    "resume_source",
+    "start_run",
+    "train",
+]
