@@ -14,10 +14,11 @@ How a step is shared (the choices, and why):
   step do not depend on N, a run is reproducible for a seed, and it resumes exactly on another
   process count; each rank still sees different images and noise from the others.
 * Gradients are averaged by an explicit all-reduce of one flat buffer per network after the
-  backward pass (stylegan2-ada-pytorch does the same), not by DistributedDataParallel: the
-  critic is called several times per step and the gradient penalty's double backward does not
-  go through DDP's reducer hooks cleanly. Each rank's loss is a mean over its share, so the
-  mean of the ranks' gradients is the gradient of the global-batch loss.
+  backward pass (as stylegan3's training loop does; stylegan2-ada-pytorch uses DDP), not by
+  DistributedDataParallel: the critic is called several times per step and the gradient
+  penalty's double backward does not go through DDP's reducer hooks cleanly. Each rank's loss
+  is a mean over its share, so the mean of the ranks' gradients is the gradient of the
+  global-batch loss.
 * Batch norm statistics are synchronised across ranks (``train.sync_bn``, default on):
   PyTorch's ``SyncBatchNorm`` on GPUs, and :class:`CPUSyncBatchNorm` on CPUs, which PyTorch's
   does not support (it raises for CPU tensors): it sums per-channel moments with the
@@ -27,14 +28,22 @@ How a step is shared (the choices, and why):
   over a gloo group of CPU tensors, so all ranks stop at the same step without making a GPU
   wait; losses are all-reduced when they are read (once per log window), so a NaN on any rank
   stops every rank at the same check.
+
+Ending: :func:`shutdown` must run on every way out of a started process (success, UserError,
+signal, crash), and it has to *free* the process groups, not only deregister them. A gloo
+group still alive at interpreter exit keeps its worker threads; one that then drops the last
+reference to a collective's tensor needs the GIL, which a finalizing interpreter answers by
+ending the thread, and that unwind through a C++ destructor calls std::terminate ("terminate
+called without an active exception", SIGABRT). See :func:`_bind_world_defaults`.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -137,7 +146,7 @@ class DistEnv:
         if self.is_main or not main_only:
             try:
                 result = fn()
-            except BaseException as e:  # noqa: BLE001 - re-raised below, on every rank
+            except BaseException as e:
                 error = e
         failed, main_failed = self.any_flags(error is not None, self.is_main and error is not None)
         if error is not None:
@@ -167,6 +176,7 @@ def init_from_env(device: str = "auto") -> DistEnv:
     if cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
+        _bind_world_defaults()
         kw = {"device_id": torch.device("cuda", local_rank)} if cuda else {}
         dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT, **kw)
     # Control messages go over gloo with CPU tensors, so checking them never waits on a GPU.
@@ -192,9 +202,29 @@ def process_device(env: DistEnv, device: str) -> str:
     return f"cuda:{env.local_rank}"
 
 
+def _bind_world_defaults() -> None:
+    """Import, before the default process group exists, the torch modules whose functions take
+    ``group=group.WORLD`` as a default argument.
+
+    Such a default is evaluated once, at import: imported after ``init_process_group`` it is
+    the live default group, held by the module for the life of the process, so
+    ``destroy_process_group`` deregisters that group but cannot free it. The first optimizer
+    built imports one of them lazily (torch.optim -> torch._dynamo -> torch.distributed.fsdp ->
+    ... -> torch.distributed.nn.functional). Imported here, the default is None (which the
+    functions read as "the default group").
+    """
+    import torch.distributed.nn  # noqa: F401  (functional: broadcast, all_reduce, ...)
+
+
 def shutdown(env: DistEnv) -> None:
+    """Leave the job: destroy every process group (the default one and the control group),
+    which joins their gloo worker threads while the interpreter is still whole. Safe to call
+    more than once; a no-op for a single process."""
     if env.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # all groups, subgroups first
+    # The control group's last reference: with it held here, it (and its threads) would live
+    # until interpreter exit.
+    env.control_group = None
 
 
 # --------------------------------------------------------------------------------------------
