@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _common import add_data_option, require_data
 from bench_train import ConvRecorder
-from reference_wgangp import JPEGFolder, gradient_penalty
+from reference_wgangp import JPEGFolder, gradient_penalty, no_labels
 
 from facegan.config import apply_overrides, get_preset
 from facegan.data import load_dataset
@@ -71,13 +71,14 @@ def tutorial_steps_per_s(cfg, files, device, steps: int, workers: int) -> float:
                 it = iter(loader)
                 real = next(it)
             real = real.to(device, non_blocking=True)
-            fake = g(torch.randn(real.shape[0], cfg.model.latent_dim, device=device))
+            c = no_labels(real.shape[0], device)  # unconditional: G(z, c), D(x, c) -> (score, aux)
+            fake = g(torch.randn(real.shape[0], cfg.model.latent_dim, device=device), c)
             # gradient_penalty of the reference draws alpha on the CPU: move it for the device.
-            loss = d(fake).mean() - d(real).mean() + 10 * _gp(d, real, fake)
+            loss = d(fake, c)[0].mean() - d(real, c)[0].mean() + 10 * _gp(d, real, fake)
             opt_d.zero_grad()
             loss.backward(retain_graph=True)
             opt_d.step()
-        g_loss = -d(fake).mean()
+        g_loss = -d(fake, c)[0].mean()
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
@@ -91,7 +92,7 @@ def _gp(critic, real, fake):
         return gradient_penalty(critic, real, fake)
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     x = (real * alpha + fake * (1 - alpha)).requires_grad_(True)
-    grad = torch.autograd.grad(critic(x).sum(), x, create_graph=True)[0]
+    grad = torch.autograd.grad(critic(x, no_labels(x.shape[0], x.device))[0].sum(), x, create_graph=True)[0]
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 

@@ -10,8 +10,9 @@ machine the fastest time is the better guide to the uncontended cost.
     python benchmarks/bench_models.py --widths 32,32 64,64 --repeats 5 --threads 2
     python benchmarks/bench_models.py --resolution 32 --d-norm layer --no-d-sn
 
-Generator pass: loss = G(z).square().mean(), backward (weights only, as in a G step).
-Critic pass: loss = D(x).mean(), backward (weights only; no gradient penalty).
+Generator pass: loss = G(z, c).square().mean(), backward (weights only, as in a G step).
+Critic pass: loss = D(x, c)[0].mean() (the score), backward (weights only; no gradient penalty).
+c is the (N, 0) label tensor of unconditional nets.
 """
 
 from __future__ import annotations
@@ -28,18 +29,23 @@ from facegan.config import ModelConfig
 from facegan.models import NetSpec, build_networks
 
 
+def _no_labels(x: torch.Tensor) -> torch.Tensor:
+    """Labels of an unconditional net: float (N, 0)."""
+    return torch.zeros(x.shape[0], 0)
+
+
 def fwd_bwd_time(net, x) -> float:
     net.zero_grad(set_to_none=True)
     t0 = time.perf_counter()
-    out = net(x)
-    loss = out.square().mean() if out.dim() == 4 else out.mean()
+    out = net(x, _no_labels(x))
+    loss = out.square().mean() if isinstance(out, torch.Tensor) else out[0].mean()  # G: images; D: (score, aux)
     loss.backward()
     return time.perf_counter() - t0
 
 
 def forward_gflops(net, x) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        net(x)
+        net(x, _no_labels(x))
     return fc.get_total_flops() / 1e9
 
 

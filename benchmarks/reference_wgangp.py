@@ -6,6 +6,10 @@ the tutorials' habits: a Dataset that opens and decodes each JPEG with PIL on ev
 (torchvision transforms), fp32, contiguous memory format, separate critic passes for real and
 fake, a generator forward with autograd on inside the critic loop, ``retain_graph=True``,
 ``zero_grad()`` and the generator step reusing the last critic iteration's fakes.
+
+facegan's networks follow its model contract: ``G(z, c)`` and ``D(x, c) -> (score, aux)``,
+with ``c`` an empty (N, 0) label tensor here (unconditional), so the loop passes ``c`` and
+keeps the score; nothing else about the tutorial habits changes.
 """
 
 from __future__ import annotations
@@ -34,11 +38,16 @@ class JPEGFolder(Dataset):
         return self.tf(Image.open(self.files[i]).convert("RGB"))
 
 
+def no_labels(n: int, device=None) -> torch.Tensor:
+    """The label tensor of an unconditional facegan network: float (n, 0)."""
+    return torch.zeros(n, 0, device=device)
+
+
 def gradient_penalty(critic, real, fake):
     bs, c, h, w = real.shape
     alpha = torch.rand((bs, 1, 1, 1)).repeat(1, c, h, w)
     interpolated = real * alpha + fake * (1 - alpha)
-    scores = critic(interpolated)
+    scores = critic(interpolated, no_labels(bs))[0]
     gradient = torch.autograd.grad(inputs=interpolated, outputs=scores, grad_outputs=torch.ones_like(scores),
                                    create_graph=True, retain_graph=True)[0]
     gradient = gradient.view(gradient.shape[0], -1)
@@ -67,15 +76,16 @@ def run_reference(files: list[Path], gen, critic, gen_steps: int, *, latent_dim:
         for _ in range(critic_iters):
             real = next_real()
             noise = torch.randn(batch_size, latent_dim)
-            fake = gen(noise)
-            critic_real = critic(real).reshape(-1)
-            critic_fake = critic(fake).reshape(-1)
+            labels = no_labels(batch_size)
+            fake = gen(noise, labels)
+            critic_real = critic(real, labels)[0].reshape(-1)
+            critic_fake = critic(fake, labels)[0].reshape(-1)
             gp = gradient_penalty(critic, real, fake)
             loss_critic = -(torch.mean(critic_real) - torch.mean(critic_fake)) + lambda_gp * gp
             critic.zero_grad()
             loss_critic.backward(retain_graph=True)
             opt_c.step()
-        gen_fake = critic(fake).reshape(-1)
+        gen_fake = critic(fake, labels)[0].reshape(-1)
         loss_gen = -torch.mean(gen_fake)
         gen.zero_grad()
         loss_gen.backward()

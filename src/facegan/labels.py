@@ -240,12 +240,12 @@ def parse_condition(spec: LabelSpec, cls: str | None = None, attr: str | None = 
     if cls:
         if spec.kind != CLASS:
             raise UserError(f"this model has attribute labels ({names}), not classes; use "
-                            f"{attr_opt} NAME=0|1,...")
+                            f"{_with(attr_opt, 'NAME=0|1,...')}")
         if cls not in spec.names:
             raise UserError(f"unknown class '{cls[:60]}'; this model has: {names}")
         return Condition(cls=cls)
     if spec.kind != ATTR:
-        raise UserError(f"this model has class labels ({names}), not attributes; use {class_opt} NAME")
+        raise UserError(f"this model has class labels ({names}), not attributes; use {_with(class_opt, 'NAME')}")
     setting: dict[str, float] = {}
     for part in (p.strip() for p in attr.split(",") if p.strip()):
         name, eq, value = (s.strip() for s in part.partition("="))
@@ -253,13 +253,18 @@ def parse_condition(spec: LabelSpec, cls: str | None = None, attr: str | None = 
             raise UserError(f"unknown attribute '{name[:60]}' in {attr_opt}; this model has: {names}")
         if not eq or value not in ("0", "1"):
             raise UserError(f"{attr_opt} '{part[:60]}': write NAME=0 or NAME=1, e.g. "
-                            f"{attr_opt} {spec.names[0]}=1")
+                            f"{_with(attr_opt, spec.names[0] + '=1')}")
         if name in setting:
             raise UserError(f"attribute '{name}' is given twice in {attr_opt}")
         setting[name] = float(value)
     if not setting:
-        raise UserError(f"{attr_opt} is empty; write e.g. {attr_opt} {spec.names[0]}=1")
+        raise UserError(f"{attr_opt} is empty; write e.g. {_with(attr_opt, spec.names[0] + '=1')}")
     return Condition(attrs=tuple((n, setting[n]) for n in spec.names if n in setting))
+
+
+def _with(option: str, value: str) -> str:
+    """'--attr' + 'Male=1' -> '--attr Male=1'; a query key 'attr=' + 'Male=1' -> 'attr=Male=1'."""
+    return f"{option}{value}" if option.endswith("=") else f"{option} {value}"
 
 
 # ---- data.condition --------------------------------------------------------------------------
