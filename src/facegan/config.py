@@ -259,6 +259,23 @@ class Config:
         if loss.r1_weight > 0 and m.d_norm == "batch":
             raise UserError("batch norm in the critic breaks the R1 penalty (it mixes samples); "
                             "set model.d_norm=instance, layer or none")
+        for name in ("latent_dim", "g_width", "d_width", "max_width"):
+            if getattr(m, name) < 1:
+                raise UserError(f"model.{name} must be >= 1, got {getattr(m, name)}; e.g. "
+                                f"model.{name}={getattr(ModelConfig, name)} (the default)")
+        if self.data.max_images < 0:
+            raise UserError(f"data.max_images must be >= 0 (a number of images; 0 = all), got "
+                            f"{self.data.max_images}")
+        for name in ("g_lr", "d_lr"):
+            # Written as 'not 0 <= v' so that nan is refused too.
+            if not 0.0 <= getattr(t, name):
+                raise UserError(f"train.{name} must be >= 0 (a learning rate, e.g. 2e-4), got "
+                                f"{getattr(t, name)}")
+        if t.optimizer == "adam":
+            for name in ("beta1", "beta2"):
+                if not 0.0 <= getattr(t, name) < 1.0:
+                    raise UserError(f"train.{name} must be in [0, 1) (an Adam beta, e.g. "
+                                    f"train.{name}={getattr(TrainConfig, name)}), got {getattr(t, name)}")
         if t.steps < 0 or t.batch_size < 1 or t.n_critic < 1:
             raise UserError("train.steps must be >= 0, train.batch_size >= 1 and train.n_critic >= 1")
         if t.compile == "all" and (loss.gp_weight > 0 or loss.r1_weight > 0):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from pathlib import Path
 
 import torch
@@ -68,11 +69,12 @@ def has_fast_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, *, warn: bool = True) -> str:
     """The autocast precision to compute in: 'fp32' (none), 'bf16' or 'fp16' (training adds a
     gradient scaler). 'auto': bf16 where the device computes it natively (recent GPUs; CPUs with
     AVX-512 BF16 or AMX), else fp16 on a GPU (older cards: tensor cores need a half type) and
-    fp32 on a CPU (emulated bf16 is slower than fp32)."""
+    fp32 on a CPU (emulated bf16 is slower than fp32). 'bf16' asked for on a CPU without native
+    bf16 is kept, with one warning (``warn``) that it is slower there than fp32."""
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     if precision in ("fp32", "fp16"):
@@ -82,6 +84,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         if not ok and device.type == "cuda":
             raise UserError("precision=bf16 asked for but this GPU has no bf16; use precision=fp16 "
                             "(with a gradient scaler) or fp32")
+        if not ok and warn:
+            warnings.warn("facegan: precision=bf16 on this CPU is emulated (it has no AVX-512 BF16 "
+                          "or AMX), so it is slower than fp32; use precision=fp32 (or auto) for "
+                          "speed", stacklevel=2)
         return "bf16"
     if ok:
         return "bf16"

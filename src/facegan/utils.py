@@ -105,6 +105,22 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def can_create_files_in(folder: str | os.PathLike) -> OSError | None:
+    """None when a file can be created in the existing ``folder`` (the way :func:`atomic_write`
+    creates its temporary file), else the error. Tried, not inferred from permission bits:
+    those say nothing of /proc, read-only mounts, or what root may do. The probe is removed."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".facegan-write-test.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        return e
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    return None
+
+
 def make_out_dir(path: str | os.PathLike, option: str) -> bool:
     """Create the output folder given as ``option`` (e.g. '--out'); True when this call made it.
 

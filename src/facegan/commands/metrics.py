@@ -8,6 +8,7 @@ import json
 import sys
 
 from ..errors import UserError
+from .common import check_out_file
 
 
 def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
@@ -82,6 +83,7 @@ def cmd_fid(args) -> int:
     if args.save_stats:
         if len(args.paths) != 1:
             raise UserError("--save-stats OUT.npz takes exactly one image folder")
+        check_out_file(args.save_stats, "--save-stats", image=False, example="stats.npz")
         st = save_folder_stats(args.paths[0], args.save_stats, inception=args.inception,
                                batch_size=args.batch_size, device=args.device, progress=progress)
         print(f"wrote statistics of {st.n} images ({st.network_id}) to {args.save_stats}")

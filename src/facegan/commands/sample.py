@@ -7,12 +7,17 @@ from pathlib import Path
 from ..errors import UserError
 from .common import check_out_file, make_out_dir
 
+# Images per `facegan sample` call: they are generated and held in memory together, and a grid
+# of 10,000 is already 100 x 100 images. More: several calls with different --seed.
+MAX_SAMPLES = 10_000
+
 
 def register(sub) -> None:
     """Add ``sample`` and ``morph`` to the main parser's subparsers."""
     s = sub.add_parser("sample", help="sample images from a run folder or checkpoint")
     s.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
-    s.add_argument("--n", type=int, help="images (default 64); with --grid-by-class, columns "
+    s.add_argument("--n", type=int, help=f"images (default 64; at most {MAX_SAMPLES:,} per call, "
+                   "more with several calls and different --seed); with --grid-by-class, columns "
                    "(default 8)")
     s.add_argument("--out", help="grid image, .png or .jpg (default samples.png)")
     s.add_argument("--png-dir", help="also write one PNG per image here")
@@ -61,6 +66,12 @@ def cmd_sample(args) -> int:
     n = args.n if args.n is not None else (8 if args.grid_by_class else 64)
     if n < 1:
         raise UserError("--n must be at least 1")
+    if n > MAX_SAMPLES:
+        raise UserError(f"--n {n:,} is more than the {MAX_SAMPLES:,} images one sample call makes "
+                        "(they are held in memory together); ask for fewer, or run several "
+                        "calls with different --seed")
+    if args.nrow is not None and args.nrow < 1:
+        raise UserError(f"--nrow must be at least 1 (images per grid row), got {args.nrow}")
     out = args.out or (None if args.png_dir else "samples.png")
     check_out_file(out, "--out")
     if args.png_dir:
@@ -76,6 +87,10 @@ def cmd_sample(args) -> int:
         if not spec.conditional:
             raise UserError("this model is unconditional (trained without labels); drop --grid-by-class")
         rows, row_names = spec.grid_rows()
+        if len(rows) * n > MAX_SAMPLES:
+            raise UserError(f"--grid-by-class with --n {n} makes {len(rows)} x {n} = {len(rows) * n:,} "
+                            f"images, more than the {MAX_SAMPLES:,} one sample call makes; give a "
+                            f"smaller --n (at most {MAX_SAMPLES // len(rows):,} here)")
         # n columns, one row per label, column j the same latent in every row
         imgs = generate_by_label_rows(lg.generator, rows, n, seed=args.seed, batch_size=args.batch_size)
         nrow = n
@@ -99,6 +114,10 @@ def cmd_sample(args) -> int:
 def cmd_morph(args) -> int:
     from ..sampling import load_generator, morph, morph_classes, save_gif, save_grid
 
+    if args.rows < 1:
+        raise UserError(f"--rows must be at least 1 (rows of the grid), got {args.rows}")
+    if args.gif and args.fps < 1:
+        raise UserError(f"--fps must be at least 1 (frames per second of the GIF), got {args.fps}")
     check_out_file(args.out, "--out")
     if args.gif:
         if Path(args.gif).suffix.lower() != ".gif":

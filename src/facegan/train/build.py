@@ -69,7 +69,7 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
                           share=(dist.rank, dist.world_size))
     loss = build_loss(cfg.loss, share=(dist.rank, dist.world_size))
     trainer = Trainer(cfg, g, d, g_ema, opt_g, opt_d, loss, data, run_dir, device,
-                      precision=resolve_precision(cfg.train.precision, device),
+                      precision=resolve_precision(cfg.train.precision, device, warn=dist.is_main),
                       channels_last=cfg.train.channels_last, evaluator=evaluator, progress=progress,
                       augment=augment, labels=labels, label_spec=spec, dist=dist)
     if cfg.train.compile != "off":
