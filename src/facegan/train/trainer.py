@@ -24,7 +24,7 @@ from ..checkpoint import BEST, LATEST, save_checkpoint
 from ..config import Config
 from ..data import ImageSet
 from ..errors import UserError
-from ..labels import CLASS, UNCONDITIONAL, LabelSpec
+from ..labels import UNCONDITIONAL, LabelSpec
 from ..losses import (
     AdversarialLoss,
     ac_loss,
@@ -118,10 +118,7 @@ class Trainer:
             raise ValueError(f"labels of shape {tuple(labels.shape)} for {len(data)} images and a "
                              f"label spec of width {label_spec.dim}")
         self.label_dim = label_spec.dim
-        if t.class_balance and label_spec.kind != CLASS:
-            raise UserError("train.class_balance needs class labels (data.condition=folders or "
-                            "classes:ATTR,...); attributes are not classes")
-        if t.class_balance:
+        if t.class_balance:  # Config.validate allows it only with class labels
             self.batches = ClassBalancedSampler(labels.argmax(1), t.batch_size, seed=t.seed,
                                                 hflip=cfg.data.hflip)
         else:
