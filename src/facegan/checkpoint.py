@@ -16,7 +16,7 @@ import torch
 
 from .config import Config
 from .errors import UserError
-from .utils import atomic_write
+from .utils import atomic_write, reporting_write_errors
 
 FORMAT = "facegan-checkpoint-v2"
 # v1 (before labels) files load as unconditional: no 'labels', label_dim 0.
@@ -26,11 +26,23 @@ BEST = "best.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` (must hold 'config' as a Config) atomically to ``path``."""
+    """Write ``state`` (must hold 'config' as a Config) atomically to ``path``.
+
+    A failed write (a full disk) raises :class:`~facegan.utils.WriteFailed`, a one-line user
+    error naming the file and the free space; the file already at ``path`` is left as it was.
+    """
     state = dict(state)
     cfg = state.pop("config")
     payload = {"format": FORMAT, "config": cfg.to_json(), **state}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+    def write(tmp: str) -> None:
+        # Through a Python file, so a failed write surfaces as its OSError (ENOSPC, EDQUOT)
+        # in the chain; torch.save given a file name reports only "iostream error".
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+
+    with reporting_write_errors(path):
+        return atomic_write(path, write)
 
 
 def resolve_checkpoint(path: str | os.PathLike, *, prefer: str = LATEST) -> Path:

@@ -23,7 +23,7 @@ from .errors import UserError
 from .labels import UNCONDITIONAL, LabelSpec, parse_condition
 from .models import NetSpec, build_networks
 from .runtime import resolve_device
-from .utils import atomic_write
+from .utils import atomic_write, reporting_write_errors
 
 
 @dataclass
@@ -157,14 +157,18 @@ def image_format(path: str | os.PathLike) -> str:
 
 
 def save_png(img: Image.Image, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+    """Save atomically as PNG; a failed write (a full disk) is a one-line
+    :class:`~facegan.utils.WriteFailed`, and a file already at ``path`` is kept."""
+    with reporting_write_errors(path):
+        return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     """Save atomically as PNG or JPEG (quality 95), chosen by the file name's extension."""
     fmt = image_format(path)
     options = {"quality": 95} if fmt == "JPEG" else {}
-    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **options))
+    with reporting_write_errors(path):
+        return atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **options))
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
@@ -251,6 +255,7 @@ def save_gif(frames: torch.Tensor, path: str | os.PathLike, fps: int = 10) -> Pa
     """Frames uint8 (T, 3, H, W) -> an animated, looping GIF (forth and back)."""
     seq = list(frames) + list(frames.flip(0))[1:-1]
     pil = [Image.fromarray(f.permute(1, 2, 0).numpy()) for f in seq]
-    return atomic_write(path, lambda tmp: pil[0].save(tmp, format="GIF", save_all=True,
-                                                      append_images=pil[1:], duration=int(1000 / fps),
-                                                      loop=0))
+    with reporting_write_errors(path):
+        return atomic_write(path, lambda tmp: pil[0].save(tmp, format="GIF", save_all=True,
+                                                          append_images=pil[1:],
+                                                          duration=int(1000 / fps), loop=0))

@@ -1,4 +1,8 @@
-"""What a run writes while it trains: metrics.jsonl, loss.png, train.log, TensorBoard scalars."""
+"""What a run writes while it trains: metrics.jsonl, loss.png, train.log, TensorBoard scalars.
+
+A failed write (a full disk) raises :class:`~facegan.utils.WriteFailed`, one line naming the
+file and the free space.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..utils import append_jsonl, atomic_write, atomic_write_text, read_jsonl
+from ..utils import append_jsonl, atomic_write, atomic_write_text, read_jsonl, reporting_write_errors
 
 
 class RunLogger:
@@ -32,14 +36,16 @@ class RunLogger:
         """One timestamped line in train.log (the human-readable history of the run)."""
         if not self.enabled:
             return None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        with reporting_write_errors(self.log_path):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def metrics(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return None
-        append_jsonl(self.metrics_path, record)
+        with reporting_write_errors(self.metrics_path):
+            append_jsonl(self.metrics_path, record)
         if self.tb is not None:
             step = int(record.get("step", 0))
             prefix = "eval" if record.get("kind") == "eval" else "train"
@@ -60,7 +66,8 @@ class RunLogger:
         keep = [r for r in read_jsonl(self.metrics_path) if int(r.get("step", 0)) <= step]
         import json
 
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+        with reporting_write_errors(self.metrics_path):
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def plot(self) -> Path | None:
         """Redraw loss.png from metrics.jsonl: losses, Wasserstein estimate and penalty, quality."""
@@ -108,8 +115,11 @@ class RunLogger:
             ax.set_title("quality (lower is better)")
         fig.tight_layout()
         path = self.run_dir / "loss.png"
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
-        plt.close(fig)
+        try:
+            with reporting_write_errors(path):
+                atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+        finally:
+            plt.close(fig)
         return path
 
     def close(self) -> None:

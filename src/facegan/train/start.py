@@ -6,6 +6,11 @@ the changes a resume may make), records the start and, for a new run, saves step
 :func:`train` starts and trains to ``cfg.train.steps``. User mistakes raise
 :class:`~facegan.errors.UserError` before anything is trained; a failed start leaves no empty
 run folder behind.
+
+One trainer per run folder: :func:`start_run` takes an OS lock on RUN/.lock (rank 0, under
+torchrun) and :func:`end_run` drops it; a second trainer on the folder is refused, naming the
+holder's PID, before it writes anything. The lock dies with its process (kill -9 included).
+Readers (``sample``, ``evaluate``, ``serve``) never take it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..config import Config, all_keys, apply_overrides, parse_overrides
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
 from ..errors import UserError
 from ..runtime import resolve_device
-from ..utils import atomic_write_text, make_out_dir
+from ..utils import FolderBusy, FolderLock, WriteFailed, atomic_write_text, make_out_dir
 from .build import build_trainer, resume_trainer
 from .distributed import DistEnv, init_from_env, shutdown
 from .resume import check_resume_changes, describe_changes
@@ -61,36 +66,47 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
             raise ValueError("start_run: a new run needs a config and an output folder")
         run_dir = Path(out)
         if (run_dir / "checkpoints" / LATEST).exists():
+            _probe_lock(run_dir)  # a run being trained there says so first
             raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
                             "or choose a new --out")
         cfg = absolute_data_path(apply_overrides(cfg, typed)).validate()
     env = init_from_env(cfg.train.device)
+    trainer = None
     try:
         for note in notes:
             _info(env, note)
         trainer = _start(env, cfg, run_dir, ckpt, inception, progress)
-        if ckpt is not None:
-            src = "" if ckpt["path"].name == LATEST and not out else f" from {ckpt['path']}"
-            trainer.logger.event(f"resumed at step {trainer.step}{src}")
-            if changes:
-                said = describe_changes(changes)
-                trainer.logger.event(f"step {trainer.step}: config changed on resume: {said}")
-                _info(env, f"facegan: changed from step {trainer.step}: {said}")
-        _print_labels(env, trainer)
-        if ckpt is None:
-            data = trainer.data
-            trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
-                                 f"({data.source}), {len(data.skipped)} skipped, device "
-                                 f"{trainer.device}, precision {trainer.precision}")
-            trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
+        try:
+            if ckpt is not None:
+                src = "" if ckpt["path"].name == LATEST and not out else f" from {ckpt['path']}"
+                trainer.logger.event(f"resumed at step {trainer.step}{src}")
+                if changes:
+                    said = describe_changes(changes)
+                    trainer.logger.event(f"step {trainer.step}: config changed on resume: {said}")
+                    _info(env, f"facegan: changed from step {trainer.step}: {said}")
+            _print_labels(env, trainer)
+            if ckpt is None:
+                data = trainer.data
+                trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
+                                     f"({data.source}), {len(data.skipped)} skipped, device "
+                                     f"{trainer.device}, precision {trainer.precision}")
+                trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
+        except WriteFailed as e:  # a full disk: say what is kept and how to go on
+            raise trainer.write_failed(e) from None
     except BaseException:
+        if trainer is not None and trainer.run_lock is not None:
+            trainer.run_lock.release()
         shutdown(env)
         raise
     return trainer
 
 
 def end_run(trainer: Trainer) -> None:
-    """Leave the torchrun job the trainer belongs to (a no-op for a single process)."""
+    """Drop the run folder's lock and leave the torchrun job the trainer belongs to (a no-op
+    for a single process)."""
+    if trainer.run_lock is not None:
+        trainer.run_lock.release()
+        trainer.run_lock = None
     shutdown(trainer.dist)
 
 
@@ -115,7 +131,10 @@ def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inceptio
            progress: bool) -> Trainer:
     env.agree(lambda: check_evaluation(cfg, inception), main_only=True)
     created = env.agree(lambda: make_out_dir(run_dir, "--out"), main_only=True)
+    lock = None
     try:
+        # Before anything is written: a second trainer on the folder changes nothing.
+        lock = env.agree(lambda: lock_run_folder(run_dir), main_only=True)
         data = _load_data_ranked(env, cfg, run_dir)
         # The fingerprint is of the decoded content, so a fresh copy of the same files (new
         # mtimes) is not "different data"; a re-pointed data.path is reported as a change.
@@ -130,11 +149,56 @@ def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inceptio
             return resume_trainer(run_dir, data, cfg, evaluator=evaluator, progress=progress,
                                   ckpt=ckpt, dist=env)
 
-        return env.agree(build)
-    except UserError:
-        if env.is_main:
+        trainer = env.agree(build)
+    except BaseException as e:
+        if lock is not None:
+            # The lock file goes with a folder this start made and leaves empty.
+            lock.release(remove=created and _holds_only(run_dir, lock.path.name))
+        if isinstance(e, UserError) and env.is_main:
             _remove_if_empty(run_dir, created)
         raise
+    trainer.run_lock = lock
+    if ckpt is not None and _same_file(ckpt["path"], run_dir / "checkpoints" / LATEST):
+        trainer.latest_step = trainer.step
+    return trainer
+
+
+def lock_run_folder(run_dir: Path) -> FolderLock:
+    """Hold ``run_dir`` for this trainer (:class:`~facegan.utils.FolderLock`); a UserError naming
+    the holder when another process trains in it."""
+    try:
+        return FolderLock(run_dir).acquire()
+    except FolderBusy as e:
+        raise UserError(_busy_message(run_dir, e.pid)) from None
+
+
+def _probe_lock(run_dir: Path) -> None:
+    """UserError when another process holds ``run_dir``; keeps nothing. Rank 0 only (from
+    torchrun's RANK, before the job is joined): the ranks' probes would meet each other."""
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return
+    if FolderLock(run_dir).path.is_file():
+        lock_run_folder(run_dir).release()
+
+
+def _busy_message(run_dir: Path, pid: int | None) -> str:
+    who = f"another facegan process (PID {pid})" if pid else "another facegan process"
+    return (f"{run_dir} is being trained by {who}; wait for it to finish or stop it, or train "
+            "into another folder with --out")
+
+
+def _holds_only(folder: Path, name: str) -> bool:
+    try:
+        return [p.name for p in folder.iterdir()] == [name]
+    except OSError:
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def resume_source(resume: str | os.PathLike, out: str | os.PathLike | None) -> tuple[dict, Path]:

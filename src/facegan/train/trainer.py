@@ -34,7 +34,7 @@ from ..losses import (
 )
 from ..runtime import autocast
 from ..sampling import generate, latents, make_grid, save_png
-from ..utils import atomic_write_text
+from ..utils import WriteFailed, atomic_write_text, reporting_write_errors
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .distributed import DistEnv
 from .logger import RunLogger
@@ -111,6 +111,11 @@ class Trainer:
         self.local_batch = self.dist.local_size(t.batch_size)
         self.step = 0
         self.best_fid = math.inf
+        # The step RUN/checkpoints/latest.pt holds, when known (set by save(), and on resume
+        # from it): a failed write names it as the checkpoint that is kept.
+        self.latest_step: int | None = None
+        # The run folder's lock (a FolderLock, on rank 0), taken by start_run, dropped by end_run.
+        self.run_lock = None
         self.label_spec = label_spec
         if labels is None:
             labels = label_spec.empty(len(data))
@@ -209,7 +214,20 @@ class Trainer:
         """Write RUN/checkpoints/NAME (rank 0 only: every rank holds the same state)."""
         if not self.dist.is_main:
             return None
-        return save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
+        path = save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
+        if name == LATEST:
+            self.latest_step = self.step
+        return path
+
+    def write_failed(self, error: WriteFailed) -> UserError:
+        """The one-line error for a failed write (a full disk): the file and the free space, then
+        what is kept and how to go on."""
+        latest = self.run_dir / "checkpoints" / LATEST
+        if not latest.is_file():
+            return UserError(f"{error}; no checkpoint was written; free space and start the run again")
+        kept = f"step {self.latest_step}" if self.latest_step is not None else str(latest)
+        return UserError(f"{error}; the last good checkpoint ({kept}) is kept; free space and resume "
+                         f"with facegan train --resume {self.run_dir}")
 
     # ---- one step ---------------------------------------------------------------------------
 
@@ -462,26 +480,32 @@ class Trainer:
     def _write_run_files(self) -> None:
         """RUN/config.json, and RUN/labels.json for a conditional run."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.json", self.config_json())
+        with reporting_write_errors(self.run_dir / "config.json"):
+            atomic_write_text(self.run_dir / "config.json", self.config_json())
         if self.label_spec.conditional:
             import json
 
-            atomic_write_text(self.run_dir / "labels.json",
-                              json.dumps({"condition": self.cfg.data.condition,
-                                          **self.label_spec.to_dict(),
-                                          "balance": self.label_spec.balance()}, indent=2) + "\n")
+            with reporting_write_errors(self.run_dir / "labels.json"):
+                atomic_write_text(self.run_dir / "labels.json",
+                                  json.dumps({"condition": self.cfg.data.condition,
+                                              **self.label_spec.to_dict(),
+                                              "balance": self.label_spec.balance()}, indent=2) + "\n")
 
     def train(self, until: int) -> dict[str, Any]:
         """Train until ``until`` generator steps in total. Returns the last logged record.
 
         Raises TrainingInterrupted after writing checkpoints/latest.pt on SIGINT/SIGTERM, and
-        TrainingDiverged (without overwriting the last good checkpoint) on a NaN/inf loss.
+        TrainingDiverged (without overwriting the last good checkpoint) on a NaN/inf loss. A
+        failed write (a full disk) is a one-line UserError (:meth:`write_failed`).
         """
         from tqdm.auto import tqdm
 
         t = self.cfg.train
         if self.dist.is_main:
-            self._write_run_files()
+            try:
+                self._write_run_files()
+            except WriteFailed as e:
+                raise self.write_failed(e) from None
         old_handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -548,6 +572,10 @@ class Trainer:
             self.logger.event(f"step {self.step}: done")
             self.dist.barrier()
             return last
+        except WriteFailed as e:
+            # A full disk: one line saying which file, the free space and what is kept (the
+            # checkpoint being replaced stays whole: checkpoints are written atomically).
+            raise self.write_failed(e) from None
         finally:
             bar.close()
             self.logger.close()
