@@ -124,7 +124,7 @@ class LabelSpec:
         classes in their data proportions; attributes each on with its data rate, independently
         (a run keeps the rates, not the correlations between attributes). K = 0: no draw."""
         if not self.conditional or n == 0:
-            return self.empty(n) if not self.conditional else torch.zeros(0, self.dim)
+            return torch.zeros(n, self.dim)
         g = _label_generator(seed)
         freq = self.frequencies()
         if self.kind == CLASS:

@@ -151,9 +151,13 @@ def make_out_dir(path: str | os.PathLike, option: str) -> bool:
     except OSError as e:
         raise UserError(f"cannot create the folder '{path}' ({e.strerror or e}); give {option} "
                         "a folder in a writable place") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write into '{path}' (permission denied); give {option} a folder "
-                        "in a writable place")
+    error = can_create_files_in(path)
+    if error is not None:
+        if not existed:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # leave nothing behind
+        raise UserError(f"cannot write into '{path}' ({(error.strerror or str(error)).lower()}); give "
+                        f"{option} a folder in a writable place")
     return not existed
 
 

@@ -94,9 +94,10 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
         except WriteFailed as e:  # a full disk: say what is kept and how to go on
             raise trainer.write_failed(e) from None
     except BaseException:
-        if trainer is not None and trainer.run_lock is not None:
-            trainer.run_lock.release()
-        shutdown(env)
+        if trainer is not None:
+            end_run(trainer)  # its lock, then the job
+        else:
+            shutdown(env)
         raise
     return trainer
 
