@@ -10,6 +10,10 @@ fake, a generator forward with autograd on inside the critic loop, ``retain_grap
 facegan's networks follow its model contract: ``G(z, c)`` and ``D(x, c) -> (score, aux)``,
 with ``c`` an empty (N, 0) label tensor here (unconditional), so the loop passes ``c`` and
 keeps the score; nothing else about the tutorial habits changes.
+
+``run_reference(..., time_budget=S)`` stops after S seconds of training instead of after
+``gen_steps`` (bench_quality.py); ``crop`` frames the images as facegan's data does
+(``facegan.data.crop_box``) before the tutorial's resize, so both see the same faces.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from facegan.data import crop_box
+
 
 class JPEGFolder(Dataset):
-    def __init__(self, files: list[Path], size: int = 64):
+    def __init__(self, files: list[Path], size: int = 64, crop: str | None = None):
         self.files = files
+        box = [transforms.Lambda(lambda im: im.crop(crop_box(crop, *im.size)))] if crop else []
         self.tf = transforms.Compose([
-            transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor(),
+            *box, transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor(),
             transforms.Normalize([0.5] * 3, [0.5] * 3),
         ])
 
@@ -55,9 +62,11 @@ def gradient_penalty(critic, real, fake):
 
 
 def run_reference(files: list[Path], gen, critic, gen_steps: int, *, latent_dim: int = 128,
-                  batch_size: int = 64, critic_iters: int = 5, lambda_gp: float = 10.0) -> dict:
-    """Train ``gen_steps`` generator steps; returns timings (s) per generator step."""
-    loader = DataLoader(JPEGFolder(files), batch_size=batch_size, shuffle=True, drop_last=True)
+                  batch_size: int = 64, critic_iters: int = 5, lambda_gp: float = 10.0,
+                  size: int = 64, crop: str | None = None, time_budget: float = 0.0) -> dict:
+    """Train ``gen_steps`` generator steps, or until ``time_budget`` seconds of training are
+    spent when it is positive; returns timings (s) per generator step."""
+    loader = DataLoader(JPEGFolder(files, size, crop), batch_size=batch_size, shuffle=True, drop_last=True)
     opt_g = torch.optim.Adam(gen.parameters(), lr=1e-4, betas=(0.5, 0.9))
     opt_c = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
     it = iter(loader)
@@ -91,4 +100,6 @@ def run_reference(files: list[Path], gen, critic, gen_steps: int, *, latent_dim:
         loss_gen.backward()
         opt_g.step()
         times.append(time.perf_counter() - t0)
+        if time_budget and sum(times) >= time_budget:
+            break
     return {"step_times": times}

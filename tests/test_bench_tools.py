@@ -1,7 +1,11 @@
-"""The benchmark helper that draws one labelled row of samples per run (docs figures)."""
+"""The benchmark helpers: one labelled row of samples per run (docs figures), and bench_quality's
+comparison with a tutorial-style loop."""
 
 import importlib.util
 import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +64,26 @@ def test_preset_rows_refuses_a_missing_run_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("preset_rows: ") and "\n" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.slow
+def test_bench_quality_against_tutorial_trains_both_and_compares_their_fids(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_quality.py"), "--data", str(folder),
+                           "--against-tutorial", "--minutes", "0.05", "--n", "64", "--out", str(out), *TINY],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads((out / "against_tutorial.json").read_text())
+    for side in ("facegan", "tutorial"):
+        assert math.isfinite(rec[side]["fid"]) and rec[side]["steps"] > 0
+        assert f"FID {rec[side]['fid']:.2f}" in proc.stdout
+    assert rec["tutorial"]["model"]["g_width"] == 4  # the overrides shape both sides' networks
+    assert rec["threads_per_side"] >= 1 and rec["minutes"] == 0.05
+    assert "FID tutorial / facegan" in proc.stdout
+    w, h = Image.open(out / "against_tutorial.png").size
+    assert 0.22 < h / w < 0.45  # two labelled rows of 8 faces (one row would be half as high)

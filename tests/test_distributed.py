@@ -108,6 +108,8 @@ def test_bce_label_tricks_share_the_global_draw():
     ("dcgan-celeba64", []),
     # WGAN-GP: the penalty's double backward, batch-norm generator, layer-norm critic.
     ("wgangp-celeba64", ["model.d_norm=layer", "train.n_critic=2"]),
+    # R3GAN: normalisation-free nets, relativistic pairing (real batches in the G step), R1 + R2.
+    ("r3gan-celeba64", ["loss.reg_every=1", "train.anneal_kimg=0.1"]),
 ])
 def test_two_processes_match_one_with_the_same_global_batch(images, tmp_path, preset, extra):
     args = ["train", "--data", images, "--preset", preset, "--steps", 3, "--no-progress", "--batch-size", 64,

@@ -228,3 +228,100 @@ def test_lazy_regularisation_equals_eager_over_k_steps(tmp_path, kind):
     expect = (k * 10.0 * 2 * (w.norm() - 1) * w / w.norm()) if kind == "gp" else k * 3.0 * w
     torch.testing.assert_close(totals[0], expect, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(totals[1], totals[0], rtol=1e-4, atol=1e-6)
+
+
+# ---- relativistic pairing, R2, schedules ------------------------------------------------------
+
+def test_relativistic_losses_against_hand_computation():
+    from facegan.losses import relativistic_d_loss, relativistic_g_loss
+
+    real = torch.tensor([2.0, 0.5, -1.0])
+    fake = torch.tensor([-2.0, 0.0, 1.5])
+    sp = lambda t: torch.log1p(torch.exp(t))
+    torch.testing.assert_close(relativistic_d_loss(real, fake), sp(fake - real).mean())
+    torch.testing.assert_close(relativistic_g_loss(fake, real), sp(real - fake).mean())
+    # Only differences matter: shifting every score leaves both losses as they are.
+    torch.testing.assert_close(relativistic_d_loss(real + 7, fake + 7), relativistic_d_loss(real, fake))
+    # Pairing: the critic loss is lowest when each real outscores its own fake.
+    assert relativistic_d_loss(real, real - 5) < relativistic_d_loss(real, real + 5)
+    with pytest.raises(ValueError, match="real batch"):
+        relativistic_g_loss(fake)
+
+
+def test_registry_marks_the_paired_loss():
+    rel = build_loss(LossConfig(name="relativistic", gp_weight=0.0, r1_weight=1.0, r2_weight=2.0))
+    assert rel.paired and rel.r2_weight == 2.0
+    plain = build_loss(LossConfig(name="hinge", gp_weight=0.0))
+    assert not plain.paired
+    # Every generator loss takes (fake, real); an unpaired one ignores the real scores.
+    fake = torch.tensor([0.5, -0.5])
+    assert plain.g_loss(fake, torch.tensor([9.0, 9.0])) == plain.g_loss(fake, None)
+
+
+def _linear_trainer(tmp_path, loss, cfg_extra=()):
+    from PIL import Image
+
+    from facegan.config import apply_overrides, get_preset
+    from facegan.data import load_dataset
+    from facegan.models import build_networks
+    from facegan.train import Trainer
+
+    folder = tmp_path / "imgs"
+    folder.mkdir(exist_ok=True)
+    for i in range(8):
+        Image.new("RGB", (16, 16), (i * 30, 10, 200 - i * 20)).save(folder / f"{i}.png")
+    cfg = apply_overrides(get_preset("demo"), [f"data.path={folder}", "data.resolution=8", "train.batch_size=4",
+                                               "model.latent_dim=4", "model.g_width=4", "train.device=cpu",
+                                               *cfg_extra])
+    data = load_dataset(cfg.data, progress=False)
+    torch.manual_seed(0)
+    g, _ = build_networks(cfg.model, 8)
+    d = _LinearCritic((3, 8, 8))
+    opt_d = _RecordingOptimizer(d.parameters())
+    return Trainer(cfg, g, d, None, torch.optim.SGD(g.parameters(), lr=0.0), opt_d, loss, data,
+                   tmp_path / "run", torch.device("cpu")), d, opt_d
+
+
+@pytest.mark.parametrize("which", ["r1", "r2", "both"])
+def test_r1_and_r2_give_the_critic_their_analytic_gradient(tmp_path, which):
+    """A linear critic D(x) = <w, x> has input gradient w for every image, so R1 = R2 =
+    ||w||^2 and the penalty's gradient is gamma * w for each (times reg_every on its step)."""
+    from facegan.losses import AdversarialLoss
+
+    r1 = 3.0 if which in ("r1", "both") else 0.0
+    r2 = 5.0 if which in ("r2", "both") else 0.0
+    loss = AdversarialLoss("zero", lambda r, f: 0.0 * (r.sum() + f.sum()), lambda f, r=None: -f.mean(),
+                           r1_weight=r1, r2_weight=r2, reg_every=2)
+    tr, d, opt_d = _linear_trainer(tmp_path, loss)
+    out = tr.critic_step()
+    assert "r1" not in out and "r2" not in out  # lazy: not on the first critic step
+    out = tr.critic_step()
+    w = d.w.detach()
+    torch.testing.assert_close(opt_d.total[0], 2 * (r1 + r2) * w, rtol=1e-4, atol=1e-6)
+    for name, weight in (("r1", r1), ("r2", r2)):
+        if weight:
+            torch.testing.assert_close(out[name], w.pow(2).sum(), rtol=1e-4, atol=1e-6)
+        else:
+            assert name not in out
+
+
+def test_paired_generator_step_scores_a_real_batch(tmp_path):
+    """The relativistic generator loss compares with the critic's scores of real images,
+    taken without a graph; an unpaired loss never draws a real batch in the generator step."""
+    from facegan.losses import AdversarialLoss, relativistic_d_loss, relativistic_g_loss
+
+    seen = {}
+
+    def g_loss(fake, real=None):
+        seen["real"] = real
+        return relativistic_g_loss(fake, real)
+
+    loss = AdversarialLoss("relativistic", relativistic_d_loss, g_loss, paired=True)
+    tr, d, _ = _linear_trainer(tmp_path, loss)
+    tr.generator_step()
+    assert seen["real"].shape == (4,) and not seen["real"].requires_grad
+    assert tr.batches.pos == 4  # a real batch was drawn
+    unpaired = AdversarialLoss("hinge", lambda r, f: r.mean(), lambda f, r=None: seen.update(real=r) or -f.mean())
+    tr2, _, _ = _linear_trainer(tmp_path, unpaired)
+    tr2.generator_step()
+    assert seen["real"] is None and tr2.batches.pos == 0

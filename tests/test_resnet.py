@@ -196,7 +196,8 @@ def test_spec_forms_and_errors():
     assert g(torch.randn(2, 16), _c0(2)).shape == (2, 1, 16, 16)
     assert _score(d, torch.randn(2, 1, 16, 16)).shape == (2,)
     for arch in ARCHS:
-        g, _ = build_networks(_cfg(arch=arch), NetSpec(16, label_dim=10))
+        norms = {"g_norm": "none", "d_norm": "none"} if arch == "nfresnet" else {}
+        g, _ = build_networks(_cfg(arch=arch, **norms), NetSpec(16, label_dim=10))
         with pytest.raises(ValueError, match=r"label_dim=10\) expects labels c of shape \(2, 10\)"):
             g(torch.randn(2, 16), _c0(2))  # conditional: labels of width 0
     for bad in (24, 4, 0):

@@ -91,6 +91,12 @@ def _final_weights(run):
     ("fp32", ["train.augment=color,rotation,translation,cutout", "loss.reg_every=3"]),
     ("fp32", ["train.augment=translation", "loss.name=bce", "loss.gp_weight=0", "loss.r1_weight=1",
               "loss.reg_every=4", "model.d_norm=none"]),
+    # R3GAN's recipe: normalisation-free nets, relativistic pairing (a real batch in the
+    # generator step too), lazy R1 + R2, and every schedule changing across the resume.
+    ("bf16", ["model.arch=nfresnet", "model.g_norm=none", "model.d_norm=none", "loss.name=relativistic",
+              "loss.gp_weight=0", "loss.r1_weight=1", "loss.r2_weight=1", "loss.reg_every=2",
+              "loss.gamma_anneal=0.1", "train.anneal_kimg=0.05", "train.lr_anneal=0.25",
+              "train.beta2_end=0.99", "train.ema_kimg=0.02"]),
 ])
 def test_resume_gives_identical_weights(tmp_path, tiny_folder, precision, extra):
     cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=2", f"train.precision={precision}", *extra)

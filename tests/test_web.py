@@ -462,6 +462,75 @@ def test_overloaded_server_refuses_with_503(plain_run):
     assert server.batcher.forward_calls == 0
 
 
+def test_wait_estimate_counts_image_size(plain_run):
+    holder = ModelHolder(plain_run, device="cpu", reload=False)
+    b = Batcher(holder, overhead=0.01, per_row=0.002, per_pixel=1e-7, encode_threads=2)
+    gen = 0.01 + 0.002  # one batch of one face
+    assert b.estimate(1) == pytest.approx(gen)
+    sizes = (64, 128, 256, 512, 1024)
+    waits = [b.estimate(1, s * s) for s in sizes]
+    assert waits == sorted(set(waits))  # strictly growing with the size
+    for s, w in zip(sizes, waits):
+        assert w == pytest.approx(gen + s * s * 1e-7 / 2)  # seconds per pixel, over 2 threads
+    # Pixels admitted and not yet encoded are ahead of every later job that has pixels; a job
+    # without (its PNG made at the model's size by the caller) waits for generation only.
+    gate = Gate(b)
+    z, c = latents(1, holder.model.latent_dim, 0), holder.model.labels.draw(1)
+    big = b.submit(z, c, lambda imgs: ("done", imgs.shape), 1024 * 1024)
+    assert gate.entered.wait(20)
+    assert b.estimate(1, 64 * 64) > (1024 * 1024 + 64 * 64) * 1e-7 / 2
+    assert b.estimate(1) < 0.05
+    gate.release.set()
+    assert big.result(20) == ("done", (1, 3, 16, 16))  # the finish ran on the job's images
+    # Once encoded, its pixels are ahead of no one (the costs themselves were re-measured).
+    assert b._pending_pixels == 0
+    assert b.estimate(1, 64 * 64) - b.estimate(1) < 64 * 64 * 1e-7
+    with pytest.raises(ValueError):
+        b.submit(z, c, pixels=64 * 64)  # pixels without a finish to make them
+    b.warm_up(repeats=1)  # measures this machine's cost per pixel (resize + PNG encode)
+    assert 0 < b.per_pixel < 1e-4
+    b.stop()
+
+
+def test_flood_of_large_images_refused_at_once_small_ones_served(plain_run):
+    # A 1024 x 1024 face is set to cost 1.8 s to resize and encode (one encode thread): within
+    # max_wait = 5 s two fit, a third would wait 5.4 s. Generation is held by the gate, so
+    # every request is admitted or refused before anything finishes: no timing in the outcome.
+    per_pixel = 1.8 / 1024**2
+    client, server = client_for(plain_run, max_wait=5.0, overhead=0.001, per_row=0.001,
+                                per_pixel=per_pixel, encode_threads=1)
+    b = server.batcher
+    gate = Gate(b)
+    with client, ThreadPoolExecutor(44) as pool:
+        first = pool.submit(client.get, "/api/image.png?seed=0&size=1024")
+        assert gate.entered.wait(20)
+        flood = [pool.submit(client.get, f"/api/image.png?seed={i}&size=1024")
+                 for i in range(1, 41)]
+        wait_until(lambda: sum(f.done() for f in flood) == 39)  # answered while nothing ran
+        assert gate.calls == 1 and not first.done()
+        refused = [f for f in flood if f.done()]
+        for r in (f.result() for f in refused):
+            assert r.status_code == 503
+            msg = r.json()["error"]
+            assert "would wait about 5.4 s, counting the resizing of large images" in msg, msg
+            assert "limit 5 s" in msg and "try again in 1 s" in msg
+            assert r.headers["retry-after"] == "1"
+        # Small images are still taken: one at the model's size waits only for generation,
+        # a 64 px one for the two large encodes ahead (3.6 s) and its own.
+        assert b.estimate(1, 1024 * 1024) == pytest.approx(5.4, abs=0.01)
+        small = [pool.submit(client.get, "/api/image.png?seed=50"),
+                 pool.submit(client.get, "/api/image.png?seed=51&size=64")]
+        wait_until(lambda: len(b._queue) == 3)
+        gate.release.set()
+        served = [first.result(60), *(f.result(60) for f in flood if f not in refused),
+                  *(f.result(60) for f in small)]
+    assert len(served) == 4
+    assert [r.status_code for r in served] == [200] * 4, [r.text for r in served]
+    assert [decode(r.content).shape[0] for r in served] == [1024, 1024, 16, 64]
+    assert gate.rows == [1, 3]  # the admitted large face and both small ones in one pass
+    assert b._pending_pixels == 0  # every admitted pixel leaves the backlog once encoded
+
+
 def test_worker_survives_abandoned_and_stale_requests(plain_run):
     from facegan.web.engine import Overloaded
 

@@ -27,6 +27,8 @@ D_NORMS = ("batch", "instance", "layer", "none")
 G_CONDS = ("concat", "cbn")
 D_CONDS = ("concat", "projection", "ac")
 OPTIMIZERS = ("adam", "rmsprop")
+ARCHS = ("dcgan", "resnet", "nfresnet")  # facegan.models.ARCHS builds each
+LOSS_NAMES = ("bce", "wasserstein", "hinge", "relativistic")  # facegan.losses.LOSSES
 COMPILE = ("off", "generator", "all")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 AUGMENT_NAMES = ("color", "rotation", "translation", "cutout")  # DiffAugment's, in facegan.augment
@@ -98,7 +100,7 @@ class ModelConfig:
     32x32x64 -> 64x64x3; the critic mirrors it (64 -> 128 -> 256 -> 512, then a 4x4 conv).
     """
 
-    arch: str = "dcgan"  # dcgan | resnet (facegan.models.ARCHS)
+    arch: str = choice("dcgan", ARCHS, what="model.arch")  # facegan.models.ARCHS
     latent_dim: int = 128
     g_width: int = 64
     d_width: int = 64
@@ -113,15 +115,25 @@ class ModelConfig:
     # (auxiliary classifier).
     g_cond: str = choice("concat", G_CONDS)
     d_cond: str = choice("projection", D_CONDS)
+    # arch=nfresnet only: residual blocks per stage, the blocks' channel expansion (1x1 conv
+    # C -> e*C -> grouped 3x3 -> 1x1 back to C) and the channels in each group of the 3x3 conv.
+    blocks: int = 1
+    expansion: int = 2
+    group_size: int = 16
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """Adversarial objective.
 
-    name: bce (non-saturating) | wasserstein | hinge (facegan.losses.LOSSES).
+    name: bce (non-saturating) | wasserstein | hinge | relativistic (pairing: each real image
+        against a generated one, R3GAN's loss) (facegan.losses.LOSSES).
     gp_weight: gradient-penalty lambda (0 = no penalty).
     r1_weight: R1 gamma: (gamma / 2) E[||grad_x D(x_real)||^2] added to the critic loss (0 = off).
+    r2_weight: R2 gamma: the same penalty on generated images (0 = off); R3GAN uses R1 and R2
+        with one gamma.
+    gamma_anneal: the R1/R2 weights at the end of ``train.anneal_kimg``, as a fraction of their
+        start (cosine; 1 = constant).
     reg_every: lazy regularisation: apply the gradient penalty / R1 every k-th critic step only,
         with its weight multiplied by k (1 = every step, the classic recipes).
     clip_value: critic weight clipping bound c (0 = no clipping), the original WGAN.
@@ -133,9 +145,11 @@ class LossConfig:
         sampled labels) the generator loss.
     """
 
-    name: str = "wasserstein"
+    name: str = choice("wasserstein", LOSS_NAMES, what="loss")
     gp_weight: float = 10.0
     r1_weight: float = 0.0
+    r2_weight: float = 0.0
+    gamma_anneal: float = 1.0
     reg_every: int = 1
     clip_value: float = 0.0
     label_smoothing: float = 0.0
@@ -157,6 +171,15 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.9
     ema_decay: float = 0.999  # 0 = no EMA generator
+    # EMA by half-life, in thousands of images (0: use ema_decay): the EMA weight of a step of
+    # B images is 0.5 ** (B / (1000 * ema_kimg)); it ramps up from 0 over anneal_kimg (cosine),
+    # so early weights are not averaged into a late model.
+    ema_kimg: float = 0.0
+    # Cosine annealing over this many thousand real images (0 = constant): the learning rates
+    # go to lr_anneal times their start, beta2 to beta2_end (0 = constant), loss.gamma_anneal.
+    anneal_kimg: float = 0.0
+    lr_anneal: float = 1.0
+    beta2_end: float = 0.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (facegan.runtime.resolve_device)
     # auto: bf16 where the device has it (recent GPUs, CPUs with AVX-512 BF16 / AMX), else fp16
@@ -190,6 +213,11 @@ class TrainConfig:
     # Class labels only: draw real batches class-balanced (each class equally often, a small
     # class's images repeating within its own reshuffled cycle) instead of in data proportions.
     class_balance: bool = False
+    # Transfer: start a new run from another run's weights (a run folder or checkpoint; the
+    # same model.* and resolution), with fresh optimizers; and keep the first freeze_d critic
+    # stages (from the image side) fixed, as FreezeD does (Mo et al. 2020).
+    init_from: str = ""
+    freeze_d: int = 0
     # Under torchrun: batch norm statistics over the global batch (all processes), as on one
     # process; false: each process normalises with its own share's statistics (faster, differs).
     sync_bn: bool = True
@@ -240,8 +268,18 @@ class Config:
                 "batch norm in a WGAN-GP critic breaks the gradient penalty (it mixes samples); "
                 "set model.d_norm=instance, layer or none"
             )
-        if loss.gp_weight < 0 or loss.clip_value < 0 or loss.r1_weight < 0:
-            raise UserError("loss.gp_weight, loss.r1_weight and loss.clip_value must be >= 0")
+        if loss.gp_weight < 0 or loss.clip_value < 0 or loss.r1_weight < 0 or loss.r2_weight < 0:
+            raise UserError("loss.gp_weight, loss.r1_weight, loss.r2_weight and loss.clip_value must be >= 0")
+        if not 0.0 <= loss.gamma_anneal <= 1.0 or not 0.0 <= t.lr_anneal <= 1.0:
+            raise UserError("loss.gamma_anneal and train.lr_anneal must be in [0, 1] (the final value as a "
+                            "fraction of the first; 1 = constant)")
+        if t.anneal_kimg < 0 or t.ema_kimg < 0:
+            raise UserError("train.anneal_kimg and train.ema_kimg must be >= 0 (thousands of images; 0 = off)")
+        if not 0.0 <= t.beta2_end < 1.0:
+            raise UserError(f"train.beta2_end must be in [0, 1) (0 = beta2 constant), got {t.beta2_end}")
+        for name in ("blocks", "expansion", "group_size"):
+            if getattr(m, name) < 1:
+                raise UserError(f"model.{name} must be >= 1, got {getattr(m, name)}")
         if loss.ac_weight < 0:
             raise UserError(f"loss.ac_weight must be >= 0, got {loss.ac_weight}")
         check_condition_syntax(self.data.condition)
@@ -256,8 +294,8 @@ class Config:
                                 "or classes:ATTR,..., or train.class_balance=false")
         if loss.reg_every < 1:
             raise UserError(f"loss.reg_every must be >= 1 (1 = every critic step), got {loss.reg_every}")
-        if loss.r1_weight > 0 and m.d_norm == "batch":
-            raise UserError("batch norm in the critic breaks the R1 penalty (it mixes samples); "
+        if (loss.r1_weight > 0 or loss.r2_weight > 0) and m.d_norm == "batch":
+            raise UserError("batch norm in the critic breaks the R1/R2 penalty (it mixes samples); "
                             "set model.d_norm=instance, layer or none")
         for name in ("latent_dim", "g_width", "d_width", "max_width"):
             if getattr(m, name) < 1:
@@ -278,7 +316,7 @@ class Config:
                                     f"train.{name}={getattr(TrainConfig, name)}), got {getattr(t, name)}")
         if t.steps < 0 or t.batch_size < 1 or t.n_critic < 1:
             raise UserError("train.steps must be >= 0, train.batch_size >= 1 and train.n_critic >= 1")
-        if t.compile == "all" and (loss.gp_weight > 0 or loss.r1_weight > 0):
+        if t.compile == "all" and (loss.gp_weight > 0 or loss.r1_weight > 0 or loss.r2_weight > 0):
             raise UserError("train.compile=all compiles the critic, but the gradient penalty / R1 needs "
                             "its double backward, which compiled graphs do not support; use "
                             "train.compile=generator")
@@ -289,6 +327,8 @@ class Config:
             if getattr(t, name) < 0:
                 raise UserError(f"train.{name} must be >= 0 (a number of steps; 0 = never), got "
                                 f"{getattr(t, name)}")
+        if t.freeze_d < 0:
+            raise UserError(f"train.freeze_d must be >= 0 (critic stages to keep fixed), got {t.freeze_d}")
         if t.time_budget < 0:
             raise UserError("train.time_budget must be >= 0 seconds (0 = no budget)")
         parse_policy(t.augment)
@@ -355,6 +395,16 @@ BUDGET = {
     "train.d_lr": 2e-4, "train.beta1": 0.0, "train.beta2": 0.9,
 }
 
+# R3GAN's objective (Huang et al. 2024): the relativistic pairing loss with zero-centred R1 and
+# R2 penalties of one gamma (here lazily, every 4th critic step, weighted by 4), Adam beta1 0,
+# learning rate, beta2 and gamma annealed by cosine, an EMA whose half-life ramps up.
+RPGAN = {
+    "loss.name": "relativistic", "loss.gp_weight": 0.0, "loss.r1_weight": 1.0, "loss.r2_weight": 1.0,
+    "loss.gamma_anneal": 0.1, "loss.reg_every": 4, "train.n_critic": 1, "train.batch_size": 64,
+    "train.g_lr": 2e-4, "train.d_lr": 2e-4, "train.beta1": 0.0, "train.beta2": 0.9,
+    "train.beta2_end": 0.99, "train.lr_anneal": 0.25,
+}
+
 PRESETS: dict[str, PresetSpec] = {
     "dcgan-celeba64": PresetSpec(
         "DCGAN, BCE with label smoothing/noise/flips, batch norm, Adam 2e-4 (0.5, 0.999)",
@@ -394,6 +444,21 @@ PRESETS: dict[str, PresetSpec] = {
         "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU with bf16, an "
         "hour or more): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
         {"model.d_width": 64, "train.n_critic": 1}, base=BUDGET),
+    # R3GAN's normalisation-free residual nets, narrowed for a CPU: 16 wide (128 channels at
+    # 4x4), one block a stage; the schedule spans about what a CPU hour shows.
+    "r3gan-celeba64": PresetSpec(
+        "R3GAN: relativistic pairing loss with R1 + R2, normalisation-free residual G and D "
+        "(16 wide, 1 block a stage), gamma / lr / beta2 annealed, EMA half-life ramp",
+        {"model.arch": "nfresnet", "model.g_norm": "none", "model.d_norm": "none",
+         "model.latent_dim": 64, "model.g_width": 16, "model.d_width": 16, "model.blocks": 1,
+         "model.expansion": 2, "model.group_size": 16, "train.anneal_kimg": 100.0,
+         "train.ema_kimg": 10.0}, base=RPGAN),
+    # R3GAN's objective on the budget nets (32-wide DCGAN G, 32-wide layer-norm critic).
+    "rpgan-ln-celeba64": PresetSpec(
+        "R3GAN's objective (relativistic pairing, R1 + R2, annealing, EMA half-life ramp) on "
+        "the budget nets: 32-wide G, 32-wide layer-norm critic",
+        {**{k: v for k, v in BUDGET.items() if k.startswith("model.")}, "model.g_width": 32,
+         "train.anneal_kimg": 300.0, "train.ema_kimg": 20.0}, base=RPGAN),
     # SNGAN's standard-CNN setting C (hinge, one critic step, Adam 2e-4 (0.5, 0.999)) on the
     # DCGAN networks; translation-only DiffAugment keeps the critic from memorising a small set.
     "sngan-celeba64": PresetSpec(
@@ -435,13 +500,50 @@ PRESETS: dict[str, PresetSpec] = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# preset auto: the recipe for the hardware, then DiffAugment for a small data set.
+
+AUTO = "auto"
+HARDWARE = ("gpu", "cpu-bf16", "cpu")  # a CUDA device; a CPU with fast bf16; a CPU without
+# hardware -> (preset, why). Measured in docs/presets.md ("Which preset"), which shows this table.
+AUTO_PRESETS: dict[str, tuple[str, str]] = {
+    "gpu": ("wgangp-ln-wide-celeba64", "a GPU affords both nets 64 wide"),
+    "cpu-bf16": ("wgangp-ln-wide-celeba64", "a CPU with fast bf16 affords both nets 64 wide"),
+    "cpu": ("wgangp-ln-celeba64", "a CPU without fast bf16 (fp32): the half-width nets take 3x the steps"),
+}
+# Below this many images a critic memorises the set within a CPU hour; DiffAugment's policy
+# for small sets (Zhao et al. 2020) then goes on every critic input.
+SMALL_DATA = 2000
+SMALL_DATA_AUGMENT = "color,translation,cutout"
+
+
+def auto_preset(hardware: str) -> tuple[Config, str]:
+    """preset auto's recipe for ``hardware`` (one of :data:`HARDWARE`) and why, in words."""
+    name, why = AUTO_PRESETS[hardware]
+    return get_preset(name), f"{name} ({why})"
+
+
+def auto_data_settings(n_images: int, given: Iterable[str]) -> tuple[dict[str, Any], str]:
+    """preset auto's settings for a data set of ``n_images``: DiffAugment below
+    :data:`SMALL_DATA` images unless the user set ``train.augment`` (``given``: the dotted keys
+    the user set). Returns (overrides, why; '' when there are none)."""
+    if n_images >= SMALL_DATA or "train.augment" in set(given):
+        return {}, ""
+    return ({"train.augment": SMALL_DATA_AUGMENT},
+            f"DiffAugment {SMALL_DATA_AUGMENT}, since {n_images:,} images are under {SMALL_DATA:,}")
+
+
 def get_preset(name: str) -> Config:
-    """The preset's Config: the defaults with its settings applied."""
+    """The preset's Config: the defaults with its settings applied. ``auto`` is a placeholder
+    (the defaults, preset 'auto') that ``facegan.train.start_run`` replaces by a preset chosen
+    for the device and the data (:func:`auto_preset`, :func:`auto_data_settings`)."""
+    if name == AUTO:
+        return replace(Config(), preset=AUTO)
     try:
         spec = PRESETS[name]
     except KeyError:
         raise UserError(
-            f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}"
+            f"unknown preset '{name}'; choose one of: {AUTO}, {', '.join(PRESETS)}"
         ) from None
     return replace(apply_overrides(Config(), spec.settings()), preset=name)
 

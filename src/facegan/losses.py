@@ -88,6 +88,23 @@ def hinge_d_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
 hinge_g_loss = wasserstein_g_loss
 
 
+# ---- Relativistic pairing (RpGAN) ------------------------------------------------------------
+
+def relativistic_d_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """E[softplus(D(fake) - D(real))] over pairs (Jolicoeur-Martineau 2019; R3GAN's loss): the
+    critic is asked only that each real image score above its paired fake, not that the
+    scores reach any level. real_scores, fake_scores: (N,), paired by position."""
+    return F.softplus(fake_scores.float() - real_scores.float()).mean()
+
+
+def relativistic_g_loss(fake_scores: Tensor, real_scores: Tensor | None = None) -> Tensor:
+    """E[softplus(D(real) - D(fake))], the mirror of :func:`relativistic_d_loss`; real_scores
+    (N,) of a real batch (constants: no gradient reaches the generator through them)."""
+    if real_scores is None:
+        raise ValueError("the relativistic generator loss needs the critic's scores of a real batch")
+    return F.softplus(real_scores.float() - fake_scores.float()).mean()
+
+
 # ---- Auxiliary classifier (AC-GAN) ---------------------------------------------------------
 
 def ac_loss(logits: Tensor, labels: Tensor, spec: LabelSpec) -> Tensor:
@@ -161,15 +178,24 @@ def gradient_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor, fake: T
     return (penalty, norms) if return_norms else penalty
 
 
+def squared_grad_norms(score_fn: Callable[[Tensor], Tensor], x: Tensor, *,
+                       out_scale: float | Tensor | None = None) -> Tensor:
+    """||grad_x D(x)||_2^2 per sample (N,), float32, in the graph, for images x (N, C, H, W):
+    what the zero-centred penalties average (out_scale: the fp16 loss scale, see
+    ``gradient_penalty``)."""
+    grad = _input_gradients(score_fn, _as_channels_last_like(x.float(), x), out_scale)
+    return grad.flatten(1).pow(2).sum(1)
+
+
 def r1_penalty(score_fn: Callable[[Tensor], Tensor], real: Tensor, *,
                out_scale: float | Tensor | None = None) -> Tensor:
     """R1 (Mescheder et al. 2018): E[||grad_x D(x)||_2^2] on real images x (N, C, H, W).
 
-    The caller adds (gamma / 2) * r1 to the critic loss. Gradients in float32, as above
-    (out_scale: the fp16 loss scale, see ``gradient_penalty``).
+    The caller adds (gamma / 2) * r1 to the critic loss. R2 is the same penalty on generated
+    images (R3GAN uses both, with one gamma). Gradients in float32, as above (out_scale: the
+    fp16 loss scale, see ``gradient_penalty``).
     """
-    grad = _input_gradients(score_fn, _as_channels_last_like(real.float(), real), out_scale)
-    return grad.flatten(1).pow(2).sum(1).mean()
+    return squared_grad_norms(score_fn, real, out_scale=out_scale).mean()
 
 
 @torch.no_grad()
@@ -183,23 +209,38 @@ def clip_weights(module: nn.Module, c: float) -> None:
 
 @dataclass(frozen=True)
 class AdversarialLoss:
-    """The pair of losses a trainer calls; options are bound in (functools.partial)."""
+    """The pair of losses a trainer calls; options are bound in (functools.partial).
+
+    d_loss(real_scores, fake_scores); g_loss(fake_scores, real_scores), where real_scores is
+    None unless ``paired`` (a relativistic loss, whose generator step also scores a real batch).
+    """
 
     name: str
     d_loss: Callable[[Tensor, Tensor], Tensor]
-    g_loss: Callable[[Tensor], Tensor]
+    g_loss: Callable[[Tensor, Tensor | None], Tensor]
     gp_weight: float = 0.0
     clip_value: float = 0.0
     r1_weight: float = 0.0
     reg_every: int = 1
     ac_weight: float = 0.0
+    r2_weight: float = 0.0
+    paired: bool = False
+
+
+def _unpaired(g_loss: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor | None], Tensor]:
+    @functools.wraps(g_loss)
+    def g(fake_scores: Tensor, real_scores: Tensor | None = None) -> Tensor:
+        return g_loss(fake_scores)
+    return g
 
 
 LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[[Tensor], Tensor]]] = {
     "bce": (bce_d_loss, bce_g_loss),
     "wasserstein": (wasserstein_d_loss, wasserstein_g_loss),
     "hinge": (hinge_d_loss, hinge_g_loss),
+    "relativistic": (relativistic_d_loss, relativistic_g_loss),
 }
+PAIRED = {"relativistic"}  # losses whose generator step compares with a real batch
 
 
 def build_loss(cfg: LossConfig, share: tuple[int, int] = (0, 1)) -> AdversarialLoss:
@@ -214,5 +255,6 @@ def build_loss(cfg: LossConfig, share: tuple[int, int] = (0, 1)) -> AdversarialL
     elif cfg.label_smoothing or cfg.label_noise or cfg.label_flip:
         raise UserError(f"label smoothing/noise/flips apply to the bce loss only, not '{cfg.name}'; "
                         "set them to 0 or use loss.name=bce")
-    return AdversarialLoss(cfg.name, d, g, cfg.gp_weight, cfg.clip_value, cfg.r1_weight, cfg.reg_every,
-                           cfg.ac_weight)
+    paired = cfg.name in PAIRED
+    return AdversarialLoss(cfg.name, d, g if paired else _unpaired(g), cfg.gp_weight, cfg.clip_value,
+                           cfg.r1_weight, cfg.reg_every, cfg.ac_weight, cfg.r2_weight, paired)

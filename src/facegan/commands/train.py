@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UserError
 from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, info
 
-DEFAULT_PRESET = "wgangp-celeba64"
+DEFAULT_PRESET = "auto"  # chosen for the device and the data (facegan.config.AUTO_PRESETS)
 
 # train option -> config key; the option's value (when given) overrides that key.
 OPTION_KEYS = {
@@ -22,7 +22,8 @@ OPTION_KEYS = {
     "resolution": "data.resolution", "max_images": "data.max_images",
     "partition": "data.partition", "crop": "data.crop", "device": "train.device",
     "precision": "train.precision", "eval_every": "train.eval_every", "eval_n": "train.eval_n",
-    "seed": "train.seed", "condition": "data.condition",
+    "seed": "train.seed", "condition": "data.condition", "init_from": "train.init_from",
+    "freeze_d": "train.freeze_d",
 }
 
 
@@ -34,7 +35,8 @@ def register(sub) -> None:
     t = sub.add_parser("train", help="train a GAN (or --resume one)",
                        description="Train a GAN. Overrides: any config key as key=value after the options.")
     t.add_argument("--data", help="image folder, .zip, CelebA folder, or 'builtin'")
-    t.add_argument("--preset", help=f"recipe (facegan presets lists them; default {DEFAULT_PRESET})")
+    t.add_argument("--preset", help=f"recipe (facegan presets lists them); default {DEFAULT_PRESET}: "
+                   "chosen for the device and the data size, said in one line")
     t.add_argument("--out", help="run folder to create (with --resume CHECKPOINT.pt: the folder to "
                    "continue in)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint "
@@ -61,6 +63,10 @@ def register(sub) -> None:
     t.add_argument("--condition", metavar="SPEC", help="labels for conditional training "
                    "(data.condition): 'folders' (one class per sub-folder), 'Male,Smiling' "
                    "(CelebA attributes), 'classes:Male,Smiling' (their combinations as classes)")
+    t.add_argument("--init-from", metavar="RUN", help="start from another run's weights (same preset "
+                   "and model settings; fresh optimizers): fine-tune a model trained on a big set")
+    t.add_argument("--freeze-d", type=int, metavar="K", help="keep the first K critic stages (from "
+                   "the image side) fixed while fine-tuning (FreezeD)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--profile", type=int, metavar="N", help="profile N training steps of this "
@@ -206,12 +212,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from ..config import PRESETS, all_keys, get_preset
+    from ..config import AUTO, AUTO_PRESETS, PRESETS, SMALL_DATA, all_keys, get_preset
 
     if args.show:
         print(get_preset(args.show).to_json())
         return 0
     width = max(map(len, PRESETS))
+    choices = "; ".join(f"{hw}: {name}" for hw, (name, _) in AUTO_PRESETS.items())
+    print(f"{AUTO:{width}s}  the default: chosen for the device ({choices}), with DiffAugment "
+          f"under {SMALL_DATA:,} images")
     for name, spec in PRESETS.items():
         print(f"{name:{width}s}  {spec.help}")
     print("\noverride any field as key=value, e.g. train.g_lr=2e-4 model.d_norm=layer; keys:")

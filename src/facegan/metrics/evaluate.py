@@ -198,12 +198,13 @@ class TrainingEvaluator:
     conditional generator's labels are drawn (``labels.draw(n, seed)``). The
     network, the data and the real statistics load on the first call (statistics from the
     cache when present); the generator always sees the same latents (``seed``), and goes
-    back to its previous train/eval mode afterwards.
+    back to its previous train/eval mode afterwards. ``progress``: the features' progress on
+    stderr (a bar on a terminal, else a line at every 10% and at least every 30 s).
     """
 
     def __init__(self, data_cfg: DataConfig, n: int = 2000, device="cpu",
                  metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
-                 seed: int = EVAL_SEED, batch_size: int = 64):
+                 seed: int = EVAL_SEED, batch_size: int = 64, progress: bool = False):
         if n < 2:
             raise UserError("eval_n must be at least 2")
         self.data_cfg = replace(data_cfg, hflip=False)
@@ -213,6 +214,7 @@ class TrainingEvaluator:
         self.inception = inception
         self.seed = seed
         self.batch_size = batch_size
+        self.progress = progress
         self._net: InceptionNet | None = None
         self._real: FeatureStats | None = None
         self.fingerprint = ""
@@ -227,13 +229,13 @@ class TrainingEvaluator:
             data = load_dataset(self.data_cfg, progress=False)
             self.fingerprint = data.fingerprint
             self._real = real_stats(data, self._net, cache_dir=self.data_cfg.cache_dir,
-                                    batch_size=self.batch_size)
+                                    batch_size=self.batch_size, progress=self.progress)
 
     def __call__(self, generator: nn.Module, labels: LabelSpec = UNCONDITIONAL) -> dict:
         self._setup()
         images = generate_uint8(generator, self.n, self.seed, labels)
         out = evaluate_images(images, self._real, self._net, self.metrics,
-                              batch_size=self.batch_size, seed=self.seed)
+                              batch_size=self.batch_size, seed=self.seed, progress=self.progress)
         out["eval_n"] = self.n
         return out
 

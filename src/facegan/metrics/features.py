@@ -9,8 +9,6 @@ files of a folder, read one batch at a time so a large folder never sits in memo
 from __future__ import annotations
 
 import os
-import sys
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +19,11 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
+from ..utils import Progress, format_duration
 from .resize import resize_clean
+
+__all__ = ["IMAGE_EXTENSIONS", "FileImages", "ImageSource", "Progress", "TensorImages", "default_workers",
+           "extract_features", "format_duration", "list_image_files"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -78,74 +80,6 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise UserError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {folder}")
     return files
-
-
-def format_duration(seconds: float) -> str:
-    """45s, 2m50s, 1h02m."""
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-class Progress:
-    """Progress of a count: a tqdm bar on a terminal, else one line on ``stream`` (stderr) at
-    every 10% and at least every ``every_s`` seconds, so logs show it too::
-
-        real-image features: 3000/10000 images, 41.2 img/s, eta 2m50s
-
-    ``log=None`` picks by ``stream.isatty()``.
-    """
-
-    def __init__(self, total: int, desc: str = "features", unit: str = "images", *,
-                 stream=None, log: bool | None = None, every_s: float = 30.0):
-        self.total = int(total)
-        self.desc = desc
-        self.unit = unit
-        self.stream = stream if stream is not None else sys.stderr
-        self.every_s = every_s
-        self.done = 0
-        self.t0 = time.perf_counter()
-        self._last_t = self.t0
-        self._next_tenth = 1  # the next 10% step to report (integers: no float drift)
-        self._bar = None
-        if log is None:
-            isatty = getattr(self.stream, "isatty", None)
-            log = not (callable(isatty) and isatty())
-        self.log = log
-        if not log and self.total:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=self.total, desc=desc, unit="img", leave=False, file=self.stream)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(n)
-            return
-        now = time.perf_counter()
-        tenths = 10 * self.done // max(self.total, 1)
-        if tenths >= self._next_tenth or self.done >= self.total or now - self._last_t >= self.every_s:
-            self._next_tenth = tenths + 1
-            self._last_t = now
-            self._line(now)
-
-    def _line(self, now: float) -> None:
-        dt = max(now - self.t0, 1e-9)
-        rate = self.done / dt
-        if self.done >= self.total:
-            tail = f"done in {format_duration(dt)}"
-        else:
-            tail = f"eta {format_duration((self.total - self.done) / max(rate, 1e-9))}"
-        print(f"{self.desc}: {self.done}/{self.total} {self.unit}, {rate:.1f} img/s, {tail}",
-              file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def _as_source(images) -> ImageSource:

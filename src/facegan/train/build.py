@@ -18,7 +18,7 @@ from ..data import ImageSet
 from ..data.labels import resolve_labels
 from ..errors import UserError
 from ..losses import build_loss
-from ..models import NetSpec, build_networks
+from ..models import NetSpec, build_networks, critic_stages
 from ..runtime import resolve_device, resolve_precision, use_fused
 from .distributed import DistEnv, convert_sync_batchnorm, process_device
 from .resume import apply_optimizer_settings, check_resume_changes
@@ -58,8 +58,11 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
     dist.broadcast_module(g)
     dist.broadcast_module(d)
     g_ema = None
-    if cfg.train.ema_decay > 0:
+    if cfg.train.ema_decay > 0 or cfg.train.ema_kimg > 0:
         g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+    if cfg.train.init_from:
+        init_from(cfg, g, d, g_ema, cfg.train.init_from)
+    freeze_critic(d, cfg.train.freeze_d)
     opt_g, opt_d = build_optimizers(cfg.train, g, d, fused=use_fused(cfg.train.fused_optimizer, device))
     if device.type == "cuda":
         # cuDNN tries its algorithms once per shape and keeps the fastest (shapes are static).
@@ -75,6 +78,38 @@ def build_trainer(cfg: Config, data: ImageSet, run_dir: str | Path, *, evaluator
     if cfg.train.compile != "off":
         trainer.compile_networks(cfg.train.compile, cfg.train.compile_mode, cfg.train.compile_backend)
     return trainer
+
+
+def init_from(cfg: Config, g: nn.Module, d: nn.Module, g_ema: nn.Module | None, source: str) -> None:
+    """Load the networks' weights from ``source`` (a run folder or checkpoint), whose model must
+    be the one ``cfg`` builds; the EMA generator starts from the source's (or its G)."""
+    ckpt = load_checkpoint(source)
+    old = ckpt["config"]
+    diff = [f"model.{f.name} {getattr(old.model, f.name)} -> {getattr(cfg.model, f.name)}"
+            for f in dataclasses.fields(cfg.model) if getattr(old.model, f.name) != getattr(cfg.model, f.name)]
+    if old.data.resolution != cfg.data.resolution:
+        diff.append(f"data.resolution {old.data.resolution} -> {cfg.data.resolution}")
+    if diff:
+        raise UserError(f"cannot initialise from {ckpt['path']}: its networks differ ({', '.join(diff[:3])}); "
+                        f"train with its preset and model settings (facegan presets --show {old.preset})")
+    try:
+        g.load_state_dict(ckpt["G"])
+        d.load_state_dict(ckpt["D"])
+        if g_ema is not None:
+            g_ema.load_state_dict(ckpt.get("G_ema") or ckpt["G"])
+    except RuntimeError as e:  # labels of another width: the conditional layers differ
+        raise UserError(f"cannot initialise from {ckpt['path']}: {str(e).splitlines()[0][:160]}; "
+                        "the source must have the same labels (data.condition)") from None
+
+
+def freeze_critic(d: nn.Module, k: int) -> None:
+    """Keep the first ``k`` critic stages (image side) fixed: no gradients for their weights."""
+    stages = critic_stages(d)
+    if k > len(stages) - 1:
+        raise UserError(f"train.freeze_d={k} would freeze the whole critic ({len(stages)} stages); "
+                        f"use at most {len(stages) - 1}")
+    for stage in stages[:k]:
+        stage.requires_grad_(False)
 
 
 def clamp_batch_size(cfg: Config, n_images: int, world_size: int = 1) -> Config:

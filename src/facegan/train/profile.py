@@ -42,7 +42,7 @@ def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
     lazy = ""
     loss = trainer.cfg.loss
     reg = loss.reg_every  # validated >= 1
-    if reg > 1 and (loss.gp_weight > 0 or loss.r1_weight > 0):
+    if reg > 1 and (loss.gp_weight > 0 or loss.r1_weight > 0 or loss.r2_weight > 0):
         # A lazy penalty runs on every reg-th critic step only: profile whole cycles of it, so
         # the time per step is its average (6 steps at 1 critic step, reg 4, would hold 1 or 2
         # penalty steps in place of 1.5).

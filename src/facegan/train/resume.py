@@ -53,7 +53,7 @@ def _why_fixed(key: str, old: Any, new: Any) -> str | None:
         return "the saved batch order belongs to the old sampler"
     if section == "train" and name in FIXED_TRAIN:
         return "the saved optimizer state belongs to the old one"
-    if key == "train.ema_decay" and (old == 0) != (new == 0):
+    if key in ("train.ema_decay", "train.ema_kimg") and (old == 0) != (new == 0):
         return "the EMA generator cannot be turned on or off mid-run"
     if section == "preset":
         return "a run keeps its preset"

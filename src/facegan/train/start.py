@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import LATEST, load_checkpoint
-from ..config import Config, all_keys, apply_overrides, parse_overrides
+from ..config import AUTO, Config, all_keys, apply_overrides, auto_data_settings, auto_preset, parse_overrides
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
 from ..errors import UserError
-from ..runtime import resolve_device
+from ..runtime import cpu_has_fast_bf16, resolve_device
 from ..utils import FolderBusy, FolderLock, WriteFailed, atomic_write_text, make_out_dir
 from .build import build_trainer, resume_trainer
 from .distributed import DistEnv, init_from_env, shutdown
@@ -69,13 +69,17 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
             _probe_lock(run_dir)  # a run being trained there says so first
             raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
                             "or choose a new --out")
+        auto_why = None
+        if cfg.preset == AUTO:
+            cfg, auto_why = _auto_recipe(apply_overrides(cfg, typed))
         cfg = absolute_data_path(apply_overrides(cfg, typed)).validate()
     env = init_from_env(cfg.train.device)
     trainer = None
     try:
         for note in notes:
             _info(env, note)
-        trainer = _start(env, cfg, run_dir, ckpt, inception, progress)
+        auto = (auto_why, typed) if resume is None and auto_why is not None else None
+        trainer = _start(env, cfg, run_dir, ckpt, inception, progress, auto)
         try:
             if ckpt is not None:
                 src = "" if ckpt["path"].name == LATEST and not out else f" from {ckpt['path']}"
@@ -128,8 +132,33 @@ def train(cfg: Config | None, out: str | os.PathLike | None, *, resume: str | os
 
 # ---- the steps ------------------------------------------------------------------------------
 
+def _auto_recipe(cfg: Config) -> tuple[Config, str]:
+    """preset auto, first half: the recipe for the hardware ``cfg`` (the placeholder with the
+    user's overrides) would train on. A CPU counts as having fast bf16 only when the run may
+    use it (precision auto or bf16)."""
+    device = resolve_device(cfg.train.device)
+    if device.type == "cuda":
+        hardware = "gpu"
+    elif cpu_has_fast_bf16() and cfg.train.precision in ("auto", "bf16"):
+        hardware = "cpu-bf16"
+    else:
+        hardware = "cpu"
+    return auto_preset(hardware)
+
+
+def _auto_data(env: DistEnv, cfg: Config, n_images: int, why: str, given: Mapping[str, Any]) -> Config:
+    """preset auto, second half, once the data is loaded: settings for its size; says in one
+    line what was chosen and why."""
+    extra, data_why = auto_data_settings(n_images, given)
+    if extra:
+        cfg = apply_overrides(cfg, extra).validate()
+    _info(env, f"facegan: preset auto chose {why}{'; ' + data_why if data_why else ''}; "
+               "--preset NAME chooses another (facegan presets lists them)")
+    return cfg
+
+
 def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inception: str | None,
-           progress: bool) -> Trainer:
+           progress: bool, auto: tuple[str, Mapping[str, Any]] | None = None) -> Trainer:
     env.agree(lambda: check_evaluation(cfg, inception), main_only=True)
     created = env.agree(lambda: make_out_dir(run_dir, "--out"), main_only=True)
     lock = None
@@ -137,6 +166,8 @@ def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inceptio
         # Before anything is written: a second trainer on the folder changes nothing.
         lock = env.agree(lambda: lock_run_folder(run_dir), main_only=True)
         data = _load_data_ranked(env, cfg, run_dir)
+        if auto is not None:
+            cfg = _auto_data(env, cfg, len(data), *auto)
         # The fingerprint is of the decoded content, so a fresh copy of the same files (new
         # mtimes) is not "different data"; a re-pointed data.path is reported as a change.
         if (ckpt is not None and data.fingerprint != ckpt.get("data_fingerprint")
@@ -144,7 +175,7 @@ def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inceptio
             _info(env, "facegan: warning: the data differs from the data this run started with")
 
         def build() -> Trainer:
-            evaluator = make_evaluator(cfg, inception) if env.is_main else None
+            evaluator = make_evaluator(cfg, inception, progress=progress) if env.is_main else None
             if ckpt is None:
                 return build_trainer(cfg, data, run_dir, evaluator=evaluator, progress=progress, dist=env)
             return resume_trainer(run_dir, data, cfg, evaluator=evaluator, progress=progress,
@@ -260,9 +291,12 @@ def _resumed_config(ckpt: dict, run_dir: Path, overrides: Mapping[str, Any],
 
 
 def absolute_data_path(cfg: Config) -> Config:
-    """``cfg`` with ``data.path`` absolute (``builtin`` and '' unchanged)."""
+    """``cfg`` with ``data.path`` and ``train.init_from`` absolute (``builtin`` and '' unchanged)."""
     # The run folder outlives the shell it was started from: a relative path would break
     # 'facegan train --resume' (and evaluation) anywhere else.
+    if cfg.train.init_from.strip():
+        source = os.path.abspath(os.path.expanduser(cfg.train.init_from))
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=source))
     path = cfg.data.path
     if path.strip() == "builtin" or not path.strip():
         return cfg
@@ -329,14 +363,15 @@ def check_evaluation(cfg: Config, inception: str | None) -> None:
                         "or train without --eval-every") from None
 
 
-def make_evaluator(cfg: Config, inception: str | None = None):
-    """The FID/KID evaluator of ``train.eval_every`` (None when it is 0)."""
+def make_evaluator(cfg: Config, inception: str | None = None, progress: bool = False):
+    """The FID/KID evaluator of ``train.eval_every`` (None when it is 0); ``progress``: it
+    reports the features' progress on stderr (lines when stderr is not a terminal)."""
     if not cfg.train.eval_every:
         return None
     from ..metrics import TrainingEvaluator
 
     return TrainingEvaluator(cfg.data, n=cfg.train.eval_n, device=resolve_device(cfg.train.device),
-                             inception=inception)
+                             inception=inception, progress=progress)
 
 
 def _print_labels(env: DistEnv, trainer: Trainer) -> None:

@@ -31,6 +31,7 @@ from ..losses import (
     clip_weights,
     gradient_penalty,
     r1_penalty,
+    squared_grad_norms,
 )
 from ..runtime import autocast
 from ..sampling import generate, latents, make_grid, save_png
@@ -38,6 +39,7 @@ from ..utils import WriteFailed, atomic_write_text, reporting_write_errors
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .distributed import DistEnv
 from .logger import RunLogger
+from .schedule import is_constant, settings_at
 
 
 class TrainingDiverged(RuntimeError):
@@ -86,6 +88,7 @@ class Trainer:
         self.cfg, self.G, self.D, self.G_ema = cfg, generator, critic, g_ema
         self.augment = augment if augment else None  # an empty policy is no augmentation
         self.d_steps = 0  # critic steps taken, for lazy regularisation
+        self._settings = settings_at(cfg, 0)  # this step's scheduled values (train_step sets them)
         self.opt_g, self.opt_d, self.loss, self.data = opt_g, opt_d, loss, data
         self.run_dir, self.device = Path(run_dir), device
         if precision not in ("fp32", "bf16", "fp16"):
@@ -321,10 +324,22 @@ class Trainer:
                 gp = gradient_penalty(score_fn, real, fake, eps=eps, out_scale=out_scale)
                 total = total + loss.gp_weight * loss.reg_every * gp
                 out["gp"] = gp.detach()
-            if loss.r1_weight > 0 and regularise:
+            r1_w, r2_w = (w * self._settings.gamma_scale for w in (loss.r1_weight, loss.r2_weight))
+            if r1_w > 0 and r2_w > 0 and regularise:
+                # R1 and R2 (R3GAN): one pass over real and fake, each with its own labels.
+                both = functools.partial(self._score, c=torch.cat([c, c_fake]))
+                norms = squared_grad_norms(both, torch.cat([real, fake]), out_scale=out_scale)
+                r1, r2 = norms[: self.local_batch].mean(), norms[self.local_batch:].mean()
+                total = total + 0.5 * loss.reg_every * (r1_w * r1 + r2_w * r2)
+                out["r1"], out["r2"] = r1.detach(), r2.detach()
+            elif r1_w > 0 and regularise:
                 r1 = r1_penalty(score_fn, real, out_scale=out_scale)
-                total = total + 0.5 * loss.r1_weight * loss.reg_every * r1
+                total = total + 0.5 * r1_w * loss.reg_every * r1
                 out["r1"] = r1.detach()
+            elif r2_w > 0 and regularise:
+                r2 = r1_penalty(functools.partial(self._score, c=c_fake), fake, out_scale=out_scale)
+                total = total + 0.5 * r2_w * loss.reg_every * r2
+                out["r2"] = r2.detach()
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(total).backward()
         self.dist.sync_grads(self.D)  # scaled gradients: every rank has the same scale
@@ -337,13 +352,22 @@ class Trainer:
         return out
 
     def generator_step(self) -> dict[str, torch.Tensor]:
-        # Frozen critic: the generator step needs gradients through D, not for D's weights.
+        # Frozen critic: the generator step needs gradients through D, not for D's weights
+        # (the stages frozen for good, train.freeze_d, stay frozen afterwards).
+        trainable = [p for p in self.D.parameters() if p.requires_grad]
         self.D.requires_grad_(False)
         try:
             c_fake = self._fake_labels()
+            real_s = None
+            if self.loss.paired:
+                # A relativistic loss compares each fake with a real image; the real scores are
+                # constants for the generator, so they need no graph.
+                real, c = self._real_batch()
+                with torch.no_grad(), self._autocast():
+                    real_s = self._critic(real, c)[0]
             with self._autocast():
                 fake_s, fake_aux = self._critic(self._G_fwd(self._noise(), c_fake), c_fake)
-                g_loss = self.loss.g_loss(fake_s)
+                g_loss = self.loss.g_loss(fake_s, real_s)
                 total = g_loss
                 if self.use_ac:
                     ac_fake = ac_loss(fake_aux, c_fake, self.label_spec)
@@ -354,18 +378,32 @@ class Trainer:
             self.scaler_g.step(self.opt_g)
             self.scaler_g.update()
         finally:
-            self.D.requires_grad_(True)
+            for p in trainable:
+                p.requires_grad_(True)
         out = {"g_loss": g_loss.detach()}
         if self.use_ac:
             out["ac_fake"] = ac_fake.detach()
         return out
 
+    def _apply_settings(self) -> None:
+        """This step's learning rates, beta2, R1/R2 scale and EMA decay (``schedule``): set on
+        the optimizers only when they change along the run, so a classic recipe's optimizers
+        keep exactly the settings they were built (or resumed) with."""
+        self._settings = settings_at(self.cfg, self.step)
+        if is_constant(self.cfg):
+            return
+        s = self._settings
+        for opt, lr in ((self.opt_g, s.g_lr), (self.opt_d, s.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr
+                if "betas" in group:
+                    group["betas"] = (group["betas"][0], s.beta2)
+
     @torch.no_grad()
     def update_ema(self) -> None:
-        if self.G_ema is None:
+        decay = self._settings.ema_decay
+        if self.G_ema is None or decay is None:
             return
-        # Warm-up: early on the EMA would average mostly the random init.
-        decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
         ema_p = list(self.G_ema.parameters())
         torch._foreach_lerp_(ema_p, [p.detach() for p in self.G.parameters()], 1.0 - decay)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -375,6 +413,7 @@ class Trainer:
         """n_critic critic steps, one generator step, the EMA update. Returns the critic stats
         averaged over the critic steps that produced them (a lazy penalty appears only on its
         steps) and the generator loss."""
+        self._apply_settings()
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         for _ in range(self.n_critic):
@@ -448,14 +487,26 @@ class Trainer:
         self._window, self._window_counts, self._window_n, self._window_t = {}, {}, 0, now
         return rec
 
+    class EvaluationStopped(BaseException):
+        """Raised by the stop-signal handler in the middle of :meth:`evaluate` (during
+        :meth:`train`) to abandon the evaluation at once. A BaseException, like
+        KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
+
+    _evaluating = False  # True while the evaluator runs: a stop signal then abandons it
+
     def evaluate(self) -> dict[str, Any] | None:
         """FID/KID of the sample generator, on rank 0 alone (the others wait for it at their
         next collective): every rank holds the same generator, so one evaluation is the run's.
         The evaluator gets the run's label spec, from which it draws a conditional generator's
-        labels."""
+        labels. Within :meth:`train`, a stop signal (Ctrl-C, SIGTERM) during the evaluator's
+        call raises :class:`EvaluationStopped` there (see :meth:`_request_stop`)."""
         if self.evaluator is None or not self.dist.is_main:
             return None
-        result = self.evaluator(self.sample_generator, self.label_spec)
+        self._evaluating = True
+        try:
+            result = self.evaluator(self.sample_generator, self.label_spec)
+        finally:
+            self._evaluating = False
         rec = {"kind": "eval", "step": self.step, **result}
         self.logger.metrics(rec)
         fid = result.get("fid")
@@ -464,6 +515,29 @@ class Trainer:
             self.save(BEST)
             self.logger.event(f"step {self.step}: new best FID {fid:.2f}, saved checkpoints/{BEST}")
         return rec
+
+    def _evaluate_in_loop(self, say: Callable[[str], None]) -> None:
+        """The loop's evaluation at this step. It is skipped when a stop is already asked for;
+        a stop signal during it abandons it at once (``say`` tells the user so, before the
+        checkpoint is written) and makes this step the run's last -- the final step's included.
+        Rank 0 alone evaluates, so every rank agrees here on whether to stop."""
+        stopping = self._stop_reason is not None or self._stop_signal is not None
+        abandoned = False
+        if not stopping:
+            try:
+                self.evaluate()
+            except self.EvaluationStopped:
+                abandoned = True
+        (stop,) = self.dist.any_flags(self._stop_signal is not None)
+        if stop and self._stop_reason is None:
+            self._stop_reason = self._stop_signal or "a stop signal to another process"
+        if abandoned:
+            say(f"facegan: stopping: {self._stop_signal} during the evaluation at step {self.step}; "
+                "evaluation abandoned, writing the checkpoint")
+            self.logger.event(f"step {self.step}: {self._stop_signal} during the evaluation, evaluation "
+                              "abandoned")
+        elif not stopping:
+            self.logger.plot()
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -476,6 +550,11 @@ class Trainer:
             raise KeyboardInterrupt
         # Acted on after the current step, by every rank at once (see the loop).
         self._stop_signal = self._stop_signal or name
+        if self._evaluating:
+            # An evaluation takes minutes on a CPU: abandon it now, not after it (the loop
+            # says so and stops at this step, see _evaluate_in_loop).
+            self._evaluating = False
+            raise self.EvaluationStopped(name)
 
     def _write_run_files(self) -> None:
         """RUN/config.json, and RUN/labels.json for a conditional run."""
@@ -496,9 +575,16 @@ class Trainer:
 
         Raises TrainingInterrupted after writing checkpoints/latest.pt on SIGINT/SIGTERM, and
         TrainingDiverged (without overwriting the last good checkpoint) on a NaN/inf loss. A
-        failed write (a full disk) is a one-line UserError (:meth:`write_failed`).
+        failed write (a full disk) is a one-line UserError (:meth:`write_failed`). A stop
+        signal during an evaluation abandons it at once, with a line on stderr saying so.
+
+        Progress (``progress``, rank 0) goes to stderr: a bar on a terminal, else a plain line
+        at every 10% of the steps and at least every 30 s (:class:`~facegan.utils.Progress`).
+        Its ETA is the smaller of the steps left at the rate so far and the time budget left.
         """
-        from tqdm.auto import tqdm
+        import sys
+
+        from ..utils import Progress
 
         t = self.cfg.train
         if self.dist.is_main:
@@ -513,8 +599,17 @@ class Trainer:
         self.G.train()
         self.D.train()
         last: dict[str, Any] = {}
-        bar = tqdm(total=until, initial=self.step, disable=not (self.progress and self.dist.is_main),
-                   unit="step", dynamic_ncols=True, desc="train")
+        bar = None
+        if self.progress and self.dist.is_main:
+            bar = Progress(until, "train", "steps", initial=self.step, count="step {done}/{total}",
+                           rate_unit="steps/s", bar_unit="step", leave=True)
+
+        def say(message: str) -> None:  # one line on stderr, above the bar when there is one
+            if bar is not None:
+                bar.write(message)
+            else:
+                print(message, file=sys.stderr, flush=True)
+
         last_good = self.step
         try:
             self._window_t = time.perf_counter()
@@ -535,8 +630,8 @@ class Trainer:
                 if over_budget and self.step < until:
                     self.logger.event(f"step {self.step}: time budget of {t.time_budget:g} s reached")
                     until = self.step
-                    bar.total = until
-                bar.update(1)
+                    if bar is not None:
+                        bar.set_total(until)
                 s = self.step
                 checkpoint_now = (s % t.checkpoint_every == 0 or s == until or self._stop_reason is not None
                                   or bool(t.keep_every and s % t.keep_every == 0))
@@ -544,14 +639,18 @@ class Trainer:
                     self._check_pending(last_good)
                 if s % t.log_every == 0 or s == until:
                     last = self._flush_window()
-                    bar.set_postfix(d=f"{last['d_loss']:.3f}", g=f"{last['g_loss']:.3f}",
-                                    img_s=f"{last['img_per_s']:.0f}", refresh=False)
+                    if bar is not None:
+                        bar.set_fields(d=f"{last['d_loss']:.3f}", g=f"{last['g_loss']:.3f}",
+                                       img_s=f"{last['img_per_s']:.0f}")
+                if bar is not None:
+                    if t.time_budget:
+                        bar.set_budget_left(t.time_budget - self.elapsed)
+                    bar.update(1)
                 if s % t.sample_every == 0 or s == until:
                     self.write_samples()
                     self.logger.plot()
                 if t.eval_every and (s % t.eval_every == 0 or s == until):
-                    self.evaluate()
-                    self.logger.plot()
+                    self._evaluate_in_loop(say)
                 if t.keep_every and s % t.keep_every == 0:
                     self.save(f"step_{s:06d}.pt")
                 if s % t.checkpoint_every == 0 or s == until:
@@ -577,7 +676,8 @@ class Trainer:
             # checkpoint being replaced stays whole: checkpoints are written atomically).
             raise self.write_failed(e) from None
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             self.logger.close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)

@@ -1,7 +1,7 @@
 """The HTTP side: a Starlette app of a few JSON and PNG endpoints and the page's own assets.
 
 Endpoints (GET; every parameter checked by :mod:`.params`, a bad one answered 400 with
-``{"error": message}``; a server too busy answers 503 with a message):
+``{"error": message}``; a server too busy answers 503 with a message and a Retry-After):
 
 - ``/``, ``/static/<name>``: the page (HTML, CSS, JS shipped in the package, read once).
 - ``/api/info``: the model (resolution, latent size, step, labels, directions) and the limits.
@@ -19,15 +19,12 @@ Endpoints (GET; every parameter checked by :mod:`.params`, a bad one answered 40
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import shlex
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-import torch
-from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -38,7 +35,7 @@ from starlette.routing import Route
 
 from ..sampling import make_grid
 from . import params as P
-from .engine import Batcher, ModelHolder, Overloaded
+from .engine import Batcher, ModelHolder, Overloaded, png_bytes, whole_seconds
 from .runfiles import MetricsCache, list_run_files, read_run_file
 
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -65,19 +62,11 @@ def load_static() -> dict[str, tuple[bytes, str]]:
     return out
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status,
-                        headers={"Cache-Control": "no-store"})
-
-
-def png_bytes(img: torch.Tensor | Image.Image, size: int | None = None) -> bytes:
-    """uint8 (3, H, W) or a PIL image -> PNG bytes, resized (Lanczos) to size x size if given."""
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(img.permute(1, 2, 0).numpy())
-    if size is not None and size != pil.width:
-        pil = pil.resize((size, size), Image.LANCZOS)
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    return buf.getvalue()
+def error(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Cache-Control": "no-store"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 class Server:
@@ -165,38 +154,42 @@ class Server:
         return JSONResponse({"seeds": seeds},
                             headers={"Cache-Control": "no-store"})
 
-    async def _generate(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """z float (n, D), c float (n, K) -> uint8 (n, 3, R, R), through the shared batcher."""
-        fut = self.batcher.submit(z, c)
-        return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.request_timeout)
-
-    async def _parse_and_generate(self, parse):
-        """``parse()`` -> (z, c, opts); returns (images, opts), or the 400 / 503 Response."""
+    async def _render(self, parse) -> tuple[bytes, dict] | Response:
+        """``parse()`` -> (z float (n, D), c float (n, K), opts, finish, pixels): ``finish``
+        makes the PNG from the images uint8 (n, 3, R, R). With ``pixels`` > 0 (its output
+        pixels: a resize to up to 1024 px takes a while) it runs in the batcher's encode
+        threads, off the event loop and counted in the wait that decides a 503; with 0 here
+        (a PNG at the model's size: well under a millisecond). Returns (PNG bytes, opts), or
+        the 400 / 503 Response."""
         try:
-            z, c, opts = parse()
-            return await self._generate(z, c), opts
+            z, c, opts, finish, pixels = parse()
+            if pixels:
+                fut = self.batcher.submit(z, c, finish, pixels)
+            else:
+                fut = self.batcher.submit(z, c)
+            result = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.request_timeout)
+            return (result if pixels else finish(result)), opts
         except P.BadRequest as e:
             return error(400, str(e))
         except Overloaded as e:
-            return error(503, str(e))
+            return error(503, str(e), e.retry_after)
         except asyncio.TimeoutError:
-            return error(503, "server busy: generation timed out; try again shortly")
+            return error(503, "server busy: generation timed out; try again shortly",
+                         whole_seconds(self.batcher.max_wait))
 
     async def image(self, request: Request) -> Response:
         m = self.holder.model
 
         def parse():
             face, opts = P.parse_face(request.query_params, m)
-            return face.z[None], face.c[None], opts
+            size = opts["size"]
+            pixels = 0 if size == m.resolution else size * size
+            return face.z[None], face.c[None], opts, lambda imgs: png_bytes(imgs[0], size), pixels
 
-        result = await self._parse_and_generate(parse)
+        result = await self._render(parse)
         if isinstance(result, Response):
             return result
-        imgs, opts = result
-        if opts["size"] == m.resolution:
-            body = png_bytes(imgs[0])  # a small PNG: well under a millisecond
-        else:  # a resize to up to 1024 px takes a while; not on the event loop
-            body = await run_in_threadpool(png_bytes, imgs[0], opts["size"])
+        body, opts = result
         headers = {"Cache-Control": IMAGE_CACHE, "X-Facegan-Seed": str(opts["seed"]),
                    "X-Facegan-Model-Version": str(m.version)}
         if "seed2" not in opts and not opts["edits"]:
@@ -215,11 +208,15 @@ class Server:
 
     async def strip(self, request: Request) -> Response:
         m = self.holder.model
-        result = await self._parse_and_generate(lambda: P.parse_strip(request.query_params, m))
+
+        def parse():
+            z, c, opts = P.parse_strip(request.query_params, m)
+            return z, c, opts, lambda imgs: png_bytes(make_grid(imgs, nrow=imgs.shape[0])), 0
+
+        result = await self._render(parse)
         if isinstance(result, Response):
             return result
-        imgs, _ = result
-        body = png_bytes(make_grid(imgs, nrow=imgs.shape[0]))
+        body, _ = result
         return Response(body, media_type="image/png", headers={"Cache-Control": IMAGE_CACHE})
 
     # ---- run folder ----

@@ -7,24 +7,30 @@ One worker thread takes the first waiting job, adds every other job already wait
 ``max_batch`` rows), runs the generator once on the concatenation and hands each job its rows
 back as uint8 (n, 3, R, R). The generator is only ever called from that thread, so there is
 one copy of the model however many clients there are, and a CPU or GPU runs few, large
-forward passes instead of many small ones.
+forward passes instead of many small ones. A job may carry a ``finish`` (a face resized to a
+large size and encoded as a PNG): it runs on the job's images in a few encode threads, FIFO,
+and its result is the job's answer.
 
-A job that would wait longer than ``max_wait`` seconds (estimated from measured batch times
-and what is queued ahead of it) is refused at once with :class:`Overloaded` (the page shows a
-503 with a message): a server under load answers "busy" instead of queueing forever.
+A job that would wait longer than ``max_wait`` seconds (:meth:`Batcher.estimate`: the
+generation and the resizing and encoding queued ahead of it, by measured costs) is refused at
+once with :class:`Overloaded` (the page shows a 503 with a message and a Retry-After): a server
+under load answers "busy" instead of queueing forever.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import threading
 import time
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from ..directions import directions_path, read_directions
 from ..errors import UserError
@@ -32,10 +38,33 @@ from ..labels import LabelSpec
 from ..sampling import LoadedGenerator, generate, load_generator
 
 RELOAD_CHECK_S = 5.0  # how often the worker looks for a newer checkpoint / directions file
+# Encodes smaller than this are not used to correct the per-pixel cost: their fixed costs
+# (a few tenths of a millisecond) would read as a high cost per pixel.
+MEASURE_PIXELS = 256 * 256
 
 
 class Overloaded(Exception):
-    """The request would wait too long (or the queue is full); the message says why."""
+    """The request would wait too long (or the queue is full); the message says why and
+    ``retry_after`` (whole seconds, at least 1) when trying again should fare better."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def whole_seconds(s: float) -> int:
+    """A Retry-After value: seconds rounded up, at least 1."""
+    return max(1, math.ceil(s))
+
+
+def png_bytes(img: torch.Tensor | Image.Image, size: int | None = None) -> bytes:
+    """uint8 (3, H, W) or a PIL image -> PNG bytes, resized (Lanczos) to size x size if given."""
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(img.permute(1, 2, 0).numpy())
+    if size is not None and size != pil.width:
+        pil = pil.resize((size, size), Image.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 @dataclass(frozen=True)
@@ -175,6 +204,8 @@ class ModelHolder:
 class Job:
     z: torch.Tensor  # float (n, D) on the CPU
     c: torch.Tensor  # float (n, K) on the CPU; K = 0 for an unconditional model
+    finish: Callable[[torch.Tensor], object] | None = None  # run on uint8 (n, 3, R, R)
+    pixels: int = 0  # output pixels finish makes (its cost); 0 without finish
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
 
@@ -187,20 +218,27 @@ class Batcher:
     """One worker thread; concurrent jobs merged into one forward pass of up to ``max_batch``
     rows (a larger job runs alone, never split).
 
-    ``submit`` refuses (raises :class:`Overloaded`) when the estimated wait, i.e. the batches
-    queued ahead plus this job's own, exceeds ``max_wait`` s, or when more than
-    ``max_queue_rows`` rows wait. The estimate is ``t(r) = overhead + per_row * r`` per batch,
-    measured by :meth:`warm_up` and corrected as batches run.
+    A job's ``finish`` runs in ``encode_threads`` threads (default half the CPUs), in order.
+
+    ``submit`` refuses (raises :class:`Overloaded`) when :meth:`estimate` of its wait exceeds
+    ``max_wait`` s, or when more than ``max_queue_rows`` rows wait. The costs it uses
+    (``overhead``, ``per_row``, ``per_pixel``) are measured by :meth:`warm_up` and corrected
+    as batches and encodes run.
     """
 
     def __init__(self, holder: ModelHolder, *, max_batch: int = 32, max_wait: float = 3.0,
-                 max_queue_rows: int = 2048, overhead: float = 0.01, per_row: float = 0.002):
+                 max_queue_rows: int = 2048, overhead: float = 0.01, per_row: float = 0.002,
+                 per_pixel: float = 2.5e-7, encode_threads: int | None = None):
         self.holder = holder
         self.max_batch, self.max_wait, self.max_queue_rows = max_batch, max_wait, max_queue_rows
-        self.overhead, self.per_row = overhead, per_row
+        self.overhead, self.per_row, self.per_pixel = overhead, per_row, per_pixel
+        # Half the CPUs: the rest stay with the generator, whose batches the encodes wait for.
+        self.encode_threads = encode_threads or max(1, (os.cpu_count() or 2) // 2)
         self._queue: list[Job] = []
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # an RLock: estimate() is called holding it too
         self._busy_until = 0.0  # estimated end of the batch running now (monotonic)
+        self._pending_pixels = 0  # output pixels admitted and not yet encoded
+        self._encoder: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         self._stop = False
         self.forward_calls = 0  # generator forward passes so far (tests, /api/info)
@@ -210,13 +248,28 @@ class Batcher:
     def batch_time(self, rows: int) -> float:
         return self.overhead + self.per_row * rows
 
-    def _estimate(self, rows: int) -> float:
-        """Seconds until a new job of ``rows`` rows would be done, were it submitted now
-        (called holding ``_cond``)."""
-        queued = sum(j.rows for j in self._queue) + rows
-        batches = max(1, math.ceil(queued / self.max_batch))
-        running = max(0.0, self._busy_until - time.monotonic())
-        return running + batches * self.overhead + queued * self.per_row
+    def estimate(self, rows: int, pixels: int = 0) -> float:
+        """Seconds until a job of ``rows`` faces whose finish makes ``pixels`` output pixels
+        (0: no finish) would be answered, were it submitted now.
+
+        The work in front of it, in two measured units: generation, ``overhead`` s per batch
+        plus ``per_row`` s per face, for the faces queued ahead and its own (in batches of
+        ``max_batch``) after the batch running now; and, for a job with a finish, resizing and
+        PNG encoding, ``per_pixel`` s per output pixel, for the pixels admitted ahead of it and
+        not yet encoded and its own, shared by ``encode_threads`` threads. Pixels are counted
+        because at large sizes they, not faces, are the cost: a 1024 x 1024 face has 256 times
+        the pixels of a 64 x 64 one, and resizing and encoding it takes about 0.3 s of a CPU
+        core where generating it takes milliseconds. A job without a finish (its PNG made by
+        the caller: a face at the model's size) waits for generation only.
+        """
+        with self._cond:
+            queued = sum(j.rows for j in self._queue) + rows
+            batches = max(1, math.ceil(queued / self.max_batch))
+            running = max(0.0, self._busy_until - time.monotonic())
+            wait = running + batches * self.overhead + queued * self.per_row
+            if pixels:
+                wait += (self._pending_pixels + pixels) * self.per_pixel / self.encode_threads
+            return wait
 
     @torch.inference_mode()
     def warm_up(self, repeats: int = 3) -> None:
@@ -236,6 +289,15 @@ class Batcher:
             times[rows] = sorted(ts)[len(ts) // 2]
         slope = max(0.0, (times[self.max_batch] - times[1]) / max(1, self.max_batch - 1))
         self.per_row, self.overhead = slope, max(1e-4, times[1] - slope)
+        # Resize + encode of one face to 512 px (a model that large: encode alone).
+        img, side = self._forward(m, z[:1], c[:1])[0], max(512, m.resolution)
+        png_bytes(img, side)
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            png_bytes(img, side)
+            ts.append(time.perf_counter() - t0)
+        self.per_pixel = max(1e-10, sorted(ts)[len(ts) // 2] / side**2)
 
     @staticmethod
     def _forward(m: Model, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -243,19 +305,29 @@ class Batcher:
         return generate(m.generator, z, c, batch_size=max(1, z.shape[0]))
 
     # ---- queue ----
-    def submit(self, z: torch.Tensor, c: torch.Tensor) -> Future:
+    def submit(self, z: torch.Tensor, c: torch.Tensor,
+               finish: Callable[[torch.Tensor], object] | None = None, pixels: int = 0) -> Future:
         """Queue z float (n, D) and c float (n, K) (K = 0 without labels); the future's
-        result is uint8 (n, 3, R, R)."""
-        job = Job(z, c)
+        result is uint8 (n, 3, R, R), or with ``finish`` what ``finish`` returns for those
+        images (run in the encode threads), ``pixels`` > 0 the output pixels it makes."""
+        if (finish is None) != (pixels <= 0):
+            raise ValueError("a finish comes with its pixels (> 0), and pixels with a finish")
+        job = Job(z, c, finish, max(0, int(pixels)))
         with self._cond:
             queued = sum(j.rows for j in self._queue)
             if queued + job.rows > self.max_queue_rows:
-                raise Overloaded(f"server busy: {queued} images are queued; try again shortly")
-            wait = self._estimate(job.rows)
+                raise Overloaded(f"server busy: {queued} images are queued; try again shortly",
+                                 whole_seconds(self.estimate(0)))
+            wait = self.estimate(job.rows, job.pixels)
             if wait > self.max_wait:
-                raise Overloaded(f"server busy: this request would wait about {wait:.1f} s "
-                                 f"(limit {self.max_wait:g} s); try again shortly")
+                # By then the work ahead has shrunk enough for this job to fit.
+                retry = whole_seconds(wait - self.max_wait)
+                sized = ", counting the resizing of large images" if job.pixels else ""
+                raise Overloaded(f"server busy: this request would wait about {wait:.1f} s"
+                                 f"{sized} (limit {self.max_wait:g} s); try again in {retry} s",
+                                 retry)
             self._queue.append(job)
+            self._pending_pixels += job.pixels
             self._cond.notify()
         self._ensure_worker()
         return job.future
@@ -275,9 +347,13 @@ class Batcher:
             pending, self._queue = self._queue, []
             self._cond.notify_all()
         for job in pending:
-            _fail(job, Overloaded("server stopping"))
+            self._fail(job, Overloaded("server stopping"))
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+        with self._cond:
+            encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            encoder.shutdown(wait=False)  # encodes already queued still answer their requests
 
     def _take(self) -> list[Job]:
         """Block for the first job, then take every waiting job that fits in one batch."""
@@ -305,9 +381,12 @@ class Batcher:
                 # A job can outstay its estimate when the machine is busier than measured:
                 # answer "busy" rather than a reply the client has probably given up on.
                 if now - job.queued_at > 2 * self.max_wait:
-                    _fail(job, Overloaded("server busy: the request waited too long"))
+                    self._fail(job, Overloaded("server busy: the request waited too long",
+                                               whole_seconds(self.max_wait)))
                 elif job.future.set_running_or_notify_cancel():
                     live.append(job)
+                else:  # its client went away
+                    self._release(job)
             if live:
                 self._run_batch(live)
             with self._cond:
@@ -332,15 +411,49 @@ class Batcher:
             self.per_row *= scale
         except Exception as e:  # a bug must reach the request, not kill the worker
             for j in jobs:
+                self._release(j)
                 j.future.set_exception(e)
             return
         i = 0
         for j in jobs:
-            j.future.set_result(imgs[i:i + j.rows])
-            i += j.rows
+            rows, i = imgs[i:i + j.rows], i + j.rows
+            if j.finish is None:
+                j.future.set_result(rows)
+                continue
+            with self._cond:
+                if self._encoder is None:
+                    self._encoder = ThreadPoolExecutor(self.encode_threads,
+                                                       thread_name_prefix="facegan-encode")
+                encoder = self._encoder
+            try:
+                encoder.submit(self._encode, j, rows)
+            except RuntimeError:  # stopping: the encoder takes no more work
+                self._encode(j, rows)
 
+    def _encode(self, job: Job, imgs: torch.Tensor) -> None:
+        """Run ``job.finish`` on its images uint8 (n, 3, R, R) (an encode thread) and answer."""
+        t0 = time.perf_counter()
+        try:
+            result = job.finish(imgs)
+        except Exception as e:
+            self._release(job)
+            job.future.set_exception(e)
+            return
+        took = time.perf_counter() - t0
+        with self._cond:
+            if job.pixels >= MEASURE_PIXELS:  # as batches correct the generation costs
+                ratio = min(10.0, max(0.1, took / max(self.per_pixel * job.pixels, 1e-6)))
+                self.per_pixel *= 0.8 + 0.2 * ratio
+        self._release(job)
+        job.future.set_result(result)
 
-def _fail(job: Job, error: Exception) -> None:
-    # A request whose client gave up has cancelled its future; it needs no answer.
-    if job.future.set_running_or_notify_cancel():
-        job.future.set_exception(error)
+    def _release(self, job: Job) -> None:
+        """The job's pixels are no longer ahead of anyone (called once per job, at its end)."""
+        with self._cond:
+            self._pending_pixels -= job.pixels
+
+    def _fail(self, job: Job, error: Exception) -> None:
+        self._release(job)
+        # A request whose client gave up has cancelled its future; it needs no answer.
+        if job.future.set_running_or_notify_cancel():
+            job.future.set_exception(error)

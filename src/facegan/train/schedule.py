@@ -1,0 +1,63 @@
+"""Hyperparameters that change along a run: cosine annealing and the EMA half-life ramp.
+
+Everything is a function of the number of real images shown so far (generator steps times
+the global batch), never of wall-clock time, so a run is the same on a fast and a slow
+machine and a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..config import Config
+
+
+def cosine(progress: float, start: float, end: float) -> float:
+    """start at progress 0, end at progress >= 1, a half cosine between."""
+    p = min(max(progress, 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The values for one step: learning rates, Adam's beta2, the multiplier of the R1/R2
+    weights, and the EMA decay (None: no EMA)."""
+
+    g_lr: float
+    d_lr: float
+    beta2: float
+    gamma_scale: float
+    ema_decay: float | None
+
+
+def settings_at(cfg: Config, step: int) -> Settings:
+    """The settings for generator step ``step`` (0-based) of a run of ``cfg``.
+
+    Annealing (``train.anneal_kimg`` > 0): learning rates from their value to ``lr_anneal``
+    times it, beta2 from ``beta2`` to ``beta2_end`` (when > 0), the R1/R2 weights from 1 to
+    ``loss.gamma_anneal`` times theirs. EMA: with ``train.ema_kimg`` > 0 a half-life of
+    ``ema_kimg`` thousand images, ramped up from 0 over the annealing horizon (R3GAN's
+    schedule), so the EMA starts by following the generator; otherwise ``ema_decay`` with a
+    warm-up ((1 + step) / (10 + step)), since early on the EMA would average mostly the
+    random initialisation.
+    """
+    t, loss = cfg.train, cfg.loss
+    shown = step * t.batch_size
+    progress = shown / (1000.0 * t.anneal_kimg) if t.anneal_kimg > 0 else 0.0
+    lr_scale = cosine(progress, 1.0, t.lr_anneal)
+    beta2 = cosine(progress, t.beta2, t.beta2_end) if t.beta2_end > 0 else t.beta2
+    gamma_scale = cosine(progress, 1.0, loss.gamma_anneal)
+    if t.ema_kimg > 0:
+        half_life = 1000.0 * (cosine(progress, 0.0, t.ema_kimg) if t.anneal_kimg > 0 else t.ema_kimg)
+        ema: float | None = 0.5 ** (t.batch_size / half_life) if half_life > 0 else 0.0
+    elif t.ema_decay > 0:
+        ema = min(t.ema_decay, (1 + step) / (10 + step))
+    else:
+        ema = None
+    return Settings(t.g_lr * lr_scale, t.d_lr * lr_scale, beta2, gamma_scale, ema)
+
+
+def is_constant(cfg: Config) -> bool:
+    """True when no setting changes along the run (the classic recipes)."""
+    return cfg.train.anneal_kimg <= 0

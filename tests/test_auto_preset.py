@@ -1,0 +1,79 @@
+"""preset auto (the default): a recipe for the hardware, DiffAugment for a small data set, said
+in one line; the docs' table agrees with the code's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from facegan.config import (
+    AUTO_PRESETS,
+    HARDWARE,
+    PRESETS,
+    SMALL_DATA,
+    SMALL_DATA_AUGMENT,
+    auto_data_settings,
+    auto_preset,
+    get_preset,
+)
+from facegan.errors import UserError
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "presets.md"
+
+
+def test_every_hardware_has_a_preset():
+    assert set(AUTO_PRESETS) == set(HARDWARE)
+    for hw in HARDWARE:
+        cfg, why = auto_preset(hw)
+        assert cfg.preset in PRESETS and why.startswith(cfg.preset)
+    assert get_preset("auto").preset == "auto"
+    with pytest.raises(UserError, match="auto, "):
+        get_preset("nope")
+
+
+def test_small_data_gets_diffaugment_unless_the_user_chose():
+    extra, why = auto_data_settings(SMALL_DATA - 1, given=[])
+    assert extra == {"train.augment": SMALL_DATA_AUGMENT} and f"{SMALL_DATA - 1:,}" in why
+    assert auto_data_settings(SMALL_DATA, given=[]) == ({}, "")
+    assert auto_data_settings(10, given=["train.augment"]) == ({}, "")
+
+
+def test_docs_table_agrees_with_the_code():
+    text = DOCS.read_text()
+    for hw, (name, _) in AUTO_PRESETS.items():
+        assert re.search(rf"\|\s*`{re.escape(hw)}`[^|\n]*\|\s*`{re.escape(name)}`\s*\|", text), hw
+    assert f"{SMALL_DATA:,}" in text and SMALL_DATA_AUGMENT in text
+
+
+def _train(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "facegan", "train", "--data", "builtin", "--steps", "1",
+                           "--resolution", "16", "--no-progress", "--out", str(tmp_path / "run"),
+                           "model.g_width=4", "model.d_width=4", "model.latent_dim=8", "train.batch_size=8",
+                           *args], capture_output=True, text=True, timeout=300)
+
+
+def test_auto_is_the_default_and_says_what_it_chose(tmp_path):
+    from facegan.checkpoint import load_checkpoint
+
+    r = _train(tmp_path, "--max-images", "100", "--precision", "fp32")
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "preset auto chose" in x]
+    # fp32 asked for: the recipe of a CPU without fast bf16, and 100 images get DiffAugment.
+    name = AUTO_PRESETS["cpu"][0]
+    assert len(lines) == 1 and name in lines[0] and "DiffAugment" in lines[0] and "100 images" in lines[0]
+    cfg = load_checkpoint(tmp_path / "run").get("config")
+    assert cfg.preset == name and cfg.train.augment == SMALL_DATA_AUGMENT and cfg.train.precision == "fp32"
+
+
+def test_the_users_settings_win_over_auto(tmp_path):
+    from facegan.checkpoint import load_checkpoint
+
+    r = _train(tmp_path, "--max-images", "100", "train.augment=translation", "train.g_lr=1e-3")
+    assert r.returncode == 0, r.stderr
+    assert "DiffAugment" not in r.stderr
+    cfg = load_checkpoint(tmp_path / "run").get("config")
+    assert cfg.train.augment == "translation" and cfg.train.g_lr == 1e-3
