@@ -237,14 +237,15 @@ def edit_latents(z: torch.Tensor, vector: torch.Tensor, strengths: torch.Tensor)
 
 
 def edit_images(generator: nn.Module, vector: torch.Tensor, strengths: torch.Tensor, n: int, *,
-                labels: LabelSpec = UNCONDITIONAL, seed: int = 0,
-                batch_size: int = 256) -> torch.Tensor:
-    """n faces (latents ``sampling.latents(n, D, seed)``), each moved along ``vector`` (D,):
-    uint8 (n, S, 3, R, R); column j is strength ``strengths[j]`` (S,). A conditional generator
-    keeps one label per face, ``labels.draw(n, seed)``."""
+                labels: LabelSpec = UNCONDITIONAL, seed: int = 0, batch_size: int = 256,
+                truncation: float | None = None) -> torch.Tensor:
+    """n faces (latents ``sampling.latents(n, D, seed, truncation=truncation)``), each moved
+    along ``vector`` (D,): uint8 (n, S, 3, R, R); column j is strength ``strengths[j]`` (S,).
+    A conditional generator keeps one label per face, ``labels.draw(n, seed)``. Truncation
+    applies to the faces drawn, not to the edit: ``z + a * vector`` may leave [-T, T]."""
     from .sampling import generate, latents
 
-    z = latents(n, generator.latent_dim, seed)
+    z = latents(n, generator.latent_dim, seed, truncation=truncation)
     zs = edit_latents(z, vector, strengths)  # (n, S, D)
     s = strengths.shape[0]
     c = labels.draw(n, seed).repeat_interleave(s, dim=0)  # (n * S, K)

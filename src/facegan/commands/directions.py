@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .common import check_out_file
+from .sample import add_truncation
 
 
 def register(subparsers) -> None:
@@ -64,6 +65,7 @@ def register(subparsers) -> None:
     e.add_argument("--out", default="edit.png", help="image, .png or .jpg (default %(default)s)")
     e.add_argument("--no-ema", action="store_true")
     e.add_argument("--device", default="auto")
+    add_truncation(e)
     e.set_defaults(func=cmd_edit)
     # '--strength -3:3' must read -3:3 as the value: argparse takes a word that starts with '-'
     # for an option unless it looks like a negative number, and its test accepts only plain
@@ -190,8 +192,9 @@ def cmd_edit(args) -> int:
     import torch
 
     from ..directions import edit_images, get_direction, load_directions, parse_strength
-    from ..sampling import load_generator, save_grid
+    from ..sampling import check_truncation, load_generator, save_grid
 
+    truncation = check_truncation(args.truncation)
     lo, hi = parse_strength(args.strength)
     if args.n < 1:
         raise UserError("--n must be at least 1")
@@ -206,7 +209,9 @@ def cmd_edit(args) -> int:
         raise UserError(f"the direction '{args.attr}' has length {v.numel()} but this generator's "
                         f"latent has {lg.generator.latent_dim}; run facegan directions {args.run} again")
     strengths = torch.linspace(lo, hi, args.steps)
-    frames = edit_images(lg.generator, v, strengths, args.n, labels=lg.labels, seed=args.seed)
+    frames = edit_images(lg.generator, v, strengths, args.n, labels=lg.labels, seed=args.seed,
+                         truncation=truncation)
     save_grid(frames.flatten(0, 1), args.out, nrow=args.steps)
-    print(f"wrote {args.out} ({args.n} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g})")
+    trunc = "" if truncation is None else f", truncation {truncation:g}"
+    print(f"wrote {args.out} ({args.n} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g}{trunc})")
     return 0

@@ -38,14 +38,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_fid)
 
     p = subparsers.add_parser(
-        "evaluate", help="FID/KID/IS of a checkpoint's generator against the training data",
+        "evaluate", help="FID/KID/IS/precision-recall of a checkpoint's generator against the training data",
         description="Generate --n images (EMA generator when present), compare them with the "
                     "data preprocessed as in training, print a JSON object and append it to the "
                     "run's metrics.jsonl.")
     p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--data", required=True, metavar="PATH", help="the training data (folder, zip, CelebA root, builtin)")
     p.add_argument("--n", type=int, default=10000, help="generated images (default %(default)s)")
-    p.add_argument("--metrics", default="fid,kid", help="comma list of fid, kid, is (default %(default)s)")
+    p.add_argument("--metrics", default="fid,kid", help="comma list of fid, kid, is, pr (improved "
+                   "precision and recall) (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default %(default)s)")
     p.add_argument("--partition", default=None, choices=field_choices("data.partition"),
                    help="CelebA partition (default: the checkpoint's)")

@@ -7,6 +7,16 @@ from pathlib import Path
 from ..errors import UserError
 from .common import check_out_file, make_out_dir
 
+TRUNCATION_HELP = ("the truncation trick: draw each latent value from N(0, 1) cut to [-T, T]; "
+                   "less variety, more typical faces (1.0 mild, 0.5 strong; default: none). "
+                   "Labels are not changed")
+
+
+def add_truncation(parser) -> None:
+    """``--truncation T`` (shared by sample, morph and edit)."""
+    parser.add_argument("--truncation", type=float, metavar="T", help=TRUNCATION_HELP)
+
+
 # Images per `facegan sample` call: they are generated and held in memory together, and a grid
 # of 10,000 is already 100 x 100 images. More: several calls with different --seed.
 MAX_SAMPLES = 10_000
@@ -34,6 +44,7 @@ def register(sub) -> None:
     s.add_argument("--grid-by-class", action="store_true", help="conditional model: one row per "
                    "class (or attribute setting: every combination up to 4 attributes, else each "
                    "attribute alone), the same noise down each column")
+    add_truncation(s)
     s.set_defaults(func=cmd_sample)
 
     m = sub.add_parser("morph", help="latent interpolation between random faces")
@@ -50,12 +61,14 @@ def register(sub) -> None:
     m.add_argument("--to-class", metavar="NAME")
     m.add_argument("--no-ema", action="store_true")
     m.add_argument("--device", default="auto")
+    add_truncation(m)
     m.set_defaults(func=cmd_morph)
 
 
 def cmd_sample(args) -> int:
     from ..labels import parse_condition
     from ..sampling import (
+        check_truncation,
         generate_by_label_rows,
         generate_images,
         load_generator,
@@ -63,6 +76,7 @@ def cmd_sample(args) -> int:
         save_individual,
     )
 
+    truncation = check_truncation(args.truncation)
     n = args.n if args.n is not None else (8 if args.grid_by_class else 64)
     if n < 1:
         raise UserError("--n must be at least 1")
@@ -92,11 +106,13 @@ def cmd_sample(args) -> int:
                             f"images, more than the {MAX_SAMPLES:,} one sample call makes; give a "
                             f"smaller --n (at most {MAX_SAMPLES // len(rows):,} here)")
         # n columns, one row per label, column j the same latent in every row
-        imgs = generate_by_label_rows(lg.generator, rows, n, seed=args.seed, batch_size=args.batch_size)
+        imgs = generate_by_label_rows(lg.generator, rows, n, seed=args.seed, batch_size=args.batch_size,
+                                      truncation=truncation)
         nrow = n
     else:
         c = parse_condition(spec, args.cls, args.attr).labels(spec, n, seed=args.seed)
-        imgs = generate_images(lg.generator, n, seed=args.seed, batch_size=args.batch_size, labels=c)
+        imgs = generate_images(lg.generator, n, seed=args.seed, batch_size=args.batch_size, labels=c,
+                               truncation=truncation)
         nrow = args.nrow
     written = []
     if args.png_dir:
@@ -104,7 +120,8 @@ def cmd_sample(args) -> int:
     if out:
         save_grid(imgs, out, nrow=nrow)
         written.append(out)
-    print(f"step {lg.step} ({'EMA' if lg.has_ema and not args.no_ema else 'raw'} generator): "
+    trunc = "" if truncation is None else f", truncation {truncation:g}"
+    print(f"step {lg.step} ({'EMA' if lg.has_ema and not args.no_ema else 'raw'} generator{trunc}): "
           f"wrote {', '.join(written)}")
     if row_names is not None:
         print("rows: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(row_names)))
@@ -112,8 +129,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_morph(args) -> int:
-    from ..sampling import load_generator, morph, morph_classes, save_gif, save_grid
+    from ..sampling import check_truncation, load_generator, morph, morph_classes, save_gif, save_grid
 
+    truncation = check_truncation(args.truncation)
     if args.rows < 1:
         raise UserError(f"--rows must be at least 1 (rows of the grid), got {args.rows}")
     if args.gif and args.fps < 1:
@@ -132,12 +150,14 @@ def cmd_morph(args) -> int:
             raise UserError("--slerp interpolates the noise; a class morph keeps the noise fixed "
                             "and blends the labels: drop --slerp")
         frames = morph_classes(lg.generator, lg.labels, args.from_class, args.to_class,
-                               rows=args.rows, steps=args.steps, seed=args.seed)
+                               rows=args.rows, steps=args.steps, seed=args.seed, truncation=truncation)
         how = f"{args.from_class} -> {args.to_class} at fixed noise"
     else:
         frames = morph(lg.generator, labels=lg.labels, rows=args.rows, steps=args.steps,
-                       seed=args.seed, spherical=args.slerp)
+                       seed=args.seed, spherical=args.slerp, truncation=truncation)
         how = "slerp" if args.slerp else "lerp"
+    if truncation is not None:
+        how += f", truncation {truncation:g}"
     save_grid(frames.flatten(0, 1), args.out, nrow=frames.shape[1])
     msg = f"wrote {args.out} ({args.rows} rows x {args.steps} steps, {how})"
     if args.gif:

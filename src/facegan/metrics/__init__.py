@@ -1,4 +1,4 @@
-"""GAN evaluation: FID, KID, Inception Score and a memorisation check.
+"""GAN evaluation: FID, KID, Inception Score, precision/recall and a memorisation check.
 
 Generated images are quantised as saved PNGs are, resized to 299 px as clean-fid does and
 fed to Inception-v3 with the TensorFlow 2015-12-05 weights; every record names its protocol
@@ -24,6 +24,7 @@ from .fid import (
     kernel_inception_distance,
 )
 from .inception import InceptionNet, default_weights_path, load_inception
+from .precision_recall import precision_recall
 from .resize import resize_clean
 from .stats import (
     PROTOCOL,
@@ -56,6 +57,7 @@ __all__ = [
     "list_image_files",
     "load_inception",
     "load_stats",
+    "precision_recall",
     "real_stats",
     "register_metric",
     "resize_clean",

@@ -1,4 +1,4 @@
-"""Evaluate a generator (or an image folder) against real data: FID, KID, IS.
+"""Evaluate a generator (or an image folder) against real data: FID, KID, IS, precision/recall.
 
 Metrics live in :data:`METRICS`, a registry ``name -> function(inputs) -> dict``; every
 function reads the generated features (and class probabilities) and the real statistics
@@ -36,6 +36,7 @@ from .inception import (
     inception_score_unavailable_message,
     load_inception,
 )
+from .precision_recall import precision_recall
 from .stats import PROTOCOL, FeatureStats, real_stats
 
 EVAL_SEED = 0  # one fixed latent set, so evaluations at different steps compare like with like
@@ -133,6 +134,16 @@ def _is(x: MetricInputs) -> dict:
     return {"is_mean": mean, "is_std": std}
 
 
+@register_metric("pr", needs_real_features=True)
+def _pr(x: MetricInputs) -> dict:
+    # Improved precision / recall, k = 3 (Kynkaanniemi et al. 2019); at most 10,000 points a side.
+    try:
+        precision, recall = precision_recall(x.gen_features, x.real.features, seed=x.seed)
+    except ValueError as e:
+        raise UserError(f"precision/recall: {e}; use more images (--n)") from None
+    return {"precision": precision, "recall": recall}
+
+
 def parse_metrics(spec: str | Sequence[str]) -> list[str]:
     names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec)]
     names = [n for n in names if n]
@@ -176,15 +187,17 @@ def evaluate_images(images, real: FeatureStats, net: InceptionNet, metrics: Sequ
 
 
 def generate_uint8(generator: nn.Module, n: int, seed: int, labels: LabelSpec = UNCONDITIONAL,
-                   batch_size: int = 256) -> torch.Tensor:
+                   batch_size: int = 256, truncation: float | None = None) -> torch.Tensor:
     """n images from ``generator`` as uint8 (n, 3, R, R): ``sampling.generate_images`` (labels
-    ``labels.draw(n, seed)``) in eval mode, restoring the generator's mode after."""
+    ``labels.draw(n, seed)``, latents truncated at ``truncation`` when given) in eval mode,
+    restoring the generator's mode after."""
     from ..sampling import generate_images
 
     was_training = generator.training
     generator.eval()
     try:
-        return generate_images(generator, n, seed=seed, batch_size=batch_size, labels=labels)
+        return generate_images(generator, n, seed=seed, batch_size=batch_size, labels=labels,
+                               truncation=truncation)
     finally:
         generator.train(was_training)
 
@@ -404,6 +417,7 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_images",
     "fid_paths",
+    "generate_uint8",
     "metrics_log_path",
     "parse_metrics",
     "register_metric",

@@ -194,8 +194,9 @@ class Server:
                    "X-Facegan-Model-Version": str(m.version)}
         if "seed2" not in opts and not opts["edits"]:
             # The command that draws this very face (a plain face; morphs and edits have none).
+            trunc = f" --truncation {opts['truncation']:g}" if opts.get("truncation") else ""
             headers["X-Facegan-Command"] = (f"facegan sample {shlex.quote(self.run_label)} --n 1 "
-                                            f"--seed {opts['seed']}{opts['condition'].cli_options()} "
+                                            f"--seed {opts['seed']}{opts['condition'].cli_options()}{trunc} "
                                             f"--out seed{opts['seed']}.png")
         if opts["download"]:
             name = f"facegan-seed{opts['seed']}"

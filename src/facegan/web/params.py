@@ -9,7 +9,10 @@ command that draws the same face again. Everything else is a change of that face
   (``sampling.lerp`` or ``sampling.slerp``; labels blended linearly, as ``morph_classes`` does);
 - ``class`` / ``attr``: the condition (``--class NAME`` / ``--attr A=0,B=1`` of ``sample``,
   parsed by :func:`facegan.labels.parse_condition`);
-- ``edit``: ``z + strength * direction`` for directions of ``RUN/directions.json``.
+- ``edit``: ``z + strength * direction`` for directions of ``RUN/directions.json``;
+- ``truncation``: the truncation trick, T from 0.05 to 4 (``--truncation T`` of ``sample``):
+  every face's latent is ``sampling.latents(1, D, seed, truncation=T)[0]``, its labels
+  unchanged; absent or empty: no truncation.
 
 A bad value raises :class:`BadRequest` with a message meant for the person at the page.
 """
@@ -36,6 +39,9 @@ STRIP_STEPS = (2, 16)  # frames in an interpolation strip
 MAX_SIZE = 1024  # largest side of a resized PNG
 MAX_TEXT = 2000  # characters in any one parameter
 INTERPS = {"lerp": lerp, "slerp": slerp}
+# T of the truncation trick: below 0.05 every face is nearly the mean face; above 4 almost no
+# latent value is cut (4 sigma), so it would be the same as none.
+TRUNCATION_RANGE = (0.05, 4.0)
 
 
 class BadRequest(ValueError):
@@ -113,6 +119,15 @@ def face_labels(cond: Condition, spec: LabelSpec, seed: int) -> torch.Tensor:
     return cond.labels(spec, 1, seed)[0]
 
 
+def parse_truncation(query: Mapping[str, str]) -> float | None:
+    """The query's ``truncation`` -> T in TRUNCATION_RANGE, or None when absent or empty."""
+    text = query.get("truncation")
+    if text is None or text.strip() == "":
+        return None
+    lo, hi = TRUNCATION_RANGE
+    return get_float(query, "truncation", lo, hi, default=hi)
+
+
 # ---- edits ----------------------------------------------------------------------------------
 
 def parse_edits(query: Mapping[str, str], model: Model) -> tuple[tuple[str, float], ...]:
@@ -150,13 +165,13 @@ def apply_edits(z: torch.Tensor, edits, model: Model) -> torch.Tensor:
 
 # ---- faces ----------------------------------------------------------------------------------
 
-FACE_PARAMS = {"seed", "seed2", "t", "interp", "class", "attr", "edit", "size", "download"}
-STRIP_PARAMS = {"seed", "seed2", "steps", "interp", "class", "attr"}
+FACE_PARAMS = {"seed", "seed2", "t", "interp", "class", "attr", "edit", "size", "download", "truncation"}
+STRIP_PARAMS = {"seed", "seed2", "steps", "interp", "class", "attr", "truncation"}
 
 
-def face_latent(seed: int, model: Model) -> torch.Tensor:
-    """float (D,): the latent ``facegan sample --n 1 --seed SEED`` uses."""
-    return latents(1, model.latent_dim, seed)[0]
+def face_latent(seed: int, model: Model, truncation: float | None = None) -> torch.Tensor:
+    """float (D,): the latent ``facegan sample --n 1 --seed SEED [--truncation T]`` uses."""
+    return latents(1, model.latent_dim, seed, truncation=truncation)[0]
 
 
 def between(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor, interp: str) -> torch.Tensor:
@@ -179,14 +194,16 @@ def parse_face(query: Mapping[str, str], model: Model) -> tuple[Face, dict]:
     edits = parse_edits(query, model)
     size = get_int(query, "size", r, MAX_SIZE, default=r)
     download = get_choice(query, "download", ("0", "1"), "0") == "1"
-    z = face_latent(seed, model)
+    trunc = parse_truncation(query)
+    z = face_latent(seed, model, trunc)
     c = face_labels(cond, model.labels, seed)
-    opts = {"seed": seed, "size": size, "download": download, "condition": cond, "edits": edits}
+    opts = {"seed": seed, "size": size, "download": download, "condition": cond, "edits": edits,
+            "truncation": trunc}
     if "seed2" in query or "t" in query:
         seed2 = get_int(query, "seed2", 0, SEED_MAX)
         t = torch.tensor([get_float(query, "t", 0.0, 1.0, 0.5)])
         interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
-        z = between(z, face_latent(seed2, model), t, interp)[0]
+        z = between(z, face_latent(seed2, model, trunc), t, interp)[0]
         c = blend(c, face_labels(cond, model.labels, seed2), t)[0]
         opts.update(seed2=seed2, t=float(t), interp=interp)
     elif "interp" in query:
@@ -203,7 +220,8 @@ def parse_strip(query: Mapping[str, str], model: Model) -> tuple[torch.Tensor, t
     steps = get_int(query, "steps", *STRIP_STEPS, default=8)
     interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
     cond = parse_condition(query, model.labels)
+    trunc = parse_truncation(query)
     t = torch.linspace(0, 1, steps)
-    z = between(face_latent(seed, model), face_latent(seed2, model), t, interp)
+    z = between(face_latent(seed, model, trunc), face_latent(seed2, model, trunc), t, interp)
     c = blend(face_labels(cond, model.labels, seed), face_labels(cond, model.labels, seed2), t)
-    return z, c, {"seed": seed, "seed2": seed2, "steps": steps, "interp": interp}
+    return z, c, {"seed": seed, "seed2": seed2, "steps": steps, "interp": interp, "truncation": trunc}

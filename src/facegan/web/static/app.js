@@ -12,6 +12,7 @@ const S = {
   cond: { cls: "", attrs: {} },
   edits: {},         // direction name -> strength
   interp: "slerp",
+  truncation: "",    // the truncation trick's T as typed; "" = off
   runFiles: [],
 };
 
@@ -51,7 +52,10 @@ function apiURL(path, params) {
   return `${path}?${q}`;
 }
 
-const faceURL = (seed, extra = {}) => apiURL("/api/image.png", { seed, ...condParams(), ...extra });
+// Truncation changes the latents only (labels as chosen); sent with every image and strip.
+const truncParams = () => (S.truncation ? { truncation: S.truncation } : {});
+
+const faceURL = (seed, extra = {}) => apiURL("/api/image.png", { seed, ...condParams(), ...truncParams(), ...extra });
 
 // ---- images -----------------------------------------------------------------------------
 // fetch() rather than <img src>: a refusal (503 busy) is retried, a 4xx message is shown.
@@ -224,7 +228,8 @@ function updateBig(live) {
 }
 
 function showCommand() {
-  const cmd = $("big").dataset.command;
+  let cmd = $("big").dataset.command;
+  if (cmd && S.truncation && !cmd.includes("--truncation")) cmd += ` --truncation ${S.truncation}`;
   $("command").textContent = cmd
     ? `${cmd}${editParam() ? "   # the unedited face" : ""}`
     : "";
@@ -250,7 +255,7 @@ function updateMorph() {
   loadImage($("morph-b"), faceURL(S.b));
   updateMorphFrame();
   const steps = Math.min(10, S.info.limits.strip_steps[1]);
-  loadImage($("strip"), apiURL("/api/strip.png", { seed: S.a, seed2: S.b, steps, interp: S.interp, ...condParams() }));
+  loadImage($("strip"), apiURL("/api/strip.png", { seed: S.a, seed2: S.b, steps, interp: S.interp, ...condParams(), ...truncParams() }));
   markCards();
 }
 
@@ -330,6 +335,17 @@ async function start() {
   morphLive = liveLoader($("morph-img"));
   $("new-faces").addEventListener("click", newFaces);
   $("count").addEventListener("change", newFaces);
+  $("truncation").addEventListener("change", () => {
+    const input = $("truncation");
+    const t = input.value.trim(), x = Number(t);
+    if (t !== "" && !(x >= Number(input.min) && x <= Number(input.max))) {
+      status(`truncation must be a number from ${input.min} to ${input.max}; empty for off`, true);
+      return;
+    }
+    S.truncation = t === "" ? "" : String(x);
+    status("");
+    redrawAll();
+  });
   $("reset-edits").addEventListener("click", () => { resetEdits(); updateBig(false); });
   $("set-a").addEventListener("click", () => { S.a = S.selected; updateMorph(); });
   $("set-b").addEventListener("click", () => { S.b = S.selected; updateMorph(); });
