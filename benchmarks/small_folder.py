@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--source", required=True, help="run folder of the same preset on a big set")
     ap.add_argument("--preset", default="wgangp-ln-celeba64")
     ap.add_argument("--minutes", type=float, default=20.0)
-    ap.add_argument("--curve", default="5,10")
+    ap.add_argument("--curve", default="5,10", help="also evaluate at these training minutes ('' for none)")
     ap.add_argument("--n", type=int, default=1000, help="generated images per evaluation")
     ap.add_argument("--freeze-d", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="threads per run")
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     for name, extra in chosen.items():
         cmd = [sys.executable, str(HERE / "bench_quality.py"), "--data", args.data, "--preset", args.preset,
                "--minutes", str(args.minutes), "--curve", args.curve, "--curve-n", str(args.n), "--n", str(args.n),
-               "--out", str(out / name), *extra, *args.overrides]
+               "--out", str(out / name), "train.keep_every=1000", *extra, *args.overrides]
         log = open(out / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
     failed = []

@@ -14,7 +14,8 @@ The Python API (the command line calls the same functions)::
 
 Every generator is ``G(z, c)`` with ``c`` float (N, K), K = 0 without labels; every critic
 returns ``(score, aux or None)``. ``facegan.start_run`` gives the :class:`Trainer` before its
-first step, for a loop of your own.
+first step, for a loop of your own. ``facegan.project(run, ["photo.jpg"])`` puts real photos
+into the latent space (:mod:`facegan.projection`).
 """
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ from .config import Config, apply_overrides, get_preset
 from .errors import UserError
 from .labels import UNCONDITIONAL, Condition, LabelSpec, parse_condition
 from .metrics.evaluate import evaluate_checkpoint as evaluate
+from .projection import Projection, load_latent, project
 from .runtime import resolve_device, resolve_precision
 from .sampling import LoadedGenerator, generate, generate_images, latents, load_generator, save_grid
 from .train import Trainer, start_run
@@ -39,6 +41,7 @@ __all__ = [
     "Config",
     "LabelSpec",
     "LoadedGenerator",
+    "Projection",
     "Trainer",
     "UserError",
     "__version__",
@@ -49,7 +52,9 @@ __all__ = [
     "get_preset",
     "latents",
     "load_generator",
+    "load_latent",
     "parse_condition",
+    "project",
     "resolve_device",
     "resolve_precision",
     "save_grid",

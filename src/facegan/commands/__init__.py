@@ -1,8 +1,8 @@
 """The ``facegan`` command: thin subcommands that parse, validate and call the library.
 
 One module per group (``train`` / ``demo`` / ``presets``, ``sample`` / ``morph``,
-``directions`` / ``edit``, ``fid`` / ``evaluate`` / ``nearest``, ``serve``), each adding its
-subparsers with ``register``. A user mistake raises UserError, printed as one line
+``directions`` / ``edit``, ``project``, ``fid`` / ``evaluate`` / ``nearest``, ``serve``), each
+adding its subparsers with ``register``. A user mistake raises UserError, printed as one line
 ``facegan: error: ...`` with exit status 2; a diverged run exits with 3, an interrupted one
 with 130. Nothing heavy is imported until a command runs.
 """
@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from ..errors import UserError
-from . import directions, metrics, sample, serve, train
+from . import directions, metrics, project, sample, serve, train
 from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR, is_main_process
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register_presets(sub)
     serve.register(sub)
     directions.register(sub)  # directions, edit
+    project.register(sub)  # project (GAN inversion)
     metrics.register(sub)  # fid, evaluate, nearest
     return p
 

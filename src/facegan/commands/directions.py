@@ -2,7 +2,8 @@
 
 ``facegan directions RUN --data CELEBA [--attrs A,B] [--keep A] [--n 10000]`` (InterFaceGAN),
 ``facegan directions RUN --unsupervised K [--data CELEBA]`` (SeFa), then
-``facegan edit RUN --attr Smiling --strength -3:3 --n 8 [--steps 7] --out edit.png``.
+``facegan edit RUN --attr Smiling --strength -3:3 --n 8 [--steps 7] --out edit.png`` (or
+``--latent NAME.latent.npy`` for a photo put into the latent space by ``facegan project``).
 User mistakes raise :class:`UserError` (one line, exit 2); nothing heavy is imported until a
 command runs.
 """
@@ -58,6 +59,9 @@ def register(subparsers) -> None:
                    "(e.g. Smiling, sefa_0)")
     e.add_argument("--strength", default="-3:3", metavar="LOW:HIGH", help="range of a (default "
                    "%(default)s)")
+    e.add_argument("--latent", action="append", metavar="FILE", help="a projected face "
+                   "(NAME.latent.npy from facegan project) instead of random ones; repeat for "
+                   "several rows (--n and --seed then pick nothing)")
     e.add_argument("--n", type=int, default=8, help="faces, one per row (default %(default)s)")
     e.add_argument("--steps", type=int, default=7, help="columns from LOW to HIGH (default "
                    "%(default)s)")
@@ -196,6 +200,8 @@ def cmd_edit(args) -> int:
 
     truncation = check_truncation(args.truncation)
     lo, hi = parse_strength(args.strength)
+    if args.latent and truncation is not None:
+        raise UserError("--truncation picks random faces; --latent gives the faces: drop --truncation")
     if args.n < 1:
         raise UserError("--n must be at least 1")
     if args.steps < 2:
@@ -209,9 +215,19 @@ def cmd_edit(args) -> int:
         raise UserError(f"the direction '{args.attr}' has length {v.numel()} but this generator's "
                         f"latent has {lg.generator.latent_dim}; run facegan directions {args.run} again")
     strengths = torch.linspace(lo, hi, args.steps)
-    frames = edit_images(lg.generator, v, strengths, args.n, labels=lg.labels, seed=args.seed,
-                         truncation=truncation)
+    if args.latent:
+        from ..projection import edit_latent_images, latent_labels, load_latent
+
+        d = int(lg.generator.latent_dim)
+        z = torch.stack([load_latent(f, d) for f in args.latent])
+        c = torch.stack([latent_labels(f, lg.labels) for f in args.latent])
+        frames = edit_latent_images(lg.generator, z, v, strengths, c)
+        rows = len(args.latent)
+    else:
+        frames = edit_images(lg.generator, v, strengths, args.n, labels=lg.labels, seed=args.seed,
+                             truncation=truncation)
+        rows = args.n
     save_grid(frames.flatten(0, 1), args.out, nrow=args.steps)
     trunc = "" if truncation is None else f", truncation {truncation:g}"
-    print(f"wrote {args.out} ({args.n} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g}{trunc})")
+    print(f"wrote {args.out} ({rows} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g}{trunc})")
     return 0

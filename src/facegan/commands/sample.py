@@ -59,6 +59,10 @@ def register(sub) -> None:
     m.add_argument("--from-class", metavar="NAME", help="conditional model: morph from this class "
                    "to --to-class at fixed noise (one latent per row)")
     m.add_argument("--to-class", metavar="NAME")
+    m.add_argument("--from", dest="from_latent", metavar="A.latent.npy", help="morph from this "
+                   "projected face (facegan project) to --to, one row (--rows and --seed then "
+                   "pick nothing)")
+    m.add_argument("--to", dest="to_latent", metavar="B.latent.npy")
     m.add_argument("--no-ema", action="store_true")
     m.add_argument("--device", default="auto")
     add_truncation(m)
@@ -144,8 +148,25 @@ def cmd_morph(args) -> int:
     if bool(args.from_class) != bool(args.to_class):
         raise UserError("--from-class and --to-class go together: give both, e.g. --from-class cat "
                         "--to-class dog")
+    if bool(args.from_latent) != bool(args.to_latent):
+        raise UserError("--from and --to go together: give both, e.g. --from a.latent.npy --to "
+                        "b.latent.npy")
+    if args.from_latent and (args.from_class or truncation is not None):
+        raise UserError(f"--from/--to morph two given faces; drop "
+                        f"{'--from-class/--to-class' if args.from_class else '--truncation'}")
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
-    if args.from_class:
+    if args.from_latent:
+        from ..projection import latent_labels, load_latent, morph_latent_images
+
+        d = int(lg.generator.latent_dim)
+        a, b = load_latent(args.from_latent, d, "--from"), load_latent(args.to_latent, d, "--to")
+        ca = latent_labels(args.from_latent, lg.labels, "--from")
+        cb = latent_labels(args.to_latent, lg.labels, "--to")
+        frames = morph_latent_images(lg.generator, a, b, steps=args.steps, ca=ca, cb=cb,
+                                     spherical=args.slerp)[None]
+        how = ("slerp" if args.slerp else "lerp") + f" from {Path(args.from_latent).name} to " \
+            f"{Path(args.to_latent).name}"
+    elif args.from_class:
         if args.slerp:
             raise UserError("--slerp interpolates the noise; a class morph keeps the noise fixed "
                             "and blends the labels: drop --slerp")
@@ -159,7 +180,7 @@ def cmd_morph(args) -> int:
     if truncation is not None:
         how += f", truncation {truncation:g}"
     save_grid(frames.flatten(0, 1), args.out, nrow=frames.shape[1])
-    msg = f"wrote {args.out} ({args.rows} rows x {args.steps} steps, {how})"
+    msg = f"wrote {args.out} ({frames.shape[0]} rows x {args.steps} steps, {how})"
     if args.gif:
         save_gif(frames[0], args.gif, fps=args.fps)
         msg += f" and {args.gif}"

@@ -1,0 +1,98 @@
+"""``facegan project``: put real photos into a trained generator's latent space (GAN inversion).
+
+``facegan project RUN PHOTO... --out DIR [--steps N] [--features critic|none]
+[--encoder-steps N] [--class C | --attr A=1,...] [--seed S]`` writes, per photo NAME,
+``NAME.latent.npy``, ``NAME.png`` and ``NAME.json`` into DIR; ``facegan edit --latent`` and
+``facegan morph --from --to`` then use the latents. Every photo is read and checked before
+any work, so a bad one leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from .common import make_out_dir
+
+# facegan.projection's defaults, written out so that building the parser imports nothing heavy
+# (tests/test_projection.py checks they agree).
+DEFAULT_STEPS = 300
+DEFAULT_ENCODER_STEPS = 500
+FEATURES = ("critic", "none")
+
+
+def register(sub) -> None:
+    """Add ``project`` to the main parser's subparsers."""
+    from ..config import field_choices
+
+    p = sub.add_parser(
+        "project", help="find the latent of real photos (GAN inversion), to edit or morph them",
+        description="Preprocess each photo as the run's training images were (crop, size), guess "
+                    "its latent with an encoder trained once on the generator's samples (cached "
+                    "in RUN/encoder.pt), then optimise the latent so the generator draws the "
+                    "photo. Writes NAME.latent.npy, NAME.png (photo, crop, projection) and "
+                    "NAME.json (PSNR, SSIM, feature distance, seconds) per photo into --out.")
+    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (.jpg, .png, ...)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimisation steps per photo "
+                   "(default %(default)s; 0: the encoder's guess alone)")
+    p.add_argument("--features", default="critic", choices=FEATURES, help="feature loss: the "
+                   "run's critic's intermediate features, or none (pixels and the prior only; "
+                   "default %(default)s)")
+    p.add_argument("--encoder-steps", type=int, default=DEFAULT_ENCODER_STEPS, help="training "
+                   "steps of the run's encoder when it is not cached for this checkpoint yet "
+                   "(default %(default)s)")
+    p.add_argument("--retrain-encoder", action="store_true", help="train the encoder again even "
+                   "when RUN/encoder.pt matches")
+    p.add_argument("--class", dest="cls", metavar="NAME", help="conditional model: the class of "
+                   "the photos")
+    p.add_argument("--attr", metavar="A=0|1,...", help="conditional model: the photos' attributes "
+                   "(those not given are drawn with --seed)")
+    p.add_argument("--crop", choices=field_choices("data.crop"), help="crop of the photos "
+                   "(default: the run's data.crop; auto: the CelebA face box for a photo framed "
+                   "like CelebA's aligned images, else the centre square)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_project)
+
+
+def cmd_project(args) -> int:
+    from ..checkpoint import resolve_checkpoint
+    from ..projection import output_names, project, read_photo, save_projection
+    from ..sampling import load_generator
+
+    if args.steps < 0:
+        raise UserError(f"--steps must be at least 0, got {args.steps}")
+    if args.encoder_steps < 1:
+        raise UserError(f"--encoder-steps must be at least 1, got {args.encoder_steps}")
+    resolve_checkpoint(args.run)  # UserError: missing path / no checkpoint in the folder
+    names = output_names(args.photos)
+    for photo in args.photos:  # untrusted files: every one checked before any work
+        read_photo(photo)
+    out = Path(args.out)
+    made = make_out_dir(out, "--out")
+    lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
+    try:
+        results = project(lg, args.photos, cls=args.cls, attr=args.attr, steps=args.steps,
+                          features=args.features, encoder_steps=args.encoder_steps, seed=args.seed,
+                          crop=args.crop, retrain_encoder=args.retrain_encoder,
+                          progress=not args.quiet)
+    except BaseException:
+        if made:  # a folder this call made, still empty: leave nothing behind
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
+    for name, res in zip(names, results):
+        save_projection(res, out)
+        fd = "" if res.feature_distance is None else f", feature distance {res.feature_distance:.4f}"
+        print(f"{name}: PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.3f}{fd} (encoder guess "
+              f"{res.guess_psnr:.2f} dB) -> {out / (name + '.png')}")
+    first = out / f"{names[0]}.latent.npy"
+    print(f"wrote {len(results)} projection(s) to {out}; try: facegan edit {args.run} --latent "
+          f"{first} --attr NAME, or facegan morph {args.run} --from {first} --to OTHER.latent.npy")
+    return 0

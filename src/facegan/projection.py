@@ -1,0 +1,834 @@
+"""GAN inversion: put a real photo into a trained generator's latent space, then edit or morph it.
+
+``project(run, photos)`` finds, for each photo, a latent ``z`` (latent_dim,) whose image
+``G(z, c)`` looks like the photo as the run's training data would have shown it:
+
+1. **Preprocess** the photo exactly as the training images were (:func:`load_photo`: the
+   run's crop and size, bicubic; :func:`preprocess` for a PIL image in hand). Face alignment is
+   a hook: ``align``, a callable PIL -> PIL returning the face framed as the training crop
+   frames faces (default None: the photo as it is, cut by the run's crop as training images
+   were).
+2. **Guess** ``z`` with an encoder (:class:`Encoder`, a small strided-conv net image -> z),
+   trained once per run on the generator's own samples (:func:`encoder_for`): MSE between
+   ``E(G(z, c))`` and ``z`` (optionally plus an image reconstruction loss
+   ``|G(E(x), c) - x|^2``, :func:`train_encoder`). It is cached in ``RUN/encoder.pt`` (read
+   with ``weights_only``) with the checkpoint step it was trained for, and trained again when
+   that step (or the generator's weights, or the training settings) differ.
+3. **Optimise** ``z`` from the guess with Adam (:func:`optimise_latent`): pixel MSE at the
+   model's resolution + a feature loss (the run's critic's intermediate features, or none) +
+   a prior term keeping ``z`` where the generator was trained.
+
+Each :class:`Projection` carries the latent, the images (photo, crop, projection) and PSNR,
+SSIM and feature distance; :func:`save_projection` writes ``NAME.latent.npy``, ``NAME.png``
+and ``NAME.json``. A projected latent edits and morphs like a sampled one
+(:func:`edit_latent_images`, :func:`morph_latent_images`; ``facegan edit --latent``,
+``facegan morph --from A --to B``).
+
+A conditional run projects with the labels the user gives (``--class`` / ``--attr``,
+:func:`facegan.labels.parse_condition`); they are required, and saved in ``NAME.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .config import DataConfig
+from .data.sources import CELEBA_IMAGES
+from .data.transforms import CELEBA_SIZE, CROPS, _to_rgb, crop_box, decode_image, to_float
+from .directions import edit_latents
+from .errors import UserError
+from .labels import LabelSpec, parse_condition
+from .models import NetSpec, build_networks, critic_stages
+from .sampling import LoadedGenerator, generate, lerp, load_generator, make_grid, save_png, slerp
+from .utils import Progress, atomic_write, atomic_write_text, reporting_write_errors
+
+ENCODER_FILE = "encoder.pt"
+ENCODER_FORMAT = "facegan-encoder"
+ENCODER_VERSION = 1
+FEATURES = ("critic", "none")
+
+# Untrusted photos: refused before decoding when larger than this (bytes on disk, pixels in
+# the header), well below Pillow's own decompression-bomb limit, which only warns first.
+MAX_PHOTO_BYTES = 64 * 1024 * 1024
+MAX_PHOTO_PIXELS = 40_000_000
+
+DEFAULT_STEPS = 300
+DEFAULT_ENCODER_STEPS = 500
+DEFAULT_LR = 0.05
+DEFAULT_FEATURE_WEIGHT = 0.1
+DEFAULT_PRIOR_WEIGHT = 0.05
+
+
+# ---- photos -----------------------------------------------------------------------------------
+
+def read_photo(path: str | os.PathLike) -> tuple[Image.Image, bytes]:
+    """Open an untrusted photo: (the image decoded, EXIF rotation applied, RGB; its bytes).
+
+    UserError (one line, naming the file) for a missing file, a folder, a file over
+    :data:`MAX_PHOTO_BYTES` or :data:`MAX_PHOTO_PIXELS`, a file that is not an image, or a
+    damaged / truncated one. The whole file is decoded here, so nothing later meets a bad one.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"photo '{p}' does not exist")
+    if not p.is_file():
+        raise UserError(f"photo '{p}' is not a file; give image files (.jpg, .png)")
+    try:
+        size = p.stat().st_size
+        if size > MAX_PHOTO_BYTES:
+            raise UserError(f"photo '{p}' is {size / 2**20:.0f} MB, more than the "
+                            f"{MAX_PHOTO_BYTES // 2**20} MB facegan reads; give a smaller image")
+        data = p.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read photo '{p}' ({e.strerror or e})") from None
+    too_large = (f"photo '{p}' has more than the {MAX_PHOTO_PIXELS / 1e6:.0f} megapixels facegan "
+                 "decodes; give a smaller image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size  # from the header: nothing is decoded yet
+                if w * h > MAX_PHOTO_PIXELS:
+                    raise UserError(f"{too_large} ({w}x{h})")
+                im.load()
+                photo = _to_rgb(ImageOps.exif_transpose(im))
+                photo.load()
+    except UserError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(too_large) from None
+    except Image.UnidentifiedImageError:
+        raise UserError(f"photo '{p}' is not an image Pillow can read; give a .jpg or .png") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise UserError(f"photo '{p}' is damaged or truncated ({why}); give a complete image") from None
+    if min(photo.size) < 1:
+        raise UserError(f"photo '{p}' has no pixels")
+    return photo, data
+
+
+def _celeba_layout(data_path: str) -> bool | None:
+    """True / False: the run's data folder has (not) the CelebA layout; None: not on this
+    machine (or built-in data), so unknown."""
+    if data_path.strip() in ("", "builtin"):
+        return False
+    p = Path(data_path).expanduser()
+    if not p.exists():
+        return None
+    return (p / CELEBA_IMAGES).is_dir() or p.name == CELEBA_IMAGES
+
+
+def photo_crop(data_cfg: DataConfig, size: tuple[int, int], crop: str | None = None) -> str:
+    """The crop for a photo of ``size`` (width, height): ``crop`` if given, else the run's
+    ``data.crop``. 'auto' means, as in training, the CelebA face box for CelebA images: here,
+    for a photo framed like CelebA's aligned images (178x218 proportions) from a run trained on
+    CelebA (or whose data is not on this machine); else the centre square."""
+    crop = crop or data_cfg.crop
+    if crop != "auto":
+        if crop not in CROPS:
+            raise UserError(f"unknown crop '{crop}'; use auto, {', '.join(CROPS)}")
+        return crop
+    w, h = size
+    celeba_framed = abs(w / h - CELEBA_SIZE[0] / CELEBA_SIZE[1]) < 0.01
+    return "celeba" if celeba_framed and _celeba_layout(data_cfg.path) is not False else "center"
+
+
+def preprocess(photo: Image.Image, data_cfg: DataConfig,
+               crop: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A PIL photo as the run's training data was preprocessed: EXIF rotation, RGB, the crop
+    (:func:`photo_crop`), a bicubic resize to ``data_cfg.resolution`` R.
+
+    Returns (uint8 (3, R, R) in 0..255, float32 (3, R, R) in [-1, 1]). For a file,
+    :func:`load_photo` goes through the training decoder itself (which also lets libjpeg
+    decode a large JPEG at a reduced scale, as training did).
+    """
+    r = int(data_cfg.resolution)
+    im = _to_rgb(ImageOps.exif_transpose(photo))
+    im = im.crop(crop_box(photo_crop(data_cfg, im.size, crop), *im.size))
+    arr = np.asarray(im.resize((r, r), Image.BICUBIC), dtype=np.uint8)
+    u8 = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+    return u8, to_float(u8)
+
+
+@dataclass
+class Photo:
+    """A photo ready to project: ``name`` (the file's stem), the full photo (RGB PIL, after
+    ``align``), the crop used, and ``target`` uint8 (3, R, R), the preprocessed image."""
+
+    name: str
+    image: Image.Image
+    crop: str
+    target: torch.Tensor
+    source: str = ""
+
+
+def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
+               crop: str | None = None, align: Callable[[Image.Image], Image.Image] | None = None,
+               name: str | None = None) -> Photo:
+    """A file (read with :func:`read_photo`'s limits) or a PIL image -> :class:`Photo`.
+
+    ``align``: PIL -> PIL, a face aligner (such as :mod:`facegan.align`) that returns the face
+    framed as the run's training crop frames faces; its output is then only cut to its centred
+    square (the whole of a square image) and resized, unless ``crop`` says otherwise. None
+    keeps the photo as it is and applies the run's crop. A file with no ``align`` is decoded by
+    the training decoder
+    (:func:`facegan.data.transforms.decode_image`), so its pixels are exactly what a training
+    image in that file would have been.
+    """
+    if isinstance(photo, Image.Image):
+        im, data, source = _to_rgb(ImageOps.exif_transpose(photo)), None, ""
+    else:
+        im, data = read_photo(photo)
+        source = str(photo)
+    name = name or output_names([photo])[0]
+    if align is not None:
+        im = align(im)
+        if not isinstance(im, Image.Image):
+            raise TypeError(f"align must return a PIL image, got {type(im).__name__}")
+        im = _to_rgb(im)
+        data = None
+        crop = crop or "center"  # framed already: the training crop must not be cut out again
+    c = photo_crop(data_cfg, im.size, crop)
+    if data is not None:
+        u8 = torch.from_numpy(decode_image(data, c, int(data_cfg.resolution)).copy()).permute(2, 0, 1)
+        u8 = u8.contiguous()
+    else:
+        u8, _ = preprocess(im, data_cfg, c)
+    return Photo(name, im, c, u8, source)
+
+
+def fit_photo(photo: Image.Image, resolution: int) -> torch.Tensor:
+    """The whole photo fitted into R x R (proportions kept, white bars): uint8 (3, R, R)."""
+    im = ImageOps.pad(photo.convert("RGB"), (resolution, resolution), Image.BICUBIC,
+                      color=(255, 255, 255))
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+# ---- image metrics ----------------------------------------------------------------------------
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images (3, H, W) (or any equal shapes) in
+    0..255: ``10 log10(255^2 / MSE)``; inf for identical images."""
+    mse = float((a.double() - b.double()).square().mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5,
+         data_range: float = 255.0) -> float:
+    """Structural similarity (Wang et al. 2004) of two images (C, H, W) in 0..``data_range``
+    (uint8 or float): the standard Gaussian window (11 x 11, sigma 1.5; smaller for images
+    under 11 px), K1 = 0.01, K2 = 0.03, statistics over the window's valid positions, the map
+    averaged over positions and channels. 1 for identical images."""
+    x, y = a.double()[None], b.double()[None]
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"ssim needs two images of the same shape (C, H, W), got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    ch = x.shape[1]
+    win = min(window, x.shape[-1], x.shape[-2])
+    t = torch.arange(win, dtype=torch.float64) - (win - 1) / 2
+    g = torch.exp(-t.square() / (2 * sigma ** 2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :]).expand(ch, 1, win, win)
+
+    def blur(v: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(v, kernel, groups=ch)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cov = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+# ---- the critic's features ---------------------------------------------------------------------
+
+class CriticFeatures:
+    """The run's critic as a feature network: ``feats(x, c)`` -> the activations at the end of
+    each of its stages (:func:`facegan.models.critic_stages`, image side first), read by
+    forward hooks; the score heads are not used. The critic is in eval mode and its weights
+    are frozen."""
+
+    def __init__(self, critic: nn.Module):
+        self.critic = critic.eval().requires_grad_(False)
+        self.modules = [s[-1] if isinstance(s, nn.ModuleList) else s for s in critic_stages(critic)]
+
+    def __call__(self, x: torch.Tensor, c: torch.Tensor) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o: out.append(o)) for m in self.modules]
+        try:
+            self.critic(x, c)
+        finally:
+            for h in hooks:
+                h.remove()
+        return out
+
+    @staticmethod
+    def distance(feats: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
+        """Per image (N,): the mean squared feature difference of each stage divided by the
+        target's mean square there (so every stage counts alike whatever its scale), averaged
+        over the stages."""
+        terms = [(f - t).square().flatten(1).mean(1) / t.square().flatten(1).mean(1).clamp_min(1e-8)
+                 for f, t in zip(feats, target)]
+        return torch.stack(terms).mean(0)
+
+
+def load_critic(lg: LoadedGenerator) -> CriticFeatures:
+    """The critic of ``lg``'s checkpoint as a :class:`CriticFeatures`, on the generator's
+    device. UserError when the checkpoint holds no critic weights."""
+    ckpt = load_checkpoint(lg.checkpoint)
+    state = ckpt.get("D")
+    if state is None:
+        raise UserError(f"'{lg.checkpoint}' holds no critic weights for the feature loss; use "
+                        "--features none")
+    cfg = ckpt["config"]
+    _, d = build_networks(cfg.model, NetSpec(cfg.data.resolution, 3, int(ckpt.get("label_dim", 0))))
+    try:
+        d.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"'{lg.checkpoint}': critic weights do not match its config "
+                        f"({str(e).splitlines()[0][:120]}); use --features none") from None
+    return CriticFeatures(d.to(next(lg.generator.parameters()).device))
+
+
+# ---- the encoder --------------------------------------------------------------------------------
+
+class Encoder(nn.Module):
+    """Image -> latent guess: float (N, 3, R, R) in [-1, 1] -> float (N, latent_dim).
+
+    The DCGAN critic's layout: stride-2 4x4 convs with LeakyReLU 0.2 halving the size down to
+    4x4, the width doubling from ``width`` up to ``max_width``; no normalisation (one photo
+    alone must get the answer it gets in a batch). The 4x4 features are flattened (where
+    things are matters for a latent) into a linear layer. About 27 M multiply-adds per 64 px
+    image at width 32, a fraction of what the generator costs.
+    """
+
+    def __init__(self, latent_dim: int, resolution: int, width: int = 32, max_width: int = 256):
+        super().__init__()
+        if resolution < 8 or resolution & (resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+        self.latent_dim, self.resolution, self.width, self.max_width = latent_dim, resolution, width, max_width
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i in range(int(math.log2(resolution)) - 2):
+            c = min(width * 2 ** i, max_width)
+            layers += [nn.Conv2d(c_in, c, 4, 2, 1), nn.LeakyReLU(0.2)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in * 16, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+    def config(self) -> dict[str, int]:
+        return {"latent_dim": self.latent_dim, "resolution": self.resolution, "width": self.width,
+                "max_width": self.max_width}
+
+
+def encoder_path(lg: LoadedGenerator) -> Path:
+    """RUN/encoder.pt for a run; beside the checkpoint for a checkpoint outside a run."""
+    return (lg.run_dir or lg.checkpoint.parent) / ENCODER_FILE
+
+
+def generator_fingerprint(generator: nn.Module) -> str:
+    """A short hash of the generator's weights (which of them the encoder was trained for)."""
+    h = hashlib.sha256()
+    for k, v in sorted(generator.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def train_encoder(generator: nn.Module, labels: LabelSpec, *, steps: int = DEFAULT_ENCODER_STEPS,
+                  batch_size: int = 32, lr: float = 1e-3, image_weight: float = 0.0,
+                  width: int = 32, seed: int = 0, progress: bool = True) -> Encoder:
+    """Train an :class:`Encoder` on the generator's own samples for ``steps`` steps.
+
+    Each step draws ``batch_size`` latents z ~ N(0, I) and labels ``labels.draw`` (their
+    training rates), renders ``x = G(z, c)`` quantised to uint8 as a photo is (through
+    :func:`facegan.sampling.generate`), and lowers ``MSE(E(x), z) + image_weight *
+    MSE(G(E(x), c), x)``: the first teaches where a face's latent is, the second what matters
+    for its image. The image term runs the generator forward and backward once more per step
+    (about twice the time on a CPU), so it is off by default: the optimisation that follows
+    the guess lowers the image error anyway. Adam with a cosine decay, gradients clipped;
+    seeded, and the global random state is left as it was. Only the encoder's weights get
+    gradients (the generator's ``.grad`` stay untouched).
+    """
+    if steps < 1:
+        raise UserError(f"--encoder-steps must be at least 1, got {steps}")
+    device = next(generator.parameters()).device
+    d, r = int(generator.latent_dim), int(generator.resolution)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        enc = Encoder(d, r, width).to(device)
+    params = list(enc.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
+    gen = torch.Generator().manual_seed(seed)
+    bar = Progress(steps, "encoder", "steps", count="step {done}/{total}", rate_unit="steps/s",
+                   bar_unit="step") if progress else None
+    enc.train()
+    try:
+        for i in range(steps):
+            z = torch.randn(batch_size, d, generator=gen)
+            c = labels.draw(batch_size, seed=seed * 1_000_003 + i)
+            x = to_float(generate(generator, z, c, batch_size=batch_size).clone()).to(device)
+            z, c = z.to(device), c.to(device)
+            guess = enc(x)
+            loss = F.mse_loss(guess, z)
+            if image_weight > 0:
+                loss = loss + image_weight * F.mse_loss(generator(guess, c), x)
+            grads = torch.autograd.grad(loss, params)
+            for p, g in zip(params, grads):
+                p.grad = g
+            nn.utils.clip_grad_norm_(params, 10.0)  # a bad first steps' spike must not blow it up
+            opt.step()
+            sched.step()
+            if bar is not None:
+                bar.set_fields(loss=f"{float(loss.detach()):.4f}")
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    return enc.eval()
+
+
+def encoder_for(lg: LoadedGenerator, *, steps: int = DEFAULT_ENCODER_STEPS, batch_size: int = 32,
+                image_weight: float = 0.0, width: int = 32, seed: int = 0, retrain: bool = False,
+                progress: bool = True) -> tuple[Encoder, bool]:
+    """The run's encoder and whether it was trained by this call (else read from the cache).
+
+    The cache, :func:`encoder_path` (``RUN/encoder.pt``), holds only tensors and plain values
+    (read with ``torch.load(weights_only=True)``): the state dict, the encoder's config, the
+    training settings, the checkpoint step and a fingerprint of the generator's weights (so
+    EMA and raw weights, or another checkpoint, count as different). It is trained again (and
+    replaced, atomically) when any of those differ or the file is unreadable, saying why; a
+    folder that takes no files only loses the cache (a warning).
+    """
+    path = encoder_path(lg)
+    g = lg.generator
+    training = {"steps": int(steps), "batch_size": int(batch_size), "image_weight": float(image_weight),
+                "seed": int(seed)}
+    want = {"config": {"latent_dim": int(g.latent_dim), "resolution": int(g.resolution),
+                       "width": int(width), "max_width": 256},
+            "training": training, "checkpoint_step": int(lg.step), "generator": generator_fingerprint(g)}
+    device = next(g.parameters()).device
+    why = "asked to" if retrain else "none cached yet"
+    if not retrain and path.is_file():
+        enc, why = _read_encoder(path, want, device)
+        if enc is not None:
+            if progress:
+                print(f"encoder: read {path} (trained for step {lg.step})", file=sys.stderr, flush=True)
+            return enc, False
+    if progress:
+        print(f"encoder: training it for step {lg.step} on the generator's samples ({steps} steps "
+              f"of {batch_size}; {why}); cached in {path}", file=sys.stderr, flush=True)
+    enc = train_encoder(g, lg.labels, steps=steps, batch_size=batch_size, image_weight=image_weight,
+                        width=width, seed=seed, progress=progress)
+    state = {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, **want,
+             "state": {k: v.detach().cpu() for k, v in enc.state_dict().items()}}
+    try:
+        with reporting_write_errors(path):
+            atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except (UserError, OSError) as e:
+        warnings.warn(f"facegan: could not cache the encoder in {path} ({e}); it is trained again "
+                      "next time", stacklevel=2)
+    return enc, True
+
+
+def _read_encoder(path: Path, want: dict[str, Any], device: torch.device) -> tuple[Encoder | None, str]:
+    """(the cached encoder, '') when it matches ``want`` exactly, else (None, why not)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if (not isinstance(ckpt, dict) or ckpt.get("format") != ENCODER_FORMAT
+                or ckpt.get("version") != ENCODER_VERSION):
+            return None, f"{path.name} is not a facegan encoder of this version"
+        if ckpt.get("checkpoint_step") != want["checkpoint_step"]:
+            return None, f"the cached one is for step {ckpt.get('checkpoint_step')}"
+        for key, what in (("generator", "other generator weights"), ("config", "another shape"),
+                          ("training", "other training settings")):
+            if ckpt.get(key) != want[key]:
+                return None, f"the cached one is for {what}"
+        cfg = ckpt["config"]
+        enc = Encoder(int(cfg["latent_dim"]), int(cfg["resolution"]), int(cfg["width"]),
+                      int(cfg["max_width"]))
+        enc.load_state_dict(ckpt["state"])
+    except Exception:  # untrusted or damaged file: train again and replace it
+        return None, f"{path.name} is unreadable"
+    return enc.to(device).eval(), ""
+
+
+# ---- optimising a latent -------------------------------------------------------------------------
+
+def prior_penalty(z: torch.Tensor) -> torch.Tensor:
+    """Per row of z (N, D): ``relu(| |z|^2 / D - 1 | - 3 sqrt(2 / D))^2``.
+
+    Latents z ~ N(0, I_D) lie on a thin shell: ``|z|^2 / D`` has mean 1 and standard deviation
+    ``sqrt(2 / D)`` (0.125 for D = 128). The generator was trained only there; an unconstrained
+    optimisation can leave the shell and find a latent that matches the photo's pixels with an
+    image the generator never learnt (over-fitting the photo), which then edits and morphs
+    badly. The penalty is zero within three standard deviations of the shell, where the
+    training latents were, so it does not pull a plausible latent anywhere, and grows
+    quadratically outside; the direction of ``z`` is free."""
+    d = z.shape[1]
+    off = (z.square().mean(1) - 1.0).abs() - 3.0 * math.sqrt(2.0 / d)
+    return F.relu(off).square()
+
+
+def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor, c: torch.Tensor, *,
+                    steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
+                    features: CriticFeatures | None = None,
+                    feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+                    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+                    progress: Progress | None = None) -> torch.Tensor:
+    """Optimise latents from ``z0`` float (N, D) so that ``G(z, c)`` matches ``target`` float
+    (N, 3, R, R) in [-1, 1]; c float (N, K). Returns float (N, D) on the CPU: per image, the
+    latent of the lowest loss seen.
+
+    Loss per image: pixel MSE + ``feature_weight`` * :meth:`CriticFeatures.distance` (when
+    ``features``) + ``prior_weight`` * :func:`prior_penalty`. Adam, the learning rate ramped
+    up over the first 5% of the steps and down (cosine) over the last 25%, as StyleGAN2's
+    projector does. Rows are independent (each image's loss depends only on its own latent),
+    so a batch gives what one image at a time gives. Only z gets gradients. ``progress``: a
+    :class:`~facegan.utils.Progress`, counted on by one per step.
+    """
+    device = next(generator.parameters()).device
+    target, c = target.to(device).float(), c.to(device)
+    z = z0.detach().clone().float().to(device).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr, betas=(0.9, 0.999))
+    tfeat = None
+    if features is not None and feature_weight > 0:
+        with torch.no_grad():
+            tfeat = [t.detach() for t in features(target, c)]
+    best = z.detach().clone()
+    best_loss = torch.full((z.shape[0],), math.inf, device=device)
+    for i in range(steps + 1):  # the last pass only scores the final latent
+        x = generator(z, c)
+        loss = (x - target).square().flatten(1).mean(1)
+        if tfeat is not None:
+            loss = loss + feature_weight * CriticFeatures.distance(features(x, c), tfeat)
+        if prior_weight > 0:
+            loss = loss + prior_weight * prior_penalty(z)
+        with torch.no_grad():
+            better = loss.detach() < best_loss
+            best[better] = z.detach()[better]
+            best_loss = torch.where(better, loss.detach(), best_loss)
+        if i == steps:
+            break
+        t = i / steps
+        ramp = min(1.0, (1.0 - t) / 0.25)
+        ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+        for group in opt.param_groups:
+            group["lr"] = lr * ramp * min(1.0, (i + 1) / max(1.0, 0.05 * steps))
+        (grad,) = torch.autograd.grad(loss.sum(), z)
+        z.grad = grad
+        opt.step()
+        if progress is not None:
+            progress.set_fields(loss=f"{float(loss.detach().mean()):.4f}")
+            progress.update()
+    return best.cpu()
+
+
+# ---- projecting photos ---------------------------------------------------------------------------
+
+@dataclass
+class Projection:
+    """One projected photo.
+
+    latent: float32 (latent_dim,). labels: float (K,) the labels it was projected with (K = 0
+    unconditional). photo: uint8 (3, R, R), the whole photo fitted into R x R; target: uint8
+    (3, R, R), the preprocessed crop; image: uint8 (3, R, R), the projection ``G(latent,
+    labels)``; guess: uint8 (3, R, R), the encoder's guess before optimisation. psnr (dB) and
+    ssim compare image with target; feature_distance: :meth:`CriticFeatures.distance` of the
+    two (None with ``features='none'``). info: the rest of NAME.json (steps, seconds, crop...).
+    """
+
+    name: str
+    latent: torch.Tensor
+    labels: torch.Tensor
+    photo: torch.Tensor
+    target: torch.Tensor
+    image: torch.Tensor
+    guess: torch.Tensor
+    psnr: float
+    ssim: float
+    feature_distance: float | None
+    guess_psnr: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``NAME.json`` holds."""
+        return {"name": self.name, "psnr": _finite(self.psnr), "ssim": self.ssim,
+                "feature_distance": self.feature_distance, "guess_psnr": _finite(self.guess_psnr),
+                "labels": [float(v) for v in self.labels.tolist()], **self.info}
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no inf
+
+
+def project(generator: LoadedGenerator | str | os.PathLike,
+            photos: Sequence[str | os.PathLike | Image.Image], *, cls: str | None = None,
+            attr: str | None = None, steps: int = DEFAULT_STEPS, features: str = "critic",
+            encoder_steps: int = DEFAULT_ENCODER_STEPS, encoder_image_weight: float = 0.0,
+            seed: int = 0, lr: float = DEFAULT_LR,
+            feature_weight: float = DEFAULT_FEATURE_WEIGHT, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+            crop: str | None = None, align: Callable[[Image.Image], Image.Image] | None = None,
+            device: str | torch.device = "auto", retrain_encoder: bool = False,
+            progress: bool = True) -> list[Projection]:
+    """Project ``photos`` (image files or PIL images) into the latent space of ``generator`` (a
+    :class:`~facegan.sampling.LoadedGenerator`, or a run folder / checkpoint loaded with EMA
+    weights on ``device``): one :class:`Projection` per photo, in order.
+
+    cls / attr: a conditional run's labels (``--class`` / ``--attr`` grammar, required for a
+    conditional run; attributes not given are drawn with ``seed``). steps: optimisation steps
+    per photo (0: the encoder's guess alone). features: 'critic' (the run's critic's stage
+    activations as a feature loss) or 'none'. encoder_steps: training steps of the run's
+    encoder when it is not cached (:func:`encoder_for`; ``encoder_image_weight``: its image
+    loss, :func:`train_encoder`). crop: override the run's crop (see :func:`photo_crop`).
+    align: a PIL -> PIL face aligner applied to each photo first (None: the photo as it is;
+    see :func:`load_photo`).
+    Every photo is read and checked before any work. progress: lines (or a bar on a terminal)
+    on stderr for the encoder's training and the optimisation.
+    """
+    if features not in FEATURES:
+        raise UserError(f"--features must be one of {', '.join(FEATURES)}, got '{features}'")
+    if steps < 0:
+        raise UserError(f"--steps must be at least 0, got {steps}")
+    if not photos:
+        raise UserError("no photos to project; give one or more image files")
+    lg = generator if isinstance(generator, LoadedGenerator) else load_generator(generator, device=device)
+    spec, g = lg.labels, lg.generator
+    if spec.conditional and not (cls or attr):
+        what, how = (("classes", "--class NAME") if spec.kind == "class" else
+                     ("attributes", f"--attr {spec.names[0]}=0|1,..."))
+        raise UserError(f"this model is conditional ({what}: {', '.join(spec.names)}); say which "
+                        f"labels the photos have with {how}")
+    c1 = parse_condition(spec, cls, attr).labels(spec, 1, seed=seed)  # (1, K)
+    loaded = [load_photo(p, lg.config.data, crop=crop, align=align, name=n)
+              for p, n in zip(photos, output_names(photos))]
+    feats = load_critic(lg) if features == "critic" else None
+    t0 = time.perf_counter()
+    enc, trained = encoder_for(lg, steps=encoder_steps, image_weight=encoder_image_weight, seed=seed,
+                               retrain=retrain_encoder, progress=progress)
+    common = {"checkpoint_step": lg.step, "features": features, "steps": steps,
+              "encoder": {"steps": encoder_steps, "trained_now": trained,
+                          "seconds": round(time.perf_counter() - t0, 2)},
+              "seed": seed, "label_names": list(spec.names)}
+    bar = Progress(len(loaded) * steps, "projection", "steps", count="step {done}/{total}",
+                   rate_unit="steps/s", bar_unit="step") if progress and steps else None
+    out = []
+    try:
+        for ph in loaded:
+            out.append(_project_one(ph, g, enc, c1, steps=steps, lr=lr, feats=feats,
+                                    feature_weight=feature_weight, prior_weight=prior_weight,
+                                    bar=bar, info=common))
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def _project_one(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *, steps: int, lr: float,
+                 feats: CriticFeatures | None, feature_weight: float, prior_weight: float,
+                 bar: Progress | None, info: dict[str, Any]) -> Projection:
+    """One photo: the encoder's guess, the optimisation, the images and the scores."""
+    device = next(g.parameters()).device
+    r = int(g.resolution)
+    target = to_float(ph.target)[None]
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        z0 = enc(target.to(device)).cpu()
+    guess = generate(g, z0, c1)[0]
+    t2 = time.perf_counter()
+    z = optimise_latent(g, target, z0, c1, steps=steps, lr=lr, features=feats,
+                        feature_weight=feature_weight, prior_weight=prior_weight,
+                        progress=bar) if steps else z0
+    t3 = time.perf_counter()
+    image = generate(g, z, c1)[0]
+    fd = None
+    if feats is not None:
+        with torch.no_grad():
+            c = c1.to(device)
+            fd = float(CriticFeatures.distance(feats(to_float(image)[None].to(device), c),
+                                               feats(target.to(device), c))[0])
+    info = {"photo": Path(ph.source).name if ph.source else None, "crop": ph.crop, "resolution": r,
+            **info, "seconds": {"encoder_guess": round(t2 - t1, 3), "optimisation": round(t3 - t2, 3)}}
+    return Projection(ph.name, z[0].float(), c1[0].float(), fit_photo(ph.image, r), ph.target, image,
+                      guess, psnr(image, ph.target), ssim(image, ph.target), fd,
+                      psnr(guess, ph.target), info)
+
+
+def output_names(photos: Sequence[str | os.PathLike | Image.Image]) -> list[str]:
+    """The NAME of each photo's outputs: a file's name up to its first dot, ``photo_I`` for
+    the I-th photo given as a PIL image. UserError when two photos would write the same files."""
+    names = [f"photo_{i}" if isinstance(p, Image.Image) else (Path(p).name.split(".")[0] or f"photo_{i}")
+             for i, p in enumerate(photos)]
+    seen: dict[str, str] = {}
+    for i, (p, n) in enumerate(zip(photos, names)):
+        shown = f"photo {i}" if isinstance(p, Image.Image) else f"'{p}'"
+        if n in seen:
+            raise UserError(f"photos {seen[n]} and {shown} would both write {n}.png; rename one")
+        seen[n] = shown
+    return names
+
+
+def save_projection(p: Projection, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``NAME.latent.npy`` (float32 (latent_dim,)), ``NAME.png`` (photo fitted to R, the
+    preprocessed crop, the projection, side by side) and ``NAME.json`` (:meth:`Projection.to_json`),
+    each atomically, the json last. Returns the three paths."""
+    out = Path(out_dir)
+    lat = out / f"{p.name}.latent.npy"
+    arr = p.latent.detach().cpu().numpy().astype(np.float32)
+
+    def write_npy(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+
+    with reporting_write_errors(lat):
+        atomic_write(lat, write_npy)
+    png = save_png(make_grid(torch.stack([p.photo, p.target, p.image]), nrow=3), out / f"{p.name}.png")
+    js = out / f"{p.name}.json"
+    with reporting_write_errors(js):
+        atomic_write_text(js, json.dumps(p.to_json(), indent=1) + "\n")
+    return [lat, png, js]
+
+
+# ---- using a projected latent ----------------------------------------------------------------------
+
+def load_latent(path: str | os.PathLike, latent_dim: int, option: str = "--latent") -> torch.Tensor:
+    """A latent file (``NAME.latent.npy`` from :func:`save_projection`) -> float32 (latent_dim,).
+
+    UserError (one line, naming the file and ``option``) for a missing or unreadable file, a
+    pickled array, a shape other than (latent_dim,), a dtype other than floating point, or a
+    value that is not finite."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{option} '{p}' does not exist; give a NAME.latent.npy written by "
+                        "facegan project")
+    try:
+        with open(p, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise UserError(f"{option} '{p}' is not a .npy file; give a NAME.latent.npy written "
+                                "by facegan project")
+        arr = np.load(p, allow_pickle=False)
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise UserError(f"{option} '{p}' is not a readable .npy array ({why})") from None
+    if not isinstance(arr, np.ndarray):
+        raise UserError(f"{option} '{p}' holds several arrays; give one NAME.latent.npy")
+    if arr.shape != (latent_dim,):
+        raise UserError(f"{option} '{p}' has shape {tuple(arr.shape)}, but this generator's latent "
+                        f"is ({latent_dim},); project the photo with this run")
+    if arr.dtype.kind != "f":
+        raise UserError(f"{option} '{p}' holds {arr.dtype} values; a latent is floating point "
+                        "(float32)")
+    if not np.isfinite(arr).all():
+        raise UserError(f"{option} '{p}' holds values that are not finite (nan or inf)")
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--latent") -> torch.Tensor:
+    """The labels float (K,) a latent was projected with, read from ``NAME.json`` beside
+    ``NAME.latent.npy``; K = 0 (nothing read) for an unconditional model. UserError when a
+    conditional model's labels cannot be read there."""
+    if not spec.conditional:
+        return torch.zeros(0)
+    p = Path(path)
+    stem = p.name[:-len(".latent.npy")] if p.name.endswith(".latent.npy") else p.stem
+    js = p.with_name(f"{stem}.json")
+    try:
+        doc = json.loads(js.read_text(encoding="utf-8"))
+        labels = doc["labels"]
+        if (not isinstance(labels, list) or len(labels) != spec.dim
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and math.isfinite(v) for v in labels)):
+            raise ValueError(f"needs {spec.dim} label values")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"this model is conditional: the labels of {option} '{p}' are read from "
+                        f"'{js}' (written by facegan project beside it), which is missing or "
+                        f"unreadable ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from None
+    return torch.tensor(labels, dtype=torch.float32)
+
+
+def edit_latent_images(generator: nn.Module, z: torch.Tensor, vector: torch.Tensor,
+                       strengths: torch.Tensor, c: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Given faces (latents z float (N, D), e.g. projected photos, labels c float (N, K)), each
+    moved along ``vector`` (D,): uint8 (N, S, 3, R, R), column j at strength ``strengths[j]``
+    (S,). What :func:`facegan.directions.edit_images` does for random faces."""
+    zs = edit_latents(z.float(), vector, strengths)  # (N, S, D)
+    n, s = zs.shape[:2]
+    imgs = generate(generator, zs.reshape(n * s, -1), c.float().repeat_interleave(s, dim=0),
+                    batch_size=batch_size)
+    return imgs.view(n, s, *imgs.shape[1:])
+
+
+def morph_latent_images(generator: nn.Module, a: torch.Tensor, b: torch.Tensor, *, steps: int = 10,
+                        ca: torch.Tensor | None = None, cb: torch.Tensor | None = None,
+                        spherical: bool = False) -> torch.Tensor:
+    """From latent ``a`` to latent ``b`` (each float (D,), e.g. two projected photos) in
+    ``steps`` frames: uint8 (steps, 3, R, R). Labels ``ca`` / ``cb`` float (K,) (default: none,
+    K = 0) blend linearly along; ``spherical``: slerp the latents (as ``morph --slerp``)."""
+    if steps < 2:
+        raise UserError("--steps must be at least 2")
+    t = torch.linspace(0, 1, steps)
+    z = (slerp if spherical else lerp)(a.float()[None], b.float()[None], t)[0]  # (steps, D)
+    ca = torch.zeros(0) if ca is None else ca.float()
+    cb = ca if cb is None else cb.float()
+    c = (1 - t[:, None]) * ca[None] + t[:, None] * cb[None]
+    return generate(generator, z, c, batch_size=steps)
+
+
+__all__ = [
+    "DEFAULT_ENCODER_STEPS",
+    "DEFAULT_STEPS",
+    "ENCODER_FILE",
+    "FEATURES",
+    "MAX_PHOTO_BYTES",
+    "MAX_PHOTO_PIXELS",
+    "CriticFeatures",
+    "Encoder",
+    "Photo",
+    "Projection",
+    "edit_latent_images",
+    "encoder_for",
+    "encoder_path",
+    "fit_photo",
+    "latent_labels",
+    "load_critic",
+    "load_latent",
+    "load_photo",
+    "morph_latent_images",
+    "optimise_latent",
+    "output_names",
+    "photo_crop",
+    "preprocess",
+    "prior_penalty",
+    "project",
+    "psnr",
+    "read_photo",
+    "save_projection",
+    "ssim",
+    "train_encoder",
+]

@@ -1,0 +1,277 @@
+"""GAN inversion (facegan.projection, `facegan project`) and editing / morphing projected faces
+from latent files (`facegan edit --latent`, `facegan morph --from --to`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_cli import facegan
+
+from facegan import projection as P
+from facegan.config import DataConfig
+from facegan.data.transforms import decode_image
+from facegan.errors import UserError
+from facegan.labels import LabelSpec
+from facegan.sampling import generate, latents, load_generator
+
+# A 16 px WGAN-GP on the built-in faces, trained just long enough (high learning rates) that
+# different latents draw visibly different images: the projection test needs that.
+RUN = {"data.resolution": 16, "data.max_images": 256, "model.latent_dim": 16, "model.g_width": 8,
+       "model.d_width": 8, "train.batch_size": 16, "train.n_samples": 4, "train.steps": 60,
+       "train.log_every": 30, "train.sample_every": 1000, "train.checkpoint_every": 1000,
+       "train.n_critic": 1, "train.g_lr": 2e-3, "train.d_lr": 2e-3, "train.ema_decay": 0.9}
+ENCODER_STEPS = 60
+STEPS = 100
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    # Tiny networks: one thread is faster than two contending for small convolutions.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory, one_thread):
+    """The tiny run, three of its own faces G(z*) as PNGs, and their projections (saved)."""
+    import facegan
+
+    tmp = tmp_path_factory.mktemp("projection")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACEGAN_CACHE", str(tmp / "cache"))
+        cfg = facegan.apply_overrides(facegan.get_preset("demo"), RUN)
+        run = facegan.train(cfg, tmp / "run", progress=False)
+        lg = load_generator(run)
+        z_true = latents(3, lg.generator.latent_dim, seed=123)
+        faces = generate(lg.generator, z_true, lg.labels.empty(3))
+        pngs = []
+        for i, im in enumerate(faces):
+            pngs.append(tmp / f"face{i}.png")
+            Image.fromarray(im.permute(1, 2, 0).numpy()).save(pngs[-1])
+        results = facegan.project(lg, pngs, steps=STEPS, encoder_steps=ENCODER_STEPS, progress=False)
+        out = tmp / "out"
+        for r in results:
+            P.save_projection(r, out)
+        yield {"run": run, "lg": lg, "z": z_true, "faces": faces, "pngs": pngs,
+               "results": results, "out": out, "tmp": tmp,
+               "env": {**os.environ, "FACEGAN_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}}
+
+
+def _main(capsys, *args):
+    """The CLI in this process: (exit status, stdout, the stderr lines)."""
+    from facegan.commands import main
+
+    code = main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return code, cap.out, [ln for ln in cap.err.strip().splitlines() if ln.strip()]
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same uint8 image up to one level (a batch of another size may round differently)."""
+    return int((a.int() - b.int()).abs().max()) <= 1
+
+
+def _one_line_error(capsys, *args) -> str:
+    code, _, lines = _main(capsys, *args)
+    assert code == 2 and lines and lines[-1].startswith("facegan: error: "), lines
+    assert not any("Traceback" in ln for ln in lines), lines
+    return lines[-1]
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+
+def test_psnr_and_ssim_by_hand():
+    a = torch.full((3, 16, 16), 100, dtype=torch.uint8)
+    b = a + 10  # MSE 100: PSNR = 10 log10(255^2 / 100)
+    assert P.psnr(a, b) == pytest.approx(10 * np.log10(255 ** 2 / 100), abs=1e-9)
+    assert P.psnr(a, a) == float("inf")
+    img = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8))
+    assert P.ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    g = torch.Generator().manual_seed(0)
+    scores = []
+    for sigma in (5, 20, 60):
+        noisy = (img.double() + sigma * torch.randn(img.shape, generator=g, dtype=torch.float64))
+        scores.append(P.ssim(img, noisy.clamp(0, 255).round().to(torch.uint8)))
+    assert 1.0 > scores[0] > scores[1] > scores[2] > 0.0
+    # constant images: only the luminance term, (2 m1 m2 + C1) / (m1^2 + m2^2 + C1)
+    c1 = (0.01 * 255) ** 2
+    assert P.ssim(a, b) == pytest.approx((2 * 100 * 110 + c1) / (100 ** 2 + 110 ** 2 + c1), rel=1e-9)
+
+
+def test_preprocess_is_the_training_decoder(tmp_path):
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    path = tmp_path / "wide.png"
+    Image.fromarray(arr).save(path)
+    cfg = DataConfig(path="builtin", resolution=16, crop="auto")
+    u8, f = P.preprocess(Image.open(path), cfg)
+    want = torch.from_numpy(decode_image(path.read_bytes(), "center", 16).copy()).permute(2, 0, 1)
+    assert u8.dtype == torch.uint8 and tuple(u8.shape) == (3, 16, 16) and torch.equal(u8, want)
+    assert f.dtype == torch.float32 and float(f.min()) >= -1 and float(f.max()) <= 1
+    assert torch.equal(P.load_photo(path, cfg).target, want)
+    # 'auto' is the CelebA face box only for a photo framed as CelebA's aligned images are
+    celeba = DataConfig(path=str(tmp_path / "not-here"), resolution=16, crop="auto")
+    assert P.photo_crop(celeba, (178, 218)) == "celeba" and P.photo_crop(celeba, (44, 30)) == "center"
+    assert P.photo_crop(cfg, (178, 218)) == "center"  # trained on the built-in faces
+    assert P.photo_crop(cfg, (44, 30), crop="none") == "none"
+    # the alignment hook runs first, on the decoded photo
+    flipped = P.load_photo(path, cfg, align=lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    assert torch.equal(flipped.target, P.preprocess(Image.fromarray(arr[:, ::-1].copy()), cfg)[0])
+
+
+# ---- projection -----------------------------------------------------------------------------------
+
+def test_projecting_the_generators_own_faces_recovers_them(proj):
+    lg, faces = proj["lg"], proj["faces"]
+    rand = generate(lg.generator, latents(32, lg.generator.latent_dim, seed=7), lg.labels.empty(32))
+    for res, face in zip(proj["results"], faces):
+        best_random = max(P.psnr(r, face) for r in rand)
+        print(f"{res.name}: projection {res.psnr:.1f} dB, encoder guess {res.guess_psnr:.1f} dB, "
+              f"best of 32 random latents {best_random:.1f} dB, SSIM {res.ssim:.4f}")
+        assert torch.equal(res.target, face)  # a 16 px PNG is taken as it is
+        assert res.psnr > best_random + 10 and res.psnr > 35, (res.psnr, best_random)
+        assert res.psnr > res.guess_psnr and res.ssim > 0.95
+        assert res.feature_distance is not None and 0 <= res.feature_distance < 0.05
+        assert res.latent.dtype == torch.float32 and tuple(res.latent.shape) == (16,)
+        assert torch.equal(generate(lg.generator, res.latent[None], lg.labels.empty(1))[0], res.image)
+
+
+def test_the_encoder_is_cached_per_checkpoint_step(proj, tmp_path, capsys, one_thread):
+    alone = tmp_path / "ck" / "latest.pt"  # outside a run: encoder.pt beside it
+    alone.parent.mkdir()
+    shutil.copy(proj["run"] / "checkpoints" / "latest.pt", alone)
+    lg = load_generator(alone)
+    cache = tmp_path / "ck" / "encoder.pt"
+    enc, trained = P.encoder_for(lg, steps=20)
+    assert trained and cache.is_file() and "none cached yet" in capsys.readouterr().err
+    saved = torch.load(cache, weights_only=True)
+    assert saved["checkpoint_step"] == lg.step and saved["training"]["steps"] == 20
+    again, trained = P.encoder_for(lg, steps=20)
+    assert not trained and "encoder: read" in capsys.readouterr().err
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k])
+    later = dataclasses.replace(lg, step=lg.step + 5)  # the run trained on: another checkpoint
+    _, trained = P.encoder_for(later, steps=20)
+    assert trained and f"the cached one is for step {lg.step}" in capsys.readouterr().err
+    assert torch.load(cache, weights_only=True)["checkpoint_step"] == lg.step + 5
+    assert P.encoder_for(later, steps=20, progress=False)[1] is False
+    assert P.encoder_for(later, steps=21, progress=False)[1] is True  # other settings
+    cache.write_bytes(b"not a torch file")
+    assert P.encoder_for(later, steps=21, progress=False)[1] is True  # damaged: trained again
+    assert P.encoder_for(later, steps=21, progress=False)[1] is False
+
+
+def test_a_conditional_run_needs_the_photos_labels(proj):
+    spec = LabelSpec("attr", ("Male", "Smiling"), (5, 5), 10)
+    lg = dataclasses.replace(proj["lg"], labels=spec)
+    with pytest.raises(UserError, match="conditional.*--attr"):
+        P.project(lg, proj["pngs"][:1], progress=False)
+
+
+def test_cli_project_writes_three_files_per_photo(proj, tmp_path):
+    photo = tmp_path / "holiday.jpg"  # not square, not 16 px: center crop and resize
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "D"
+    r = facegan("project", proj["run"], proj["pngs"][0], photo, "--out", out, "--steps", 20,
+                "--encoder-steps", 20, env=proj["env"])
+    assert r.returncode == 0, r.stderr
+    assert "encoder: training it" in r.stderr and "projection: step" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{n}{ext}" for n in ("face0", "holiday") for ext in (".latent.npy", ".png", ".json"))
+    z = np.load(out / "face0.latent.npy", allow_pickle=False)
+    assert z.shape == (16,) and z.dtype == np.float32
+    doc = json.loads((out / "holiday.json").read_text())
+    assert doc["psnr"] > 0 and 0 < doc["ssim"] <= 1 and doc["crop"] == "center"
+    assert doc["steps"] == 20 and set(doc["seconds"]) == {"encoder_guess", "optimisation"}
+    assert Image.open(out / "holiday.png").size == (3 * 18 + 2, 18 + 2)  # photo, crop, projection
+    assert "face0: PSNR" in r.stdout
+
+
+def test_cli_project_bad_photos(proj, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FACEGAN_CACHE", proj["env"]["FACEGAN_CACHE"])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image\n")
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(proj["pngs"][0].read_bytes()[:120])
+    out = tmp_path / "D"
+    run, good = proj["run"], proj["pngs"][0]
+    cases = [((good, text), "notes.jpg' is not an image"), ((tmp_path / "gone.png",), "gone.png' does not exist"),
+             ((good, truncated), "cut.png' is damaged or truncated"),
+             ((good, good), "would both write face0.png")]
+    for photos, needle in cases:
+        assert needle in _one_line_error(capsys, "project", run, *photos, "--out", out)
+        assert not out.exists()  # nothing written, not even the folder
+    line = _one_line_error(capsys, "project", run, good, "--out", out, "--class", "cat")
+    assert "unconditional" in line and not out.exists()
+
+
+# ---- edit and morph a projected face ----------------------------------------------------------------
+
+def test_edit_and_morph_from_latent_files(proj, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FACEGAN_CACHE", proj["env"]["FACEGAN_CACHE"])
+    run, out = proj["run"], proj["out"]
+    a, b = out / "face0.latent.npy", out / "face1.latent.npy"
+    assert _main(capsys, "directions", run, "--unsupervised", 2)[0] == 0
+    code, stdout, _ = _main(capsys, "edit", run, "--latent", a, "--latent", b, "--attr", "sefa_0",
+                            "--strength", "-2:2", "--steps", 3, "--out", tmp_path / "edit.png")
+    assert code == 0 and "2 rows x 3 columns" in stdout
+    grid = np.asarray(Image.open(tmp_path / "edit.png"))
+    assert grid.shape == (2 * 18 + 2, 3 * 18 + 2, 3)
+    # strength 0 (the middle column) is the projection itself
+    tile = lambda im, r_, c_: im[2 + 18 * r_: 18 + 18 * r_, 2 + 18 * c_: 18 + 18 * c_].astype(int)
+    projection = lambda name: np.asarray(Image.open(out / f"{name}.png"))
+    assert np.abs(tile(grid, 0, 1) - tile(projection("face0"), 0, 2)).max() <= 1
+    assert np.abs(tile(grid, 1, 1) - tile(projection("face1"), 0, 2)).max() <= 1
+    code, stdout, _ = _main(capsys, "morph", run, "--from", a, "--to", b, "--steps", 4,
+                            "--out", tmp_path / "morph.png", "--gif", tmp_path / "morph.gif")
+    assert code == 0 and "1 rows x 4 steps" in stdout and (tmp_path / "morph.gif").is_file()
+    frames = np.asarray(Image.open(tmp_path / "morph.png"))
+    assert frames.shape == (18 + 2, 4 * 18 + 2, 3)
+    assert np.abs(tile(frames, 0, 0) - tile(projection("face0"), 0, 2)).max() <= 1
+    assert np.abs(tile(frames, 0, 3) - tile(projection("face1"), 0, 2)).max() <= 1
+    # wrong latent files: one line naming the file and what is wrong
+    np.save(tmp_path / "short.npy", np.zeros(5, np.float32))
+    np.save(tmp_path / "ints.npy", np.zeros(16, np.int64))
+    line = _one_line_error(capsys, "edit", run, "--latent", tmp_path / "short.npy", "--attr", "sefa_0",
+                           "--out", tmp_path / "x.png")
+    assert "short.npy' has shape (5,)" in line and "(16,)" in line
+    line = _one_line_error(capsys, "morph", run, "--from", a, "--to", tmp_path / "ints.npy",
+                           "--out", tmp_path / "x.png")
+    assert "--to" in line and "int64" in line
+    (tmp_path / "text.npy").write_text("hello")
+    assert "not a .npy file" in _one_line_error(capsys, "morph", run, "--from", tmp_path / "text.npy",
+                                                    "--to", b, "--out", tmp_path / "x.png")
+    assert "go together" in _one_line_error(capsys, "morph", run, "--from", a, "--out", tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_latent_api_edit_and_morph(proj):
+    lg = proj["lg"]
+    g, d = lg.generator, lg.generator.latent_dim
+    z = P.load_latent(proj["out"] / "face0.latent.npy", d)
+    assert torch.equal(z, proj["results"][0].latent)
+    c = P.latent_labels(proj["out"] / "face0.latent.npy", lg.labels)  # unconditional: width 0
+    v = torch.nn.functional.normalize(torch.randn(d, generator=torch.Generator().manual_seed(0)), dim=0)
+    frames = P.edit_latent_images(g, z[None], v, torch.tensor([-2.0, 0.0, 2.0]), c[None])
+    assert tuple(frames.shape) == (1, 3, 3, 16, 16) and _close(frames[0, 1], proj["results"][0].image)
+    assert not torch.equal(frames[0, 0], frames[0, 2])
+    b = proj["results"][1].latent
+    m = P.morph_latent_images(g, z, b, steps=5, spherical=True)
+    assert tuple(m.shape) == (5, 3, 16, 16)
+    assert _close(m[0], proj["results"][0].image) and _close(m[-1], proj["results"][1].image)
+
+
+def test_the_command_line_defaults_are_the_librarys():
+    from facegan.commands import project as cmd
+
+    assert (cmd.DEFAULT_STEPS, cmd.DEFAULT_ENCODER_STEPS, cmd.FEATURES) == (
+        P.DEFAULT_STEPS, P.DEFAULT_ENCODER_STEPS, P.FEATURES)
