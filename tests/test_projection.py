@@ -182,7 +182,7 @@ def test_cli_project_writes_three_files_per_photo(proj, tmp_path):
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "D"
     r = facegan("project", proj["run"], proj["pngs"][0], photo, "--out", out, "--steps", 20,
-                "--encoder-steps", 20, env=proj["env"])
+                "--encoder-steps", 20, "--no-align", env=proj["env"])
     assert r.returncode == 0, r.stderr
     assert "encoder: training it" in r.stderr and "projection: step" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -210,8 +210,48 @@ def test_cli_project_bad_photos(proj, tmp_path, capsys, monkeypatch):
     for photos, needle in cases:
         assert needle in _one_line_error(capsys, "project", run, *photos, "--out", out)
         assert not out.exists()  # nothing written, not even the folder
-    line = _one_line_error(capsys, "project", run, good, "--out", out, "--class", "cat")
+    line = _one_line_error(capsys, "project", run, good, "--out", out, "--class", "cat", "--no-align")
     assert "unconditional" in line and not out.exists()
+    # Aligning needs a face in the run's training images: the tiny run's 16 px drawn faces
+    # have none that the detector finds, which is one line too, naming the way out.
+    pytest.importorskip("facenet_pytorch")
+    line = _one_line_error(capsys, "project", run, good, "--out", out)
+    assert "--no-align" in line and not out.exists()
+
+
+def test_cli_project_aligns_a_photo_to_the_runs_template(celeba_dir, tmp_path):
+    """A CelebA face turned and shifted inside a larger photo is found, aligned to the run's
+    template (mean landmarks of its training crops, kept in RUN/face_template.json) and
+    projected; the aligned crop matches the training crop of the same image."""
+    pytest.importorskip("facenet_pytorch")
+    import facegan as fg
+    from facegan.align import detect_faces
+
+    cfg = fg.apply_overrides(fg.get_preset("wgangp-ln-celeba64"), [
+        f"data.path={celeba_dir}", "data.max_images=64", "data.partition=all", "model.g_width=4",
+        "model.d_width=4", "model.latent_dim=8", "train.batch_size=8", "train.steps=1", "train.device=cpu"])
+    env = {**os.environ, "FACEGAN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACEGAN_CACHE", env["FACEGAN_CACHE"])
+        run = fg.train(cfg, tmp_path / "run", progress=False)
+    src = Image.open(celeba_dir / "img_align_celeba" / "000001.jpg").convert("RGB")
+    photo = Image.new("RGB", (400, 360), (90, 120, 150))
+    photo.paste(src.resize((src.width * 2, src.height * 2)).rotate(12, expand=False), (90, 50))
+    photo.save(tmp_path / "holiday.jpg")
+    out = tmp_path / "D"
+    r = facegan("project", run, tmp_path / "holiday.jpg", "--out", out, "--steps", 2, "--encoder-steps", 2,
+                env=env)
+    assert r.returncode == 0, r.stderr
+    template = json.loads((run / "face_template.json").read_text())
+    assert template["resolution"] == 64 and len(template["landmarks"]) == 5
+    # The side-by-side PNG: photo, aligned crop, projection; the crop has the face where the
+    # training crops have it (its eyes within a few pixels of the template's).
+    strip = Image.open(out / "holiday.png")
+    crop = strip.crop((2 + 66, 2, 2 + 66 + 64, 2 + 64)).resize((256, 256), Image.BICUBIC)  # cell 1, padding 2
+    faces = detect_faces(crop)
+    assert faces, "no face in the aligned crop"
+    eyes = faces[0].landmarks[:2] / 4.0
+    assert np.abs(eyes - np.asarray(template["landmarks"])[:2]).max() < 4.0
 
 
 # ---- edit and morph a projected face ----------------------------------------------------------------

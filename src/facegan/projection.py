@@ -349,6 +349,52 @@ def encoder_path(lg: LoadedGenerator) -> Path:
     return (lg.run_dir or lg.checkpoint.parent) / ENCODER_FILE
 
 
+TEMPLATE_FILE = "face_template.json"
+TEMPLATE_IMAGES = 64  # training crops whose mean landmarks make the template
+
+
+def face_aligner(lg: LoadedGenerator, *, progress: bool = True) -> Callable[[Image.Image], Image.Image]:
+    """A PIL -> PIL aligner for ``align=``: each photo's largest face (MTCNN landmarks,
+    :mod:`facegan.align`) warped by a similarity onto the run's template, at the run's
+    resolution, so it is framed as the training crops are.
+
+    The template is the mean of the landmarks found in the first :data:`TEMPLATE_IMAGES`
+    training crops, computed once and kept in ``RUN/face_template.json`` (beside the checkpoint
+    outside a run); computing it needs the training data (``data.path`` of the run).
+    """
+    from .align import align_faces, template_from_images
+
+    path = (lg.run_dir or lg.checkpoint.parent) / TEMPLATE_FILE
+    res = lg.config.data.resolution
+    template = None
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("resolution") == res:
+                template = np.asarray(saved["landmarks"], dtype=np.float64).reshape(5, 2)
+        except (ValueError, KeyError, TypeError):
+            template = None  # damaged: computed again below
+    if template is None:
+        from dataclasses import replace
+
+        from .data import load_dataset
+
+        cfg = replace(lg.config.data, max_images=TEMPLATE_IMAGES, hflip=False)
+        if progress:
+            print(f"face template: landmarks of {TEMPLATE_IMAGES} training images of {cfg.path}, once "
+                  f"(kept in {path})", file=sys.stderr)
+        try:
+            data = load_dataset(cfg, progress=False)
+        except UserError as e:
+            raise UserError(f"cannot build the face template from the run's training data ({e}); "
+                            "use --no-align to take photos as they are") from None
+        template = template_from_images(data.images)
+        with reporting_write_errors(path):
+            atomic_write_text(path, json.dumps({"resolution": res, "images": len(data),
+                                                "landmarks": np.round(template, 3).tolist()}) + "\n")
+    return lambda im: align_faces(im, template, res)[0]
+
+
 def generator_fingerprint(generator: nn.Module) -> str:
     """A short hash of the generator's weights (which of them the encoder was trained for)."""
     h = hashlib.sha256()

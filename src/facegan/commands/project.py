@@ -52,6 +52,9 @@ def register(sub) -> None:
     p.add_argument("--crop", choices=field_choices("data.crop"), help="crop of the photos "
                    "(default: the run's data.crop; auto: the CelebA face box for a photo framed "
                    "like CelebA's aligned images, else the centre square)")
+    p.add_argument("--no-align", action="store_true", help="take each photo as it is (cropped as the "
+                   "training images were) instead of finding its face and aligning it to the run's "
+                   "template (the mean eye, nose and mouth positions of its training images)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
     p.add_argument("--device", default="auto")
@@ -61,7 +64,7 @@ def register(sub) -> None:
 
 def cmd_project(args) -> int:
     from ..checkpoint import resolve_checkpoint
-    from ..projection import output_names, project, read_photo, save_projection
+    from ..projection import face_aligner, output_names, project, read_photo, save_projection
     from ..sampling import load_generator
 
     if args.steps < 0:
@@ -76,7 +79,8 @@ def cmd_project(args) -> int:
     made = make_out_dir(out, "--out")
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     try:
-        results = project(lg, args.photos, cls=args.cls, attr=args.attr, steps=args.steps,
+        align = None if args.no_align else face_aligner(lg, progress=not args.quiet)
+        results = project(lg, args.photos, cls=args.cls, attr=args.attr, steps=args.steps, align=align,
                           features=args.features, encoder_steps=args.encoder_steps, seed=args.seed,
                           crop=args.crop, retrain_encoder=args.retrain_encoder,
                           progress=not args.quiet)
