@@ -27,7 +27,8 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "project", help="find the latent of real photos (GAN inversion), to edit or morph them",
-        description="Preprocess each photo as the run's training images were (crop, size), guess "
+        description="Find each photo's face and align it to the run's template (the mean landmarks "
+                    "of its training crops; --no-align: crop the photo as the training images were), guess "
                     "its latent with an encoder trained once on the generator's samples (cached "
                     "in RUN/encoder.pt), then optimise the latent so the generator draws the "
                     "photo. Writes NAME.latent.npy, NAME.png (photo, crop, projection) and "
