@@ -187,7 +187,7 @@ def against_tutorial(args) -> int:
 
     loaded = load_generator(run / "checkpoints" / "latest.pt", ema=True)
     g, _ = build_networks(tcfg.model, tcfg.data.resolution)
-    g.load_state_dict(torch.load(tutorial_pt))
+    g.load_state_dict(torch.load(tutorial_pt, weights_only=True))
     sides = {"facegan": (f"facegan {preset} (EMA)", loaded.generator, loaded.labels),
              "tutorial": ("tutorial WGAN-GP loop", g, UNCONDITIONAL)}
     ev = TrainingEvaluator(cfg.data, n=args.n, metrics=("fid", "kid"), progress=True)

@@ -243,13 +243,23 @@ def edit_images(generator: nn.Module, vector: torch.Tensor, strengths: torch.Ten
     along ``vector`` (D,): uint8 (n, S, 3, R, R); column j is strength ``strengths[j]`` (S,).
     A conditional generator keeps one label per face, ``labels.draw(n, seed)``. Truncation
     applies to the faces drawn, not to the edit: ``z + a * vector`` may leave [-T, T]."""
-    from .sampling import generate, latents
+    from .sampling import latents
 
     z = latents(n, generator.latent_dim, seed, truncation=truncation)
-    zs = edit_latents(z, vector, strengths)  # (n, S, D)
-    s = strengths.shape[0]
-    c = labels.draw(n, seed).repeat_interleave(s, dim=0)  # (n * S, K)
-    imgs = generate(generator, zs.reshape(n * s, -1), c, batch_size=batch_size)
+    return edit_latent_images(generator, z, vector, strengths, labels.draw(n, seed), batch_size=batch_size)
+
+
+def edit_latent_images(generator: nn.Module, z: torch.Tensor, vector: torch.Tensor,
+                       strengths: torch.Tensor, c: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Given faces (latents z float (N, D), e.g. projected photos, labels c float (N, K)), each
+    moved along ``vector`` (D,): uint8 (N, S, 3, R, R), column j at strength ``strengths[j]``
+    (S,). What :func:`facegan.directions.edit_images` does for random faces."""
+    from .sampling import generate
+
+    zs = edit_latents(z.float(), vector, strengths)  # (N, S, D)
+    n, s = zs.shape[:2]
+    imgs = generate(generator, zs.reshape(n * s, -1), c.float().repeat_interleave(s, dim=0),
+                    batch_size=batch_size)
     return imgs.view(n, s, *imgs.shape[1:])
 
 

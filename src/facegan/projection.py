@@ -53,11 +53,11 @@ from .checkpoint import load_checkpoint
 from .config import DataConfig
 from .data.sources import CELEBA_IMAGES
 from .data.transforms import CELEBA_SIZE, CROPS, _to_rgb, crop_box, decode_image, to_float
-from .directions import edit_latents
+from .directions import edit_latent_images
 from .errors import UserError
 from .labels import LabelSpec, parse_condition
 from .models import NetSpec, build_networks, critic_stages
-from .sampling import LoadedGenerator, generate, lerp, load_generator, make_grid, save_png, slerp
+from .sampling import LoadedGenerator, generate, load_generator, make_grid, morph_latent_images, save_png
 from .utils import Progress, atomic_write, atomic_write_text, reporting_write_errors
 
 ENCODER_FILE = "encoder.pt"
@@ -816,34 +816,6 @@ def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--lat
                         f"'{js}' (written by facegan project beside it), which is missing or "
                         f"unreadable ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from None
     return torch.tensor(labels, dtype=torch.float32)
-
-
-def edit_latent_images(generator: nn.Module, z: torch.Tensor, vector: torch.Tensor,
-                       strengths: torch.Tensor, c: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    """Given faces (latents z float (N, D), e.g. projected photos, labels c float (N, K)), each
-    moved along ``vector`` (D,): uint8 (N, S, 3, R, R), column j at strength ``strengths[j]``
-    (S,). What :func:`facegan.directions.edit_images` does for random faces."""
-    zs = edit_latents(z.float(), vector, strengths)  # (N, S, D)
-    n, s = zs.shape[:2]
-    imgs = generate(generator, zs.reshape(n * s, -1), c.float().repeat_interleave(s, dim=0),
-                    batch_size=batch_size)
-    return imgs.view(n, s, *imgs.shape[1:])
-
-
-def morph_latent_images(generator: nn.Module, a: torch.Tensor, b: torch.Tensor, *, steps: int = 10,
-                        ca: torch.Tensor | None = None, cb: torch.Tensor | None = None,
-                        spherical: bool = False) -> torch.Tensor:
-    """From latent ``a`` to latent ``b`` (each float (D,), e.g. two projected photos) in
-    ``steps`` frames: uint8 (steps, 3, R, R). Labels ``ca`` / ``cb`` float (K,) (default: none,
-    K = 0) blend linearly along; ``spherical``: slerp the latents (as ``morph --slerp``)."""
-    if steps < 2:
-        raise UserError("--steps must be at least 2")
-    t = torch.linspace(0, 1, steps)
-    z = (slerp if spherical else lerp)(a.float()[None], b.float()[None], t)[0]  # (steps, D)
-    ca = torch.zeros(0) if ca is None else ca.float()
-    cb = ca if cb is None else cb.float()
-    c = (1 - t[:, None]) * ca[None] + t[:, None] * cb[None]
-    return generate(generator, z, c, batch_size=steps)
 
 
 __all__ = [

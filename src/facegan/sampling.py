@@ -288,6 +288,22 @@ def morph_classes(generator: nn.Module, labels: LabelSpec, a: str, b: str, *, ro
     return imgs.view(rows, steps, *imgs.shape[1:])
 
 
+def morph_latent_images(generator: nn.Module, a: torch.Tensor, b: torch.Tensor, *, steps: int = 10,
+                        ca: torch.Tensor | None = None, cb: torch.Tensor | None = None,
+                        spherical: bool = False) -> torch.Tensor:
+    """From latent ``a`` to latent ``b`` (each float (D,), e.g. two projected photos) in
+    ``steps`` frames: uint8 (steps, 3, R, R). Labels ``ca`` / ``cb`` float (K,) (default: none,
+    K = 0) blend linearly along; ``spherical``: slerp the latents (as ``morph --slerp``)."""
+    if steps < 2:
+        raise UserError("--steps must be at least 2")
+    t = torch.linspace(0, 1, steps)
+    z = (slerp if spherical else lerp)(a.float()[None], b.float()[None], t)[0]  # (steps, D)
+    ca = torch.zeros(0) if ca is None else ca.float()
+    cb = ca if cb is None else cb.float()
+    c = (1 - t[:, None]) * ca[None] + t[:, None] * cb[None]
+    return generate(generator, z, c, batch_size=steps)
+
+
 def save_gif(frames: torch.Tensor, path: str | os.PathLike, fps: int = 10) -> Path:
     """Frames uint8 (T, 3, H, W) -> an animated, looping GIF (forth and back)."""
     seq = list(frames) + list(frames.flip(0))[1:-1]
