@@ -87,3 +87,36 @@ def test_bench_quality_against_tutorial_trains_both_and_compares_their_fids(tmp_
     assert "FID tutorial / facegan" in proc.stdout
     w, h = Image.open(out / "against_tutorial.png").size
     assert 0.22 < h / w < 0.45  # two labelled rows of 8 faces (one row would be half as high)
+
+
+def test_bench_projection_tiny(tmp_path):
+    """The projection benchmark on a tiny run that kept 4 of its 10 images unseen: every method's
+    row, the stage shares, the grid; a run that saw all its images is refused in one line."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    cfg = apply_overrides(get_preset("wgangp-ln-celeba64"), [*TINY, f"data.path={folder}", "data.max_images=6"])
+    run = tmp_path / "run"
+    build_trainer(cfg, load_dataset(cfg.data, progress=False), run, progress=False).train(2)
+    script = str(REPO / "benchmarks" / "bench_projection.py")
+    common = ["--data", str(folder), "--no-align", "--n-own", "3", "--random", "16", "--steps", "3"]
+    proc = subprocess.run([sys.executable, script, str(run), *common, "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "b" / "projection.json").read_text())
+    assert res["real"]["n"] == 4 and "the 4 of 10 images the run did not train on" in res["real"]["rule"]
+    assert [r["method"] for r in res["real"]["rows"]] == ["random-best", "encoder", "optimised",
+                                                           "optimised, pixels only"]
+    for r in res["real"]["rows"]:
+        assert math.isfinite(r["psnr"]) and -1 <= r["ssim"] <= 1 and r["feature_distance"] >= 0
+    assert set(res["stages_seconds_per_photo"]) == {"alignment", "encoder guess", "optimisation"}
+    assert res["own"]["n"] == 3 and math.isfinite(res["own"]["optimised"]["psnr"])
+    assert Image.open(tmp_path / "b" / "projection.png").size[0] > 4 * 16
+    # A run that trained on every image has none to hold out.
+    cfg = apply_overrides(get_preset("wgangp-ln-celeba64"), [*TINY, f"data.path={folder}"])
+    build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "all", progress=False).train(1)
+    proc = subprocess.run([sys.executable, script, str(tmp_path / "all"), *common, "--out", str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "--max-images" in proc.stderr and "Traceback" not in proc.stderr

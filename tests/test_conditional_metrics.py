@@ -154,6 +154,23 @@ def test_edit_metrics_on_a_known_generator():
         edit_metrics(g, clf, a, "Red", steps=4)
 
 
+def test_edit_metrics_of_given_faces():
+    """Given latents (e.g. projected photos) are the faces edited: a face already deep in 'red'
+    barely reddens further, while random faces do."""
+    a, b = torch.zeros(4), torch.zeros(4)
+    a[0], b[1] = 1.0, 1.0
+    g = LinearPainter(a, b)
+    clf = ChannelClassifier(["Red", "Green"])
+    z = torch.zeros(5, 4)
+    z[:, 0] = 8.0  # red saturated already
+    given = edit_metrics(g, clf, a, "Red", strength=1.0, steps=3, z=z)
+    assert given["n"] == 5 and given["monotonic"]
+    assert given["target_change"] < 0.01 < edit_metrics(g, clf, a, "Red", strength=1.0, steps=3, n=5)["target_change"]
+    z[:, 0] = 0.0  # on the boundary: the most sensitive place
+    assert edit_metrics(g, clf, a, "Red", strength=1.0, steps=3, z=z)["target_change"] == pytest.approx(
+        float(torch.sigmoid(torch.tensor(1.0)) - torch.sigmoid(torch.tensor(-1.0))), abs=0.01)
+
+
 def test_edit_metrics_identity_drift_with_a_feature_network():
     a, b = torch.zeros(4), torch.zeros(4)
     a[0], b[1] = 1.0, 1.0

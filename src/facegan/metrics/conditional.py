@@ -177,13 +177,15 @@ def is_monotonic(values: Sequence[float], tol: float = 0.0) -> bool:
 def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: str, *,
                  labels: LabelSpec = UNCONDITIONAL, strength: float = 3.0, steps: int = 7,
                  n: int = 64, seed: int = 0, net=None, batch_size: int = 64,
-                 watch: Sequence[str] = ()) -> dict[str, Any]:
+                 watch: Sequence[str] = (), z: torch.Tensor | None = None,
+                 c: torch.Tensor | None = None) -> dict[str, Any]:
     """How well a direction edits ``attr``.
 
     n faces (``sampling.latents(n, D, seed)``; a conditional generator keeps one label per
-    face, ``labels.draw(n, seed)``) are moved to ``steps`` strengths evenly from
-    ``-strength`` to ``+strength`` (steps odd, so 0 is one of them) and scored by the
-    classifier. Returns:
+    face, ``labels.draw(n, seed)``), or the given ones (``z`` float (N, D), e.g. projected
+    photos, with labels ``c`` float (N, K), default none; n is then N), are moved to ``steps``
+    strengths evenly from ``-strength`` to ``+strength`` (steps odd, so 0 is one of them) and
+    scored by the classifier. Returns:
 
     - ``strengths`` and ``target``: the mean probability of ``attr`` at each strength, and
       ``monotonic`` (it never decreases), ``target_change``: p(+strength) - p(-strength).
@@ -197,14 +199,19 @@ def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: s
       distance between two different faces (face i and face i+1), and their ratio (< 1: an
       edit keeps a face closer to itself than to another face).
     """
-    from ..directions import edit_images
+    from ..directions import edit_images, edit_latent_images
 
     if steps < 3 or steps % 2 == 0:
         raise UserError(f"steps must be odd and at least 3 (so strength 0 is one of them), got {steps}")
     col = classifier.index(attr)
     strengths = torch.linspace(-strength, strength, steps)
-    imgs = edit_images(generator, vector.float(), strengths, n, labels=labels,
-                       seed=seed)  # uint8 (n, S, 3, R, R)
+    if z is None:
+        imgs = edit_images(generator, vector.float(), strengths, n, labels=labels,
+                           seed=seed)  # uint8 (n, S, 3, R, R)
+    else:
+        n = z.shape[0]
+        c = torch.zeros(n, labels.dim) if c is None else c
+        imgs = edit_latent_images(generator, z, vector.float(), strengths, c)
     probs = classifier.probs(imgs.flatten(0, 1)).view(n, steps, -1)  # (n, S, K)
     mid = steps // 2
     target = probs[:, :, col].mean(0)

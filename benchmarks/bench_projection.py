@@ -1,0 +1,273 @@
+"""Projection, measured: how close ``facegan project`` gets, against baselines, and what an
+edit of a projected real face keeps.
+
+Three parts, on one trained run (EMA generator):
+
+1. **The generator's own samples** (``--n-own``): faces ``G(z)`` drawn from seeded latents,
+   quantised to uint8 as any image is, then projected as a photo would be (encoder guess, then
+   optimisation). A projector that works finds them again: median PSNR (dB).
+2. **Held-out real photos** (``--n-real``, taken evenly from the images of ``--data`` the run
+   never trained on: those past its ``data.max_images``, or outside its CelebA partition). Each is aligned as ``facegan
+   project`` aligns (MTCNN onto the run's template; ``--no-align`` for the run's crop), then
+   found four ways, in the same run:
+
+   - ``random-best``: the best of ``--random`` random latents (by the optimiser's own loss:
+     pixel MSE + feature weight x critic feature distance);
+   - ``encoder``: the encoder's guess alone;
+   - ``optimised``: ``facegan project``'s default, the guess optimised with the critic's
+     features;
+   - ``optimised, pixels only``: the same with ``--features none``.
+
+   For each: median PSNR, SSIM and critic feature distance, and the seconds each stage takes
+   (alignment, the encoder's one-off training, its guess, the optimisation) with its share.
+3. **Edits of projected real faces** (when the run has ``directions.json`` and ``--data`` has
+   CelebA attributes): the attribute classifier's probability of the edited attribute at
+   strengths -S..S, whether it rises monotonically, the mean change of the other attributes,
+   and identity drift (Inception-feature distance between a face and its edit at +-S over the
+   distance between two different faces), for the projected real faces and, in the same run,
+   for as many random faces (``facegan``'s edit metrics).
+
+    python benchmarks/bench_projection.py RUN --data CELEBA_DIR --out OUT
+
+Prints the tables and writes ``OUT/projection.json`` and ``OUT/projection.png`` (rows: real
+photo's crop, best random, encoder, optimised, and the Smiling edit of the optimised one at
+-S, +S when that direction exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import add_data_option, require_data
+
+from facegan.data.sources import CELEBA_IMAGES, list_source
+from facegan.data.transforms import to_float
+from facegan.projection import (DEFAULT_FEATURE_WEIGHT, DEFAULT_STEPS, CriticFeatures, encoder_for,
+                                face_aligner, load_critic, load_photo, optimise_latent, psnr, ssim)
+from facegan.sampling import generate, latents, load_generator, make_grid
+from facegan.utils import atomic_write_text, cpu_name
+
+
+def heldout_names(lg, data: str, start: int | None = None) -> tuple[list[str], str, object]:
+    """(names of the images the run never trained on, the rule, the listing of all images);
+    ``start``: the images from that index on, whatever the run trained on."""
+    cfg = dataclasses.replace(lg.config.data, path=data, partition="all", max_images=0)
+    listing = list_source(cfg)
+    if start is not None:
+        return listing.names[start:], f"the images from number {start} on (--heldout-from)", listing
+    trained = list_source(dataclasses.replace(lg.config.data, path=data))
+    seen = set(trained.head(lg.config.data.max_images).names)
+    unseen = [n for n in listing.names if n not in seen]
+    if not unseen:
+        sys.exit(f"bench_projection: {lg.run_dir} trained on all of its data (data.partition="
+                 f"{lg.config.data.partition}, data.max_images={lg.config.data.max_images}); train "
+                 "it with --max-images N (or --partition train on CelebA) so some images stay unseen")
+    return unseen, f"the {len(unseen)} of {len(listing)} images the run did not train on", listing
+
+
+def evenly(items: list, n: int) -> list:
+    if n >= len(items):
+        return list(items)
+    return [items[round(i * (len(items) - 1) / max(1, n - 1))] for i in range(n)]
+
+
+def scores(images: torch.Tensor, targets: torch.Tensor, feats: CriticFeatures, c: torch.Tensor,
+           device) -> dict[str, list[float]]:
+    """Per image: PSNR, SSIM, critic feature distance of uint8 images against uint8 targets."""
+    with torch.no_grad():
+        fd = CriticFeatures.distance(feats(to_float(images).to(device), c.to(device)),
+                                     feats(to_float(targets).to(device), c.to(device))).cpu()
+    return {"psnr": [psnr(a, b) for a, b in zip(images, targets)],
+            "ssim": [ssim(a, b) for a, b in zip(images, targets)],
+            "feature_distance": [float(v) for v in fd]}
+
+
+def median_row(name: str, s: dict[str, list[float]], seconds: float | None) -> dict:
+    return {"method": name, "psnr": statistics.median(s["psnr"]), "ssim": statistics.median(s["ssim"]),
+            "feature_distance": statistics.median(s["feature_distance"]),
+            "psnr_p10": sorted(s["psnr"])[len(s["psnr"]) // 10],
+            "seconds_per_image": seconds}
+
+
+def best_random(g, targets: torch.Tensor, feats: CriticFeatures, c1: torch.Tensor, n: int, seed: int,
+                weight: float, device, chunk: int = 250) -> torch.Tensor:
+    """For each target uint8 (N, 3, R, R): the latent among ``n`` random ones whose image has
+    the lowest pixel MSE + weight x feature distance (the optimiser's loss, prior aside)."""
+    z = latents(n, g.latent_dim, seed)
+    tf = to_float(targets).to(device)
+    with torch.no_grad():
+        tfeat = feats(tf, c1.expand(len(tf), -1).to(device))
+        best_loss = torch.full((len(tf),), float("inf"))
+        best = torch.zeros(len(tf), dtype=torch.long)
+        for i in range(0, n, chunk):
+            zc = z[i:i + chunk]
+            cc = c1.expand(len(zc), -1)
+            x = to_float(generate(g, zc, cc)).to(device)  # as the image would be saved
+            xf = feats(x, cc.to(device))
+            for j in range(len(tf)):  # (chunk,) losses against target j
+                pix = (x - tf[j:j + 1]).square().flatten(1).mean(1)
+                fd = CriticFeatures.distance(xf, [t[j:j + 1].expand_as(f) for t, f in zip(tfeat, xf)])
+                loss = (pix + weight * fd).cpu()
+                k = int(loss.argmin())
+                if loss[k] < best_loss[j]:
+                    best_loss[j], best[j] = loss[k], i + k
+    return z[best]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", metavar="RUN", help="a run folder (trained with some images held out)")
+    add_data_option(ap)
+    ap.add_argument("--n-own", type=int, default=50, help="the generator's own samples to project")
+    ap.add_argument("--n-real", type=int, default=100, help="held-out real photos to project")
+    ap.add_argument("--random", type=int, default=1000, help="random latents of the random-best baseline")
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimisation steps (facegan project's default)")
+    ap.add_argument("--no-align", action="store_true", help="take the photos as they are (the run's crop)")
+    ap.add_argument("--attrs", default="Smiling,Eyeglasses,Young,Male", help="directions to edit with")
+    ap.add_argument("--strength", type=float, default=3.0)
+    ap.add_argument("--heldout-from", type=int, help="take the photos from this image number on "
+                    "(default: those the run did not train on)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    data = str(Path(require_data(args)).resolve())
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    lg = load_generator(args.run, device="cpu")
+    g, spec = lg.generator, lg.labels
+    if spec.conditional:
+        sys.exit("bench_projection: measures unconditional runs")
+    device = next(g.parameters()).device
+    c1 = torch.zeros(1, 0)
+    feats = load_critic(lg)
+    res: dict = {"machine": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "run": str(args.run), "step": lg.step, "preset": lg.config.preset, "steps": args.steps}
+    print(f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); run "
+          f"{lg.config.preset} step {lg.step}, {lg.config.data.resolution} px")
+
+    t = time.perf_counter()
+    enc, trained = encoder_for(lg, seed=args.seed, progress=True)
+    enc_train = time.perf_counter() - t
+    res["encoder_seconds"] = round(enc_train, 1) if trained else None
+
+    def project(targets: torch.Tensor, features) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+        """(guess latents, optimised latents, guess seconds, optimisation seconds) for all rows."""
+        c = c1.expand(len(targets), -1)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            z0 = enc(to_float(targets).to(device)).cpu()
+        t1 = time.perf_counter()
+        z = optimise_latent(g, to_float(targets), z0, c, steps=args.steps, features=features)
+        return z0, z, t1 - t0, time.perf_counter() - t1
+
+    # 1. own samples
+    if args.n_own > 0:
+        own = generate(g, latents(args.n_own, g.latent_dim, 10_000 + args.seed), c1.expand(args.n_own, -1))
+        z0, z, _, t_opt = project(own, feats)
+        c = c1.expand(len(own), -1)
+        s_guess = scores(generate(g, z0, c), own, feats, c, device)
+        s_opt = scores(generate(g, z, c), own, feats, c, device)
+        res["own"] = {"n": args.n_own, "encoder": median_row("encoder", s_guess, None),
+                      "optimised": median_row("optimised", s_opt, t_opt / len(own)),
+                      "share_at_30db": sum(p >= 30 for p in s_opt["psnr"]) / len(own)}
+        print(f"\n== the generator's own samples ({args.n_own}): median PSNR encoder "
+              f"{res['own']['encoder']['psnr']:.1f} dB -> optimised {res['own']['optimised']['psnr']:.1f} dB "
+              f"({100 * res['own']['share_at_30db']:.0f}% at >= 30 dB), SSIM "
+              f"{res['own']['optimised']['ssim']:.3f}")
+
+    # 2. held-out real photos
+    names, rule, listing = heldout_names(lg, data, args.heldout_from)
+    chosen = evenly(names, args.n_real)
+    aligner = None if args.no_align else face_aligner(lg)
+    folder = Path(data) / CELEBA_IMAGES
+    targets, used, failed = [], [], []
+    t = time.perf_counter()
+    for name in chosen:
+        src = folder / name if (folder / name).is_file() else Path(data) / name
+        try:
+            ph = load_photo(src, lg.config.data, align=aligner, name=Path(name).stem)
+        except Exception as e:  # a photo MTCNN finds no face in: counted, not fatal
+            failed.append((name, str(e)))
+            continue
+        targets.append(ph.target)
+        used.append(name)
+    t_align = (time.perf_counter() - t) / max(1, len(chosen))
+    if not targets:
+        sys.exit(f"bench_projection: none of the {len(chosen)} photos could be loaded ({failed[:1]})")
+    tg = torch.stack(targets)
+    n = len(tg)
+    c = c1.expand(n, -1)
+    print(f"\n== {n} held-out real photos ({rule}; {len(failed)} without a face found), "
+          f"{'aligned by MTCNN' if aligner else 'the run crop'}; {args.steps} optimisation steps")
+    t = time.perf_counter()
+    zr = best_random(g, tg, feats, c1, args.random, 20_000 + args.seed, DEFAULT_FEATURE_WEIGHT, device)
+    t_rand = (time.perf_counter() - t) / n
+    z0, z, t_guess, t_opt = project(tg, feats)
+    _, zp, _, t_pix = project(tg, None)
+    imgs = {"random-best": generate(g, zr, c), "encoder": generate(g, z0, c),
+            "optimised": generate(g, z, c), "optimised, pixels only": generate(g, zp, c)}
+    secs = {"random-best": t_rand, "encoder": t_guess / n, "optimised": (t_guess + t_opt) / n,
+            "optimised, pixels only": (t_guess + t_pix) / n}
+    rows = [median_row(k, scores(v, tg, feats, c, device), secs[k]) for k, v in imgs.items()]
+    res["real"] = {"n": n, "rule": rule, "aligned": aligner is not None, "no_face": [f for f, _ in failed],
+                   "rows": rows}
+    print("| method | median PSNR | 10th pct PSNR | median SSIM | median feature distance | s / photo |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['psnr']:.1f} dB | {r['psnr_p10']:.1f} dB | {r['ssim']:.3f} | "
+              f"{r['feature_distance']:.3f} | {r['seconds_per_image']:.2f} |")
+    stages = {"alignment": t_align, "encoder guess": t_guess / n, "optimisation": t_opt / n}
+    total = sum(stages.values())
+    res["stages_seconds_per_photo"] = {k: round(v, 3) for k, v in stages.items()}
+    print("stages per photo: " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in stages.items())
+          + (f"; the encoder's one-off training {enc_train:.0f} s" if trained else "; encoder read from the run"))
+
+    # 3. edits of projected real faces
+    grid_rows = [tg, imgs["random-best"], imgs["encoder"], imgs["optimised"]]
+    dirs_file = Path(lg.run_dir or ".") / "directions.json"
+    if dirs_file.is_file() and args.attrs:
+        from facegan.directions import edit_latent_images, get_direction, load_directions
+        from facegan.metrics import load_inception
+        from facegan.metrics.classifier import classifier_for_data
+        from facegan.metrics.conditional import edit_metrics
+
+        doc = load_directions(lg.run_dir)
+        clf = classifier_for_data(dataclasses.replace(lg.config.data, path=data), progress=True)
+        net = load_inception(None, device="cpu")
+        res["edits"] = {}
+        print(f"\n== edits at strengths -{args.strength:g}..{args.strength:g}: {n} projected real faces "
+              f"vs {n} random faces (classifier held-out accuracy {clf.describe()[:60]}...)")
+        print("| direction | faces | p(attribute) at -S ... +S | monotonic | others' change | drift / random |")
+        print("|---|---|---|---|---|---|")
+        for attr in [a.strip() for a in args.attrs.split(",") if a.strip()]:
+            if attr not in doc["directions"]:
+                print(f"| {attr} | (no direction in {dirs_file.name}) |||||")
+                continue
+            v = get_direction(doc, attr, lg.run_dir)
+            real = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, z=z)
+            rand = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, n=n, seed=args.seed)
+            res["edits"][attr] = {"real": real, "random": rand}
+            for who, m in (("projected", real), ("random", rand)):
+                print(f"| {attr} | {who} | {' '.join(f'{p:.2f}' for p in m['target'])} | "
+                      f"{'yes' if m['monotonic'] else 'no'} | {m['others_change']:.3f} | {m['drift_ratio']:.2f} |")
+        if "Smiling" in doc["directions"]:
+            v = get_direction(doc, "Smiling", lg.run_dir)
+            e = edit_latent_images(g, z, v, torch.tensor([-args.strength, args.strength]), c)
+            grid_rows += [e[:, 0], e[:, 1]]
+    k = min(12, n)
+    make_grid(torch.stack([r[:k] for r in grid_rows]).flatten(0, 1), nrow=k).save(out_dir / "projection.png")
+    atomic_write_text(out_dir / "projection.json", json.dumps(res, indent=1) + "\n")
+    print(f"\nwrote {out_dir / 'projection.json'} and {out_dir / 'projection.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
