@@ -49,8 +49,18 @@ from _common import add_data_option, require_data
 
 from facegan.data.sources import CELEBA_IMAGES, list_source
 from facegan.data.transforms import to_float
-from facegan.projection import (DEFAULT_FEATURE_WEIGHT, DEFAULT_STEPS, CriticFeatures, encoder_for,
-                                face_aligner, load_critic, load_photo, optimise_latent, psnr, ssim)
+from facegan.projection import (
+    DEFAULT_FEATURE_WEIGHT,
+    DEFAULT_STEPS,
+    CriticFeatures,
+    encoder_for,
+    face_aligner,
+    load_critic,
+    load_photo,
+    optimise_latent,
+    psnr,
+    ssim,
+)
 from facegan.sampling import generate, latents, load_generator, make_grid
 from facegan.utils import atomic_write_text, cpu_name
 
