@@ -561,7 +561,8 @@ def test_serve_user_mistakes_are_one_line(tmp_path, capsys, monkeypatch, plain_r
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("facegan: error: ") and "does not exist" in err[0]
     for args, needle in ((["--port", "70000"], "--port 70000"), (["--max-wait", "0"], "--max-wait"),
-                         (["--max-batch", "0"], "--max-batch"), (["--device", "tpu"], "unknown device")):
+                         (["--max-batch", "0"], "--max-batch"), (["--device", "tpu"], "unknown device"),
+                         (["--project-steps", "-1"], "--project-steps")):
         assert cli.main(["serve", str(plain_run), *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("facegan: error: ") and needle in err[0], err

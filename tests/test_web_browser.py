@@ -1,7 +1,9 @@
 """facegan serve end to end in a real headless browser: Playwright driving Debian's Chromium
 (through executable_path; nothing downloads a browser). Opens the page, checks the grid shows
 real images, clicks a face, morphs with the slider, edits with a direction slider, downloads a
-PNG and checks it decodes, and saves a screenshot.
+PNG and checks it decodes, and saves a screenshot. Brings a photo to the page (a generated one,
+taken as it is; and a CelebA face, aligned, when ../shared/data and facenet-pytorch are there),
+edits, morphs and downloads its projection.
 
 Skips, saying why, only when Playwright or a Chromium executable is missing (.ci/run installs
 both); the HTTP-level tests in test_web.py run regardless.
@@ -25,12 +27,15 @@ pytest.importorskip("uvicorn", reason="facegan serve needs the [serve] extra (uv
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="Playwright is not installed (pip install -e '.[dev]')")
 
+from conftest import SHARED_DATA  # noqa: E402
 from test_web import class_run, plain_run, write_directions  # noqa: E402,F401  (fixtures)
+from test_web_project import photo_bytes, png_pixels  # noqa: E402
 
 from facegan.sampling import generate_images, load_generator  # noqa: E402
 from facegan.web import bind  # noqa: E402
 from facegan.web.app import Server  # noqa: E402
 from facegan.web.engine import Batcher, ModelHolder  # noqa: E402
+from facegan.web.projector import ProjectorSettings  # noqa: E402
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -44,12 +49,12 @@ def chromium_path() -> str:
 
 
 @contextlib.contextmanager
-def running(run: Path):
+def running(run: Path, projection: ProjectorSettings | None = None):
     """The real app on uvicorn, on a free loopback port, in a thread; yields its URL."""
     import uvicorn
 
     holder = ModelHolder(run, device="cpu", reload=False)
-    server = Server(holder, Batcher(holder), run_label=str(run))
+    server = Server(holder, Batcher(holder), run_label=str(run), projection=projection)
     sock = bind("127.0.0.1", 0)
     userver = uvicorn.Server(uvicorn.Config(server.app, log_level="warning", access_log=False))
     thread = threading.Thread(target=userver.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -195,3 +200,148 @@ def test_class_selector_redraws_the_same_faces(class_run):
         page.wait_for_function("() => document.getElementById('command').textContent.includes('--class dog')")
         assert page.eval_on_selector("#strip", "e => e.dataset.want").count("class=dog") == 1
     assert errors == []
+
+
+# ---- bring your photo ---------------------------------------------------------------------------
+
+@pytest.fixture
+def photo_server(plain_run, tmp_path):
+    """(url, run folder): a copy of the tiny run with two directions, projecting in a few steps."""
+    run = tmp_path / "run"
+    shutil.copytree(plain_run, run)
+    write_directions(run, load_generator(run).generator.latent_dim)
+    with running(run, ProjectorSettings(steps=6, encoder_steps=4)) as url:
+        yield url, run
+
+
+BIG_READY = ("() => { const i = document.getElementById('big'); return i.dataset.want.includes(WANT)"
+             " && i.src === i.dataset.blob && i.complete && i.naturalWidth > 0; }")
+
+
+def big_ready(page, want: str, timeout: int = 30_000) -> None:
+    page.wait_for_function(BIG_READY.replace("WANT", repr(want)), timeout=timeout)
+
+
+def fetched_pixels(page, url: str, path: str) -> np.ndarray:
+    r = page.request.get(url.rstrip("/") + path)
+    assert r.ok, r.text()
+    return np.asarray(Image.open(io.BytesIO(r.body())).convert("RGB"))
+
+
+def bring(page, photo: Path, n: int) -> None:
+    """Give the page ``photo``, its ``n``-th, and wait until its projection is listed."""
+    page.set_input_files("#photo-input", str(photo))
+    page.wait_for_function(f"() => document.querySelectorAll('#photo-list figure').length === {n}",
+                           timeout=120_000)
+
+
+def test_bring_your_photo(photo_server, tmp_path):
+    url, run = photo_server
+    errors, answers = [], []
+    photo = tmp_path / "me.png"
+    photo.write_bytes(photo_bytes("PNG", (60, 45), seed=3))
+    with browser_page(errors) as page:
+        page.on("response", lambda r: answers.append(r.status) if "/api/project" in r.url else None)
+        page.goto(url)
+        page.wait_for_function(GRID_READY, timeout=30_000)
+        if page.is_enabled("#align"):
+            page.uncheck("#align")  # a generated picture has no face to find: take it as it is
+        page.set_input_files("#photo-input", str(photo))
+        # The first photo waits for the projector to be prepared (in memory); the page says so
+        # and sends the photo again when the server says.
+        page.wait_for_function(
+            "() => document.getElementById('photo-progress').textContent.includes('preparing the projector')",
+            timeout=30_000)
+        page.wait_for_function("() => document.getElementById('photo-psnr').textContent.includes('dB')",
+                               timeout=120_000)
+        assert answers[0] == 503 and answers[-1] == 200
+        assert natural_widths(page, "#photo-result img") == [16, 16]
+        assert page.inner_text("#photo-crop-caption") == "your photo, as cropped"
+        assert "PSNR" in page.inner_text("#photo-psnr")
+
+        # The projection is the open face, drawn by the server from its latent: the same pixels.
+        big_ready(page, "z=")
+        assert page.inner_text("#big-seed") == "photo 1" and page.inner_text("#big-kind") == "your"
+        plain_src = page.get_attribute("#big", "data-want")
+        projected = png_pixels(page.get_attribute("#photo-proj", "src"))
+        np.testing.assert_array_equal(fetched_pixels(page, url, plain_src), projected)
+        assert "kept nothing" in page.inner_text("#command")
+
+        # A direction slider edits it.
+        page.eval_on_selector("input[data-direction=Smiling]",
+                              "e => { e.value = 2.5; e.dispatchEvent(new Event('input')); }")
+        big_ready(page, "edit=Smiling%3A2.5")
+        edited_src = page.get_attribute("#big", "data-want")
+        edited = fetched_pixels(page, url, edited_src)
+        assert np.abs(edited.astype(int) - projected).max() > 0
+
+        # Download PNG: the edited projection, a PNG at the model's size.
+        with page.expect_download() as info:
+            page.click("#download")
+        d = info.value
+        assert d.suggested_filename == "facegan-photo-Smiling+2.5.png"
+        path = tmp_path / d.suggested_filename
+        d.save_as(path)
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.size == (16, 16)
+            np.testing.assert_array_equal(np.asarray(im.convert("RGB")), edited)
+
+        # The photo is face A of the morph, a random face B; the slider moves between them.
+        assert page.inner_text("#seed-a") == "photo 1" and "z=" in page.get_attribute("#morph-a", "data-want")
+        page.eval_on_selector("#morph-t", "e => { e.value = 0.3; e.dispatchEvent(new Event('input')); }")
+        page.wait_for_function(
+            "() => { const i = document.getElementById('morph-img'); return i.dataset.want.includes('t=0.30')"
+            " && i.dataset.want.includes('z=') && i.dataset.want.includes('seed2=') && i.src === i.dataset.blob"
+            " && i.naturalWidth > 0; }", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('strip').dataset.want.includes('z=')")
+        assert "error" not in (page.get_attribute("#status", "class") or "")
+    # The 503 of "preparing" is logged by the browser as a failed resource; nothing else failed.
+    assert [e for e in errors if "status of 503" not in e] == []
+
+
+def celeba_test_image() -> Path:
+    """A CelebA image from the test partition (2) of ../shared/data/celeba-10k's partition file;
+    that copy puts every image in partition 0, so then the last one listed (the tiny run never
+    trains on CelebA, so any is a face it has not seen). Skips when the data is absent."""
+    root = SHARED_DATA / "celeba-10k"
+    images = root / "img_align_celeba"
+    if not images.is_dir():
+        pytest.skip("../shared/data/celeba-10k is absent (only present in CI and dev machines)")
+    names = []
+    part = root / "list_eval_partition.txt"
+    if part.is_file():
+        rows = [ln.split() for ln in part.read_text().splitlines() if len(ln.split()) == 2]
+        names = [n for n, p in rows if p == "2"] or [n for n, _ in rows[-1:]]
+    names = [n for n in names if (images / n).is_file()] or sorted(p.name for p in images.glob("*.jpg"))[-1:]
+    if not names:
+        pytest.skip("no CelebA image found in ../shared/data/celeba-10k")
+    return images / names[0]
+
+
+def test_bring_a_celeba_face_aligned_and_morph_to_a_second_photo(photo_server, tmp_path):
+    pytest.importorskip("facenet_pytorch", reason="face alignment needs the [align] extra")
+    face = celeba_test_image()
+    url, run = photo_server
+    errors = []
+    second = tmp_path / "second.webp"
+    second.write_bytes(photo_bytes("WEBP", (50, 50), seed=4))
+    with browser_page(errors) as page:
+        page.goto(url)
+        page.wait_for_function(GRID_READY, timeout=30_000)
+        assert page.is_checked("#align") and page.is_enabled("#align")  # aligning is the default
+        bring(page, face, 1)
+        assert page.inner_text("#photo-crop-caption") == "your photo, aligned"
+        # The tiny run's training images show no face: framed as CelebA's, and the page says so.
+        assert "CelebA" in page.inner_text("#photo-notes")
+        assert "dB" in page.inner_text("#photo-psnr")
+        big_ready(page, "z=")
+        # A second photo (taken as it is) becomes B: the morph goes from one photo to the other.
+        page.uncheck("#align")
+        bring(page, second, 2)
+        assert page.inner_text("#seed-a") == "photo 1" and page.inner_text("#seed-b") == "photo 2"
+        page.wait_for_function(
+            "() => { const i = document.getElementById('morph-img'); return i.dataset.want.includes('z=')"
+            " && i.dataset.want.includes('z2=') && i.src === i.dataset.blob && i.naturalWidth > 0; }",
+            timeout=30_000)
+        assert page.inner_text("#big-seed") == "photo 2"
+    assert [e for e in errors if "status of 503" not in e] == []

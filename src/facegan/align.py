@@ -60,6 +60,13 @@ class Face:
         return max(r - l, 0.0) * max(b - t, 0.0)
 
 
+def available() -> bool:
+    """Whether facenet-pytorch (the detector) is installed; nothing is imported to find out."""
+    import importlib.util
+
+    return importlib.util.find_spec("facenet_pytorch") is not None
+
+
 @functools.lru_cache(maxsize=1)
 def _detector() -> Any:
     try:
@@ -205,6 +212,14 @@ def align_faces(image: Image.Image, template: Any, size: int | tuple[int, int], 
             for f in find_faces(image, name=name, all_faces=all_faces)]
 
 
+def largest_face_landmarks(image: Any, *, min_score: float = MIN_SCORE) -> np.ndarray | None:
+    """The (5, 2) landmarks of the largest face in ``image`` (as :func:`template_from_images`
+    takes them), or None when it shows none: one image of a template, for a caller that
+    builds it one image at a time."""
+    faces = detect_faces(_as_pil(image), min_score=min_score)
+    return faces[0].landmarks if faces else None
+
+
 def template_from_images(images: Iterable[Any], *, min_score: float = MIN_SCORE) -> np.ndarray:
     """The mean (5, 2) landmarks of the largest face in each image, in the images' pixel coordinates.
 
@@ -220,9 +235,9 @@ def template_from_images(images: Iterable[Any], *, min_score: float = MIN_SCORE)
         elif pil.size != size:
             raise ValueError(f"the images differ in size: {size} and {pil.size}")
         n += 1
-        faces = detect_faces(pil, min_score=min_score)
-        if faces:
-            found.append(faces[0].landmarks)
+        landmarks = largest_face_landmarks(pil, min_score=min_score)
+        if landmarks is not None:
+            found.append(landmarks)
     if not found:
         raise UserError(f"no face found in any of the {n} training images, so there is no template "
                         "to align photos to; use --no-align to take photos as they are")

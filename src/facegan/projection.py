@@ -26,19 +26,29 @@ and ``NAME.json``. A projected latent edits and morphs like a sampled one
 
 A conditional run projects with the labels the user gives (``--class`` / ``--attr``,
 :func:`facegan.labels.parse_condition`); they are required, and saved in ``NAME.json``.
+
+For a caller that must interleave the work with other work and leave the run folder alone
+(``facegan serve``'s page): :func:`encoder_training`, :func:`latent_optimisation` and
+:func:`projection_steps` do one step per ``next()`` (:func:`run_steps` runs one to its end);
+:func:`cached_encoder` and :func:`read_face_template` only read the run's caches;
+:func:`template_images` and :func:`celeba_face_template` give a template's inputs or a
+stand-in without writing; :func:`decode_photo` and :func:`sniff_photo` check a photo's bytes
+in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import math
 import os
+import struct
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,30 +109,71 @@ def read_photo(path: str | os.PathLike) -> tuple[Image.Image, bytes]:
         data = p.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read photo '{p}' ({e.strerror or e})") from None
-    too_large = (f"photo '{p}' has more than the {MAX_PHOTO_PIXELS / 1e6:.0f} megapixels facegan "
+    return decode_photo(data, f"photo '{p}'"), data
+
+
+# Pillow's names of the formats a caller may restrict a photo to, as people write them.
+FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
+
+
+@contextlib.contextmanager
+def _opened_photo(data: bytes, label: str, formats: Sequence[str] | None) -> Iterator[Image.Image]:
+    """``data`` opened by Pillow (only its header read) after the format and the pixel count
+    are checked; every decoding error inside the ``with`` becomes a one-line UserError that
+    starts with ``label`` (such as "photo 'me.jpg'")."""
+    too_large = (f"{label} has more than the {MAX_PHOTO_PIXELS / 1e6:.0f} megapixels facegan "
                  "decodes; give a smaller image")
+    if formats:
+        names = [FORMAT_NAMES.get(f, f) for f in formats]
+        kinds = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        not_image = (f"{label} is not a {kinds} image (judged by its content, not its name); "
+                     f"send a photo in one of those formats")
+    else:
+        not_image = f"{label} is not an image Pillow can read; give a .jpg or .png"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data), formats=list(formats) if formats else None) as im:
                 w, h = im.size  # from the header: nothing is decoded yet
                 if w * h > MAX_PHOTO_PIXELS:
                     raise UserError(f"{too_large} ({w}x{h})")
-                im.load()
-                photo = _to_rgb(ImageOps.exif_transpose(im))
-                photo.load()
+                yield im
     except UserError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UserError(too_large) from None
     except Image.UnidentifiedImageError:
-        raise UserError(f"photo '{p}' is not an image Pillow can read; give a .jpg or .png") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise UserError(not_image) from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
         why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
-        raise UserError(f"photo '{p}' is damaged or truncated ({why}); give a complete image") from None
+        raise UserError(f"{label} is damaged or truncated ({why}); give a complete image") from None
+
+
+def sniff_photo(data: bytes, label: str, *,
+                formats: Sequence[str] | None = None) -> tuple[str, tuple[int, int]]:
+    """(Pillow's format name, (width, height)) of an untrusted photo's bytes, read from its
+    header alone (cheap: nothing is decoded). UserError as :func:`decode_photo` for a file that
+    is not an image (of ``formats``, Pillow names such as 'JPEG', when given) or has more than
+    :data:`MAX_PHOTO_PIXELS`; a damaged body is only found by decoding."""
+    with _opened_photo(data, label, formats) as im:
+        return str(im.format), im.size
+
+
+def decode_photo(data: bytes, label: str, *, formats: Sequence[str] | None = None) -> Image.Image:
+    """An untrusted photo's bytes decoded in memory: EXIF rotation applied, RGB.
+
+    The format (``formats``, Pillow names such as 'JPEG': only those decoders are tried) and
+    the pixel count (:data:`MAX_PHOTO_PIXELS`, from the header, before anything is decoded:
+    a small file can declare a huge image) are checked first. UserError (one line, starting
+    with ``label``) for a file that is not such an image, too many pixels, or a damaged /
+    truncated one."""
+    with _opened_photo(data, label, formats) as im:
+        im.load()
+        photo = _to_rgb(ImageOps.exif_transpose(im))
+        photo.load()
     if min(photo.size) < 1:
-        raise UserError(f"photo '{p}' has no pixels")
-    return photo, data
+        raise UserError(f"{label} has no pixels")
+    return photo
 
 
 def _celeba_layout(data_path: str) -> bool | None:
@@ -351,6 +402,59 @@ def encoder_path(lg: LoadedGenerator) -> Path:
 
 TEMPLATE_FILE = "face_template.json"
 TEMPLATE_IMAGES = 64  # training crops whose mean landmarks make the template
+# MTCNN's five landmarks (eyes, nose, mouth corners; facegan.align's order) averaged over the
+# first 64 of CelebA's aligned images, as fractions of their 178 x 218 frame: where a face sits
+# in CelebA's framing, for a run whose own training images are not at hand.
+CELEBA_LANDMARKS = ((0.392, 0.514), (0.611, 0.513), (0.501, 0.625), (0.405, 0.707), (0.600, 0.705))
+
+
+def face_template_path(lg: LoadedGenerator) -> Path:
+    """RUN/face_template.json for a run; beside the checkpoint for a checkpoint outside a run."""
+    return (lg.run_dir or lg.checkpoint.parent) / TEMPLATE_FILE
+
+
+def read_face_template(lg: LoadedGenerator) -> np.ndarray | None:
+    """The run's kept template, float (5, 2) in pixels of its R x R training crops, or None
+    when there is none for this resolution (or the file is damaged). Only reads."""
+    path = face_template_path(lg)
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("resolution") != lg.config.data.resolution:
+            return None
+        return np.asarray(saved["landmarks"], dtype=np.float64).reshape(5, 2)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # damaged: computed again by the caller
+
+
+def template_images(lg: LoadedGenerator) -> Any:
+    """The first :data:`TEMPLATE_IMAGES` training crops of the run, uint8 (N, 3, R, R) (unflipped),
+    whose mean landmarks make its face template. UserError when the run's training data cannot
+    be read on this machine."""
+    from dataclasses import replace
+
+    from .data import load_dataset
+
+    cfg = replace(lg.config.data, max_images=TEMPLATE_IMAGES, hflip=False)
+    try:
+        return load_dataset(cfg, progress=False).images
+    except UserError as e:
+        raise UserError(f"cannot build the face template from the run's training data ({e}); "
+                        "use --no-align to take photos as they are") from None
+
+
+def celeba_face_template(data_cfg: DataConfig) -> np.ndarray:
+    """A stand-in template, float (5, 2) in pixels of the R x R crop: :data:`CELEBA_LANDMARKS`
+    cut by the run's crop ('auto' taken as CelebA's face box) and scaled to R, for a run whose
+    training images are not at hand (or show no face). Right for a run trained on CelebA; for
+    other data the run's own template (:func:`face_aligner`) frames photos better."""
+    crop = "celeba" if data_cfg.crop == "auto" else data_cfg.crop
+    w, h = CELEBA_SIZE
+    left, top, right, bottom = crop_box(crop, w, h)
+    r = float(data_cfg.resolution)
+    pts = np.asarray(CELEBA_LANDMARKS, dtype=np.float64) * (w, h)
+    return (pts - (left, top)) * (r / (right - left), r / (bottom - top))
 
 
 def face_aligner(lg: LoadedGenerator, *, progress: bool = True) -> Callable[[Image.Image], Image.Image]:
@@ -364,33 +468,17 @@ def face_aligner(lg: LoadedGenerator, *, progress: bool = True) -> Callable[[Ima
     """
     from .align import align_faces, template_from_images
 
-    path = (lg.run_dir or lg.checkpoint.parent) / TEMPLATE_FILE
+    path = face_template_path(lg)
     res = lg.config.data.resolution
-    template = None
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text())
-            if saved.get("resolution") == res:
-                template = np.asarray(saved["landmarks"], dtype=np.float64).reshape(5, 2)
-        except (ValueError, KeyError, TypeError):
-            template = None  # damaged: computed again below
+    template = read_face_template(lg)
     if template is None:
-        from dataclasses import replace
-
-        from .data import load_dataset
-
-        cfg = replace(lg.config.data, max_images=TEMPLATE_IMAGES, hflip=False)
         if progress:
-            print(f"face template: landmarks of {TEMPLATE_IMAGES} training images of {cfg.path}, once "
-                  f"(kept in {path})", file=sys.stderr)
-        try:
-            data = load_dataset(cfg, progress=False)
-        except UserError as e:
-            raise UserError(f"cannot build the face template from the run's training data ({e}); "
-                            "use --no-align to take photos as they are") from None
-        template = template_from_images(data.images)
+            print(f"face template: landmarks of {TEMPLATE_IMAGES} training images of "
+                  f"{lg.config.data.path}, once (kept in {path})", file=sys.stderr)
+        images = template_images(lg)
+        template = template_from_images(images)
         with reporting_write_errors(path):
-            atomic_write_text(path, json.dumps({"resolution": res, "images": len(data),
+            atomic_write_text(path, json.dumps({"resolution": res, "images": len(images),
                                                 "landmarks": np.round(template, 3).tolist()}) + "\n")
     return lambda im: align_faces(im, template, res)[0]
 
@@ -417,8 +505,33 @@ def train_encoder(generator: nn.Module, labels: LabelSpec, *, steps: int = DEFAU
     (about twice the time on a CPU), so it is off by default: the optimisation that follows
     the guess lowers the image error anyway. Adam with a cosine decay, gradients clipped;
     seeded, and the global random state is left as it was. Only the encoder's weights get
-    gradients (the generator's ``.grad`` stay untouched).
+    gradients (the generator's ``.grad`` stay untouched). :func:`encoder_training` is the same
+    one step at a time.
     """
+    work = encoder_training(generator, labels, steps=steps, batch_size=batch_size, lr=lr,
+                            image_weight=image_weight, width=width, seed=seed)
+    bar = Progress(steps, "encoder", "steps", count="step {done}/{total}", rate_unit="steps/s",
+                   bar_unit="step") if progress else None
+
+    def each(loss: float) -> None:
+        if bar is not None:
+            bar.set_fields(loss=f"{loss:.4f}")
+            bar.update()
+
+    try:
+        return run_steps(work, each)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def encoder_training(generator: nn.Module, labels: LabelSpec, *, steps: int = DEFAULT_ENCODER_STEPS,
+                     batch_size: int = 32, lr: float = 1e-3, image_weight: float = 0.0,
+                     width: int = 32, seed: int = 0) -> Generator[float, None, Encoder]:
+    """:func:`train_encoder` as a Python generator: each ``next()`` does one training step and
+    yields its loss; the return value (``StopIteration.value``, or ``run_steps``) is the
+    trained encoder in eval mode. For a caller that interleaves the training with other work
+    (the web page's worker serves images between steps)."""
     if steps < 1:
         raise UserError(f"--encoder-steps must be at least 1, got {steps}")
     device = next(generator.parameters()).device
@@ -430,32 +543,59 @@ def train_encoder(generator: nn.Module, labels: LabelSpec, *, steps: int = DEFAU
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
     gen = torch.Generator().manual_seed(seed)
-    bar = Progress(steps, "encoder", "steps", count="step {done}/{total}", rate_unit="steps/s",
-                   bar_unit="step") if progress else None
     enc.train()
-    try:
-        for i in range(steps):
-            z = torch.randn(batch_size, d, generator=gen)
-            c = labels.draw(batch_size, seed=seed * 1_000_003 + i)
-            x = to_float(generate(generator, z, c, batch_size=batch_size).clone()).to(device)
-            z, c = z.to(device), c.to(device)
-            guess = enc(x)
-            loss = F.mse_loss(guess, z)
-            if image_weight > 0:
-                loss = loss + image_weight * F.mse_loss(generator(guess, c), x)
-            grads = torch.autograd.grad(loss, params)
-            for p, g in zip(params, grads):
-                p.grad = g
-            nn.utils.clip_grad_norm_(params, 10.0)  # a bad first steps' spike must not blow it up
-            opt.step()
-            sched.step()
-            if bar is not None:
-                bar.set_fields(loss=f"{float(loss.detach()):.4f}")
-                bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+    for i in range(steps):
+        z = torch.randn(batch_size, d, generator=gen)
+        c = labels.draw(batch_size, seed=seed * 1_000_003 + i)
+        x = to_float(generate(generator, z, c, batch_size=batch_size).clone()).to(device)
+        z, c = z.to(device), c.to(device)
+        guess = enc(x)
+        loss = F.mse_loss(guess, z)
+        if image_weight > 0:
+            loss = loss + image_weight * F.mse_loss(generator(guess, c), x)
+        grads = torch.autograd.grad(loss, params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        nn.utils.clip_grad_norm_(params, 10.0)  # a bad first steps' spike must not blow it up
+        opt.step()
+        sched.step()
+        yield float(loss.detach())
     return enc.eval()
+
+
+def run_steps(work: Generator[Any, None, Any], each: Callable[[Any], None] | None = None) -> Any:
+    """Run a step-at-a-time Python generator (:func:`encoder_training`,
+    :func:`latent_optimisation`, :func:`projection_steps`) to its end: its return value;
+    ``each`` is called with every value it yields."""
+    while True:
+        try:
+            item = next(work)
+        except StopIteration as stop:
+            return stop.value
+        if each is not None:
+            each(item)
+
+
+def encoder_settings(lg: LoadedGenerator, *, steps: int = DEFAULT_ENCODER_STEPS, batch_size: int = 32,
+                     image_weight: float = 0.0, width: int = 32, seed: int = 0) -> dict[str, Any]:
+    """What a cached encoder must have been trained for to be used for ``lg``: the encoder's
+    config, the training settings, the checkpoint step and the generator's fingerprint."""
+    g = lg.generator
+    training = {"steps": int(steps), "batch_size": int(batch_size), "image_weight": float(image_weight),
+                "seed": int(seed)}
+    return {"config": {"latent_dim": int(g.latent_dim), "resolution": int(g.resolution),
+                       "width": int(width), "max_width": 256},
+            "training": training, "checkpoint_step": int(lg.step), "generator": generator_fingerprint(g)}
+
+
+def cached_encoder(lg: LoadedGenerator, **settings: Any) -> tuple[Encoder | None, str]:
+    """(the encoder cached in :func:`encoder_path` when it was trained for ``lg`` with these
+    :func:`encoder_settings`, ''), or (None, why not). Only reads: nothing is trained or written
+    (for a caller that must leave the run folder alone, such as ``facegan serve``)."""
+    path = encoder_path(lg)
+    if not path.is_file():
+        return None, "none cached yet"
+    return _read_encoder(path, encoder_settings(lg, **settings), next(lg.generator.parameters()).device)
 
 
 def encoder_for(lg: LoadedGenerator, *, steps: int = DEFAULT_ENCODER_STEPS, batch_size: int = 32,
@@ -468,19 +608,15 @@ def encoder_for(lg: LoadedGenerator, *, steps: int = DEFAULT_ENCODER_STEPS, batc
     training settings, the checkpoint step and a fingerprint of the generator's weights (so
     EMA and raw weights, or another checkpoint, count as different). It is trained again (and
     replaced, atomically) when any of those differ or the file is unreadable, saying why; a
-    folder that takes no files only loses the cache (a warning).
+    folder that takes no files only loses the cache (a warning). :func:`cached_encoder` only
+    reads it.
     """
     path = encoder_path(lg)
-    g = lg.generator
-    training = {"steps": int(steps), "batch_size": int(batch_size), "image_weight": float(image_weight),
-                "seed": int(seed)}
-    want = {"config": {"latent_dim": int(g.latent_dim), "resolution": int(g.resolution),
-                       "width": int(width), "max_width": 256},
-            "training": training, "checkpoint_step": int(lg.step), "generator": generator_fingerprint(g)}
-    device = next(g.parameters()).device
-    why = "asked to" if retrain else "none cached yet"
-    if not retrain and path.is_file():
-        enc, why = _read_encoder(path, want, device)
+    settings = {"steps": steps, "batch_size": batch_size, "image_weight": image_weight,
+                "width": width, "seed": seed}
+    why = "asked to"
+    if not retrain:
+        enc, why = cached_encoder(lg, **settings)
         if enc is not None:
             if progress:
                 print(f"encoder: read {path} (trained for step {lg.step})", file=sys.stderr, flush=True)
@@ -488,9 +624,9 @@ def encoder_for(lg: LoadedGenerator, *, steps: int = DEFAULT_ENCODER_STEPS, batc
     if progress:
         print(f"encoder: training it for step {lg.step} on the generator's samples ({steps} steps "
               f"of {batch_size}; {why}); cached in {path}", file=sys.stderr, flush=True)
-    enc = train_encoder(g, lg.labels, steps=steps, batch_size=batch_size, image_weight=image_weight,
-                        width=width, seed=seed, progress=progress)
-    state = {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, **want,
+    enc = train_encoder(lg.generator, lg.labels, steps=steps, batch_size=batch_size,
+                        image_weight=image_weight, width=width, seed=seed, progress=progress)
+    state = {"format": ENCODER_FORMAT, "version": ENCODER_VERSION, **encoder_settings(lg, **settings),
              "state": {k: v.detach().cpu() for k, v in enc.state_dict().items()}}
     try:
         with reporting_write_errors(path):
@@ -555,8 +691,25 @@ def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor
     up over the first 5% of the steps and down (cosine) over the last 25%, as StyleGAN2's
     projector does. Rows are independent (each image's loss depends only on its own latent),
     so a batch gives what one image at a time gives. Only z gets gradients. ``progress``: a
-    :class:`~facegan.utils.Progress`, counted on by one per step.
+    :class:`~facegan.utils.Progress`, counted on by one per step. :func:`latent_optimisation`
+    is the same one step at a time.
     """
+    def each(loss: float) -> None:
+        if progress is not None:
+            progress.set_fields(loss=f"{loss:.4f}")
+            progress.update()
+
+    return run_steps(latent_optimisation(generator, target, z0, c, steps=steps, lr=lr, features=features,
+                                         feature_weight=feature_weight, prior_weight=prior_weight), each)
+
+
+def latent_optimisation(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor, c: torch.Tensor, *,
+                        steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
+                        features: CriticFeatures | None = None,
+                        feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+                        prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> Generator[float, None, torch.Tensor]:
+    """:func:`optimise_latent` as a Python generator: each ``next()`` does one Adam step and
+    yields the mean loss; the return value is the best latents float (N, D) on the CPU."""
     device = next(generator.parameters()).device
     target, c = target.to(device).float(), c.to(device)
     z = z0.detach().clone().float().to(device).requires_grad_(True)
@@ -588,9 +741,7 @@ def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor
         (grad,) = torch.autograd.grad(loss.sum(), z)
         z.grad = grad
         opt.step()
-        if progress is not None:
-            progress.set_fields(loss=f"{float(loss.detach().mean()):.4f}")
-            progress.update()
+        yield float(loss.detach().mean())
     return best.cpu()
 
 
@@ -698,6 +849,27 @@ def _project_one(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *, ste
                  feats: CriticFeatures | None, feature_weight: float, prior_weight: float,
                  bar: Progress | None, info: dict[str, Any]) -> Projection:
     """One photo: the encoder's guess, the optimisation, the images and the scores."""
+    def each(loss: float) -> None:
+        if bar is not None:
+            bar.set_fields(loss=f"{loss:.4f}")
+            bar.update()
+
+    return run_steps(projection_steps(ph, g, enc, c1, steps=steps, lr=lr, feats=feats,
+                                      feature_weight=feature_weight, prior_weight=prior_weight,
+                                      info=info), each)
+
+
+def projection_steps(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *,
+                     steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
+                     feats: CriticFeatures | None = None, feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+                     prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+                     info: dict[str, Any] | None = None) -> Generator[float, None, Projection]:
+    """Project one :class:`Photo` (:func:`load_photo`) with a ready encoder ``enc`` and labels
+    ``c1`` float (1, K), one optimisation step per ``next()`` (each yields the loss; the
+    encoder's guess comes with the first, the final image and scores with the last); the
+    return value is the :class:`Projection`. What :func:`project` does for each photo, for a
+    caller that interleaves it with other work (the web page's worker). ``info``: extra
+    entries for :attr:`Projection.info`."""
     device = next(g.parameters()).device
     r = int(g.resolution)
     target = to_float(ph.target)[None]
@@ -706,9 +878,10 @@ def _project_one(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *, ste
         z0 = enc(target.to(device)).cpu()
     guess = generate(g, z0, c1)[0]
     t2 = time.perf_counter()
-    z = optimise_latent(g, target, z0, c1, steps=steps, lr=lr, features=feats,
-                        feature_weight=feature_weight, prior_weight=prior_weight,
-                        progress=bar) if steps else z0
+    z = z0
+    if steps:
+        z = yield from latent_optimisation(g, target, z0, c1, steps=steps, lr=lr, features=feats,
+                                           feature_weight=feature_weight, prior_weight=prior_weight)
     t3 = time.perf_counter()
     image = generate(g, z, c1)[0]
     fd = None
@@ -718,7 +891,8 @@ def _project_one(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *, ste
             fd = float(CriticFeatures.distance(feats(to_float(image)[None].to(device), c),
                                                feats(target.to(device), c))[0])
     info = {"photo": Path(ph.source).name if ph.source else None, "crop": ph.crop, "resolution": r,
-            **info, "seconds": {"encoder_guess": round(t2 - t1, 3), "optimisation": round(t3 - t2, 3)}}
+            **(info or {}), "seconds": {"encoder_guess": round(t2 - t1, 3),
+                                        "optimisation": round(t3 - t2, 3)}}
     return Projection(ph.name, z[0].float(), c1[0].float(), fit_photo(ph.image, r), ph.target, image,
                       guess, psnr(image, ph.target), ssim(image, ph.target), fd,
                       psnr(guess, ph.target), info)
@@ -819,6 +993,7 @@ def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--lat
 
 
 __all__ = [
+    "CELEBA_LANDMARKS",
     "DEFAULT_ENCODER_STEPS",
     "DEFAULT_STEPS",
     "ENCODER_FILE",
@@ -829,11 +1004,19 @@ __all__ = [
     "Encoder",
     "Photo",
     "Projection",
+    "cached_encoder",
+    "celeba_face_template",
+    "decode_photo",
     "edit_latent_images",
     "encoder_for",
     "encoder_path",
+    "encoder_settings",
+    "encoder_training",
+    "face_aligner",
+    "face_template_path",
     "fit_photo",
     "latent_labels",
+    "latent_optimisation",
     "load_critic",
     "load_latent",
     "load_photo",
@@ -844,9 +1027,14 @@ __all__ = [
     "preprocess",
     "prior_penalty",
     "project",
+    "projection_steps",
     "psnr",
+    "read_face_template",
     "read_photo",
+    "run_steps",
     "save_projection",
+    "sniff_photo",
     "ssim",
+    "template_images",
     "train_encoder",
 ]

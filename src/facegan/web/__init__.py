@@ -8,10 +8,13 @@ wait for the generator without holding a thread each, which is what lets the bat
 (:mod:`.engine`) merge many clients' requests into one forward pass. uvicorn is the reference
 ASGI server, pure Python with optional speed-ups. Both come with the ``[serve]`` extra.
 
-Layout: :mod:`.engine` (model, directions, batching), :mod:`.params` (request validation,
-latents and labels), :mod:`.runfiles` (the run folder's outputs, by known names only),
-:mod:`.app` (the endpoints), ``static/`` (the page: plain HTML, CSS, JavaScript; no CDN).
-This package imports :mod:`facegan.sampling` for models and images, nothing from training.
+Layout: :mod:`.engine` (model, directions, batching, long tasks), :mod:`.params` (request
+validation, latents and labels), :mod:`.upload` (a photo's bytes read and checked in memory),
+:mod:`.projector` (photos projected into the latent space, as tasks of the batcher),
+:mod:`.runfiles` (the run folder's outputs, by known names only), :mod:`.app` (the
+endpoints), ``static/`` (the page: plain HTML, CSS, JavaScript; no CDN). This package imports
+:mod:`facegan.sampling` for models and images and :mod:`facegan.projection` for photos,
+nothing from training or evaluation.
 """
 
 from __future__ import annotations
@@ -111,12 +114,15 @@ def _quiet_server_class():
 
 
 def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = "auto",
-          max_wait: float = 3.0, max_batch: int = 32, reload: bool = True, out=sys.stdout) -> int:
+          max_wait: float = 3.0, max_batch: int = 32, reload: bool = True, project_steps: int | None = None,
+          out=sys.stdout) -> int:
     """Load ``run``, listen on host:port, serve until Ctrl-C / SIGTERM; returns 0 then.
 
     Prints one line naming the URL once the socket listens and the model is ready (after a
     warning when the address is reachable from other machines). A user mistake (no such run,
-    port in use, a bad option) is a UserError before anything is served.
+    port in use, a bad option) is a UserError before anything is served. ``project_steps``:
+    optimisation steps per photo brought to the page (default
+    :data:`.projector.PAGE_STEPS`).
     """
     check_installed()
     if not 0 <= port <= 65535:
@@ -125,9 +131,11 @@ def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = 
         raise UserError("--max-wait must be a positive number of seconds")
     if not 1 <= max_batch <= 1024:
         raise UserError("--max-batch must be from 1 to 1024")
+    if project_steps is not None and not 0 <= project_steps <= 5000:
+        raise UserError("--project-steps must be from 0 to 5000")
     sock = bind(host, port)  # first: a port in use is said at once, not after loading
     try:
-        _serve(sock, run, host, device, max_wait, max_batch, reload, out)
+        _serve(sock, run, host, device, max_wait, max_batch, reload, project_steps, out)
     except KeyboardInterrupt:  # Ctrl-C while the model loads, or a second one while stopping
         pass
     finally:
@@ -136,11 +144,12 @@ def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = 
     return 0
 
 
-def _serve(sock, run, host, device, max_wait, max_batch, reload, out) -> None:
+def _serve(sock, run, host, device, max_wait, max_batch, reload, project_steps, out) -> None:
     import uvicorn
 
     from .app import Server
     from .engine import Batcher, ModelHolder
+    from .projector import PAGE_STEPS, ProjectorSettings
 
     holder = ModelHolder(run, device=device, reload=reload)
     batcher = Batcher(holder, max_batch=max_batch, max_wait=max_wait)
@@ -148,7 +157,8 @@ def _serve(sock, run, host, device, max_wait, max_batch, reload, out) -> None:
     loopback = is_loopback(host)
     # (Starlette's host check cannot parse an IPv6 Host header: no check on ::1.)
     allowed = sorted({*LOOPBACK_NAMES, host}) if loopback and ":" not in host else None
-    server = Server(holder, batcher, run_label=str(run), allowed_hosts=allowed)
+    projection = ProjectorSettings(steps=PAGE_STEPS if project_steps is None else project_steps)
+    server = Server(holder, batcher, run_label=str(run), allowed_hosts=allowed, projection=projection)
     if not loopback:
         print(f"facegan: warning: serving on {host}, which other machines can reach: anyone who "
               "can connect can use the model and see this run's samples and curves (there is no "

@@ -1,17 +1,27 @@
 """The HTTP side: a Starlette app of a few JSON and PNG endpoints and the page's own assets.
 
-Endpoints (GET; every parameter checked by :mod:`.params`, a bad one answered 400 with
+Endpoints (every parameter checked by :mod:`.params`, a bad one answered 400 with
 ``{"error": message}``; a server too busy answers 503 with a message and a Retry-After):
 
 - ``/``, ``/static/<name>``: the page (HTML, CSS, JS shipped in the package, read once).
-- ``/api/info``: the model (resolution, latent size, step, labels, directions) and the limits.
+- ``/api/info``: the model (resolution, latent size, step, labels, directions), the limits
+  and the projector's state.
 - ``/api/seeds?n=16``: n different fresh random seeds (below a million), 1 <= n <= 64.
-- ``/api/image.png?seed=S[&seed2=S2&t=0.3&interp=slerp][&class=C|&attr=A=1,B=0]
-  [&edit=NAME:1.5,...][&size=256][&download=1]``: one face, a PNG; for a plain face (no
-  morph, no edit) the header ``X-Facegan-Command`` holds the ``facegan sample`` command that
-  draws the same pixels.
-- ``/api/strip.png?seed=S&seed2=S2&steps=8&interp=lerp[&class=..|&attr=..]``: the
+- ``/api/image.png?seed=S|z=LATENT[&seed2=S2|&z2=LATENT2&t=0.3&interp=slerp]
+  [&class=C|&attr=A=1,B=0][&edit=NAME:1.5,...][&size=256][&download=1]``: one face, a PNG;
+  for a plain face of a seed (no morph, no edit) the header ``X-Facegan-Command`` holds the
+  ``facegan sample`` command that draws the same pixels. ``z`` / ``z2``: a latent instead of a
+  seed (base64url float32, as ``/api/project`` answers; see :mod:`.params`).
+- ``/api/strip.png?seed=S|z=..&seed2=S2|z2=..&steps=8&interp=lerp[&class=..|&attr=..]``: the
   interpolation as one strip of frames.
+- ``POST /api/project[?align=0|1][&class=C|&attr=..]``, the body a photo's bytes (JPEG, PNG or
+  WebP, at most 10 MB and 40 megapixels; :mod:`.upload`): the photo projected into the
+  model's latent space (:mod:`.projector`, in the batcher's worker). JSON: ``latent`` (for
+  ``z=``), ``labels``, ``psnr``, ``ssim``, ``aligned``, ``notes``, and the ``crop`` matched
+  and the ``projection`` as PNG data URLs. 413 for a larger body, 400 for a file that is not
+  such an image, is damaged, or (aligning) shows no face, 503 while the projector is being
+  prepared (once per model) or when the photos ahead would take longer than ``--max-wait``.
+  Nothing of the photo is written or kept.
 - ``/api/run``: the run folder's sample grids, curves and metrics summary.
 - ``/api/run/files/<id>``: one of those files, by the id ``/api/run`` listed.
 """
@@ -21,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import random
 import shlex
+import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -33,9 +45,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..projection import MAX_PHOTO_PIXELS
 from ..sampling import make_grid
 from . import params as P
+from . import upload as U
 from .engine import Batcher, ModelHolder, Overloaded, png_bytes, whole_seconds
+from .projector import Projector, ProjectorFailed, ProjectorSettings
 from .runfiles import MetricsCache, list_run_files, read_run_file
 
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -50,6 +65,8 @@ _system_random = random.SystemRandom()
 # to that; images arrive as blob: URLs made from fetched PNGs.
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
                "base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
+# Photos decoded at once (each up to 40 megapixels: a second of a core and 120 MB); more wait.
+DECODE_SLOTS = 2
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
@@ -74,9 +91,12 @@ class Server:
 
     def __init__(self, holder: ModelHolder, batcher: Batcher | None = None, *,
                  run_label: str | None = None, request_timeout: float = 60.0,
-                 allowed_hosts: list[str] | None = None):
+                 allowed_hosts: list[str] | None = None, projector: Projector | None = None,
+                 projection: ProjectorSettings | None = None):
         self.holder = holder
         self.batcher = batcher or Batcher(holder)
+        self.projector = projector or Projector(holder, self.batcher, projection)
+        self._decode_slots = anyio.CapacityLimiter(DECODE_SLOTS)
         self.static = load_static()
         lg = holder.model.loaded
         self.run_dir = lg.run_dir
@@ -90,6 +110,7 @@ class Server:
             Route("/api/seeds", self.seeds),
             Route("/api/image.png", self.image),
             Route("/api/strip.png", self.strip),
+            Route("/api/project", self.project, methods=["POST"]),
             Route("/api/run", self.run_info),
             Route("/api/run/files/{name:path}", self.run_file),
         ]
@@ -139,7 +160,10 @@ class Server:
             "reload_problem": self.holder.reload_problem,
             "limits": {"seed_max": P.SEED_MAX, "strength_max": P.STRENGTH_MAX,
                        "max_faces": P.MAX_FACES, "strip_steps": list(P.STRIP_STEPS),
-                       "max_size": P.MAX_SIZE, "max_wait_s": self.batcher.max_wait},
+                       "max_size": P.MAX_SIZE, "max_wait_s": self.batcher.max_wait,
+                       "upload_bytes": U.MAX_UPLOAD_BYTES, "upload_pixels": MAX_PHOTO_PIXELS,
+                       "latent_max": P.LATENT_MAX},
+            "projection": self.projector.status(m),
             "stats": {"forward_calls": self.batcher.forward_calls,
                       "images": self.batcher.rows_done},
         }, headers={"Cache-Control": "no-store"})
@@ -190,18 +214,21 @@ class Server:
         if isinstance(result, Response):
             return result
         body, opts = result
-        headers = {"Cache-Control": IMAGE_CACHE, "X-Facegan-Seed": str(opts["seed"]),
-                   "X-Facegan-Model-Version": str(m.version)}
-        if "seed2" not in opts and not opts["edits"]:
-            # The command that draws this very face (a plain face; morphs and edits have none).
-            trunc = f" --truncation {opts['truncation']:g}" if opts.get("truncation") else ""
-            headers["X-Facegan-Command"] = (f"facegan sample {shlex.quote(self.run_label)} --n 1 "
-                                            f"--seed {opts['seed']}{opts['condition'].cli_options()}{trunc} "
-                                            f"--out seed{opts['seed']}.png")
+        headers = {"Cache-Control": IMAGE_CACHE, "X-Facegan-Model-Version": str(m.version)}
+        if opts["seed"] is not None:
+            headers["X-Facegan-Seed"] = str(opts["seed"])
+            if "t" not in opts and not opts["edits"]:
+                # The command that draws this very face (a plain face of a seed; morphs, edits
+                # and given latents have none).
+                trunc = f" --truncation {opts['truncation']:g}" if opts.get("truncation") else ""
+                headers["X-Facegan-Command"] = (f"facegan sample {shlex.quote(self.run_label)} --n 1 "
+                                                f"--seed {opts['seed']}{opts['condition'].cli_options()}{trunc} "
+                                                f"--out seed{opts['seed']}.png")
         if opts["download"]:
-            name = f"facegan-seed{opts['seed']}"
-            if "seed2" in opts:
-                name += f"-to-{opts['seed2']}-t{opts['t']:.2f}"
+            name = "facegan-" + ("photo" if opts["seed"] is None else f"seed{opts['seed']}")
+            if "t" in opts:
+                to = "photo" if opts["seed2"] is None else opts["seed2"]
+                name += f"-to-{to}-t{opts['t']:.2f}"
             for d, s in opts["edits"]:
                 name += f"-{''.join(ch for ch in d if ch.isalnum())[:20]}{s:+.1f}"
             headers["Content-Disposition"] = f'attachment; filename="{name}.png"'
@@ -219,6 +246,64 @@ class Server:
             return result
         body, _ = result
         return Response(body, media_type="image/png", headers={"Cache-Control": IMAGE_CACHE})
+
+    # ---- photos ----
+    async def project(self, request: Request) -> Response:
+        """A photo (the body) -> its projection (JSON). In order: the options (400), the body
+        within its bound (413), the header's format and pixel count (400), the projector and
+        the queue (503 at once: preparing, or busy), the full decode (400), then the
+        projection in the worker, awaited (400 when aligning finds no face)."""
+        m = self.holder.model
+        t0 = time.monotonic()
+        try:
+            want_align, cond = P.parse_project(request.query_params, m, self.projector.align_available)
+            align = want_align and self.projector.align_available
+            notes = []
+            if want_align and not align:
+                notes.append("face alignment needs facenet-pytorch, which this server lacks (pip install "
+                             "'facegan[align]'): the photo was taken as it is, cut by the run's crop")
+            elif not align:
+                notes.append("alignment off: the photo was taken as it is, cut by the run's crop")
+            data = await U.read_body(request)
+            U.check_photo(data)
+            prep = await run_in_threadpool(self.projector.ready, m, align)
+            self.batcher.admit_task()  # busy: refused before the decode is paid for
+            photo = await anyio.to_thread.run_sync(U.decode_photo, data, limiter=self._decode_slots)
+            del data
+            labels = P.latent_labels(cond, m.labels)
+            task = self.batcher.submit_task(self.projector.task(prep, m, photo, labels, align, tuple(notes)))
+            del photo  # the task holds it until it ends, and nothing after
+        except U.TooLarge as e:
+            return error(413, str(e))
+        except P.BadRequest as e:
+            return error(400, str(e))
+        except Overloaded as e:
+            return error(503, str(e), e.retry_after)
+        except ProjectorFailed as e:
+            return error(500, str(e))
+        timeout = self.request_timeout + 3 * self.batcher.until_done(task)
+        fut = asyncio.wrap_future(task.future)
+        try:
+            while True:
+                done, _ = await asyncio.wait({fut}, timeout=0.5)
+                if done:
+                    break
+                if await request.is_disconnected():  # the person left: free the worker
+                    task.cancel()
+                    fut.cancel()  # its outcome, when the worker gets to it, is wanted by no one
+                    return error(503, "the request was given up")
+                if time.monotonic() - t0 > timeout:
+                    task.cancel()
+                    fut.cancel()
+                    return error(503, "server busy: the projection took too long; try again shortly",
+                                 whole_seconds(self.batcher.max_wait))
+            answer = fut.result()
+        except P.BadRequest as e:
+            return error(400, str(e))
+        except Overloaded as e:
+            return error(503, str(e), e.retry_after)
+        answer["seconds"] = round(time.monotonic() - t0, 2)
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     # ---- run folder ----
     async def run_info(self, request: Request) -> Response:

@@ -15,6 +15,14 @@ A job that would wait longer than ``max_wait`` seconds (:meth:`Batcher.estimate`
 generation and the resizing and encoding queued ahead of it, by measured costs) is refused at
 once with :class:`Overloaded` (the page shows a 503 with a message and a Retry-After): a server
 under load answers "busy" instead of queueing forever.
+
+Long work (projecting a photo: hundreds of optimisation steps; preparing the projector:
+training its encoder) is a :class:`Task`, run by the same worker one unit (a step) at a time
+between image batches: the generator still has one caller, and an image request waits for the
+unit running (tens of milliseconds), not for the whole projection. Units are costed like
+batches (seconds per unit of each kind, measured at warm-up and as they run), so image waits
+count the task running and a photo is refused at once when the tasks ahead of it would take
+longer than ``max_wait``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +49,13 @@ RELOAD_CHECK_S = 5.0  # how often the worker looks for a newer checkpoint / dire
 # Encodes smaller than this are not used to correct the per-pixel cost: their fixed costs
 # (a few tenths of a millisecond) would read as a high cost per pixel.
 MEASURE_PIXELS = 256 * 256
+# The worker runs a task's units for about this long before it looks at the image queue again
+# (sooner when images wait: then after one unit).
+TASK_SLICE_S = 0.25
+# Seconds per unit of a task's work, until measured on this machine (warm_up measures a
+# projection step; every unit run corrects its kind's cost).
+UNIT_COSTS = {"project_step": 0.02, "crop": 0.01, "align": 0.5, "setup": 0.5, "encoder_step": 0.1,
+              "template_image": 0.1}
 
 
 class Overloaded(Exception):
@@ -214,6 +229,39 @@ class Job:
         return int(self.z.shape[0])
 
 
+@dataclass(eq=False)  # compared by identity: the queue finds and removes this very task
+class Task:
+    """Long work the worker runs a unit at a time between image batches.
+
+    ``work`` is a Python generator: each ``next()`` does one unit and yields its kind (a key
+    of :attr:`Batcher.unit_cost`, such as 'project_step'); its return value is the task's
+    result, an exception it raises the task's error. ``plan``: the units of each kind it does
+    in all, from which its cost is estimated.
+    """
+
+    work: Generator[str, None, object]
+    plan: dict[str, int]
+    future: Future = field(default_factory=Future)
+    done: dict[str, int] = field(default_factory=dict)  # units run so far, by kind
+    queued_at: float = field(default_factory=time.monotonic)
+    started: bool = False
+    _cancel: threading.Event = field(default_factory=threading.Event)
+
+    def left(self, cost: Mapping[str, float]) -> float:
+        """Seconds of work not done yet, at ``cost`` seconds per unit of each kind."""
+        return sum(max(0, n - self.done.get(k, 0)) * cost.get(k, 0.0) for k, n in self.plan.items())
+
+    def unit(self, cost: Mapping[str, float]) -> float:
+        """The longest unit it still has to run (what an image request may wait for)."""
+        return max((cost.get(k, 0.0) for k, n in self.plan.items() if self.done.get(k, 0) < n),
+                    default=0.0)
+
+    def cancel(self) -> None:
+        """Stop it before its next unit (its client gave up); a task not started never runs."""
+        self._cancel.set()
+        self.future.cancel()
+
+
 class Batcher:
     """One worker thread; concurrent jobs merged into one forward pass of up to ``max_batch``
     rows (a larger job runs alone, never split).
@@ -222,8 +270,11 @@ class Batcher:
 
     ``submit`` refuses (raises :class:`Overloaded`) when :meth:`estimate` of its wait exceeds
     ``max_wait`` s, or when more than ``max_queue_rows`` rows wait. The costs it uses
-    (``overhead``, ``per_row``, ``per_pixel``) are measured by :meth:`warm_up` and corrected
-    as batches and encodes run.
+    (``overhead``, ``per_row``, ``per_pixel``, ``unit_cost``) are measured by :meth:`warm_up`
+    and corrected as batches, encodes and task units run.
+
+    :meth:`submit_task` queues a :class:`Task` (first in, first out; one runs at a time, a
+    unit after each image batch, or units for up to ``TASK_SLICE_S`` when no image waits).
     """
 
     def __init__(self, holder: ModelHolder, *, max_batch: int = 32, max_wait: float = 3.0,
@@ -235,6 +286,9 @@ class Batcher:
         # Half the CPUs: the rest stay with the generator, whose batches the encodes wait for.
         self.encode_threads = encode_threads or max(1, (os.cpu_count() or 2) // 2)
         self._queue: list[Job] = []
+        self._tasks: list[Task] = []  # the first one is the one running
+        self.unit_cost = dict(UNIT_COSTS)
+        self._measured: set[str] = set()  # unit kinds whose cost was measured, not guessed
         self._cond = threading.Condition()  # an RLock: estimate() is called holding it too
         self._busy_until = 0.0  # estimated end of the batch running now (monotonic)
         self._pending_pixels = 0  # output pixels admitted and not yet encoded
@@ -267,14 +321,62 @@ class Batcher:
             batches = max(1, math.ceil(queued / self.max_batch))
             running = max(0.0, self._busy_until - time.monotonic())
             wait = running + batches * self.overhead + queued * self.per_row
+            if self._tasks:  # a task runs one unit after each batch
+                wait += batches * self._tasks[0].unit(self.unit_cost)
             if pixels:
                 wait += (self._pending_pixels + pixels) * self.per_pixel / self.encode_threads
             return wait
 
-    @torch.inference_mode()
+    def task_backlog(self) -> float:
+        """Seconds until a task submitted now would start: the units left of the tasks queued
+        (the running one included), at the measured unit costs, and what runs now."""
+        with self._cond:
+            running = max(0.0, self._busy_until - time.monotonic())
+            return running + sum(t.left(self.unit_cost) for t in self._tasks)
+
+    def until_done(self, task: Task) -> float:
+        """Seconds until ``task`` (queued or running) ends: its units left and those of the
+        tasks ahead of it; 0 once it has ended."""
+        with self._cond:
+            if task not in self._tasks:
+                return 0.0
+            ahead = self._tasks[:self._tasks.index(task) + 1]
+            running = max(0.0, self._busy_until - time.monotonic())
+            return running + sum(t.left(self.unit_cost) for t in ahead)
+
+    def task_cost(self, plan: Mapping[str, int]) -> float:
+        """Seconds the units of ``plan`` (kind -> count) take at the measured costs."""
+        with self._cond:
+            return sum(n * self.unit_cost.get(k, 0.0) for k, n in plan.items())
+
     def warm_up(self, repeats: int = 3) -> None:
         """Measure the cost model on this machine: the median time of 1 and of ``max_batch``
-        rows (the first call of a network is slower; it is run once and not counted)."""
+        rows (the first call of a network is slower; it is run once and not counted), of a
+        resize and encode, and of a projection step (:meth:`measure_project_step`)."""
+        self._warm_up_images(repeats)
+        self.measure_project_step(repeats)
+
+    def measure_project_step(self, repeats: int = 3) -> None:
+        """A first 'project_step' unit cost: the median time of the generator forward and
+        backward for one latent (a projection step without the feature loss; the first
+        projection's steps replace it)."""
+        m = self.holder.model
+        z = torch.randn(1, m.latent_dim, device=m.device, requires_grad=True)
+        c = torch.zeros(1, m.labels.dim, device=m.device)
+        ts = []
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            (grad,) = torch.autograd.grad(m.generator(z, c).square().mean(), z)
+            float(grad.sum())  # wait for a GPU to finish
+            if i:  # the first call is slower; not counted
+                ts.append(time.perf_counter() - t0)
+        with self._cond:
+            # A first figure: the first projection's own steps replace it (not marked measured),
+            # as they include the feature loss and run in the worker's thread.
+            self.unit_cost["project_step"] = sorted(ts)[len(ts) // 2]
+
+    @torch.inference_mode()
+    def _warm_up_images(self, repeats: int) -> None:
         m = self.holder.model
         times = {}
         for rows in (1, self.max_batch):
@@ -332,6 +434,33 @@ class Batcher:
         self._ensure_worker()
         return job.future
 
+    def admit_task(self) -> None:
+        """Raise :class:`Overloaded` when a task submitted now would wait longer than
+        ``max_wait`` s for the tasks ahead of it (:meth:`task_backlog`) before it starts. Its
+        own length is not held against it: a projection's is what its user asked for (the
+        page says how long one takes), and it does not hold up image requests, which run
+        between its steps."""
+        with self._cond:
+            wait = self.task_backlog()
+            if wait > self.max_wait:
+                retry = whole_seconds(wait - self.max_wait)
+                ahead = len(self._tasks)
+                raise Overloaded(f"server busy: the {ahead} photo{'s' if ahead != 1 else ''} ahead would "
+                                 f"take about {wait:.1f} s (limit {self.max_wait:g} s); try again in "
+                                 f"{retry} s", retry)
+
+    def submit_task(self, task: Task, *, admit: bool = True) -> Task:
+        """Queue ``task`` (first in, first out) and return it; its future gets its result.
+        With ``admit``, refused as :meth:`admit_task` says (without: preparing the projector,
+        which runs once whatever the queue)."""
+        with self._cond:
+            if admit:
+                self.admit_task()
+            self._tasks.append(task)
+            self._cond.notify()
+        self._ensure_worker()
+        return task
+
     def _ensure_worker(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._cond:
@@ -345,9 +474,13 @@ class Batcher:
         with self._cond:
             self._stop = True
             pending, self._queue = self._queue, []
+            tasks, self._tasks = self._tasks, []
             self._cond.notify_all()
         for job in pending:
             self._fail(job, Overloaded("server stopping"))
+        for task in tasks:
+            if not task.started:  # the one running is answered by the worker, after its unit
+                self._end_task(task, error=Overloaded("server stopping"))
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         with self._cond:
@@ -355,13 +488,16 @@ class Batcher:
         if encoder is not None:
             encoder.shutdown(wait=False)  # encodes already queued still answer their requests
 
-    def _take(self) -> list[Job]:
-        """Block for the first job, then take every waiting job that fits in one batch."""
+    def _take(self) -> list[Job] | None:
+        """Block for the first job (or task), then take every waiting job that fits in one
+        batch; [] when only a task waits, None when stopping."""
         with self._cond:
-            while not self._queue and not self._stop:
+            while not self._queue and not self._tasks and not self._stop:
                 self._cond.wait(timeout=1.0)
             if self._stop:
-                return []
+                return None
+            if not self._queue:
+                return []  # a task alone
             jobs = [self._queue.pop(0)]
             rows = jobs[0].rows
             while self._queue and rows + self._queue[0].rows <= self.max_batch:
@@ -373,24 +509,89 @@ class Batcher:
     def _run(self) -> None:
         while True:
             jobs = self._take()
-            if not jobs:
+            if jobs is None:
                 return
-            now = time.monotonic()
-            live = []
-            for job in jobs:
-                # A job can outstay its estimate when the machine is busier than measured:
-                # answer "busy" rather than a reply the client has probably given up on.
-                if now - job.queued_at > 2 * self.max_wait:
-                    self._fail(job, Overloaded("server busy: the request waited too long",
-                                               whole_seconds(self.max_wait)))
-                elif job.future.set_running_or_notify_cancel():
-                    live.append(job)
-                else:  # its client went away
-                    self._release(job)
-            if live:
-                self._run_batch(live)
+            if jobs:
+                self._run_jobs(jobs)
+            self._run_slice()
             with self._cond:
                 self._busy_until = 0.0
+
+    def _run_jobs(self, jobs: list[Job]) -> None:
+        now = time.monotonic()
+        live = []
+        for job in jobs:
+            # A job can outstay its estimate when the machine is busier than measured:
+            # answer "busy" rather than a reply the client has probably given up on.
+            if now - job.queued_at > 2 * self.max_wait:
+                self._fail(job, Overloaded("server busy: the request waited too long",
+                                           whole_seconds(self.max_wait)))
+            elif job.future.set_running_or_notify_cancel():
+                live.append(job)
+            else:  # its client went away
+                self._release(job)
+        if live:
+            self._run_batch(live)
+
+    def _run_slice(self) -> None:
+        """Run units of the first task: one when images wait, else for up to TASK_SLICE_S."""
+        with self._cond:
+            task = self._tasks[0] if self._tasks else None
+        if task is None:
+            return
+        if not task.started:
+            if not task.future.set_running_or_notify_cancel():  # its client went away
+                self._end_task(task)
+                return
+            task.started = True
+        end = time.monotonic() + TASK_SLICE_S
+        while True:
+            if task._cancel.is_set() or self._stop:
+                task.work.close()
+                self._end_task(task, error=Overloaded("server stopping" if self._stop else
+                                                      "the request was given up"))
+                return
+            with self._cond:
+                self._busy_until = time.monotonic() + task.unit(self.unit_cost)
+            t0 = time.perf_counter()
+            try:
+                kind = next(task.work)
+            except StopIteration as stop:
+                self._end_task(task, result=stop.value)
+                return
+            except Exception as e:  # a bug or a bad photo must reach the request, not kill the worker
+                self._end_task(task, error=e)
+                return
+            took = time.perf_counter() - t0
+            with self._cond:
+                task.done[kind] = task.done.get(kind, 0) + 1
+                self._measure_unit(kind, took)
+                images_wait = bool(self._queue)
+            if images_wait or time.monotonic() >= end:
+                return
+
+    def _measure_unit(self, kind: str, took: float) -> None:
+        """Correct the cost of a unit of ``kind`` by one that took ``took`` s (holding _cond):
+        the first measured replaces the guess, later ones move it a fifth of the way, as
+        batches correct the generation costs."""
+        if kind not in self._measured:
+            self.unit_cost[kind] = took
+            self._measured.add(kind)
+        else:
+            self.unit_cost[kind] = 0.8 * self.unit_cost.get(kind, took) + 0.2 * took
+
+    def _end_task(self, task: Task, result: object = None, error: BaseException | None = None) -> None:
+        with self._cond:
+            if task in self._tasks:
+                self._tasks.remove(task)
+        if task.future.done():
+            return
+        if not task.started and not task.future.set_running_or_notify_cancel():
+            return
+        if error is not None:
+            task.future.set_exception(error)
+        else:
+            task.future.set_result(result)
 
     def _run_batch(self, jobs: list[Job]) -> None:
         try:

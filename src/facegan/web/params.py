@@ -3,26 +3,35 @@
 A face is named by its seed: its latent is ``sampling.latents(1, D, seed)[0]`` and, for a
 conditional model with no condition chosen, its label ``LabelSpec.draw(1, seed)``,
 exactly what ``facegan sample RUN --n 1 --seed SEED`` draws; so the page can print the
-command that draws the same face again. Everything else is a change of that face:
+command that draws the same face again. Or by its latent: ``z`` (instead of ``seed``) is D
+float32 values, little-endian, as unpadded base64url (what ``/api/project`` answers for a
+photo, :func:`encode_latent`), checked strictly (:func:`parse_latent`: its exact length, the
+alphabet, finite values within +-LATENT_MAX); its labels are the condition's, any it leaves
+open drawn with seed LATENT_LABEL_SEED, as ``facegan project`` draws them. Everything else is
+a change of that face, the same for a seed's face and a latent's:
 
-- ``seed2`` + ``t`` + ``interp``: the point a fraction t of the way to another face
+- ``seed2`` or ``z2`` + ``t`` + ``interp``: the point a fraction t of the way to another face
   (``sampling.lerp`` or ``sampling.slerp``; labels blended linearly, as ``morph_classes`` does);
 - ``class`` / ``attr``: the condition (``--class NAME`` / ``--attr A=0,B=1`` of ``sample``,
   parsed by :func:`facegan.labels.parse_condition`);
 - ``edit``: ``z + strength * direction`` for directions of ``RUN/directions.json``;
 - ``truncation``: the truncation trick, T from 0.05 to 4 (``--truncation T`` of ``sample``):
-  every face's latent is ``sampling.latents(1, D, seed, truncation=T)[0]``, its labels
-  unchanged; absent or empty: no truncation.
+  every seed's latent is ``sampling.latents(1, D, seed, truncation=T)[0]``, its labels
+  unchanged; absent or empty: no truncation. A given latent (``z`` / ``z2``) is used as it
+  is: truncation only concerns drawing a latent from a seed.
 
 A bad value raises :class:`BadRequest` with a message meant for the person at the page.
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .. import labels
@@ -42,6 +51,13 @@ INTERPS = {"lerp": lerp, "slerp": slerp}
 # T of the truncation trick: below 0.05 every face is nearly the mean face; above 4 almost no
 # latent value is cut (4 sigma), so it would be the same as none.
 TRUNCATION_RANGE = (0.05, 4.0)
+# |value| of a given latent: a normal value beyond 6 has odds of 1e-9, and a projected latent
+# stays on the normal's shell (projection's prior), so anything near 16 is no face's latent.
+LATENT_MAX = 16.0
+LATENT_PARAMS = ("z", "z2")
+MAX_LATENT_TEXT = 4 * MAX_TEXT  # characters of z= / z2=: up to 1,500 latent values
+LATENT_LABEL_SEED = 0  # `facegan project --seed 0`: labels a condition leaves open, for a latent
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class BadRequest(ValueError):
@@ -62,8 +78,9 @@ def check_names(query: Mapping[str, str], allowed: set[str]) -> None:
         raise BadRequest(f"unknown parameter '{unknown[0]}'; this endpoint takes "
                          f"{', '.join(sorted(allowed))}")
     for k, v in query.items():
-        if len(v) > MAX_TEXT:
-            raise BadRequest(f"parameter '{k}' is too long ({len(v)} characters, at most {MAX_TEXT})")
+        limit = MAX_LATENT_TEXT if k in LATENT_PARAMS else MAX_TEXT
+        if len(v) > limit:
+            raise BadRequest(f"parameter '{k}' is too long ({len(v)} characters, at most {limit})")
 
 
 def get_int(query: Mapping[str, str], name: str, lo: int, hi: int, default: int | None = None) -> int:
@@ -163,15 +180,78 @@ def apply_edits(z: torch.Tensor, edits, model: Model) -> torch.Tensor:
     return z
 
 
+# ---- latents --------------------------------------------------------------------------------
+
+def encode_latent(z: torch.Tensor) -> str:
+    """float (D,) -> its D float32 values, little-endian, as unpadded base64url (the ``z=`` of
+    the image endpoints; :func:`parse_latent` reads it back exactly)."""
+    raw = z.detach().cpu().numpy().astype("<f4").tobytes()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def latent_text_length(dim: int) -> int:
+    """Characters of :func:`encode_latent` for a latent of ``dim`` values (no padding)."""
+    n = 4 * dim
+    return 4 * (n // 3) + (0, 2, 3)[n % 3]
+
+
+def parse_latent(query: Mapping[str, str], name: str, dim: int) -> torch.Tensor:
+    """The query's latent ``name`` (z or z2) -> float32 (dim,); BadRequest unless it is
+    exactly ``dim`` float32 values as base64url (padding optional), all finite and within
+    +-LATENT_MAX."""
+    text = query.get(name) or ""
+    want = latent_text_length(dim)
+    what = (f"'{name}' must be a latent of this model: {dim} little-endian float32 values as "
+            f"base64url ({want} characters of A-Z a-z 0-9 - _), as /api/project answers it")
+    body = text.rstrip("=")  # padding is optional
+    if len(text) - len(body) > 2 or not _BASE64URL.fullmatch(body):
+        raise BadRequest(what)
+    if len(body) != want:
+        raise BadRequest(f"'{name}' has {len(body)} characters; {what}")
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    arr = np.frombuffer(raw, dtype="<f4")
+    if arr.shape != (dim,):  # cannot happen for a text of the right length; kept as a guard
+        raise BadRequest(what)
+    if not np.isfinite(arr).all():
+        raise BadRequest(f"'{name}' holds values that are not finite (nan or inf)")
+    peak = float(np.abs(arr).max(initial=0.0))
+    if peak > LATENT_MAX:
+        raise BadRequest(f"'{name}' holds a value of magnitude {peak:.3g}; a latent's values lie "
+                         f"within +-{LATENT_MAX:g}")
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+def latent_labels(cond: Condition, spec: LabelSpec) -> torch.Tensor:
+    """float (K,) for a given latent: the condition's labels, any it leaves open drawn with
+    LATENT_LABEL_SEED (what ``facegan project`` with its default seed projects with)."""
+    return cond.labels(spec, 1, LATENT_LABEL_SEED)[0]
+
+
 # ---- faces ----------------------------------------------------------------------------------
 
-FACE_PARAMS = {"seed", "seed2", "t", "interp", "class", "attr", "edit", "size", "download", "truncation"}
-STRIP_PARAMS = {"seed", "seed2", "steps", "interp", "class", "attr", "truncation"}
+FACE_PARAMS = {"seed", "z", "seed2", "z2", "t", "interp", "class", "attr", "edit", "size", "download",
+               "truncation"}
+STRIP_PARAMS = {"seed", "z", "seed2", "z2", "steps", "interp", "class", "attr", "truncation"}
 
 
 def face_latent(seed: int, model: Model, truncation: float | None = None) -> torch.Tensor:
     """float (D,): the latent ``facegan sample --n 1 --seed SEED [--truncation T]`` uses."""
     return latents(1, model.latent_dim, seed, truncation=truncation)[0]
+
+
+def face_end(query: Mapping[str, str], model: Model, cond: Condition, truncation: float | None,
+             seed_name: str = "seed", z_name: str = "z") -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """One face of a request, named by ``seed_name`` or ``z_name`` (one of them, not both) ->
+    (latent float (D,), labels float (K,), the seed or None for a given latent)."""
+    if query.get(z_name):
+        if query.get(seed_name):
+            raise BadRequest(f"give '{seed_name}' (a seed) or '{z_name}' (a latent), not both")
+        return parse_latent(query, z_name, model.latent_dim), latent_labels(cond, model.labels), None
+    if not query.get(seed_name):
+        raise BadRequest(f"parameter '{seed_name}' is required (an integer from 0 to {SEED_MAX}), "
+                         f"or a latent as '{z_name}' (from /api/project)")
+    seed = get_int(query, seed_name, 0, SEED_MAX)
+    return face_latent(seed, model, truncation), face_labels(cond, model.labels, seed), seed
 
 
 def between(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor, interp: str) -> torch.Tensor:
@@ -186,42 +266,61 @@ def blend(ca: torch.Tensor, cb: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def parse_face(query: Mapping[str, str], model: Model) -> tuple[Face, dict]:
-    """An /api/image.png query -> (the face, the parsed options the response needs)."""
+    """An /api/image.png query -> (the face, the parsed options the response needs: ``seed``
+    and ``seed2`` are None for a face given by its latent)."""
     check_names(query, FACE_PARAMS)
     r = model.resolution
-    seed = get_int(query, "seed", 0, SEED_MAX)
     cond = parse_condition(query, model.labels)
+    trunc = parse_truncation(query)
+    z, c, seed = face_end(query, model, cond, trunc)
     edits = parse_edits(query, model)
     size = get_int(query, "size", r, MAX_SIZE, default=r)
     download = get_choice(query, "download", ("0", "1"), "0") == "1"
-    trunc = parse_truncation(query)
-    z = face_latent(seed, model, trunc)
-    c = face_labels(cond, model.labels, seed)
     opts = {"seed": seed, "size": size, "download": download, "condition": cond, "edits": edits,
             "truncation": trunc}
-    if "seed2" in query or "t" in query:
-        seed2 = get_int(query, "seed2", 0, SEED_MAX)
+    if "seed2" in query or "z2" in query or "t" in query:
+        z2, c2, seed2 = face_end(query, model, cond, trunc, "seed2", "z2")
         t = torch.tensor([get_float(query, "t", 0.0, 1.0, 0.5)])
         interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
-        z = between(z, face_latent(seed2, model, trunc), t, interp)[0]
-        c = blend(c, face_labels(cond, model.labels, seed2), t)[0]
+        z = between(z, z2, t, interp)[0]
+        c = blend(c, c2, t)[0]
         opts.update(seed2=seed2, t=float(t), interp=interp)
     elif "interp" in query:
-        raise BadRequest("'interp' goes with seed2 and t (a point between two faces)")
+        raise BadRequest("'interp' goes with seed2 (or z2) and t (a point between two faces)")
     return Face(apply_edits(z, edits, model), c), opts
 
 
 def parse_strip(query: Mapping[str, str], model: Model) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """An /api/strip.png query -> (z float (T, D), c float (T, K), options): T frames evenly
-    spaced from one face to the other, ends included."""
+    spaced from one face (seed or z) to the other (seed2 or z2), ends included."""
     check_names(query, STRIP_PARAMS)
-    seed = get_int(query, "seed", 0, SEED_MAX)
-    seed2 = get_int(query, "seed2", 0, SEED_MAX)
-    steps = get_int(query, "steps", *STRIP_STEPS, default=8)
-    interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
     cond = parse_condition(query, model.labels)
     trunc = parse_truncation(query)
+    za, ca, seed = face_end(query, model, cond, trunc)
+    zb, cb, seed2 = face_end(query, model, cond, trunc, "seed2", "z2")
+    steps = get_int(query, "steps", *STRIP_STEPS, default=8)
+    interp = get_choice(query, "interp", tuple(INTERPS), "slerp")
     t = torch.linspace(0, 1, steps)
-    z = between(face_latent(seed, model, trunc), face_latent(seed2, model, trunc), t, interp)
-    c = blend(face_labels(cond, model.labels, seed), face_labels(cond, model.labels, seed2), t)
+    z = between(za, zb, t, interp)
+    c = blend(ca, cb, t)
     return z, c, {"seed": seed, "seed2": seed2, "steps": steps, "interp": interp, "truncation": trunc}
+
+
+# ---- photos ---------------------------------------------------------------------------------
+
+PROJECT_PARAMS = {"align", "class", "attr"}
+
+
+def parse_project(query: Mapping[str, str], model: Model, align_default: bool) -> tuple[bool, Condition]:
+    """A /api/project query -> (align the face?, the condition). A conditional model needs
+    the photo's labels (``class`` / ``attr``), as ``facegan project`` does."""
+    check_names(query, PROJECT_PARAMS)
+    align = get_choice(query, "align", ("0", "1"), "1" if align_default else "0") == "1"
+    cond = parse_condition(query, model.labels)
+    spec = model.labels
+    if spec.conditional and not (query.get("class") or query.get("attr")):
+        what, how = (("classes", "class=NAME") if spec.kind == "class" else
+                     ("attributes", f"attr={spec.names[0]}=0|1,..."))
+        raise BadRequest(f"this model is conditional ({what}: {', '.join(spec.names)}); say which "
+                         f"the photo shows with {how} (on the page: the selector above the faces)")
+    return align, cond

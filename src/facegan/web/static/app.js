@@ -1,14 +1,17 @@
 // facegan serve: the page. Plain JavaScript, no libraries, no network beyond this server.
 // A face is its seed: every image URL names the seed (and the condition, morph or edits),
 // the server draws it; the same seed gives the same face as `facegan sample --seed`.
+// Or a photo brought to the page: /api/project answers its latent, which the image URLs then
+// carry as z= (z2= for a morph's other end) where a seed's face carries seed=.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const S = {
   info: null,        // /api/info
   seeds: [],         // the grid's seeds
-  selected: null,    // seed shown large
-  a: null, b: null,  // morph ends
+  selected: null,    // face shown large: a seed (number) or a photo (object, see projectPhoto)
+  a: null, b: null,  // morph ends, faces as `selected`
+  photos: [],        // projected photos, in this page only
   cond: { cls: "", attrs: {} },
   edits: {},         // direction name -> strength
   interp: "slerp",
@@ -55,7 +58,14 @@ function apiURL(path, params) {
 // Truncation changes the latents only (labels as chosen); sent with every image and strip.
 const truncParams = () => (S.truncation ? { truncation: S.truncation } : {});
 
-const faceURL = (seed, extra = {}) => apiURL("/api/image.png", { seed, ...condParams(), ...truncParams(), ...extra });
+// A face's URL parameters: seed=S, or z=LATENT for a photo (truncation only concerns seeds).
+const isPhoto = (face) => face !== null && typeof face === "object";
+const faceParams = (face) => (isPhoto(face) ? { z: face.z } : { seed: face });
+const otherParams = (face) => (isPhoto(face) ? { z2: face.z } : { seed2: face });
+const faceKind = (face) => (isPhoto(face) ? "your" : "seed");
+const faceName = (face) => (isPhoto(face) ? face.name : String(face));
+
+const faceURL = (face, extra = {}) => apiURL("/api/image.png", { ...faceParams(face), ...condParams(), ...truncParams(), ...extra });
 
 // ---- images -----------------------------------------------------------------------------
 // fetch() rather than <img src>: a refusal (503 busy) is retried, a 4xx message is shown.
@@ -197,16 +207,17 @@ function renderGrid() {
 }
 
 function markCards() {
-  for (const fig of $("grid").children) {
-    const seed = Number(fig.dataset.seed);
-    fig.classList.toggle("selected", seed === S.selected);
-    fig.classList.toggle("is-a", seed === S.a);
-    fig.classList.toggle("is-b", seed === S.b);
+  const cards = [...$("grid").children].map((fig) => [fig, Number(fig.dataset.seed)])
+    .concat([...$("photo-list").children].map((fig) => [fig, S.photos[Number(fig.dataset.photo)]]));
+  for (const [fig, face] of cards) {
+    fig.classList.toggle("selected", face === S.selected);
+    fig.classList.toggle("is-a", face === S.a);
+    fig.classList.toggle("is-b", face === S.b);
   }
 }
 
-function select(seed) {
-  S.selected = seed;
+function select(face) {
+  S.selected = face;
   resetEdits();
   $("viewer").hidden = false;
   markCards();
@@ -216,18 +227,25 @@ function select(seed) {
 let bigLive = null;
 function updateBig(live) {
   if (S.selected === null) return;
-  const seed = S.selected, edit = editParam();
-  const src = faceURL(seed, { edit });
-  $("big-seed").textContent = seed;
+  const face = S.selected, edit = editParam();
+  const src = faceURL(face, { edit });
+  $("big-kind").textContent = faceKind(face);
+  $("big-seed").textContent = faceName(face);
   $("big-edit").textContent = edit ? `edited: ${edit.replaceAll(":", " ").replaceAll(",", ", ")}` : "";
-  $("download").href = faceURL(seed, { edit, download: 1 });
+  $("download").href = faceURL(face, { edit, download: 1 });
   const large = Math.min(S.info.limits.max_size, 512);
-  $("download-large").href = faceURL(seed, { edit, download: 1, size: Math.max(large, S.info.resolution) });
+  $("download-large").href = faceURL(face, { edit, download: 1, size: Math.max(large, S.info.resolution) });
   $("download-large").textContent = `PNG ${Math.max(large, S.info.resolution)}×${Math.max(large, S.info.resolution)}`;
   if (live) bigLive(src); else loadImage($("big"), src).then(() => showCommand());
 }
 
 function showCommand() {
+  if (isPhoto(S.selected)) {
+    const p = S.selected;
+    $("command").textContent = `the projection of ${p.file || "your photo"} (PSNR ${fmtDB(p.psnr)}): ` +
+      "its latent lives in this page only; the server kept nothing";
+    return;
+  }
   let cmd = $("big").dataset.command;
   if (cmd && S.truncation && !cmd.includes("--truncation")) cmd += ` --truncation ${S.truncation}`;
   $("command").textContent = cmd
@@ -238,7 +256,7 @@ function showCommand() {
 // ---- morph ---------------------------------------------------------------------------------
 let morphLive = null;
 function morphParams() {
-  return { seed2: S.b, t: Number($("morph-t").value).toFixed(2), interp: S.interp };
+  return { ...otherParams(S.b), t: Number($("morph-t").value).toFixed(2), interp: S.interp };
 }
 
 function updateMorphFrame() {
@@ -250,19 +268,131 @@ function updateMorphFrame() {
 
 function updateMorph() {
   if (S.a === null || S.b === null) return;
-  $("seed-a").textContent = S.a; $("seed-b").textContent = S.b;
+  $("kind-a").textContent = faceKind(S.a); $("seed-a").textContent = faceName(S.a);
+  $("kind-b").textContent = faceKind(S.b); $("seed-b").textContent = faceName(S.b);
   loadImage($("morph-a"), faceURL(S.a));
   loadImage($("morph-b"), faceURL(S.b));
   updateMorphFrame();
   const steps = Math.min(10, S.info.limits.strip_steps[1]);
-  loadImage($("strip"), apiURL("/api/strip.png", { seed: S.a, seed2: S.b, steps, interp: S.interp, ...condParams(), ...truncParams() }));
+  loadImage($("strip"), apiURL("/api/strip.png", { ...faceParams(S.a), ...otherParams(S.b), steps, interp: S.interp, ...condParams(), ...truncParams() }));
   markCards();
 }
 
 function redrawAll() {
   renderGrid();
+  renderPhotos();
   updateBig(false);
   updateMorph();
+}
+
+// ---- bring your photo ----------------------------------------------------------------------
+// The file goes as the raw body of a POST (the server reads it in memory; no form, no disk).
+// While the projector is being prepared, or the server is busy, the answer is a 503 with a
+// Retry-After: the page says so and sends the photo again then.
+const fmtDB = (x) => (typeof x === "number" ? `${x.toFixed(2)} dB` : "∞ dB");
+
+function photoProgress(message) { $("photo-progress").textContent = message || ""; }
+
+async function projectPhoto(file) {
+  if (!file) return;
+  const limit = S.info.limits.upload_bytes;
+  if (file.size > limit) {
+    status(`that photo is ${(file.size / 2 ** 20).toFixed(1)} MB, more than the ${limit / 2 ** 20} MB the server takes; pick a smaller one`, true);
+    return;
+  }
+  const url = apiURL("/api/project", { align: $("align").checked ? 1 : 0, ...condParams() });
+  const zone = $("drop-zone");
+  zone.classList.add("busy");
+  $("photo-input").disabled = true;
+  status("");
+  const t0 = performance.now();
+  const about = S.info.projection ? S.info.projection.seconds : null;
+  let waiting = null; // the server's last "preparing" / "busy" message, while waiting to retry
+  const tick = () => {
+    const s = ((performance.now() - t0) / 1000).toFixed(0);
+    photoProgress(waiting || `projecting ${file.name || "your photo"}… ${s} s` +
+      (about ? ` (a photo takes about ${Math.max(1, Math.round(about))} s)` : ""));
+  };
+  tick();
+  const ticker = setInterval(tick, 500);
+  try {
+    for (let attempt = 0; attempt < 500; attempt++) {
+      waiting = null;
+      let r;
+      try { r = await fetch(url, { method: "POST", body: file, cache: "no-store" }); }
+      catch (e) { throw new Error(`server unreachable: ${e.message}`); }
+      const body = await r.json().catch(() => ({}));
+      if (r.ok) { showProjection(body, file.name); return; }
+      if (r.status !== 503) throw new Error(body.error || `HTTP ${r.status}`);
+      waiting = body.error || "server busy";
+      tick();
+      await sleep(1000 * Math.max(1, Number(r.headers.get("Retry-After")) || 2));
+    }
+    throw new Error("the server stayed busy; try again later");
+  } catch (e) {
+    photoProgress("");
+    status(e.message, true);
+  } finally {
+    clearInterval(ticker);
+    zone.classList.remove("busy");
+    $("photo-input").disabled = false;
+    $("photo-input").value = "";
+  }
+}
+
+function showProjection(ans, fileName) {
+  const face = { z: ans.latent, name: `photo ${S.photos.length + 1}`, file: fileName, psnr: ans.psnr,
+                 ssim: ans.ssim, crop: ans.crop, projection: ans.projection, aligned: ans.aligned };
+  S.photos.push(face);
+  $("photo-crop").src = ans.crop;
+  $("photo-proj").src = ans.projection;
+  $("photo-crop-caption").textContent = ans.aligned ? "your photo, aligned" : "your photo, as cropped";
+  $("photo-psnr").textContent = `PSNR ${fmtDB(ans.psnr)}, SSIM ${ans.ssim.toFixed(3)}`;
+  $("photo-notes").textContent = (ans.notes || []).join(" ");
+  $("photo-result").hidden = false;
+  photoProgress(`${face.name}: projected in ${ans.seconds} s; it is now the open face`);
+  // The first photo is morphed to a random face; a second one becomes the other end.
+  if (isPhoto(S.a)) S.b = face; else S.a = face;
+  renderPhotos();
+  select(face);
+  updateMorph();
+}
+
+function renderPhotos() {
+  const list = $("photo-list");
+  list.textContent = "";
+  S.photos.forEach((face, i) => {
+    const fig = document.createElement("figure");
+    fig.className = "face"; fig.dataset.photo = i; fig.tabIndex = 0;
+    const img = document.createElement("img");
+    img.alt = `projection of ${face.name}`;
+    img.src = face.projection; // as projected; the open face follows the condition chosen
+    const cap = document.createElement("figcaption"); cap.textContent = face.name;
+    fig.append(img, cap);
+    fig.addEventListener("click", () => select(face));
+    fig.addEventListener("keydown", (e) => { if (e.key === "Enter") select(face); });
+    list.append(fig);
+  });
+  markCards();
+}
+
+function setUpPhotos() {
+  const p = S.info.projection;
+  $("upload-mb").textContent = String(Math.round(S.info.limits.upload_bytes / 2 ** 20));
+  if (!p || !p.align_available) {
+    $("align").checked = false;
+    $("align").disabled = true;
+    $("align-label").title = "face alignment needs facenet-pytorch on the server (pip install 'facegan[align]')";
+  }
+  $("photo-input").addEventListener("change", () => projectPhoto($("photo-input").files[0]));
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    if (!zone.classList.contains("busy")) projectPhoto(e.dataTransfer.files[0]);
+  });
 }
 
 // ---- the run: sample grids, curves, evaluations ------------------------------------------
@@ -331,6 +461,7 @@ async function start() {
   showModel();
   buildCondition();
   buildDirections();
+  setUpPhotos();
   bigLive = liveLoader($("big"));
   morphLive = liveLoader($("morph-img"));
   $("new-faces").addEventListener("click", newFaces);
