@@ -35,8 +35,13 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="+", help="run folders or checkpoints")
     ap.add_argument("--n", type=int, default=10, help="images per row")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--labels", default="", help="comma list, one per run: put before each row's title")
     ap.add_argument("--out", required=True, help="PNG to write")
     args = ap.parse_args(argv)
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else [""] * len(args.runs)
+    if len(labels) != len(args.runs):
+        print(f"preset_rows: --labels has {len(labels)} names for {len(args.runs)} runs", file=sys.stderr)
+        return 2
 
     import matplotlib
 
@@ -44,14 +49,15 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     rows = []
-    for r in args.runs:
+    for r, label in zip(args.runs, labels):
         try:
             loaded = load_generator(r)
         except UserError as e:
             print(f"preset_rows: {e}", file=sys.stderr)
             return 2
         imgs = generate_images(loaded.generator, args.n, seed=args.seed, labels=loaded.labels)  # uint8
-        rows.append((row_title(loaded), make_grid(imgs, nrow=args.n)))
+        title = row_title(loaded)
+        rows.append((f"{label}: {title}" if label else title, make_grid(imgs, nrow=args.n)))
 
     w, h = rows[0][1].size
     fig, axes = plt.subplots(len(rows), 1, figsize=(w / 100, len(rows) * (h / 100 + 0.3)), dpi=100,

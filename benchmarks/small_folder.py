@@ -13,8 +13,9 @@ against all the folder's images) at the ``--curve`` minutes and at the end:
   kept fixed (FreezeD).
 
 Overfitting shows as the critic's real/fake gap (the logged ``wasserstein`` estimate, the mean
-of D(real) - D(fake)) widening while FID stops falling or rises; the table prints the gap over
-the first and the last tenth of each run.
+of D(real) - D(fake)) widening while FID stops falling or rises; the table prints the mean gap
+over each fifth of each run (the first fifth holds the start's transient). ``--report`` prints
+the table again from the folders of an earlier call without training.
 
     python benchmarks/small_folder.py --data CATS_DIR --source RUN --preset wgangp-ln-celeba64 --minutes 20 --curve 5,10 --out OUT
 """
@@ -42,12 +43,12 @@ def variants(source: str, freeze_d: int) -> dict[str, list[str]]:
     }
 
 
-def critic_gap(run: Path) -> tuple[float, float]:
-    """Mean logged real/fake gap over the first and the last tenth of the training records."""
+def critic_gaps(run: Path, parts: int = 5) -> list[float]:
+    """Mean logged real/fake gap over each of ``parts`` equal shares of the training records."""
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     gaps = [r["wasserstein"] for r in recs if r.get("kind") == "train" and "wasserstein" in r]
-    k = max(1, len(gaps) // 10)
-    return sum(gaps[:k]) / k, sum(gaps[-k:]) / k
+    cuts = [round(i * len(gaps) / parts) for i in range(parts + 1)]
+    return [sum(gaps[a:b]) / max(1, b - a) for a, b in zip(cuts, cuts[1:])]
 
 
 def main(argv=None) -> int:
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--freeze-d", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="threads per run")
     ap.add_argument("--only", default="", help="comma list of variants to run (default all)")
+    ap.add_argument("--report", action="store_true", help="only print the table of an earlier call's --out")
     ap.add_argument("--out", required=True)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
@@ -71,7 +73,7 @@ def main(argv=None) -> int:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     procs = {}
-    for name, extra in chosen.items():
+    for name, extra in ({} if args.report else chosen).items():
         cmd = [sys.executable, str(HERE / "bench_quality.py"), "--data", args.data, "--preset", args.preset,
                "--minutes", str(args.minutes), "--curve", args.curve, "--curve-n", str(args.n), "--n", str(args.n),
                "--out", str(out / name), "train.keep_every=1000", *extra, *args.overrides]
@@ -88,16 +90,15 @@ def main(argv=None) -> int:
         if not q.exists():
             continue
         points = json.loads(q.read_text())["points"]
-        first, last = critic_gap(out / name / "run")
-        rows[name] = {"points": points, "gap_first": round(first, 3), "gap_last": round(last, 3)}
+        rows[name] = {"points": points, "gaps": [round(g, 3) for g in critic_gaps(out / name / "run")]}
     marks = sorted({p["minutes"] for r in rows.values() for p in r["points"]})
-    print("| run | " + " | ".join(f"FID {m:g} min" for m in marks) + " | steps | critic gap first -> last |")
+    print("| run | " + " | ".join(f"FID {m:g} min" for m in marks) + " | steps | critic gap by fifth of the run |")
     print("|---|" + "---|" * (len(marks) + 2))
     for name, r in rows.items():
         fids = {p["minutes"]: p["fid"] for p in r["points"]}
         steps = r["points"][-1]["step"] if r["points"] else 0
         print(f"| {name} | " + " | ".join(f"{fids[m]:.1f}" if m in fids else "" for m in marks)
-              + f" | {steps} | {r['gap_first']:.2f} -> {r['gap_last']:.2f} |")
+              + f" | {steps} | {' '.join(f'{g:.2f}' for g in r['gaps'])} |")
     (out / "small_folder.json").write_text(json.dumps(rows, indent=2) + "\n")
     if failed:
         print(f"small_folder: failed: {', '.join(failed)} (see their logs in {out})", file=sys.stderr)
