@@ -51,6 +51,7 @@ from facegan.data.sources import CELEBA_IMAGES, list_source
 from facegan.data.transforms import to_float
 from facegan.projection import (
     DEFAULT_FEATURE_WEIGHT,
+    DEFAULT_PRIOR_WEIGHT,
     DEFAULT_STEPS,
     CriticFeatures,
     encoder_for,
@@ -139,6 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-real", type=int, default=100, help="held-out real photos to project")
     ap.add_argument("--random", type=int, default=1000, help="random latents of the random-best baseline")
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimisation steps (facegan project's default)")
+    ap.add_argument("--prior-weight", type=float, default=DEFAULT_PRIOR_WEIGHT,
+                    help="weight of the latent prior in the optimisation (facegan project's default)")
     ap.add_argument("--no-align", action="store_true", help="take the photos as they are (the run's crop)")
     ap.add_argument("--attrs", default="Smiling,Eyeglasses,Young,Male", help="directions to edit with")
     ap.add_argument("--strength", type=float, default=3.0)
@@ -159,7 +162,8 @@ def main(argv=None) -> int:
     c1 = torch.zeros(1, 0)
     feats = load_critic(lg)
     res: dict = {"machine": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                 "run": str(args.run), "step": lg.step, "preset": lg.config.preset, "steps": args.steps}
+                 "run": str(args.run), "step": lg.step, "preset": lg.config.preset, "steps": args.steps,
+                 "prior_weight": args.prior_weight}
     print(f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); run "
           f"{lg.config.preset} step {lg.step}, {lg.config.data.resolution} px")
 
@@ -175,7 +179,8 @@ def main(argv=None) -> int:
         with torch.no_grad():
             z0 = enc(to_float(targets).to(device)).cpu()
         t1 = time.perf_counter()
-        z = optimise_latent(g, to_float(targets), z0, c, steps=args.steps, features=features)
+        z = optimise_latent(g, to_float(targets), z0, c, steps=args.steps, features=features,
+                           prior_weight=args.prior_weight)
         return z0, z, t1 - t0, time.perf_counter() - t1
 
     # 1. own samples
