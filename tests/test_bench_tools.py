@@ -120,3 +120,14 @@ def test_bench_projection_tiny(tmp_path):
     proc = subprocess.run([sys.executable, script, str(tmp_path / "all"), *common, "--out", str(tmp_path / "c")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "--max-images" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_small_folder_critic_gap_by_fifth(tmp_path):
+    """The overfitting signal small_folder prints: the mean logged real/fake gap over each fifth
+    of the training records (evaluation records ignored)."""
+    sf = _load("small_folder")
+    recs = [{"kind": "train", "step": i, "wasserstein": float(i // 2)} for i in range(10)]
+    recs.insert(3, {"kind": "eval", "step": 3, "fid": 100.0})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert sf.critic_gaps(tmp_path) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert sf.critic_gaps(tmp_path, parts=2) == [pytest.approx(0.8), pytest.approx(3.2)]  # 0,0,1,1,2 and 2,3,3,4,4
