@@ -774,13 +774,14 @@ class Projection:
 
     def to_json(self) -> dict[str, Any]:
         """What ``NAME.json`` holds."""
-        return {"name": self.name, "psnr": _finite(self.psnr), "ssim": self.ssim,
-                "feature_distance": self.feature_distance, "guess_psnr": _finite(self.guess_psnr),
+        return {"name": self.name, "psnr": json_number(self.psnr), "ssim": self.ssim,
+                "feature_distance": self.feature_distance, "guess_psnr": json_number(self.guess_psnr),
                 "labels": [float(v) for v in self.labels.tolist()], **self.info}
 
 
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None  # JSON has no inf
+def json_number(v: float) -> float | None:
+    """``v``, or None for inf / nan (JSON has neither; PSNR of identical images is inf)."""
+    return v if math.isfinite(v) else None
 
 
 def project(generator: LoadedGenerator | str | os.PathLike,

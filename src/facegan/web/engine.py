@@ -331,8 +331,7 @@ class Batcher:
         """Seconds until a task submitted now would start: the units left of the tasks queued
         (the running one included), at the measured unit costs, and what runs now."""
         with self._cond:
-            running = max(0.0, self._busy_until - time.monotonic())
-            return running + sum(t.left(self.unit_cost) for t in self._tasks)
+            return self._seconds_through(self._tasks)
 
     def until_done(self, task: Task) -> float:
         """Seconds until ``task`` (queued or running) ends: its units left and those of the
@@ -340,9 +339,12 @@ class Batcher:
         with self._cond:
             if task not in self._tasks:
                 return 0.0
-            ahead = self._tasks[:self._tasks.index(task) + 1]
-            running = max(0.0, self._busy_until - time.monotonic())
-            return running + sum(t.left(self.unit_cost) for t in ahead)
+            return self._seconds_through(self._tasks[:self._tasks.index(task) + 1])
+
+    def _seconds_through(self, tasks: list[Task]) -> float:
+        """What runs now plus the units left of ``tasks`` (holding the lock)."""
+        running = max(0.0, self._busy_until - time.monotonic())
+        return running + sum(t.left(self.unit_cost) for t in tasks)
 
     def task_cost(self, plan: Mapping[str, int]) -> float:
         """Seconds the units of ``plan`` (kind -> count) take at the measured costs."""

@@ -120,10 +120,6 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None  # JSON has no inf (identical images)
-
-
 class Projector:
     """Prepares (on first need) and runs the projection of photos for the served model; one
     per server. Its state follows the model: a reloaded checkpoint is prepared again."""
@@ -306,9 +302,9 @@ class Projector:
             "latent_dim": int(z.shape[0]),
             "labels": [float(v) for v in c1[0].tolist()],
             "label_names": list(model.labels.names),
-            "psnr": _finite(projection.psnr(image, ph.target)),
+            "psnr": projection.json_number(projection.psnr(image, ph.target)),
             "ssim": projection.ssim(image, ph.target),
-            "guess_psnr": _finite(result.guess_psnr),
+            "guess_psnr": projection.json_number(result.guess_psnr),
             "aligned": align,
             "cropped_by": ph.crop,  # the crop applied ('center' after aligning)
             "notes": [*notes, *prep.notes],
