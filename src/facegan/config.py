@@ -120,6 +120,9 @@ class ModelConfig:
     blocks: int = 1
     expansion: int = 2
     group_size: int = 16
+    # arch=dcgan only: progressive growing. The networks are built at data.resolution but train
+    # first at this resolution (0 = off), each finer one faded in after train.grow_kimg.
+    grow_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,10 @@ class TrainConfig:
     # Cosine annealing over this many thousand real images (0 = constant): the learning rates
     # go to lr_anneal times their start, beta2 to beta2_end (0 = constant), loss.gamma_anneal.
     anneal_kimg: float = 0.0
+    # Progressive growing (model.grow_from > 0): thousands of images shown at each resolution
+    # before the next one fades in, and over how many thousand the fade runs.
+    grow_kimg: float = 0.0
+    fade_kimg: float = 0.0
     lr_anneal: float = 1.0
     beta2_end: float = 0.0
     seed: int = 0
@@ -273,6 +280,7 @@ class Config:
         if not 0.0 <= loss.gamma_anneal <= 1.0 or not 0.0 <= t.lr_anneal <= 1.0:
             raise UserError("loss.gamma_anneal and train.lr_anneal must be in [0, 1] (the final value as a "
                             "fraction of the first; 1 = constant)")
+        self._validate_growth()
         if t.anneal_kimg < 0 or t.ema_kimg < 0:
             raise UserError("train.anneal_kimg and train.ema_kimg must be >= 0 (thousands of images; 0 = off)")
         if not 0.0 <= t.beta2_end < 1.0:
@@ -339,6 +347,25 @@ class Config:
             if not 0.0 <= v < 1.0:
                 raise UserError(f"loss.{name} must be in [0, 1)")
         return self
+
+
+    def _validate_growth(self) -> None:
+        m, t, res = self.model, self.train, self.data.resolution
+        if m.grow_from == 0:
+            return
+        if m.arch != "dcgan":
+            raise UserError(f"model.grow_from (progressive growing) needs model.arch=dcgan, not '{m.arch}'; "
+                            "set model.grow_from=0")
+        g = m.grow_from
+        if g < 8 or g & (g - 1) or g >= res:
+            raise UserError(f"model.grow_from must be 0 (off) or a power of two from 8 up to half of "
+                            f"data.resolution ({res // 2}), got {g}; e.g. model.grow_from={res // 2}")
+        if t.grow_kimg <= 0 or t.fade_kimg < 0:
+            raise UserError("model.grow_from needs train.grow_kimg > 0 (thousands of images at each "
+                            "resolution) and train.fade_kimg >= 0, e.g. train.grow_kimg=60 train.fade_kimg=30")
+        if self.data.condition.strip() and m.d_cond == "concat":
+            raise UserError("progressive growing cannot feed labels to the critic as image channels; "
+                            "set model.d_cond=projection (or ac), or model.grow_from=0")
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}

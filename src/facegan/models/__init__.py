@@ -20,6 +20,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import UserError
 from .dcgan import DCGANCritic, DCGANGenerator
+from .grow import current_lod, set_lod
 from .nfresnet import NFCritic, NFGenerator
 from .resnet import ResNetCritic, ResNetGenerator
 from .spec import NetSpec
@@ -29,10 +30,10 @@ def _dcgan(m: ModelConfig, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
     k = spec.label_dim
     g = DCGANGenerator(latent_dim=m.latent_dim, resolution=spec.resolution, width=m.g_width,
                        max_width=m.max_width, norm=m.g_norm, channels=spec.channels, use_sn=m.g_sn,
-                       label_dim=k, cond=m.g_cond)
+                       label_dim=k, cond=m.g_cond, grow_from=m.grow_from)
     d = DCGANCritic(resolution=spec.resolution, width=m.d_width, max_width=m.max_width,
                     norm=m.d_norm, dropout=m.d_dropout, channels=spec.channels, use_sn=m.d_sn,
-                    label_dim=k, cond=m.d_cond)
+                    label_dim=k, cond=m.d_cond, grow_from=m.grow_from)
     return g, d
 
 
@@ -105,6 +106,8 @@ def build_networks(m: ModelConfig, spec: NetSpec | int) -> tuple[nn.Module, nn.M
 
 
 __all__ = [
+    "current_lod",
+    "set_lod",
     "ARCHS",
     "DCGANCritic",
     "DCGANGenerator",

@@ -20,8 +20,10 @@ from .conditioning import (
     ProjectionHead,
     check_labels,
     concat_label_maps,
+    norm_forward,
     sequential_forward,
 )
+from .grow import downscale, growth_levels, split_lod, upscale
 from .layers import norm2d, sn
 
 
@@ -68,11 +70,17 @@ class DCGANGenerator(nn.Module):
     latent_dim) features;
     cond="cbn": every batch norm is a :class:`.conditioning.ConditionalBatchNorm2d` of c
     (needs norm="batch").
+
+    Growing (``grow_from`` > 0, :mod:`.grow`): ``to_rgb[m - 1]`` draws the R / 2^m image from the
+    features at R / 2^(m + 1) (a transposed conv like the last layer), for m = 1 up to
+    log2(R / grow_from); at a level of detail ``lod`` > 0 the stages above are skipped and the
+    image is scaled up to R x R.
     """
 
     def __init__(self, latent_dim: int = 128, resolution: int = 64, width: int = 64,
                  max_width: int = 1024, norm: str = "batch", channels: int = 3, use_sn: bool = False,
-                 label_dim: int = 0, cond: str = "concat", embed_dim: int | None = None):
+                 label_dim: int = 0, cond: str = "concat", embed_dim: int | None = None,
+                 grow_from: int = 0):
         super().__init__()
         if label_dim and cond not in G_CONDS:
             raise ValueError(f"unknown generator conditioning '{cond}'; "
@@ -100,9 +108,18 @@ class DCGANGenerator(nn.Module):
                        nn.ReLU(inplace=True)]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.n_stages = len(widths)
+        self.grow_levels = growth_levels(resolution, grow_from)
+        if self.grow_levels:
+            self.to_rgb = nn.ModuleList(
+                nn.ConvTranspose2d(widths[self.n_stages - 1 - m], channels, 4, 2, 1)
+                for m in range(1, self.grow_levels + 1))
+            self.register_buffer("lod", torch.tensor(float(self.grow_levels)))
         dcgan_init(self)
         if use_sn:
             _add_spectral_norm(self)
+            if self.grow_levels:
+                self.to_rgb = nn.ModuleList(sn(m) for m in self.to_rgb)
         # After the DCGAN init, which would draw the conditional norms' zero maps from
         # N(0, 0.02); built last, so an unconditional generator's weights are as before.
         for m in self.net:
@@ -113,13 +130,39 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
         check_labels(c, n, self.label_dim, "DCGANGenerator")
-        if self.cond is None:
+        growing = self.grow_levels and float(self.lod) > 0
+        if self.cond is None and not growing:
             return self.net(z.reshape(n, self.latent_dim, 1, 1))
         z = z.reshape(n, self.latent_dim)
         c = c.to(z.dtype)  # a .double() net gets double labels
         if self.embed is not None:
             z = torch.cat([z, self.embed(c)], dim=1)
-        return sequential_forward(self.net, z.reshape(n, -1, 1, 1), c)
+        x = z.reshape(n, -1, 1, 1)
+        if not growing:
+            return sequential_forward(self.net, x, c)
+        return self._grown(x, c)
+
+    def _layers(self, x: torch.Tensor, c: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        for m in self.net[start:stop]:
+            x = norm_forward(m, x, c)
+        return x
+
+    def _to_image(self, level: int, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The R / 2^level image from the features at R / 2^(level + 1)."""
+        if level == 0:
+            return self._layers(h, c, 3 * self.n_stages, len(self.net))
+        return torch.tanh(self.to_rgb[level - 1](h))
+
+    def _grown(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        coarse, a = split_lod(float(self.lod))
+        stages = self.n_stages - coarse  # the ones that reach R / 2^(coarse + 1)
+        h = self._layers(x, c, 0, 3 * stages)
+        img = self._to_image(coarse, h, c)
+        if a > 0:
+            fine = self._to_image(coarse - 1, self._layers(h, c, 3 * stages, 3 * stages + 3), c)
+            img = torch.lerp(upscale(img, 2), fine, a)
+            coarse -= 1
+        return upscale(img, 2 ** coarse)
 
 
 class DCGANCritic(nn.Module):
@@ -142,11 +185,17 @@ class DCGANCritic(nn.Module):
     :class:`.conditioning.ACHead`.
     The heads are Xavier-initialised (not DCGAN's N(0, 0.02)) and spectrally normalised when
     use_sn.
+
+    Growing (``grow_from`` > 0, :mod:`.grow`; not with cond="concat"): ``from_rgb[m - 1]`` reads
+    the image averaged down to R / 2^m (a stride-2 conv and LeakyReLU like the first layer, to
+    the features after stage m), for m = 1 up to log2(R / grow_from); at a level of detail
+    ``lod`` > 0 the first stages are skipped.
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, max_width: int = 1024,
                  norm: str = "instance", dropout: float = 0.0, channels: int = 3,
-                 use_sn: bool = False, label_dim: int = 0, cond: str = "projection"):
+                 use_sn: bool = False, label_dim: int = 0, cond: str = "projection",
+                 grow_from: int = 0):
         super().__init__()
         if label_dim and cond not in D_CONDS:
             raise ValueError(f"unknown critic conditioning '{cond}'; "
@@ -158,7 +207,9 @@ class DCGANCritic(nn.Module):
         widths = stage_widths(resolution, width, max_width)[::-1]
         layers: list[nn.Module] = []
         c_prev = channels + (label_dim if self.cond == "concat" else 0)
+        self.stage_starts: list[int] = []  # the index in net of each stage's first layer
         for i, c in enumerate(widths):
+            self.stage_starts.append(len(layers))
             use_norm = i > 0 and norm != "none"
             layers.append(nn.Conv2d(c_prev, c, 4, 2, 1, bias=not use_norm))
             if use_norm:
@@ -167,11 +218,24 @@ class DCGANCritic(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout2d(dropout))
             c_prev = c
+        self.stage_starts.append(len(layers))
         layers.append(nn.Conv2d(c_prev, 1, 4, 1, 0))
         self.net = nn.Sequential(*layers)
+        self.grow_levels = growth_levels(resolution, grow_from)
+        if self.grow_levels:
+            if self.cond == "concat":
+                raise ValueError("a growing critic cannot take labels as image channels; use "
+                                 "cond='projection' or 'ac'")
+            self.from_rgb = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(channels, widths[m], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True))
+                for m in range(1, self.grow_levels + 1))
+            self.register_buffer("lod", torch.tensor(float(self.grow_levels)))
         dcgan_init(self)
         if use_sn:
             _add_spectral_norm(self)
+            if self.grow_levels:
+                for head in self.from_rgb:
+                    head[0] = sn(head[0])
         features = c_prev
         self.proj = (ProjectionHead(features, label_dim, use_sn) if self.cond == "projection"
                      else None)
@@ -180,14 +244,33 @@ class DCGANCritic(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = x.shape[0]
         check_labels(c, n, self.label_dim, "DCGANCritic")
-        if self.cond is None:
+        growing = self.grow_levels and float(self.lod) > 0
+        if self.cond is None and not growing:
             return self.net(x).reshape(n), None
         c = c.to(x.dtype)
         if self.cond == "concat":
             return self.net(concat_label_maps(x, c)).reshape(n), None
-        feats = self.net[:-1](x)  # [N, F, 4, 4]
+        feats = self._grown(x) if growing else self.net[:-1](x)  # [N, F, 4, 4]
+        if self.cond is None:
+            return self.net[-1](feats).reshape(n), None
         scores = self.net[-1](feats).reshape(n)
         h = feats.sum(dim=(2, 3))  # [N, F]
         if self.proj is not None:
             return scores + self.proj(h, c), None
         return scores, self.ac(h)
+
+    def _stage(self, j: int, h: torch.Tensor) -> torch.Tensor:
+        """Stage j: R / 2^j in, R / 2^(j + 1) out."""
+        return self.net[self.stage_starts[j]:self.stage_starts[j + 1]](h)
+
+    def _from_image(self, level: int, x: torch.Tensor) -> torch.Tensor:
+        """The features after stage ``level`` from the R x R images averaged down to R / 2^level."""
+        x = downscale(x, 2 ** level)
+        return self._stage(0, x) if level == 0 else self.from_rgb[level - 1](x)
+
+    def _grown(self, x: torch.Tensor) -> torch.Tensor:
+        coarse, a = split_lod(float(self.lod))
+        h = self._from_image(coarse, x)
+        if a > 0:
+            h = torch.lerp(h, self._stage(coarse, self._from_image(coarse - 1, x)), a)
+        return self.net[self.stage_starts[coarse + 1]:-1](h)

@@ -1,4 +1,5 @@
-"""Hyperparameters that change along a run: cosine annealing and the EMA half-life ramp.
+"""Hyperparameters that change along a run: cosine annealing, the EMA half-life ramp and the
+level of detail of progressive growing.
 
 Everything is a function of the number of real images shown so far (generator steps times
 the global batch), never of wall-clock time, so a run is the same on a fast and a slow
@@ -22,13 +23,37 @@ def cosine(progress: float, start: float, end: float) -> float:
 @dataclass(frozen=True)
 class Settings:
     """The values for one step: learning rates, Adam's beta2, the multiplier of the R1/R2
-    weights, and the EMA decay (None: no EMA)."""
+    weights, the EMA decay (None: no EMA) and the level of detail (:func:`lod_at`)."""
 
     g_lr: float
     d_lr: float
     beta2: float
     gamma_scale: float
     ema_decay: float | None
+    lod: float = 0.0
+
+
+def lod_at(cfg: Config, step: int) -> float:
+    """Progressive growing's level of detail before generator step ``step``: how many halvings
+    below ``data.resolution`` the networks work at. ``log2(resolution / model.grow_from)`` at
+    the start, then per level ``train.grow_kimg`` thousand images at that resolution, and
+    the next one faded in linearly over ``train.fade_kimg`` thousand (ProGAN's schedule);
+    0 when growing is off or done."""
+    if cfg.model.grow_from <= 0:
+        return 0.0
+    levels = int(math.log2(cfg.data.resolution // cfg.model.grow_from))
+    t = step * cfg.train.batch_size / 1000.0
+    lod = float(levels)
+    while lod > 0:
+        t -= cfg.train.grow_kimg
+        if t <= 0:
+            break
+        fade = cfg.train.fade_kimg
+        if fade > 0 and t < fade:
+            return lod - t / fade
+        t -= fade
+        lod -= 1.0
+    return max(lod, 0.0)
 
 
 def settings_at(cfg: Config, step: int) -> Settings:
@@ -55,7 +80,7 @@ def settings_at(cfg: Config, step: int) -> Settings:
         ema = min(t.ema_decay, (1 + step) / (10 + step))
     else:
         ema = None
-    return Settings(t.g_lr * lr_scale, t.d_lr * lr_scale, beta2, gamma_scale, ema)
+    return Settings(t.g_lr * lr_scale, t.d_lr * lr_scale, beta2, gamma_scale, ema, lod_at(cfg, step))
 
 
 def is_constant(cfg: Config) -> bool:

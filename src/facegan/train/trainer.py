@@ -33,6 +33,7 @@ from ..losses import (
     r1_penalty,
     squared_grad_norms,
 )
+from ..models import set_lod
 from ..runtime import autocast
 from ..sampling import generate, latents, make_grid, save_png
 from ..utils import WriteFailed, atomic_write_text, reporting_write_errors
@@ -386,10 +387,14 @@ class Trainer:
         return out
 
     def _apply_settings(self) -> None:
-        """This step's learning rates, beta2, R1/R2 scale and EMA decay (``schedule``): set on
+        """This step's learning rates, beta2, R1/R2 scale, EMA decay and level of detail
+        (``schedule``); the optimizer settings are set on
         the optimizers only when they change along the run, so a classic recipe's optimizers
         keep exactly the settings they were built (or resumed) with."""
         self._settings = settings_at(self.cfg, self.step)
+        if self.cfg.model.grow_from:  # the EMA generator takes it with the buffers
+            set_lod(self.G, self._settings.lod)
+            set_lod(self.D, self._settings.lod)
         if is_constant(self.cfg):
             return
         s = self._settings
@@ -422,6 +427,8 @@ class Trainer:
                 counts[k] = counts.get(k, 0) + 1
         stats = {k: v / counts[k] for k, v in sums.items()}
         stats.update(self.generator_step())
+        if self.cfg.model.grow_from:
+            stats["lod"] = torch.tensor(self._settings.lod)
         self.update_ema()
         self.step += 1
         return stats
