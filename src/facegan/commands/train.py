@@ -122,6 +122,9 @@ def cmd_train(args) -> int:
         cfg = trainer.cfg
         info(f"training {cfg.preset} on {len(trainer.data)} images ({cfg.data.resolution}px) for "
              f"{cfg.train.steps} generator steps on {trainer.device}; run folder: {trainer.run_dir}")
+        if cfg.model.grow_from:
+            info(f"growing from {cfg.model.grow_from}px: {cfg.train.grow_kimg:g}k images at each size, "
+                 f"then the next faded in over {cfg.train.fade_kimg:g}k")
     try:
         return run(trainer)
     finally:
