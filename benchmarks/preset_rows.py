@@ -36,8 +36,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=10, help="images per row")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--labels", default="", help="comma list, one per run: put before each row's title")
+    ap.add_argument("--title", action="append", default=[],
+                    help="a row's whole title instead of its preset and step (repeat, one per run)")
     ap.add_argument("--out", required=True, help="PNG to write")
     args = ap.parse_args(argv)
+    if args.title and len(args.title) != len(args.runs):
+        print(f"preset_rows: {len(args.title)} --title for {len(args.runs)} runs", file=sys.stderr)
+        return 2
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else [""] * len(args.runs)
     if len(labels) != len(args.runs):
         print(f"preset_rows: --labels has {len(labels)} names for {len(args.runs)} runs", file=sys.stderr)
@@ -49,14 +54,14 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     rows = []
-    for r, label in zip(args.runs, labels):
+    for i, (r, label) in enumerate(zip(args.runs, labels)):
         try:
             loaded = load_generator(r)
         except UserError as e:
             print(f"preset_rows: {e}", file=sys.stderr)
             return 2
         imgs = generate_images(loaded.generator, args.n, seed=args.seed, labels=loaded.labels)  # uint8
-        title = row_title(loaded)
+        title = args.title[i] if args.title else row_title(loaded)
         rows.append((f"{label}: {title}" if label else title, make_grid(imgs, nrow=args.n)))
 
     w, h = rows[0][1].size

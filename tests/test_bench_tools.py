@@ -64,6 +64,9 @@ def test_preset_rows_refuses_a_missing_run_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("preset_rows: ") and "\n" not in err
     assert not (tmp_path / "x.png").exists()
+    # --title, when given, names every row.
+    assert rows.main([str(tmp_path / "nope"), "--title", "a", "--title", "b", "--out", str(tmp_path / "x.png")]) == 2
+    assert "2 --title for 1 runs" in capsys.readouterr().err
 
 
 @pytest.mark.slow
