@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from facegan.config import (
+    AUTO_HIGH_RES,
     AUTO_PRESETS,
     HARDWARE,
+    HIGH_RES,
     PRESETS,
     SMALL_DATA,
     SMALL_DATA_AUGMENT,
@@ -35,6 +37,18 @@ def test_every_hardware_has_a_preset():
         get_preset("nope")
 
 
+def test_a_cpu_at_128_px_takes_the_narrow_128_px_preset():
+    for hw in HARDWARE:
+        low, _ = auto_preset(hw, 64)
+        high, why = auto_preset(hw, HIGH_RES)
+        if hw == "gpu":
+            assert high.preset == low.preset  # width is cheap on a GPU
+        else:
+            assert high.preset == "wgangp-ln-celeba128" and high.data.resolution == 128
+            assert high.model.g_width < low.model.g_width and "128 px" in why
+        assert auto_preset(hw, 2 * HIGH_RES)[0].preset == high.preset
+
+
 def test_small_data_gets_diffaugment_unless_the_user_chose():
     extra, why = auto_data_settings(SMALL_DATA - 1, given=[])
     assert extra == {"train.augment": SMALL_DATA_AUGMENT} and f"{SMALL_DATA - 1:,}" in why
@@ -46,6 +60,9 @@ def test_docs_table_agrees_with_the_code():
     text = DOCS.read_text()
     for hw, (name, _) in AUTO_PRESETS.items():
         assert re.search(rf"\|\s*`{re.escape(hw)}`[^|\n]*\|\s*`{re.escape(name)}`\s*\|", text), hw
+    for hw, (name, _) in AUTO_HIGH_RES.items():
+        assert re.search(rf"\|\s*`{re.escape(hw)}`, {HIGH_RES} px and above[^|\n]*\|\s*`{re.escape(name)}`\s*\|",
+                         text), hw
     assert f"{SMALL_DATA:,}" in text and SMALL_DATA_AUGMENT in text
 
 

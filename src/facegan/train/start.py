@@ -143,7 +143,7 @@ def _auto_recipe(cfg: Config) -> tuple[Config, str]:
         hardware = "cpu-bf16"
     else:
         hardware = "cpu"
-    return auto_preset(hardware)
+    return auto_preset(hardware, cfg.data.resolution)
 
 
 def _auto_data(env: DistEnv, cfg: Config, n_images: int, why: str, given: Mapping[str, Any]) -> Config:
