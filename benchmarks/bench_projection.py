@@ -14,8 +14,8 @@ Three parts, on one trained run (EMA generator):
    - ``random-best``: the best of ``--random`` random latents (by the optimiser's own loss:
      pixel MSE + feature weight x critic feature distance);
    - ``encoder``: the encoder's guess alone;
-   - ``optimised``: ``facegan project``'s default, the guess optimised with the critic's
-     features;
+   - ``optimised``: ``facegan project``'s default, the guess optimised with the feature loss
+     ``--features`` (default: ``facegan project``'s);
    - ``optimised, pixels only``: the same with ``--features none``.
 
    For each: median PSNR, SSIM and critic feature distance, and the seconds each stage takes
@@ -27,7 +27,23 @@ Three parts, on one trained run (EMA generator):
    distance between two different faces), for the projected real faces and, in the same run,
    for as many random faces (``facegan``'s edit metrics).
 
+   The random faces' classifier figures come from ``--edit-random`` faces (default 1000):
+   those of 100 faces vary by about 0.003 in the other attributes' change from one draw to
+   the next, as much as the differences being measured.
+4. **Which feature loss projects best** (``--compare-features critic,inception,classifier,none``,
+   instead of parts 1-3's baselines): the same held-out photos projected with each feature loss
+   (``--steps`` each), judged alike: median PSNR and SSIM; the distance of every feature
+   network (each loss also judged by the others); the distance between the FID Inception's
+   2048 pool features (at 299 px: not the early blocks at 96 px that the 'inception' loss
+   uses) of photo and projection; the attribute classifier's agreement with the photo (share
+   of its 40 attributes on the same side of 0.5, and the mean absolute difference of the
+   probabilities; the 'classifier' loss is this network's features, so it is not a neutral
+   judge there); seconds per photo; and the others' change of the four edits against
+   ``--edit-random`` random faces. The latents go to ``OUT/compare-latents.pt``.
+
     python benchmarks/bench_projection.py RUN --data CELEBA_DIR --out OUT
+    python benchmarks/bench_projection.py RUN --data CELEBA_DIR --out OUT --n-real 50 \
+        --compare-features critic,inception,classifier,none
 
 Prints the tables and writes ``OUT/projection.json`` and ``OUT/projection.png`` (rows: real
 photo's crop, best random, encoder, optimised, and the Smiling edit of the optimised one at
@@ -51,12 +67,17 @@ from facegan.data.sources import CELEBA_IMAGES, list_source
 from facegan.data.transforms import to_float
 from facegan.projection import (
     DEFAULT_FEATURE_WEIGHT,
+    DEFAULT_FEATURES,
     DEFAULT_PRIOR_WEIGHT,
+    DEFAULT_PRIOR_WIDTH,
     DEFAULT_STEPS,
+    FEATURES,
     CriticFeatures,
+    FeatureNet,
     encoder_for,
     face_aligner,
     load_critic,
+    load_features,
     load_photo,
     optimise_latent,
     psnr,
@@ -134,6 +155,97 @@ def best_random(g, targets: torch.Tensor, feats: CriticFeatures, c1: torch.Tenso
     return z[best]
 
 
+def compare_features(args, lg, enc, tg: torch.Tensor, data: str, out_dir: Path) -> dict:
+    """Project the same photos uint8 (N, 3, R, R) with each feature loss of
+    ``--compare-features`` and judge them alike: PSNR, SSIM, the distance of each feature
+    network (each loss judged by the others too), the FID Inception's pool-feature distance,
+    the attribute classifier's agreement with the photo, seconds per photo, and the edit
+    metrics of the projected faces against random faces."""
+    from facegan.directions import get_direction, load_directions
+    from facegan.metrics import load_inception
+    from facegan.metrics.classifier import classifier_for_data
+    from facegan.metrics.conditional import edit_metrics
+    from facegan.metrics.features import extract_features
+
+    g = lg.generator
+    device = next(g.parameters()).device
+    n = len(tg)
+    c = torch.zeros(n, 0)
+    variants = [v.strip() for v in args.compare_features.split(",") if v.strip()]
+    bad = [v for v in variants if v not in FEATURES]
+    if bad:
+        sys.exit(f"bench_projection: unknown feature loss '{bad[0]}'; use {', '.join(FEATURES)}")
+    judges: dict[str, FeatureNet] = {k: load_features(lg, k, data=data) for k in FEATURES if k != "none"}
+    clf = classifier_for_data(dataclasses.replace(lg.config.data, path=data), progress=True)
+    inc = load_inception(None, device="cpu")
+    x_t = to_float(tg).to(device)
+    with torch.no_grad():
+        t_feats = {k: j(x_t, c) for k, j in judges.items()}
+    p_photo = clf.probs(tg)  # (N, 40)
+    f_photo = torch.from_numpy(extract_features(inc, tg)).double()  # (N, 2048)
+    with torch.no_grad():
+        z0 = enc(x_t).cpu()
+    doc = load_directions(lg.run_dir) if (Path(lg.run_dir or ".") / "directions.json").is_file() else None
+    attrs = [a.strip() for a in args.attrs.split(",") if a.strip() and doc and a.strip() in doc["directions"]]
+    out: dict = {"n": n, "steps": args.steps, "prior_weight": args.prior_weight,
+                 "prior_width": args.prior_width, "rows": [],
+                 "inception_loss_size": getattr(judges["inception"], "size", None)}
+    latents_out = {"z0": z0}
+    for v in variants:
+        t = time.perf_counter()
+        z = optimise_latent(g, to_float(tg), z0, c, steps=args.steps, features=judges.get(v),
+                            prior_weight=args.prior_weight, prior_width=args.prior_width)
+        secs = (time.perf_counter() - t) / n
+        latents_out[v] = z
+        imgs = generate(g, z, c)
+        x = to_float(imgs).to(device)
+        row: dict = {"features": v, "seconds_per_image": secs,
+                     "psnr": statistics.median(psnr(a, b) for a, b in zip(imgs, tg)),
+                     "ssim": statistics.median(ssim(a, b) for a, b in zip(imgs, tg))}
+        with torch.no_grad():
+            for k, j in judges.items():
+                row[f"{k}_distance"] = float(FeatureNet.distance(j(x, c), t_feats[k]).median())
+        f = torch.from_numpy(extract_features(inc, imgs)).double()
+        row["inception_pool_distance"] = float((f - f_photo).norm(dim=1).median())
+        p_img = clf.probs(imgs)
+        row["attribute_agreement"] = float(((p_img > 0.5) == (p_photo > 0.5)).float().mean())
+        row["attribute_abs_diff"] = float((p_img - p_photo).abs().mean())
+        row["latent_norm"] = float((z.square().mean(1)).sqrt().median())
+        row["edits"] = {}
+        for a in attrs:
+            m = edit_metrics(g, clf, get_direction(doc, a, lg.run_dir), a, strength=args.strength, z=z)
+            row["edits"][a] = {"others_change": m["others_change"], "monotonic": m["monotonic"],
+                               "target": m["target"]}
+        out["rows"].append(row)
+        print(f"  {v}: {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}, {secs:.2f} s/photo; others' change "
+              + ", ".join(f"{a} {e['others_change']:.3f}" for a, e in row["edits"].items()), flush=True)
+    out["random_edits"] = {}
+    for a in attrs:
+        m = edit_metrics(g, clf, get_direction(doc, a, lg.run_dir), a, strength=args.strength,
+                         n=args.edit_random, seed=args.seed)
+        out["random_edits"][a] = {"others_change": m["others_change"], "monotonic": m["monotonic"],
+                                  "target": m["target"], "n": args.edit_random}
+    latents_out["random"] = latents(args.edit_random, g.latent_dim, args.seed)
+    torch.save(latents_out, out_dir / "compare-latents.pt")
+
+    print(f"\n== feature losses: the same {n} photos, {args.steps} steps each")
+    print("| features | median PSNR | median SSIM | Inception pool distance | attribute agreement | "
+          "mean |p(photo) - p(proj)| | critic dist. | Inception-96 dist. | classifier dist. | s / photo |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in out["rows"]:
+        print(f"| {r['features']} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['inception_pool_distance']:.2f} | "
+              f"{100 * r['attribute_agreement']:.1f}% | {r['attribute_abs_diff']:.3f} | {r['critic_distance']:.3f} | "
+              f"{r['inception_distance']:.3f} | {r['classifier_distance']:.3f} | {r['seconds_per_image']:.2f} |")
+    if attrs:
+        print(f"\nothers' change at strength +-{args.strength:g} (projected {n} / random {args.edit_random}):")
+        print("| features | " + " | ".join(attrs) + " |")
+        print("|---|" + "---|" * len(attrs))
+        for r in out["rows"]:
+            print(f"| {r['features']} | " + " | ".join(f"{r['edits'][a]['others_change']:.3f}" for a in attrs) + " |")
+        print("| random faces | " + " | ".join(f"{out['random_edits'][a]['others_change']:.3f}" for a in attrs) + " |")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", metavar="RUN", help="a run folder (trained with some images held out)")
@@ -144,6 +256,16 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimisation steps (facegan project's default)")
     ap.add_argument("--prior-weight", type=float, default=DEFAULT_PRIOR_WEIGHT,
                     help="weight of the latent prior in the optimisation (facegan project's default)")
+    ap.add_argument("--prior-width", type=float, default=DEFAULT_PRIOR_WIDTH,
+                    help="standard deviations of |z|^2 / D around 1 where the prior is zero "
+                    "(facegan project's default)")
+    ap.add_argument("--features", default=DEFAULT_FEATURES, choices=FEATURES,
+                    help="feature loss of the 'optimised' row (facegan project's default: %(default)s)")
+    ap.add_argument("--compare-features", metavar="LIST", help="instead of the baselines: project the "
+                    f"same held-out photos with each of these feature losses (of {','.join(FEATURES)}) "
+                    "and compare them by judges fair to all, and by the edit metrics")
+    ap.add_argument("--edit-random", type=int, default=1000, help="random faces of the edit baseline "
+                    "(its classifier figures; identity drift from as many as there are photos)")
     ap.add_argument("--no-align", action="store_true", help="take the photos as they are (the run's crop)")
     ap.add_argument("--attrs", default="Smiling,Eyeglasses,Young,Male", help="directions to edit with")
     ap.add_argument("--strength", type=float, default=3.0)
@@ -165,7 +287,8 @@ def main(argv=None) -> int:
     feats = load_critic(lg)
     res: dict = {"machine": cpu_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                  "run": str(args.run), "step": lg.step, "preset": lg.config.preset, "steps": args.steps,
-                 "prior_weight": args.prior_weight}
+                 "prior_weight": args.prior_weight, "prior_width": args.prior_width,
+                 "features": args.features}
     print(f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); run "
           f"{lg.config.preset} step {lg.step}, {lg.config.data.resolution} px")
 
@@ -182,13 +305,13 @@ def main(argv=None) -> int:
             z0 = enc(to_float(targets).to(device)).cpu()
         t1 = time.perf_counter()
         z = optimise_latent(g, to_float(targets), z0, c, steps=args.steps, features=features,
-                           prior_weight=args.prior_weight)
+                           prior_weight=args.prior_weight, prior_width=args.prior_width)
         return z0, z, t1 - t0, time.perf_counter() - t1
 
     # 1. own samples
-    if args.n_own > 0:
+    if args.n_own > 0 and not args.compare_features:
         own = generate(g, latents(args.n_own, g.latent_dim, 10_000 + args.seed), c1.expand(args.n_own, -1))
-        z0, z, _, t_opt = project(own, feats)
+        z0, z, _, t_opt = project(own, load_features(lg, args.features, data=data))
         c = c1.expand(len(own), -1)
         s_guess = scores(generate(g, z0, c), own, feats, c, device)
         s_opt = scores(generate(g, z, c), own, feats, c, device)
@@ -222,12 +345,18 @@ def main(argv=None) -> int:
     tg = torch.stack(targets)
     n = len(tg)
     c = c1.expand(n, -1)
+    if args.compare_features:
+        res["compare_features"] = compare_features(args, lg, enc, tg, data, out_dir)
+        res["compare_features"]["rule"] = rule
+        atomic_write_text(out_dir / "projection.json", json.dumps(res, indent=1) + "\n")
+        print(f"\nwrote {out_dir / 'projection.json'}")
+        return 0
     print(f"\n== {n} held-out real photos ({rule}; {len(failed)} without a face found), "
           f"{'aligned by MTCNN' if aligner else 'the run crop'}; {args.steps} optimisation steps")
     t = time.perf_counter()
     zr = best_random(g, tg, feats, c1, args.random, 20_000 + args.seed, DEFAULT_FEATURE_WEIGHT, device)
     t_rand = (time.perf_counter() - t) / n
-    z0, z, t_guess, t_opt = project(tg, feats)
+    z0, z, t_guess, t_opt = project(tg, load_features(lg, args.features, data=data))
     _, zp, _, t_pix = project(tg, None)
     imgs = {"random-best": generate(g, zr, c), "encoder": generate(g, z0, c),
             "optimised": generate(g, z, c), "optimised, pixels only": generate(g, zp, c)}
@@ -263,7 +392,7 @@ def main(argv=None) -> int:
         net = load_inception(None, device="cpu")
         res["edits"] = {}
         print(f"\n== edits at strengths -{args.strength:g}..{args.strength:g}: {n} projected real faces "
-              f"vs {n} random faces (classifier held-out accuracy {clf.describe()[:60]}...)")
+              f"vs {args.edit_random} random faces (classifier held-out accuracy {clf.describe()[:60]}...)")
         print("| direction | faces | p(attribute) at -S ... +S | monotonic | others' change | drift / random |")
         print("|---|---|---|---|---|---|")
         for attr in [a.strip() for a in args.attrs.split(",") if a.strip()]:
@@ -272,7 +401,12 @@ def main(argv=None) -> int:
                 continue
             v = get_direction(doc, attr, lg.run_dir)
             real = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, z=z)
-            rand = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, n=n, seed=args.seed)
+            # The classifier's figures of random faces from --edit-random of them: 100 faces
+            # vary by about 0.003 in others' change from one draw to the next, as much as the
+            # differences measured. Identity drift (Inception on three images per face) from n.
+            rand = edit_metrics(g, clf, v, attr, strength=args.strength, n=args.edit_random, seed=args.seed)
+            drift = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, n=n, seed=args.seed)
+            rand.update({k: drift[k] for k in ("identity_drift", "random_pair_distance", "drift_ratio")})
             res["edits"][attr] = {"real": real, "random": rand}
             for who, m in (("projected", real), ("random", rand)):
                 print(f"| {attr} | {who} | {' '.join(f'{p:.2f}' for p in m['target'])} | "

@@ -313,5 +313,81 @@ def test_latent_api_edit_and_morph(proj):
 def test_the_command_line_defaults_are_the_librarys():
     from facegan.commands import project as cmd
 
-    assert (cmd.DEFAULT_STEPS, cmd.DEFAULT_ENCODER_STEPS, cmd.FEATURES) == (
-        P.DEFAULT_STEPS, P.DEFAULT_ENCODER_STEPS, P.FEATURES)
+    assert (cmd.DEFAULT_STEPS, cmd.DEFAULT_ENCODER_STEPS, cmd.FEATURES, cmd.DEFAULT_FEATURES) == (
+        P.DEFAULT_STEPS, P.DEFAULT_ENCODER_STEPS, P.FEATURES, P.DEFAULT_FEATURES)
+
+
+# ---- the latent prior and the feature losses -----------------------------------------------------
+
+def test_the_prior_is_zero_in_the_band_of_random_latents_and_a_wall_outside():
+    d = 128
+    sd = (2 / d) ** 0.5
+    unit = torch.nn.functional.normalize(torch.randn(1, d, generator=torch.Generator().manual_seed(0)), dim=1)
+
+    def at(k: float, **kw) -> float:  # a latent with |z|^2 / D = 1 + k sd
+        return float(P.prior_penalty(unit * ((1 + k * sd) * d) ** 0.5, **kw))
+
+    assert at(0) == 0 and at(1.9) == 0 and at(-1.9) == 0
+    assert 0 < at(2.2) < at(3) and 0 < at(-2.2)
+    assert at(2.2, width=3.0) == 0  # the band is the width asked for
+    # most latents drawn from N(0, I) are inside it (about 95% within 2 standard deviations)
+    z = torch.randn(4000, d, generator=torch.Generator().manual_seed(1))
+    inside = float((P.prior_penalty(z) == 0).float().mean())
+    assert 0.9 < inside < 0.99, inside
+
+
+def test_a_start_outside_the_band_is_scaled_onto_its_edge():
+    d = 128
+    half = P.DEFAULT_PRIOR_WIDTH * (2 / d) ** 0.5
+    unit = torch.nn.functional.normalize(torch.randn(3, d, generator=torch.Generator().manual_seed(0)), dim=1)
+    z = unit * (torch.tensor([0.2, 1.0, 3.0]) * d).sqrt()[:, None]  # |z|^2 / D = 0.2, 1, 3
+    b = P.into_band(z)
+    assert torch.allclose(b.square().mean(1), torch.tensor([1 - half, 1.0, 1 + half]), atol=1e-5)
+    assert torch.equal(b[1], z[1])  # inside: untouched
+    assert torch.allclose(torch.nn.functional.cosine_similarity(b, z), torch.ones(3), atol=1e-6)
+    assert float(P.prior_penalty(b).max()) < 1e-10
+
+
+def test_the_default_prior_brings_a_latent_back_into_the_band():
+    from facegan.config import ModelConfig
+    from facegan.models import NetSpec, build_networks
+
+    torch.manual_seed(0)
+    g, _ = build_networks(ModelConfig(latent_dim=32, g_width=8, d_width=4), NetSpec(16))
+    g.eval().requires_grad_(False)
+    c = torch.zeros(2, 0)
+    z0 = 2.0 * torch.randn(2, 32, generator=torch.Generator().manual_seed(3))  # |z|^2 / D near 4
+    with torch.no_grad():
+        target = g(z0, c)  # the pixels would keep z0 where it is
+    band = 1 + P.DEFAULT_PRIOR_WIDTH * (2 / 32) ** 0.5
+    kept = P.optimise_latent(g, target, z0, c, steps=60, prior_weight=0.0)
+    pulled = P.optimise_latent(g, target, z0, c, steps=60)
+    assert bool((kept.square().mean(1) > 2.5).all())
+    assert bool((pulled.square().mean(1) < band + 0.3).all()), pulled.square().mean(1)
+
+
+def test_cli_project_with_the_inception_features(proj, tmp_path, capsys, monkeypatch):
+    from facegan.metrics import load_inception
+
+    try:
+        load_inception(None)
+    except UserError as e:
+        pytest.skip(f"no FID Inception weights: {e}")
+    monkeypatch.setenv("FACEGAN_CACHE", proj["env"]["FACEGAN_CACHE"])
+    out = tmp_path / "D"
+    code, stdout, _ = _main(capsys, "project", proj["run"], proj["pngs"][0], "--out", out, "--steps", 20,
+                            "--encoder-steps", ENCODER_STEPS, "--no-align", "--features", "inception")
+    assert code == 0 and "feature distance" in stdout
+    doc = json.loads((out / "face0.json").read_text())
+    assert doc["features"] == "inception" and 0 <= doc["feature_distance"] < 1
+    assert doc["psnr"] > doc["guess_psnr"]
+
+
+def test_cli_project_classifier_features_need_the_runs_labelled_data(proj, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FACEGAN_CACHE", proj["env"]["FACEGAN_CACHE"])
+    out = tmp_path / "D"
+    line = _one_line_error(capsys, "project", proj["run"], proj["pngs"][0], "--out", out, "--no-align",
+                           "--features", "classifier")
+    assert "labelled training data" in line and "--features critic" in line and not out.exists()
+    with pytest.raises(UserError, match="--features must be one of"):
+        P.load_features(proj["lg"], "vgg")

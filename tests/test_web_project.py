@@ -20,6 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+from facegan.errors import UserError
+
 pytest.importorskip("starlette", reason="facegan serve needs the [serve] extra (starlette)")
 pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (in the [dev] extra)")
 
@@ -412,3 +414,12 @@ def test_a_photo_whose_client_left_frees_the_worker(run_copy):
         userver.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def test_the_page_projects_with_the_critic_or_pixels_only():
+    from facegan.web.projector import ProjectorSettings
+
+    assert ProjectorSettings(features="none").features == "none"
+    for name in ("inception", "classifier", "vgg"):
+        with pytest.raises(UserError, match="critic or none"):
+            ProjectorSettings(features=name)

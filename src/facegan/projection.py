@@ -15,8 +15,10 @@
    with ``weights_only``) with the checkpoint step it was trained for, and trained again when
    that step (or the generator's weights, or the training settings) differ.
 3. **Optimise** ``z`` from the guess with Adam (:func:`optimise_latent`): pixel MSE at the
-   model's resolution + a feature loss (the run's critic's intermediate features, or none) +
-   a prior term keeping ``z`` where the generator was trained.
+   model's resolution + a feature loss (a :class:`FeatureNet`, :func:`load_features`: the
+   run's critic, the FID Inception's early blocks, the attribute classifier, or none) + a
+   prior term keeping ``z`` in the band of ``|z|^2 / D`` where the generator's training
+   latents were (:func:`prior_penalty`; the guess is first scaled into it, :func:`into_band`).
 
 Each :class:`Projection` carries the latent, the images (photo, crop, projection) and PSNR,
 SSIM and feature distance; :func:`save_projection` writes ``NAME.latent.npy``, ``NAME.png``
@@ -73,7 +75,8 @@ from .utils import Progress, atomic_write, atomic_write_text, reporting_write_er
 ENCODER_FILE = "encoder.pt"
 ENCODER_FORMAT = "facegan-encoder"
 ENCODER_VERSION = 1
-FEATURES = ("critic", "none")
+FEATURES = ("critic", "inception", "classifier", "none")
+DEFAULT_FEATURES = "critic"
 
 # Untrusted photos: refused before decoding when larger than this (bytes on disk, pixels in
 # the header), well below Pillow's own decompression-bomb limit, which only warns first.
@@ -84,7 +87,13 @@ DEFAULT_STEPS = 300
 DEFAULT_ENCODER_STEPS = 500
 DEFAULT_LR = 0.05
 DEFAULT_FEATURE_WEIGHT = 0.1
-DEFAULT_PRIOR_WEIGHT = 0.05
+# The latent prior (prior_penalty): zero within 2 standard deviations of the N(0, I) shell, and
+# a wall outside it (weight 1, so the wall holds against the pixel loss). A band of 3 at weight
+# 0.05 let the optimiser spread the latents' norms half again as widely as N(0, I) does. With
+# the start scaled into the band (into_band) the band of 2 projects closer (own samples 45.0
+# against 42.7 dB) and edits as the loose band did (docs/projection.md, "What it reaches").
+DEFAULT_PRIOR_WEIGHT = 1.0
+DEFAULT_PRIOR_WIDTH = 2.0
 
 
 # ---- photos -----------------------------------------------------------------------------------
@@ -311,13 +320,36 @@ def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1
     return float(s.mean())
 
 
-# ---- the critic's features ---------------------------------------------------------------------
+# ---- feature networks for the loss ------------------------------------------------------------
 
-class CriticFeatures:
+class FeatureNet:
+    """A frozen network as a feature loss: ``feats(x, c)`` -> a list of activations (each
+    float (N, C_i, H_i, W_i)) of images x float (N, 3, R, R) in [-1, 1] with labels c float
+    (N, K) (ignored by the networks that take none), differentiable in x; ``distance`` compares
+    two such lists. ``name`` is what ``--features`` calls it. Its weights are frozen."""
+
+    name = ""
+
+    def __call__(self, x: torch.Tensor, c: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def distance(feats: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
+        """Per image (N,): the mean squared feature difference of each stage divided by the
+        target's mean square there (so every stage counts alike whatever its scale), averaged
+        over the stages. 0 for identical features; about 1 or more for unrelated images."""
+        terms = [(f - t).square().flatten(1).mean(1) / t.square().flatten(1).mean(1).clamp_min(1e-8)
+                 for f, t in zip(feats, target)]
+        return torch.stack(terms).mean(0)
+
+
+class CriticFeatures(FeatureNet):
     """The run's critic as a feature network: ``feats(x, c)`` -> the activations at the end of
     each of its stages (:func:`facegan.models.critic_stages`, image side first), read by
     forward hooks; the score heads are not used. The critic is in eval mode and its weights
     are frozen."""
+
+    name = "critic"
 
     def __init__(self, critic: nn.Module):
         self.critic = critic.eval().requires_grad_(False)
@@ -333,14 +365,69 @@ class CriticFeatures:
                 h.remove()
         return out
 
-    @staticmethod
-    def distance(feats: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
-        """Per image (N,): the mean squared feature difference of each stage divided by the
-        target's mean square there (so every stage counts alike whatever its scale), averaged
-        over the stages."""
-        terms = [(f - t).square().flatten(1).mean(1) / t.square().flatten(1).mean(1).clamp_min(1e-8)
-                 for f, t in zip(feats, target)]
-        return torch.stack(terms).mean(0)
+
+# Inception as a loss: the FID network's stem and its first three mixed blocks, on the image
+# upsampled to 96 px (not 299). Early layers carry the local structure (edges, texture, parts)
+# a perceptual loss wants. Even so a step costs about 5x the critic's on a CPU (128 px: 7x);
+# the later blocks and the 299 px input would cost several times more again, for features that
+# mostly say "a face" (every projection is one).
+INCEPTION_SIZE = 96
+
+
+class InceptionFeatures(FeatureNet):
+    """The FID Inception-v3 (:class:`facegan.metrics.tf_inception.FIDInceptionV3`, the weights
+    facegan ships for FID) as a feature network: images float (N, 3, R, R) in [-1, 1] are
+    resized (bilinear) to ``size`` x ``size`` (default :data:`INCEPTION_SIZE`), scaled as the
+    TF graph expects (``(x255 - 128) / 128``), and ``feats`` returns three activations: after
+    the stem's third convolution (64 channels, ~size/2), after its fifth (192 channels,
+    ~size/4) and after the third mixed block Mixed_5d (288 channels, ~size/10). ``c`` is
+    ignored."""
+
+    name = "inception"
+
+    def __init__(self, net: nn.Module, size: int = INCEPTION_SIZE):
+        if size < 75:  # the stem and two 3x3 stride-2 pools need 75 px to leave a 1 x 1 map
+            raise ValueError(f"the Inception feature loss needs images of at least 75 px, got {size}")
+        self.net = net.eval().requires_grad_(False)
+        self.size = int(size)
+
+    def __call__(self, x: torch.Tensor, c: torch.Tensor) -> list[torch.Tensor]:
+        n = self.net
+        x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = ((x + 1.0) * 127.5 - 128.0) / 128.0  # [-1, 1] -> the graph's (0..255 - 128) / 128
+        x = x.contiguous(memory_format=torch.channels_last)
+        s1 = n.conv3(n.conv2(n.conv1(x)))
+        s2 = n.conv5(n.conv4(F.max_pool2d(s1, 3, 2)))
+        s3 = n.blocks[2](n.blocks[1](n.blocks[0](F.max_pool2d(s2, 3, 2))))
+        return [s1, s2, s3]
+
+
+class ClassifierFeatures(FeatureNet):
+    """The attribute classifier (:class:`facegan.metrics.classifier.AttributeNet`, trained on
+    the run's labelled data) as a feature network: the activations at the end of each of its
+    stages (after the second conv's ReLU; 64 px: 32, 16, 8, 4 px maps). Images float (N, 3,
+    R, R) in [-1, 1] are resized (bilinear) to the classifier's resolution when it differs;
+    ``c`` is ignored. Batch norm in eval mode, weights frozen."""
+
+    name = "classifier"
+
+    def __init__(self, net: nn.Module, resolution: int):
+        self.net = net.eval().requires_grad_(False)
+        self.resolution = int(resolution)
+        layers = list(net.features)
+        self.stage_ends = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)][1::2]
+
+    def __call__(self, x: torch.Tensor, c: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[-1] != self.resolution:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
+                              align_corners=False)
+        out = []
+        for i, layer in enumerate(self.net.features):
+            # The ReLUs are in-place; the stage's output is kept, so it must not be overwritten.
+            x = F.relu(x) if isinstance(layer, nn.ReLU) else layer(x)
+            if i in self.stage_ends:
+                out.append(x)
+        return out
 
 
 def load_critic(lg: LoadedGenerator) -> CriticFeatures:
@@ -359,6 +446,44 @@ def load_critic(lg: LoadedGenerator) -> CriticFeatures:
         raise UserError(f"'{lg.checkpoint}': critic weights do not match its config "
                         f"({str(e).splitlines()[0][:120]}); use --features none") from None
     return CriticFeatures(d.to(next(lg.generator.parameters()).device))
+
+
+def load_features(lg: LoadedGenerator, features: str, *, data: str | os.PathLike | None = None,
+                  progress: bool = True) -> FeatureNet | None:
+    """The feature network ``features`` names (one of :data:`FEATURES`) for projecting into
+    ``lg``, on the generator's device; None for 'none'.
+
+    'critic': the checkpoint's critic (:func:`load_critic`). 'inception': the FID Inception
+    weights (:func:`facegan.metrics.load_inception`; UserError saying how to install them when
+    absent). 'classifier': the attribute classifier of the run's labelled training data,
+    ``data`` (default the run's ``data.path``), read from facegan's cache or trained there once
+    (:func:`facegan.metrics.classifier.classifier_for_data`; minutes on a CPU); UserError when
+    that data is not on this machine or has no labels."""
+    if features not in FEATURES:
+        raise UserError(f"--features must be one of {', '.join(FEATURES)}, got '{features}'")
+    device = next(lg.generator.parameters()).device
+    if features == "none":
+        return None
+    if features == "critic":
+        return load_critic(lg)
+    if features == "inception":
+        from .metrics import load_inception
+
+        return InceptionFeatures(load_inception(None, device=device, engine="eager", streams=1).module)
+    from dataclasses import replace
+
+    from .metrics.classifier import classifier_for_data
+
+    path = str(data) if data else lg.config.data.path
+    if not path or path.strip() == "builtin":
+        raise UserError("--features classifier needs the run's labelled training data (CelebA "
+                        "attributes or class folders); the built-in faces have no labels; use "
+                        "--features critic")
+    if not Path(path).expanduser().exists():
+        raise UserError(f"--features classifier needs the run's labelled training data, and "
+                        f"'{path}' is not on this machine; use --features critic")
+    clf = classifier_for_data(replace(lg.config.data, path=path), device=device, progress=progress)
+    return ClassifierFeatures(clf.net, clf.resolution)
 
 
 # ---- the encoder --------------------------------------------------------------------------------
@@ -661,33 +786,48 @@ def _read_encoder(path: Path, want: dict[str, Any], device: torch.device) -> tup
 
 # ---- optimising a latent -------------------------------------------------------------------------
 
-def prior_penalty(z: torch.Tensor) -> torch.Tensor:
-    """Per row of z (N, D): ``relu(| |z|^2 / D - 1 | - 3 sqrt(2 / D))^2``.
+def prior_penalty(z: torch.Tensor, width: float = DEFAULT_PRIOR_WIDTH) -> torch.Tensor:
+    """Per row of z (N, D): ``relu(| |z|^2 / D - 1 | - width * sqrt(2 / D))^2``.
 
     Latents z ~ N(0, I_D) lie on a thin shell: ``|z|^2 / D`` has mean 1 and standard deviation
     ``sqrt(2 / D)`` (0.125 for D = 128). The generator was trained only there; an unconstrained
     optimisation can leave the shell and find a latent that matches the photo's pixels with an
     image the generator never learnt (over-fitting the photo), which then edits and morphs
-    badly. The penalty is zero within three standard deviations of the shell, where the
-    training latents were, so it does not pull a plausible latent anywhere, and grows
-    quadratically outside; the direction of ``z`` is free."""
+    badly. The penalty is zero within ``width`` standard deviations of the shell (default 2:
+    where 95% of the training latents were), so it does not pull a plausible latent anywhere,
+    and grows quadratically outside; the direction of ``z`` is free."""
     d = z.shape[1]
-    off = (z.square().mean(1) - 1.0).abs() - 3.0 * math.sqrt(2.0 / d)
+    off = (z.square().mean(1) - 1.0).abs() - width * math.sqrt(2.0 / d)
     return F.relu(off).square()
+
+
+def into_band(z: torch.Tensor, width: float = DEFAULT_PRIOR_WIDTH) -> torch.Tensor:
+    """Latents z float (N, D) with each row outside :func:`prior_penalty`'s band (``|z|^2 / D``
+    more than ``width`` standard deviations ``sqrt(2 / D)`` from 1) scaled along itself onto
+    the band's nearer edge; rows inside it are returned as they are. The direction of every
+    row is kept."""
+    d = z.shape[1]
+    half = width * math.sqrt(2.0 / d)
+    r = z.square().mean(1, keepdim=True)
+    want = r.clamp(max(1.0 - half, 1e-6), 1.0 + half)
+    return z * torch.sqrt(want / r.clamp_min(1e-12))
 
 
 def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor, c: torch.Tensor, *,
                     steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
-                    features: CriticFeatures | None = None,
+                    features: FeatureNet | None = None,
                     feature_weight: float = DEFAULT_FEATURE_WEIGHT,
                     prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+                    prior_width: float = DEFAULT_PRIOR_WIDTH,
                     progress: Progress | None = None) -> torch.Tensor:
     """Optimise latents from ``z0`` float (N, D) so that ``G(z, c)`` matches ``target`` float
     (N, 3, R, R) in [-1, 1]; c float (N, K). Returns float (N, D) on the CPU: per image, the
     latent of the lowest loss seen.
 
-    Loss per image: pixel MSE + ``feature_weight`` * :meth:`CriticFeatures.distance` (when
-    ``features``) + ``prior_weight`` * :func:`prior_penalty`. Adam, the learning rate ramped
+    With a prior, each row of ``z0`` outside its band is first scaled onto it (:func:`into_band`).
+    Loss per image: pixel MSE + ``feature_weight`` * :meth:`FeatureNet.distance` (when
+    ``features``) + ``prior_weight`` * :func:`prior_penalty` (zero within ``prior_width``
+    standard deviations of the N(0, I) shell). Adam, the learning rate ramped
     up over the first 5% of the steps and down (cosine) over the last 25%, as StyleGAN2's
     projector does. Rows are independent (each image's loss depends only on its own latent),
     so a batch gives what one image at a time gives. Only z gets gradients. ``progress``: a
@@ -700,19 +840,27 @@ def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor
             progress.update()
 
     return run_steps(latent_optimisation(generator, target, z0, c, steps=steps, lr=lr, features=features,
-                                         feature_weight=feature_weight, prior_weight=prior_weight), each)
+                                         feature_weight=feature_weight, prior_weight=prior_weight,
+                                         prior_width=prior_width), each)
 
 
 def latent_optimisation(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor, c: torch.Tensor, *,
                         steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
-                        features: CriticFeatures | None = None,
+                        features: FeatureNet | None = None,
                         feature_weight: float = DEFAULT_FEATURE_WEIGHT,
-                        prior_weight: float = DEFAULT_PRIOR_WEIGHT) -> Generator[float, None, torch.Tensor]:
+                        prior_weight: float = DEFAULT_PRIOR_WEIGHT,
+                        prior_width: float = DEFAULT_PRIOR_WIDTH) -> Generator[float, None, torch.Tensor]:
     """:func:`optimise_latent` as a Python generator: each ``next()`` does one Adam step and
     yields the mean loss; the return value is the best latents float (N, D) on the CPU."""
     device = next(generator.parameters()).device
     target, c = target.to(device).float(), c.to(device)
-    z = z0.detach().clone().float().to(device).requires_grad_(True)
+    z = z0.detach().clone().float().to(device)
+    if prior_weight > 0:
+        # Start inside the prior's band: the encoder's guess, a regression to the mean, has
+        # |z|^2 / D near 0.4, and a start outside the wall would spend Adam's first steps
+        # (which normalise the step size) climbing back over it instead of fitting the photo.
+        z = into_band(z, prior_width)
+    z.requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr, betas=(0.9, 0.999))
     tfeat = None
     if features is not None and feature_weight > 0:
@@ -724,9 +872,9 @@ def latent_optimisation(generator: nn.Module, target: torch.Tensor, z0: torch.Te
         x = generator(z, c)
         loss = (x - target).square().flatten(1).mean(1)
         if tfeat is not None:
-            loss = loss + feature_weight * CriticFeatures.distance(features(x, c), tfeat)
+            loss = loss + feature_weight * features.distance(features(x, c), tfeat)
         if prior_weight > 0:
-            loss = loss + prior_weight * prior_penalty(z)
+            loss = loss + prior_weight * prior_penalty(z, prior_width)
         with torch.no_grad():
             better = loss.detach() < best_loss
             best[better] = z.detach()[better]
@@ -755,7 +903,7 @@ class Projection:
     unconditional). photo: uint8 (3, R, R), the whole photo fitted into R x R; target: uint8
     (3, R, R), the preprocessed crop; image: uint8 (3, R, R), the projection ``G(latent,
     labels)``; guess: uint8 (3, R, R), the encoder's guess before optimisation. psnr (dB) and
-    ssim compare image with target; feature_distance: :meth:`CriticFeatures.distance` of the
+    ssim compare image with target; feature_distance: :meth:`FeatureNet.distance` of the
     two (None with ``features='none'``). info: the rest of NAME.json (steps, seconds, crop...).
     """
 
@@ -786,7 +934,7 @@ def json_number(v: float) -> float | None:
 
 def project(generator: LoadedGenerator | str | os.PathLike,
             photos: Sequence[str | os.PathLike | Image.Image], *, cls: str | None = None,
-            attr: str | None = None, steps: int = DEFAULT_STEPS, features: str = "critic",
+            attr: str | None = None, steps: int = DEFAULT_STEPS, features: str = DEFAULT_FEATURES,
             encoder_steps: int = DEFAULT_ENCODER_STEPS, encoder_image_weight: float = 0.0,
             seed: int = 0, lr: float = DEFAULT_LR,
             feature_weight: float = DEFAULT_FEATURE_WEIGHT, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
@@ -799,8 +947,10 @@ def project(generator: LoadedGenerator | str | os.PathLike,
 
     cls / attr: a conditional run's labels (``--class`` / ``--attr`` grammar, required for a
     conditional run; attributes not given are drawn with ``seed``). steps: optimisation steps
-    per photo (0: the encoder's guess alone). features: 'critic' (the run's critic's stage
-    activations as a feature loss) or 'none'. encoder_steps: training steps of the run's
+    per photo (0: the encoder's guess alone). features: the feature loss (:func:`load_features`):
+    'critic' (the run's critic's stage activations), 'inception' (the FID Inception's early
+    blocks), 'classifier' (the attribute classifier's stages; needs the run's labelled data)
+    or 'none'. encoder_steps: training steps of the run's
     encoder when it is not cached (:func:`encoder_for`; ``encoder_image_weight``: its image
     loss, :func:`train_encoder`). crop: override the run's crop (see :func:`photo_crop`).
     align: a PIL -> PIL face aligner applied to each photo first (None: the photo as it is;
@@ -824,7 +974,7 @@ def project(generator: LoadedGenerator | str | os.PathLike,
     c1 = parse_condition(spec, cls, attr).labels(spec, 1, seed=seed)  # (1, K)
     loaded = [load_photo(p, lg.config.data, crop=crop, align=align, name=n)
               for p, n in zip(photos, output_names(photos))]
-    feats = load_critic(lg) if features == "critic" else None
+    feats = load_features(lg, features, progress=progress)
     t0 = time.perf_counter()
     enc, trained = encoder_for(lg, steps=encoder_steps, image_weight=encoder_image_weight, seed=seed,
                                retrain=retrain_encoder, progress=progress)
@@ -847,7 +997,7 @@ def project(generator: LoadedGenerator | str | os.PathLike,
 
 
 def _project_one(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *, steps: int, lr: float,
-                 feats: CriticFeatures | None, feature_weight: float, prior_weight: float,
+                 feats: FeatureNet | None, feature_weight: float, prior_weight: float,
                  bar: Progress | None, info: dict[str, Any]) -> Projection:
     """One photo: the encoder's guess, the optimisation, the images and the scores."""
     def each(loss: float) -> None:
@@ -862,7 +1012,7 @@ def _project_one(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *, ste
 
 def projection_steps(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *,
                      steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
-                     feats: CriticFeatures | None = None, feature_weight: float = DEFAULT_FEATURE_WEIGHT,
+                     feats: FeatureNet | None = None, feature_weight: float = DEFAULT_FEATURE_WEIGHT,
                      prior_weight: float = DEFAULT_PRIOR_WEIGHT,
                      info: dict[str, Any] | None = None) -> Generator[float, None, Projection]:
     """Project one :class:`Photo` (:func:`load_photo`) with a ready encoder ``enc`` and labels
@@ -889,7 +1039,7 @@ def projection_steps(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *,
     if feats is not None:
         with torch.no_grad():
             c = c1.to(device)
-            fd = float(CriticFeatures.distance(feats(to_float(image)[None].to(device), c),
+            fd = float(feats.distance(feats(to_float(image)[None].to(device), c),
                                                feats(target.to(device), c))[0])
     info = {"photo": Path(ph.source).name if ph.source else None, "crop": ph.crop, "resolution": r,
             **(info or {}), "seconds": {"encoder_guess": round(t2 - t1, 3),
@@ -996,19 +1146,26 @@ def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--lat
 __all__ = [
     "CELEBA_LANDMARKS",
     "DEFAULT_ENCODER_STEPS",
+    "DEFAULT_FEATURES",
+    "DEFAULT_PRIOR_WEIGHT",
+    "DEFAULT_PRIOR_WIDTH",
     "DEFAULT_STEPS",
     "ENCODER_FILE",
     "FEATURES",
     "MAX_PHOTO_BYTES",
     "MAX_PHOTO_PIXELS",
+    "ClassifierFeatures",
     "CriticFeatures",
     "Encoder",
+    "FeatureNet",
+    "InceptionFeatures",
     "Photo",
     "Projection",
     "cached_encoder",
     "celeba_face_template",
     "decode_photo",
     "edit_latent_images",
+    "into_band",
     "encoder_for",
     "encoder_path",
     "encoder_settings",
@@ -1019,6 +1176,7 @@ __all__ = [
     "latent_labels",
     "latent_optimisation",
     "load_critic",
+    "load_features",
     "load_latent",
     "load_photo",
     "morph_latent_images",

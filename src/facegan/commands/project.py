@@ -1,6 +1,6 @@
 """``facegan project``: put real photos into a trained generator's latent space (GAN inversion).
 
-``facegan project RUN PHOTO... --out DIR [--steps N] [--features critic|none]
+``facegan project RUN PHOTO... --out DIR [--steps N] [--features critic|inception|classifier|none]
 [--encoder-steps N] [--class C | --attr A=1,...] [--seed S]`` writes, per photo NAME,
 ``NAME.latent.npy``, ``NAME.png`` and ``NAME.json`` into DIR; ``facegan edit --latent`` and
 ``facegan morph --from --to`` then use the latents. Every photo is read and checked before
@@ -18,7 +18,8 @@ from .common import make_out_dir
 # (tests/test_projection.py checks they agree).
 DEFAULT_STEPS = 300
 DEFAULT_ENCODER_STEPS = 500
-FEATURES = ("critic", "none")
+FEATURES = ("critic", "inception", "classifier", "none")
+DEFAULT_FEATURES = "critic"
 
 
 def register(sub) -> None:
@@ -38,9 +39,11 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimisation steps per photo "
                    "(default %(default)s; 0: the encoder's guess alone)")
-    p.add_argument("--features", default="critic", choices=FEATURES, help="feature loss: the "
-                   "run's critic's intermediate features, or none (pixels and the prior only; "
-                   "default %(default)s)")
+    p.add_argument("--features", default=DEFAULT_FEATURES, choices=FEATURES, help="feature loss: "
+                   "the run's critic's intermediate features; the FID Inception's early blocks "
+                   "(about 4x slower on a CPU); the attribute classifier's (needs the run's "
+                   "labelled training data; trained once and cached); or none (pixels and the prior "
+                   "only; default %(default)s)")
     p.add_argument("--encoder-steps", type=int, default=DEFAULT_ENCODER_STEPS, help="training "
                    "steps of the run's encoder when it is not cached for this checkpoint yet "
                    "(default %(default)s)")

@@ -57,11 +57,15 @@ class ProjectorFailed(Exception):
     """Preparing the projector failed (answered 500 with the reason)."""
 
 
+PAGE_FEATURES = ("critic", "none")
+
+
 @dataclass(frozen=True)
 class ProjectorSettings:
     """How the page projects: ``steps`` optimisation steps per photo; ``encoder_steps``, the
     encoder's training (``facegan project``'s default, so its cached RUN/encoder.pt is used);
-    ``features``: 'critic' or 'none' (the feature loss, as ``facegan project --features``)."""
+    ``features``: 'critic' or 'none' (the feature loss, as ``facegan project --features``; the
+    page never loads the Inception network or the attribute classifier, which are evaluation's)."""
 
     steps: int = PAGE_STEPS
     encoder_steps: int = projection.DEFAULT_ENCODER_STEPS
@@ -72,8 +76,9 @@ class ProjectorSettings:
             raise UserError(f"--project-steps must be at least 0, got {self.steps}")
         if self.encoder_steps < 1:
             raise UserError(f"encoder steps must be at least 1, got {self.encoder_steps}")
-        if self.features not in projection.FEATURES:
-            raise UserError(f"features must be one of {', '.join(projection.FEATURES)}")
+        if self.features not in PAGE_FEATURES:
+            raise UserError(f"the page projects with features {' or '.join(PAGE_FEATURES)}, not "
+                            f"'{self.features}'")
 
 
 @dataclass(frozen=True)
