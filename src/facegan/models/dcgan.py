@@ -130,17 +130,17 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
         check_labels(c, n, self.label_dim, "DCGANGenerator")
-        growing = self.grow_levels and float(self.lod) > 0
-        if self.cond is None and not growing:
+        lod = float(self.lod) if self.grow_levels else 0.0
+        if self.cond is None and lod <= 0:
             return self.net(z.reshape(n, self.latent_dim, 1, 1))
         z = z.reshape(n, self.latent_dim)
         c = c.to(z.dtype)  # a .double() net gets double labels
         if self.embed is not None:
             z = torch.cat([z, self.embed(c)], dim=1)
         x = z.reshape(n, -1, 1, 1)
-        if not growing:
+        if lod <= 0:
             return sequential_forward(self.net, x, c)
-        return self._grown(x, c)
+        return self._grown(x, c, lod)
 
     def _layers(self, x: torch.Tensor, c: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         for m in self.net[start:stop]:
@@ -153,8 +153,8 @@ class DCGANGenerator(nn.Module):
             return self._layers(h, c, 3 * self.n_stages, len(self.net))
         return torch.tanh(self.to_rgb[level - 1](h))
 
-    def _grown(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        coarse, a = split_lod(float(self.lod))
+    def _grown(self, x: torch.Tensor, c: torch.Tensor, lod: float) -> torch.Tensor:
+        coarse, a = split_lod(lod)
         stages = self.n_stages - coarse  # the ones that reach R / 2^(coarse + 1)
         h = self._layers(x, c, 0, 3 * stages)
         img = self._to_image(coarse, h, c)
@@ -244,13 +244,13 @@ class DCGANCritic(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = x.shape[0]
         check_labels(c, n, self.label_dim, "DCGANCritic")
-        growing = self.grow_levels and float(self.lod) > 0
-        if self.cond is None and not growing:
+        lod = float(self.lod) if self.grow_levels else 0.0
+        if self.cond is None and lod <= 0:
             return self.net(x).reshape(n), None
         c = c.to(x.dtype)
         if self.cond == "concat":
             return self.net(concat_label_maps(x, c)).reshape(n), None
-        feats = self._grown(x) if growing else self.net[:-1](x)  # [N, F, 4, 4]
+        feats = self._grown(x, lod) if lod > 0 else self.net[:-1](x)  # [N, F, 4, 4]
         if self.cond is None:
             return self.net[-1](feats).reshape(n), None
         scores = self.net[-1](feats).reshape(n)
@@ -268,8 +268,8 @@ class DCGANCritic(nn.Module):
         x = downscale(x, 2 ** level)
         return self._stage(0, x) if level == 0 else self.from_rgb[level - 1](x)
 
-    def _grown(self, x: torch.Tensor) -> torch.Tensor:
-        coarse, a = split_lod(float(self.lod))
+    def _grown(self, x: torch.Tensor, lod: float) -> torch.Tensor:
+        coarse, a = split_lod(lod)
         h = self._from_image(coarse, x)
         if a > 0:
             h = torch.lerp(h, self._stage(coarse, self._from_image(coarse - 1, x)), a)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import Config
+from ..models.grow import growth_levels
 
 
 def cosine(progress: float, start: float, end: float) -> float:
@@ -41,7 +42,7 @@ def lod_at(cfg: Config, step: int) -> float:
     0 when growing is off or done."""
     if cfg.model.grow_from <= 0:
         return 0.0
-    levels = int(math.log2(cfg.data.resolution // cfg.model.grow_from))
+    levels = growth_levels(cfg.data.resolution, cfg.model.grow_from)
     t = step * cfg.train.batch_size / 1000.0
     lod = float(levels)
     while lod > 0:
