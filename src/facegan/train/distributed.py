@@ -113,19 +113,28 @@ class DistEnv:
 
     def sync_grads(self, module: nn.Module) -> None:
         """Average the gradients of ``module``'s trainable parameters over ranks, in one
-        all-reduce of a flat buffer (a missing gradient counts as zero on that rank)."""
+        all-reduce of a flat buffer (a missing gradient counts as zero on that rank).
+
+        A parameter that no rank used this step (a progressive-growing head off its level, a
+        stage not yet faded in) keeps ``grad None``, as in one process: an optimizer skips such
+        a parameter, while a zero gradient would count as a step (Adam's step count and second
+        moment), and the runs would part at the first step that uses it. The flags of which
+        parameters have a gradient travel at the end of the same buffer."""
         if not self.enabled:
             return
         params = [p for p in module.parameters() if p.requires_grad]
         if not params:
             return
+        ref = params[0]
+        has = torch.tensor([p.grad is not None for p in params], dtype=ref.dtype, device=ref.device)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in params])
+                          for p in params] + [has])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat /= self.world_size
+        grads, used = flat[:-len(params)], flat[-len(params):].tolist()
+        grads /= self.world_size
         # Each gradient becomes a view of the reduced buffer: no copy back.
-        for p, g in zip(params, flat.split([p.numel() for p in params])):
-            p.grad = g.view_as(p)
+        for p, g, u in zip(params, grads.split([p.numel() for p in params]), used):
+            p.grad = g.view_as(p) if u > 0 else None
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank (they start equal from the seed; this
