@@ -255,6 +255,35 @@ def test_shutdown_frees_the_process_group(tmp_path):
     assert "rank 0: group freed True" in r.stdout and "rank 1: group freed True" in r.stdout, r.stdout
 
 
+SYNC_WORKER = """
+import torch
+from facegan.train.distributed import init_from_env, shutdown
+
+env = init_from_env("cpu")
+net = torch.nn.ModuleDict({"both": torch.nn.Linear(2, 1), "one": torch.nn.Linear(2, 1),
+                           "none": torch.nn.Linear(2, 1)})
+x = torch.ones(1, 2) * (env.rank + 1)
+loss = net["both"](x).sum() + (net["one"](x).sum() if env.rank == 0 else 0)
+loss.backward()
+env.sync_grads(net)
+g = {k: None if m.weight.grad is None else m.weight.grad.tolist() for k, m in net.items()}
+print(f"rank {env.rank}: {g}", flush=True)
+shutdown(env)
+"""
+
+
+def test_gradient_sync_keeps_unused_parameters_without_a_gradient(tmp_path):
+    """The mean over ranks, a gradient missing on one rank counting as zero there; a parameter
+    no rank used keeps None, as in one process, so the optimizer does not count it as stepped."""
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(SYNC_WORKER))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                        str(script)], check=False, capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    want = "{'both': [[1.5, 1.5]], 'one': [[0.5, 0.5]], 'none': None}"
+    assert f"rank 0: {want}" in r.stdout and f"rank 1: {want}" in r.stdout, r.stdout
+
+
 NAN_WORKER = """
 import sys, torch
 from facegan.config import apply_overrides, get_preset

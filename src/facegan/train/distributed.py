@@ -125,13 +125,16 @@ class DistEnv:
         params = [p for p in module.parameters() if p.requires_grad]
         if not params:
             return
-        ref = params[0]
-        has = torch.tensor([p.grad is not None for p in params], dtype=ref.dtype, device=ref.device)
+        present = [p.grad is not None for p in params]
+        has = torch.tensor(present, dtype=params[0].dtype, device=params[0].device)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                           for p in params] + [has])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        grads, used = flat[:-len(params)], flat[-len(params):].tolist()
+        grads = flat[:-len(params)]
         grads /= self.world_size
+        # The flags are read (a host sync on a GPU) only when this rank missed a gradient: with
+        # all of its own present, every parameter has one.
+        used = [1.0] * len(params) if all(present) else flat[-len(params):].tolist()
         # Each gradient becomes a view of the reduced buffer: no copy back.
         for p, g, u in zip(params, grads.split([p.numel() for p in params]), used):
             p.grad = g.view_as(p) if u > 0 else None
