@@ -468,8 +468,8 @@ PRESETS: dict[str, PresetSpec] = {
         {"model.g_width": 32, "train.n_critic": 1}, base=BUDGET),
     # Both networks 64 wide: fewer, better steps, where the hardware makes them affordable.
     "wgangp-ln-wide-celeba64": PresetSpec(
-        "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU with bf16, an "
-        "hour or more): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
+        "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU with bf16, for "
+        "more than 15 minutes): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
         {"model.d_width": 64, "train.n_critic": 1}, base=BUDGET),
     # The budget recipe at 128 px: each stage doubles the cost of a step, so at 128 px both
     # nets are 16 wide (256 channels at 4x4), which keeps a step near the 64 px preset's.
