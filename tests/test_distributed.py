@@ -52,6 +52,16 @@ def run_facegan(nproc: int, *args, env=None, **kw) -> subprocess.CompletedProces
     return subprocess.run(cmd, check=False, capture_output=True, text=True, env=env or _env(), timeout=300, **kw)
 
 
+def run_worker(tmp_path: Path, source: str, *args) -> subprocess.CompletedProcess:
+    """Write ``source`` (a worker script, dedented) under ``tmp_path`` and run it on 2 processes
+    through torchrun with ``args``."""
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(source))
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           str(script), *map(str, args)], check=False, capture_output=True, text=True,
+                          env=_env(), timeout=300)
+
+
 def params(run: Path) -> dict[str, torch.Tensor]:
     ck = load_checkpoint(run / "checkpoints" / "latest.pt")
     out = {f"G.{k}": v for k, v in ck["G"].items()}
@@ -247,10 +257,7 @@ def test_shutdown_frees_the_process_group(tmp_path):
     keeps worker threads that abort the process (SIGABRT, 'terminate called without an active
     exception') when one drops a tensor while the interpreter finalizes. Checked directly, so
     it does not depend on the race (benchmarks/stress_distributed.py runs the race)."""
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(SHUTDOWN_WORKER))
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                        str(script)], check=False, capture_output=True, text=True, env=_env(), timeout=300)
+    r = run_worker(tmp_path, SHUTDOWN_WORKER)
     assert r.returncode == 0, r.stderr
     assert "rank 0: group freed True" in r.stdout and "rank 1: group freed True" in r.stdout, r.stdout
 
@@ -275,10 +282,7 @@ shutdown(env)
 def test_gradient_sync_keeps_unused_parameters_without_a_gradient(tmp_path):
     """The mean over ranks, a gradient missing on one rank counting as zero there; a parameter
     no rank used keeps None, as in one process, so the optimizer does not count it as stepped."""
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(SYNC_WORKER))
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                        str(script)], check=False, capture_output=True, text=True, env=_env(), timeout=300)
+    r = run_worker(tmp_path, SYNC_WORKER)
     assert r.returncode == 0, r.stderr
     want = "{'both': [[1.5, 1.5]], 'one': [[0.5, 0.5]], 'none': None}"
     assert f"rank 0: {want}" in r.stdout and f"rank 1: {want}" in r.stdout, r.stdout
@@ -312,12 +316,8 @@ shutdown(env)
 
 
 def test_nan_on_one_rank_stops_all_and_keeps_the_last_good_checkpoint(images, tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(NAN_WORKER))
     run = tmp_path / "r"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                        str(script), str(images), str(run), *TINY, "train.batch_size=8", "train.log_every=4"],
-                       check=False, capture_output=True, text=True, env=_env(), timeout=300)
+    r = run_worker(tmp_path, NAN_WORKER, images, run, *TINY, "train.batch_size=8", "train.log_every=4")
     assert r.returncode == 0, r.stderr
     # Both ranks stop at the same check (the log window ending at step 4), not only rank 1.
     assert "rank 0 stopped at step 4: training diverged at step 3" in r.stdout
