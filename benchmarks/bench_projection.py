@@ -25,7 +25,9 @@ Three parts, on one trained run (EMA generator):
    strengths -S..S, whether it rises monotonically, the mean change of the other attributes,
    and identity drift (Inception-feature distance between a face and its edit at +-S over the
    distance between two different faces), for the projected real faces and, in the same run,
-   for as many random faces (``facegan``'s edit metrics).
+   for as many random faces (``facegan``'s edit metrics). The projected faces are edited two
+   ways: the projection alone (``facegan edit --no-detail``) and with the photo's own detail
+   kept (``facegan edit``'s default: the edit's change applied to the photo).
 
    The random faces' classifier figures come from ``--edit-random`` faces (default 1000):
    those of 100 faces vary by about 0.003 in the other attributes' change from one draw to
@@ -47,7 +49,7 @@ Three parts, on one trained run (EMA generator):
 
 Prints the tables and writes ``OUT/projection.json`` and ``OUT/projection.png`` (rows: real
 photo's crop, best random, encoder, optimised, and the Smiling edit of the optimised one at
--S, +S when that direction exists).
+-S, +S when that direction exists, then the same with the photo's detail kept).
 """
 
 from __future__ import annotations
@@ -401,20 +403,23 @@ def main(argv=None) -> int:
                 continue
             v = get_direction(doc, attr, lg.run_dir)
             real = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, z=z)
+            # facegan edit's default for a projected photo: the photo's own detail kept
+            detail = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, z=z, photos=tg)
             # The classifier's figures of random faces from --edit-random of them: 100 faces
             # vary by about 0.003 in others' change from one draw to the next, as much as the
             # differences measured. Identity drift (Inception on three images per face) from n.
             rand = edit_metrics(g, clf, v, attr, strength=args.strength, n=args.edit_random, seed=args.seed)
             drift = edit_metrics(g, clf, v, attr, strength=args.strength, net=net, n=n, seed=args.seed)
             rand.update({k: drift[k] for k in ("identity_drift", "random_pair_distance", "drift_ratio")})
-            res["edits"][attr] = {"real": real, "random": rand}
-            for who, m in (("projected", real), ("random", rand)):
+            res["edits"][attr] = {"real": real, "real_detail": detail, "random": rand}
+            for who, m in (("projected", real), ("projected + photo's detail", detail), ("random", rand)):
                 print(f"| {attr} | {who} | {' '.join(f'{p:.2f}' for p in m['target'])} | "
                       f"{'yes' if m['monotonic'] else 'no'} | {m['others_change']:.3f} | {m['drift_ratio']:.2f} |")
         if "Smiling" in doc["directions"]:
             v = get_direction(doc, "Smiling", lg.run_dir)
             e = edit_latent_images(g, z, v, torch.tensor([-args.strength, args.strength]), c)
-            grid_rows += [e[:, 0], e[:, 1]]
+            ed = edit_latent_images(g, z, v, torch.tensor([-args.strength, args.strength]), c, photos=tg)
+            grid_rows += [e[:, 0], e[:, 1], ed[:, 0], ed[:, 1]]
     k = min(12, n)
     make_grid(torch.stack([r[:k] for r in grid_rows]).flatten(0, 1), nrow=k).save(out_dir / "projection.png")
     atomic_write_text(out_dir / "projection.json", json.dumps(res, indent=1) + "\n")

@@ -177,7 +177,7 @@ def test_a_conditional_run_needs_the_photos_labels(proj):
         P.project(lg, proj["pngs"][:1], progress=False)
 
 
-def test_cli_project_writes_three_files_per_photo(proj, tmp_path):
+def test_cli_project_writes_four_files_per_photo(proj, tmp_path):
     photo = tmp_path / "holiday.jpg"  # not square, not 16 px: center crop and resize
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(photo)
     out = tmp_path / "D"
@@ -186,7 +186,7 @@ def test_cli_project_writes_three_files_per_photo(proj, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "encoder: training it" in r.stderr and "projection: step" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}{ext}" for n in ("face0", "holiday") for ext in (".latent.npy", ".png", ".json"))
+        f"{n}{ext}" for n in ("face0", "holiday") for ext in (".latent.npy", ".crop.png", ".png", ".json"))
     z = np.load(out / "face0.latent.npy", allow_pickle=False)
     assert z.shape == (16,) and z.dtype == np.float32
     doc = json.loads((out / "holiday.json").read_text())
@@ -261,23 +261,67 @@ def test_edit_and_morph_from_latent_files(proj, tmp_path, capsys, monkeypatch):
     run, out = proj["run"], proj["out"]
     a, b = out / "face0.latent.npy", out / "face1.latent.npy"
     assert _main(capsys, "directions", run, "--unsupervised", 2)[0] == 0
+    tile = lambda im, r_, c_: im[2 + 18 * r_: 18 + 18 * r_, 2 + 18 * c_: 18 + 18 * c_].astype(int)
+    strip = lambda name: np.asarray(Image.open(out / f"{name}.png"))  # photo | crop | projection
+    crop = lambda name: np.asarray(Image.open(out / f"{name}.crop.png")).astype(int)
+    for name in ("face0", "face1"):
+        assert np.array_equal(crop(name), tile(strip(name), 0, 1))
+    # By default an edit keeps the photo's detail: strength 0 (the middle column) is the photo's
+    # crop itself; with --no-detail it is the projection.
     code, stdout, _ = _main(capsys, "edit", run, "--latent", a, "--latent", b, "--attr", "sefa_0",
                             "--strength", "-2:2", "--steps", 3, "--out", tmp_path / "edit.png")
-    assert code == 0 and "2 rows x 3 columns" in stdout
+    assert code == 0 and "2 rows x 3 columns" in stdout and "each photo's own detail kept" in stdout
     grid = np.asarray(Image.open(tmp_path / "edit.png"))
     assert grid.shape == (2 * 18 + 2, 3 * 18 + 2, 3)
-    # strength 0 (the middle column) is the projection itself
-    tile = lambda im, r_, c_: im[2 + 18 * r_: 18 + 18 * r_, 2 + 18 * c_: 18 + 18 * c_].astype(int)
-    projection = lambda name: np.asarray(Image.open(out / f"{name}.png"))
-    assert np.abs(tile(grid, 0, 1) - tile(projection("face0"), 0, 2)).max() <= 1
-    assert np.abs(tile(grid, 1, 1) - tile(projection("face1"), 0, 2)).max() <= 1
+    assert np.array_equal(tile(grid, 0, 1), crop("face0")) and np.array_equal(tile(grid, 1, 1), crop("face1"))
+    code, stdout, _ = _main(capsys, "edit", run, "--latent", a, "--latent", b, "--attr", "sefa_0",
+                            "--strength", "-2:2", "--steps", 3, "--out", tmp_path / "bare.png", "--no-detail")
+    assert code == 0 and "the projections alone" in stdout
+    bare = np.asarray(Image.open(tmp_path / "bare.png"))
+    assert np.abs(tile(bare, 0, 1) - tile(strip("face0"), 0, 2)).max() <= 1
+    assert np.abs(tile(bare, 1, 1) - tile(strip("face1"), 0, 2)).max() <= 1
+    # the edit's own change is the same with and without the detail (up to clipping at 0 / 255)
+    for col in (0, 2):
+        with_detail = tile(grid, 0, col) - crop("face0")
+        without = tile(bare, 0, col) - tile(bare, 0, 1)
+        inside = (tile(grid, 0, col) > 0) & (tile(grid, 0, col) < 255)
+        assert np.abs(with_detail - without)[inside].max() <= 2
     code, stdout, _ = _main(capsys, "morph", run, "--from", a, "--to", b, "--steps", 4,
                             "--out", tmp_path / "morph.png", "--gif", tmp_path / "morph.gif")
     assert code == 0 and "1 rows x 4 steps" in stdout and (tmp_path / "morph.gif").is_file()
+    assert "the photos' own detail kept" in stdout
     frames = np.asarray(Image.open(tmp_path / "morph.png"))
     assert frames.shape == (18 + 2, 4 * 18 + 2, 3)
-    assert np.abs(tile(frames, 0, 0) - tile(projection("face0"), 0, 2)).max() <= 1
-    assert np.abs(tile(frames, 0, 3) - tile(projection("face1"), 0, 2)).max() <= 1
+    assert np.array_equal(tile(frames, 0, 0), crop("face0")) and np.array_equal(tile(frames, 0, 3), crop("face1"))
+    code, stdout, _ = _main(capsys, "morph", run, "--from", a, "--to", b, "--steps", 4,
+                            "--out", tmp_path / "morph-bare.png", "--no-detail")
+    assert code == 0 and "projections alone" in stdout
+    frames = np.asarray(Image.open(tmp_path / "morph-bare.png"))
+    assert np.abs(tile(frames, 0, 0) - tile(strip("face0"), 0, 2)).max() <= 1
+    assert np.abs(tile(frames, 0, 3) - tile(strip("face1"), 0, 2)).max() <= 1
+    # A latent without its crop beside it (copied alone): that row is the projection, and the
+    # summary says so.
+    shutil.copy(a, tmp_path / "alone.latent.npy")
+    code, stdout, _ = _main(capsys, "edit", run, "--latent", tmp_path / "alone.latent.npy", "--latent", b,
+                            "--attr", "sefa_0", "--strength", "-2:2", "--steps", 3, "--out", tmp_path / "mixed.png")
+    assert code == 0 and "kept for 1 of 2 rows" in stdout
+    mixed = np.asarray(Image.open(tmp_path / "mixed.png"))
+    assert np.abs(tile(mixed, 0, 1) - tile(strip("face0"), 0, 2)).max() <= 1
+    assert np.array_equal(tile(mixed, 1, 1), crop("face1"))
+    # a crop that is not this model's size, or not a PNG: one line naming it and the way out
+    Image.new("RGB", (8, 8)).save(tmp_path / "small.crop.png")
+    shutil.copy(a, tmp_path / "small.latent.npy")
+    line = _one_line_error(capsys, "edit", run, "--latent", tmp_path / "small.latent.npy", "--attr", "sefa_0",
+                           "--out", tmp_path / "x.png")
+    assert "small.crop.png" in line and "8x8" in line and "16x16" in line and "--no-detail" in line
+    (tmp_path / "small.crop.png").write_bytes(b"not a png at all")
+    line = _one_line_error(capsys, "morph", run, "--from", tmp_path / "small.latent.npy", "--to", b,
+                           "--out", tmp_path / "x.png")
+    assert "small.crop.png" in line and "not a PNG image" in line
+    assert "--no-detail concerns projected photos" in _one_line_error(
+        capsys, "edit", run, "--attr", "sefa_0", "--no-detail", "--out", tmp_path / "x.png")
+    assert "--no-detail concerns projected photos" in _one_line_error(
+        capsys, "morph", run, "--no-detail", "--out", tmp_path / "x.png")
     # wrong latent files: one line naming the file and what is wrong
     np.save(tmp_path / "short.npy", np.zeros(5, np.float32))
     np.save(tmp_path / "ints.npy", np.zeros(16, np.int64))
@@ -308,6 +352,37 @@ def test_latent_api_edit_and_morph(proj):
     m = P.morph_latent_images(g, z, b, steps=5, spherical=True)
     assert tuple(m.shape) == (5, 3, 16, 16)
     assert _close(m[0], proj["results"][0].image) and _close(m[-1], proj["results"][1].image)
+    # with the photos: the ends are the photos' crops, the frames between carry (1 - t)^2 of
+    # the first photo's detail and t^2 of the second's
+    pa, pb = (P.latent_photo(proj["out"] / f"face{i}.latent.npy", 16) for i in (0, 1))
+    assert torch.equal(pa, proj["results"][0].target) and torch.equal(pb, proj["results"][1].target)
+    md = P.morph_latent_images(g, z, b, steps=5, spherical=True, photo_a=pa, photo_b=pb)
+    assert torch.equal(md[0], pa) and torch.equal(md[-1], pb)
+    da, db = P.photo_detail(pa, m[0]), P.photo_detail(pb, m[-1])
+    assert torch.equal(md[2], P.keep_detail(m[2], 0.25 * da + 0.25 * db))
+    only_a = P.morph_latent_images(g, z, b, steps=5, spherical=True, photo_a=pa)
+    assert torch.equal(only_a[0], pa) and torch.equal(only_a[-1], m[-1])
+    # an edit with the photo: strength 0 is the photo; elsewhere the edit's change on it
+    e = P.edit_latent_images(g, z[None], v, torch.tensor([-2.0, 0.0, 2.0]), c[None], photos=pa[None])
+    assert torch.equal(e[0, 1], pa)
+    assert torch.equal(e[0, 0], P.keep_detail(frames[0, 0], P.photo_detail(pa, frames[0, 1])))
+    assert torch.equal(P.edit_latent_images(g, z[None], v, torch.tensor([1.0]), c[None], photos=[None]),
+                       P.edit_latent_images(g, z[None], v, torch.tensor([1.0]), c[None]))
+    # the file beside the latent: None when absent
+    assert P.latent_photo(proj["tmp"] / "nowhere.latent.npy", 16) is None
+
+
+def test_keep_detail_adds_what_the_projection_missed_and_clips():
+    photo = torch.tensor([[[10, 250]], [[0, 128]], [[255, 3]]], dtype=torch.uint8)  # (3, 1, 2)
+    proj = torch.tensor([[[20, 240]], [[5, 128]], [[250, 0]]], dtype=torch.uint8)
+    d = P.photo_detail(photo, proj)
+    assert d.dtype == torch.float32 and d.tolist() == [[[-10, 10]], [[-5, 0]], [[5, 3]]]
+    assert torch.equal(P.keep_detail(proj, d), photo)
+    edited = torch.tensor([[[5, 250]], [[100, 0]], [[252, 200]]], dtype=torch.uint8)
+    assert P.keep_detail(edited, d).tolist() == [[[0, 255]], [[95, 0]], [[255, 203]]]
+    assert P.keep_detail(edited, 0.5 * d).tolist() == [[[0, 255]], [[98, 0]], [[254, 202]]]
+    with pytest.raises(ValueError, match="differ in shape"):
+        P.photo_detail(photo, proj[:, :, :1])
 
 
 def test_the_command_line_defaults_are_the_librarys():

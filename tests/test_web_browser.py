@@ -222,6 +222,23 @@ def big_ready(page, want: str, timeout: int = 30_000) -> None:
     page.wait_for_function(BIG_READY.replace("WANT", repr(want)), timeout=timeout)
 
 
+def shown_pixels(page, selector: str) -> np.ndarray:
+    """The RGB pixels an <img> of the page shows (the blob it was given), read in the page."""
+    flat = page.eval_on_selector(selector, "async e => { const d = await imagePixels(e.blob);"
+                                           " return [d.width, d.height, Array.from(d.data)]; }")
+    w, h, data = flat
+    return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)[:, :, :3]
+
+
+def drawn(page, selector: str, want: str, how: str, timeout: int = 30_000) -> None:
+    """Wait until the <img> shows the image of a URL containing ``want``, drawn ``how``
+    ('with-detail': a photo's detail added in the page; 'as-drawn': the server's pixels)."""
+    page.wait_for_function(
+        f"() => {{ const i = document.querySelector({selector!r}); return i.dataset.want.includes({want!r})"
+        f" && i.dataset.drawn === {how!r} && i.src === i.dataset.blob && i.complete && i.naturalWidth > 0; }}",
+        timeout=timeout)
+
+
 def fetched_pixels(page, url: str, path: str) -> np.ndarray:
     r = page.request.get(url.rstrip("/") + path)
     assert r.ok, r.text()
@@ -259,23 +276,31 @@ def test_bring_your_photo(photo_server, tmp_path):
         assert page.inner_text("#photo-crop-caption") == "your photo, as cropped"
         assert "PSNR" in page.inner_text("#photo-psnr")
 
-        # The projection is the open face, drawn by the server from its latent: the same pixels.
-        big_ready(page, "z=")
+        # The open face is the photo: the server draws the projection from its latent (the
+        # same pixels as the projection shown), and the page adds back the photo's own detail,
+        # what the projection missed, so the face shown is the crop itself.
+        drawn(page, "#big", "z=", "with-detail")
+        assert page.is_checked("#keep-detail")
         assert page.inner_text("#big-seed") == "photo 1" and page.inner_text("#big-kind") == "your"
         plain_src = page.get_attribute("#big", "data-want")
-        projected = png_pixels(page.get_attribute("#photo-proj", "src"))
+        projected = png_pixels(page.get_attribute("#photo-proj", "src")).astype(int)
+        crop = png_pixels(page.get_attribute("#photo-crop", "src")).astype(int)
         np.testing.assert_array_equal(fetched_pixels(page, url, plain_src), projected)
-        assert "kept nothing" in page.inner_text("#command")
+        np.testing.assert_array_equal(shown_pixels(page, "#big"), crop)
+        assert "kept nothing" in page.inner_text("#command") and "own detail" in page.inner_text("#command")
 
-        # A direction slider edits it.
+        # A direction slider edits it: the edit's change, applied to the photo.
         page.eval_on_selector("input[data-direction=Smiling]",
                               "e => { e.value = 2.5; e.dispatchEvent(new Event('input')); }")
-        big_ready(page, "edit=Smiling%3A2.5")
+        drawn(page, "#big", "edit=Smiling%3A2.5", "with-detail")
         edited_src = page.get_attribute("#big", "data-want")
-        edited = fetched_pixels(page, url, edited_src)
-        assert np.abs(edited.astype(int) - projected).max() > 0
+        edited = fetched_pixels(page, url, edited_src).astype(int)
+        assert np.abs(edited - projected).max() > 0
+        shown = shown_pixels(page, "#big")
+        assert np.abs(shown - np.clip(edited + crop - projected, 0, 255)).max() <= 1
 
-        # Download PNG: the edited projection, a PNG at the model's size.
+        # Download PNG: the image shown, a PNG at the model's size; the large one decodes.
+        page.wait_for_function("() => document.getElementById('download').href.startsWith('blob:')")
         with page.expect_download() as info:
             page.click("#download")
         d = info.value
@@ -284,16 +309,39 @@ def test_bring_your_photo(photo_server, tmp_path):
         d.save_as(path)
         with Image.open(path) as im:
             assert im.format == "PNG" and im.size == (16, 16)
-            np.testing.assert_array_equal(np.asarray(im.convert("RGB")), edited)
+            np.testing.assert_array_equal(np.asarray(im.convert("RGB")), shown)
+        with page.expect_download() as info:
+            page.click("#download-large")
+        d = info.value
+        d.save_as(tmp_path / "large.png")
+        with Image.open(tmp_path / "large.png") as im:
+            assert im.format == "PNG" and im.size == (512, 512) and d.suggested_filename.endswith("-512.png")
 
-        # The photo is face A of the morph, a random face B; the slider moves between them.
+        # Without the detail: the server's edited projection, and its own download.
+        page.uncheck("#keep-detail")
+        drawn(page, "#big", "edit=Smiling%3A2.5", "as-drawn")
+        np.testing.assert_array_equal(shown_pixels(page, "#big"), edited)
+        assert "/api/image.png" in page.get_attribute("#download", "href")
+        with page.expect_download() as info:
+            page.click("#download")
+        info.value.save_as(tmp_path / "bare.png")
+        with Image.open(tmp_path / "bare.png") as im:
+            np.testing.assert_array_equal(np.asarray(im.convert("RGB")), edited)
+        page.check("#keep-detail")
+
+        # The photo is face A of the morph, a random face B; the slider moves between them, the
+        # photo's detail fading out, (1 - t)^2 of it at t.
         assert page.inner_text("#seed-a") == "photo 1" and "z=" in page.get_attribute("#morph-a", "data-want")
+        drawn(page, "#morph-a", "z=", "with-detail")
+        np.testing.assert_array_equal(shown_pixels(page, "#morph-a"), crop)
         page.eval_on_selector("#morph-t", "e => { e.value = 0.3; e.dispatchEvent(new Event('input')); }")
-        page.wait_for_function(
-            "() => { const i = document.getElementById('morph-img'); return i.dataset.want.includes('t=0.30')"
-            " && i.dataset.want.includes('z=') && i.dataset.want.includes('seed2=') && i.src === i.dataset.blob"
-            " && i.naturalWidth > 0; }", timeout=30_000)
-        page.wait_for_function("() => document.getElementById('strip').dataset.want.includes('z=')")
+        drawn(page, "#morph-img", "t=0.30", "with-detail")
+        frame_src = page.get_attribute("#morph-img", "data-want")
+        assert "z=" in frame_src and "seed2=" in frame_src
+        frame = fetched_pixels(page, url, frame_src).astype(int)
+        expect = np.clip(np.round(frame + 0.49 * (crop - projected)), 0, 255)
+        assert np.abs(shown_pixels(page, "#morph-img") - expect).max() <= 1
+        drawn(page, "#strip", "z=", "with-detail")
         assert "error" not in (page.get_attribute("#status", "class") or "")
     # The 503 of "preparing" is logged by the browser as a failed resource; nothing else failed.
     assert [e for e in errors if "status of 503" not in e] == []
@@ -339,9 +387,7 @@ def test_bring_a_celeba_face_aligned_and_morph_to_a_second_photo(photo_server, t
         page.uncheck("#align")
         bring(page, second, 2)
         assert page.inner_text("#seed-a") == "photo 1" and page.inner_text("#seed-b") == "photo 2"
-        page.wait_for_function(
-            "() => { const i = document.getElementById('morph-img'); return i.dataset.want.includes('z=')"
-            " && i.dataset.want.includes('z2=') && i.src === i.dataset.blob && i.naturalWidth > 0; }",
-            timeout=30_000)
+        drawn(page, "#morph-img", "z2=", "with-detail")
+        assert "z=" in page.get_attribute("#morph-img", "data-want")
         assert page.inner_text("#big-seed") == "photo 2"
     assert [e for e in errors if "status of 503" not in e] == []

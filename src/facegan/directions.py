@@ -250,17 +250,33 @@ def edit_images(generator: nn.Module, vector: torch.Tensor, strengths: torch.Ten
 
 
 def edit_latent_images(generator: nn.Module, z: torch.Tensor, vector: torch.Tensor,
-                       strengths: torch.Tensor, c: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+                       strengths: torch.Tensor, c: torch.Tensor, *, batch_size: int = 256,
+                       photos: torch.Tensor | Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
     """Given faces (latents z float (N, D), e.g. projected photos, labels c float (N, K)), each
     moved along ``vector`` (D,): uint8 (N, S, 3, R, R), column j at strength ``strengths[j]``
-    (S,). What :func:`facegan.directions.edit_images` does for random faces."""
-    from .sampling import generate
+    (S,). What :func:`facegan.directions.edit_images` does for random faces.
+
+    ``photos``: uint8 (N, 3, R, R), the photos the latents were projected from (their aligned
+    crops), or N such (3, R, R) images or None: the edits keep each given photo's detail
+    (:func:`facegan.sampling.keep_detail`), so strength 0 is the photo itself."""
+    from .sampling import generate, keep_detail, photo_detail
 
     zs = edit_latents(z.float(), vector, strengths)  # (N, S, D)
     n, s = zs.shape[:2]
     imgs = generate(generator, zs.reshape(n * s, -1), c.float().repeat_interleave(s, dim=0),
                     batch_size=batch_size)
-    return imgs.view(n, s, *imgs.shape[1:])
+    imgs = imgs.view(n, s, *imgs.shape[1:])
+    if photos is None:
+        return imgs
+    if len(photos) != n:
+        raise ValueError(f"edit_latent_images: {len(photos)} photos for {n} faces")
+    kept = [i for i, p in enumerate(photos) if p is not None]
+    if kept:
+        base = generate(generator, z[kept].float(), c[kept].float(), batch_size=batch_size)
+        given = torch.stack([photos[i] for i in kept])
+        done = dict(zip(kept, keep_detail(imgs[kept], photo_detail(given, base)[:, None])))
+        imgs = torch.stack([done.get(i, imgs[i]) for i in range(n)])
+    return imgs
 
 
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"

@@ -21,10 +21,12 @@
    latents were (:func:`prior_penalty`; the guess is first scaled into it, :func:`into_band`).
 
 Each :class:`Projection` carries the latent, the images (photo, crop, projection) and PSNR,
-SSIM and feature distance; :func:`save_projection` writes ``NAME.latent.npy``, ``NAME.png``
-and ``NAME.json``. A projected latent edits and morphs like a sampled one
-(:func:`edit_latent_images`, :func:`morph_latent_images`; ``facegan edit --latent``,
-``facegan morph --from A --to B``).
+SSIM and feature distance; :func:`save_projection` writes ``NAME.latent.npy``,
+``NAME.crop.png``, ``NAME.png`` and ``NAME.json``. A projected latent edits and morphs like a
+sampled one (:func:`edit_latent_images`, :func:`morph_latent_images`; ``facegan edit
+--latent``, ``facegan morph --from A --to B``); given the crop (:func:`latent_photo`), they
+keep the photo's own detail, what the projection missed (:func:`keep_detail`), so an edit
+at strength 0 is the photo itself.
 
 A conditional run projects with the labels the user gives (``--class`` / ``--attr``,
 :func:`facegan.labels.parse_condition`); they are required, and saved in ``NAME.json``.
@@ -69,7 +71,16 @@ from .directions import edit_latent_images
 from .errors import UserError
 from .labels import LabelSpec, parse_condition
 from .models import NetSpec, build_networks, critic_stages
-from .sampling import LoadedGenerator, generate, load_generator, make_grid, morph_latent_images, save_png
+from .sampling import (
+    LoadedGenerator,
+    generate,
+    keep_detail,
+    load_generator,
+    make_grid,
+    morph_latent_images,
+    photo_detail,
+    save_png,
+)
 from .utils import Progress, atomic_write, atomic_write_text, reporting_write_errors
 
 ENCODER_FILE = "encoder.pt"
@@ -1064,10 +1075,12 @@ def output_names(photos: Sequence[str | os.PathLike | Image.Image]) -> list[str]
 
 
 def save_projection(p: Projection, out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``NAME.latent.npy`` (float32 (latent_dim,)), ``NAME.png`` (photo fitted to R, the
-    preprocessed crop, the projection, side by side) and ``NAME.json`` (:meth:`Projection.to_json`),
-    each atomically, the json last. Returns the three paths."""
+    """Write ``NAME.latent.npy`` (float32 (latent_dim,)), ``NAME.crop.png`` (the preprocessed
+    crop alone, R x R: the photo whose detail edits and morphs keep, :func:`latent_photo`),
+    ``NAME.png`` (photo fitted to R, the crop, the projection, side by side) and ``NAME.json``
+    (:meth:`Projection.to_json`), each atomically, the json last. Returns the four paths."""
     out = Path(out_dir)
+    crop = save_png(Image.fromarray(p.target.permute(1, 2, 0).numpy()), out / f"{p.name}.crop.png")
     lat = out / f"{p.name}.latent.npy"
     arr = p.latent.detach().cpu().numpy().astype(np.float32)
 
@@ -1081,7 +1094,7 @@ def save_projection(p: Projection, out_dir: str | os.PathLike) -> list[Path]:
     js = out / f"{p.name}.json"
     with reporting_write_errors(js):
         atomic_write_text(js, json.dumps(p.to_json(), indent=1) + "\n")
-    return [lat, png, js]
+    return [lat, crop, png, js]
 
 
 # ---- using a projected latent ----------------------------------------------------------------------
@@ -1120,6 +1133,36 @@ def load_latent(path: str | os.PathLike, latent_dim: int, option: str = "--laten
     return torch.from_numpy(arr.astype(np.float32))
 
 
+def _stem(path: Path) -> str:
+    """NAME of ``NAME.latent.npy`` (the file's stem for any other name)."""
+    return path.name[:-len(".latent.npy")] if path.name.endswith(".latent.npy") else path.stem
+
+
+def latent_photo(path: str | os.PathLike, resolution: int, option: str = "--latent") -> torch.Tensor | None:
+    """The photo a latent was projected from: ``NAME.crop.png`` beside ``NAME.latent.npy``
+    (written by :func:`save_projection`) as uint8 (3, R, R), R = ``resolution``; None when
+    there is none (edits then show the projection alone). UserError (one line) for a file
+    there that is not an R x R image."""
+    p = Path(path)
+    crop = p.with_name(f"{_stem(p)}.crop.png")
+    if not crop.is_file():
+        return None
+    label = f"'{crop}' (the photo of {option} '{p}')"
+    try:
+        size = crop.stat().st_size
+        if size > MAX_PHOTO_BYTES:
+            raise UserError(f"{label} is {size / 2**20:.0f} MB; a crop is a small PNG written "
+                            "by facegan project: project the photo again")
+        img = decode_photo(crop.read_bytes(), label, formats=("PNG",))
+    except OSError as e:
+        raise UserError(f"cannot read {label} ({e.strerror or e})") from None
+    if img.size != (resolution, resolution):
+        raise UserError(f"{label} is {img.size[0]}x{img.size[1]}, but this generator draws "
+                        f"{resolution}x{resolution}; project the photo with this run, or give "
+                        "--no-detail")
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
 def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--latent") -> torch.Tensor:
     """The labels float (K,) a latent was projected with, read from ``NAME.json`` beside
     ``NAME.latent.npy``; K = 0 (nothing read) for an unconditional model. UserError when a
@@ -1127,8 +1170,7 @@ def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--lat
     if not spec.conditional:
         return torch.zeros(0)
     p = Path(path)
-    stem = p.name[:-len(".latent.npy")] if p.name.endswith(".latent.npy") else p.stem
-    js = p.with_name(f"{stem}.json")
+    js = p.with_name(f"{_stem(p)}.json")
     try:
         doc = json.loads(js.read_text(encoding="utf-8"))
         labels = doc["labels"]
@@ -1166,6 +1208,7 @@ __all__ = [
     "decode_photo",
     "edit_latent_images",
     "into_band",
+    "keep_detail",
     "encoder_for",
     "encoder_path",
     "encoder_settings",
@@ -1174,6 +1217,7 @@ __all__ = [
     "face_template_path",
     "fit_photo",
     "latent_labels",
+    "latent_photo",
     "latent_optimisation",
     "load_critic",
     "load_features",
@@ -1182,6 +1226,7 @@ __all__ = [
     "morph_latent_images",
     "optimise_latent",
     "output_names",
+    "photo_detail",
     "photo_crop",
     "preprocess",
     "prior_penalty",

@@ -61,7 +61,10 @@ def register(subparsers) -> None:
                    "%(default)s)")
     e.add_argument("--latent", action="append", metavar="FILE", help="a projected face "
                    "(NAME.latent.npy from facegan project) instead of random ones; repeat for "
-                   "several rows (--n and --seed then pick nothing)")
+                   "several rows (--n and --seed then pick nothing); the edits keep the photo's "
+                   "own detail from NAME.crop.png beside it")
+    e.add_argument("--no-detail", action="store_true", help="with --latent: edit the projection "
+                   "alone, without the photo's detail (what the generator draws)")
     e.add_argument("--n", type=int, default=8, help="faces, one per row (default %(default)s)")
     e.add_argument("--steps", type=int, default=7, help="columns from LOW to HIGH (default "
                    "%(default)s)")
@@ -202,6 +205,9 @@ def cmd_edit(args) -> int:
     lo, hi = parse_strength(args.strength)
     if args.latent and truncation is not None:
         raise UserError("--truncation picks random faces; --latent gives the faces: drop --truncation")
+    if args.no_detail and not args.latent:
+        raise UserError("--no-detail concerns projected photos (--latent); random faces have no "
+                        "photo: drop --no-detail")
     if args.n < 1:
         raise UserError("--n must be at least 1")
     if args.steps < 2:
@@ -216,18 +222,33 @@ def cmd_edit(args) -> int:
                         f"latent has {lg.generator.latent_dim}; run facegan directions {args.run} again")
     strengths = torch.linspace(lo, hi, args.steps)
     if args.latent:
-        from ..projection import edit_latent_images, latent_labels, load_latent
+        from ..projection import edit_latent_images, latent_labels, latent_photo, load_latent
 
         d = int(lg.generator.latent_dim)
         z = torch.stack([load_latent(f, d) for f in args.latent])
         c = torch.stack([latent_labels(f, lg.labels) for f in args.latent])
-        frames = edit_latent_images(lg.generator, z, v, strengths, c)
         rows = len(args.latent)
+        photos = [None] * rows if args.no_detail else \
+            [latent_photo(f, int(lg.generator.resolution)) for f in args.latent]
+        frames = edit_latent_images(lg.generator, z, v, strengths, c, photos=photos)
+        detail = _detail_note(sum(p is not None for p in photos), rows)
     else:
         frames = edit_images(lg.generator, v, strengths, args.n, labels=lg.labels, seed=args.seed,
                              truncation=truncation)
         rows = args.n
     save_grid(frames.flatten(0, 1), args.out, nrow=args.steps)
     trunc = "" if truncation is None else f", truncation {truncation:g}"
+    if args.latent:
+        trunc = "; " + detail
     print(f"wrote {args.out} ({rows} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g}{trunc})")
     return 0
+
+
+def _detail_note(kept: int, faces: int) -> str:
+    """What the summary line says of the photos' detail: kept for ``kept`` of ``faces``."""
+    if kept == faces:
+        return "the photo's own detail kept" if faces == 1 else "each photo's own detail kept"
+    if kept == 0:
+        return "the projection alone (no photo detail)" if faces == 1 else \
+            "the projections alone (no photo detail)"
+    return f"the photo's detail kept for {kept} of {faces} rows (the others have no NAME.crop.png)"

@@ -2,8 +2,9 @@
 
 ``facegan project RUN PHOTO... --out DIR [--steps N] [--features critic|inception|classifier|none]
 [--encoder-steps N] [--class C | --attr A=1,...] [--seed S]`` writes, per photo NAME,
-``NAME.latent.npy``, ``NAME.png`` and ``NAME.json`` into DIR; ``facegan edit --latent`` and
-``facegan morph --from --to`` then use the latents. Every photo is read and checked before
+``NAME.latent.npy``, ``NAME.crop.png``, ``NAME.png`` and ``NAME.json`` into DIR; ``facegan
+edit --latent`` and ``facegan morph --from --to`` then use the latents (and the crops, for the
+photo's own detail). Every photo is read and checked before
 any work, so a bad one leaves nothing behind.
 """
 
@@ -32,8 +33,8 @@ def register(sub) -> None:
                     "of its training crops; --no-align: crop the photo as the training images were), guess "
                     "its latent with an encoder trained once on the generator's samples (cached "
                     "in RUN/encoder.pt), then optimise the latent so the generator draws the "
-                    "photo. Writes NAME.latent.npy, NAME.png (photo, crop, projection) and "
-                    "NAME.json (PSNR, SSIM, feature distance, seconds) per photo into --out.")
+                    "photo. Writes NAME.latent.npy, NAME.crop.png (the aligned crop, whose detail "
+                    "edits and morphs keep), NAME.png (photo, crop, projection) and NAME.json (PSNR, SSIM, feature distance, seconds) per photo into --out.")
     p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (.jpg, .png, ...)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")

@@ -63,6 +63,8 @@ def register(sub) -> None:
                    "projected face (facegan project) to --to, one row (--rows and --seed then "
                    "pick nothing)")
     m.add_argument("--to", dest="to_latent", metavar="B.latent.npy")
+    m.add_argument("--no-detail", action="store_true", help="with --from/--to: morph the "
+                   "projections alone, without the photos' own detail (NAME.crop.png beside each)")
     m.add_argument("--no-ema", action="store_true")
     m.add_argument("--device", default="auto")
     add_truncation(m)
@@ -154,18 +156,26 @@ def cmd_morph(args) -> int:
     if args.from_latent and (args.from_class or truncation is not None):
         raise UserError(f"--from/--to morph two given faces; drop "
                         f"{'--from-class/--to-class' if args.from_class else '--truncation'}")
+    if args.no_detail and not args.from_latent:
+        raise UserError("--no-detail concerns projected photos (--from/--to); random faces have "
+                        "no photo: drop --no-detail")
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     if args.from_latent:
-        from ..projection import latent_labels, load_latent, morph_latent_images
+        from ..projection import latent_labels, latent_photo, load_latent, morph_latent_images
 
-        d = int(lg.generator.latent_dim)
+        d, r = int(lg.generator.latent_dim), int(lg.generator.resolution)
         a, b = load_latent(args.from_latent, d, "--from"), load_latent(args.to_latent, d, "--to")
         ca = latent_labels(args.from_latent, lg.labels, "--from")
         cb = latent_labels(args.to_latent, lg.labels, "--to")
+        pa, pb = (None, None) if args.no_detail else \
+            (latent_photo(args.from_latent, r, "--from"), latent_photo(args.to_latent, r, "--to"))
         frames = morph_latent_images(lg.generator, a, b, steps=args.steps, ca=ca, cb=cb,
-                                     spherical=args.slerp)[None]
+                                     spherical=args.slerp, photo_a=pa, photo_b=pb)[None]
+        kept = (pa is not None) + (pb is not None)
         how = ("slerp" if args.slerp else "lerp") + f" from {Path(args.from_latent).name} to " \
-            f"{Path(args.to_latent).name}"
+            f"{Path(args.to_latent).name}; " + ("the photos' own detail kept" if kept == 2 else
+                                                "the projections alone (no photo detail)" if kept == 0
+                                                else "one photo's detail kept (the other has no NAME.crop.png)")
     elif args.from_class:
         if args.slerp:
             raise UserError("--slerp interpolates the noise; a class morph keeps the noise fixed "

@@ -178,12 +178,14 @@ def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: s
                  labels: LabelSpec = UNCONDITIONAL, strength: float = 3.0, steps: int = 7,
                  n: int = 64, seed: int = 0, net=None, batch_size: int = 64,
                  watch: Sequence[str] = (), z: torch.Tensor | None = None,
-                 c: torch.Tensor | None = None) -> dict[str, Any]:
+                 c: torch.Tensor | None = None, photos: torch.Tensor | None = None) -> dict[str, Any]:
     """How well a direction edits ``attr``.
 
     n faces (``sampling.latents(n, D, seed)``; a conditional generator keeps one label per
     face, ``labels.draw(n, seed)``), or the given ones (``z`` float (N, D), e.g. projected
-    photos, with labels ``c`` float (N, K), default none; n is then N), are moved to ``steps``
+    photos, with labels ``c`` float (N, K), default none; n is then N; with ``photos`` uint8
+    (N, 3, R, R), the photos they were projected from, each edit keeps its photo's detail:
+    :func:`facegan.directions.edit_latent_images`), are moved to ``steps``
     strengths evenly from ``-strength`` to ``+strength`` (steps odd, so 0 is one of them) and
     scored by the classifier. Returns:
 
@@ -211,7 +213,7 @@ def edit_metrics(generator: nn.Module, classifier, vector: torch.Tensor, attr: s
     else:
         n = z.shape[0]
         c = torch.zeros(n, labels.dim) if c is None else c
-        imgs = edit_latent_images(generator, z, vector.float(), strengths, c)
+        imgs = edit_latent_images(generator, z, vector.float(), strengths, c, photos=photos)
     probs = classifier.probs(imgs.flatten(0, 1)).view(n, steps, -1)  # (n, S, K)
     mid = steps // 2
     target = probs[:, :, col].mean(0)

@@ -67,20 +67,118 @@ const faceName = (face) => (isPhoto(face) ? face.name : String(face));
 
 const faceURL = (face, extra = {}) => apiURL("/api/image.png", { ...faceParams(face), ...condParams(), ...truncParams(), ...extra });
 
+// ---- a photo's own detail ------------------------------------------------------------------
+// The model cannot draw a real photo exactly. With "keep my photo's own detail" on, each image
+// of a photo that the server draws (its edits, the morph's frames) gets back what the projection
+// missed, crop - projection, so strength 0 is the photo itself (as `facegan edit --latent` does).
+// Done here, in the page: the server keeps nothing of the photo.
+const keepDetail = () => $("keep-detail").checked;
+
+function dataURLBlob(url) {
+  const [head, b64] = url.split(",");
+  const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+  return new Blob([bytes], { type: head.slice(5).split(";")[0] });
+}
+
+async function imagePixels(source) { // a Blob or a data: URL -> ImageData, exact pixels
+  const blob = source instanceof Blob ? source : dataURLBlob(source);
+  const bmp = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const c = document.createElement("canvas");
+  c.width = bmp.width; c.height = bmp.height;
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bmp, 0, 0);
+  bmp.close();
+  return ctx.getImageData(0, 0, c.width, c.height);
+}
+
+async function photoDetail(face) { // crop - projection: { d: Int16Array (R*R*4, alpha 0), size: R }
+  const [crop, proj] = await Promise.all([imagePixels(face.crop), imagePixels(face.projection)]);
+  const d = new Int16Array(crop.data.length);
+  for (let i = 0; i < d.length; i++) d[i] = i % 4 === 3 ? 0 : crop.data[i] - proj.data[i];
+  return { d, size: crop.width };
+}
+
+// [[face, weight], ...] -> [[detail, weight], ...] of the photos among them, when kept.
+function detailsOf(pairs) {
+  if (!keepDetail()) return [];
+  return pairs.filter(([f, w]) => isPhoto(f) && f.detail && w > 0).map(([f, w]) => [f.detail, w]);
+}
+
+// One frame of an image: its top-left corner and the details to add there.
+const wholeImage = (details) => (details.length ? [{ x: 0, y: 0, details }] : null);
+
+function canvasBlob(canvas) {
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+}
+
+// The server's PNG with each frame's details added (rounded, clipped to 0..255 as
+// facegan.sampling.keep_detail does): a PNG blob.
+async function withDetail(blob, frames) {
+  const img = await imagePixels(blob);
+  const px = img.data, W = img.width;
+  for (const { x, y, details } of frames) {
+    const R = details[0][0].size;
+    for (let r = 0; r < R; r++) {
+      for (let col = 0; col < R; col++) {
+        const o = ((y + r) * W + x + col) * 4, s = (r * R + col) * 4;
+        for (let ch = 0; ch < 3; ch++) {
+          let v = px[o + ch];
+          for (const [det, w] of details) v += w * det.d[s + ch];
+          px[o + ch] = v; // a Uint8ClampedArray rounds and clips
+        }
+      }
+    }
+  }
+  const c = document.createElement("canvas");
+  c.width = W; c.height = img.height;
+  c.getContext("2d").putImageData(img, 0, 0);
+  return canvasBlob(c);
+}
+
+// A PNG blob scaled to size x size (a photo's large download, drawn here from its kept detail).
+async function scaledBlob(blob, size) {
+  const bmp = await createImageBitmap(blob);
+  const c = document.createElement("canvas");
+  c.width = size; c.height = size;
+  const ctx = c.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(bmp, 0, 0, size, size);
+  bmp.close();
+  return canvasBlob(c);
+}
+
+// A download link to a blob made here, named as the server names its downloads.
+function linkBlob(a, blob, name) {
+  if (a.dataset.blob) URL.revokeObjectURL(a.dataset.blob);
+  a.dataset.blob = URL.createObjectURL(blob);
+  a.href = a.dataset.blob;
+  a.download = name;
+}
+
+function linkServer(a, href) {
+  if (a.dataset.blob) { URL.revokeObjectURL(a.dataset.blob); delete a.dataset.blob; }
+  a.href = href;
+  a.download = "";
+}
+
 // ---- images -----------------------------------------------------------------------------
 // fetch() rather than <img src>: a refusal (503 busy) is retried, a 4xx message is shown.
-async function loadImage(img, src, tries = 3) {
+// frames: a photo's detail to add (withDetail), or null.
+async function loadImage(img, src, tries = 3, frames = null) {
   img.dataset.want = src;
   for (let i = 0; i < tries; i++) {
     let r;
     try { r = await fetch(src); } catch (e) { status(`server unreachable: ${e.message}`, true); return false; }
     if (img.dataset.want !== src) return false; // a newer image was asked for meanwhile
     if (r.ok) {
-      const blob = await r.blob();
+      let blob = await r.blob();
+      if (frames) blob = await withDetail(blob, frames);
       if (img.dataset.want !== src) return false;
+      img.blob = blob;
       const old = img.dataset.blob;
       img.dataset.blob = URL.createObjectURL(blob);
       img.src = img.dataset.blob;
+      img.dataset.drawn = frames ? "with-detail" : "as-drawn"; // what is shown (for tests and styles)
       if (old) URL.revokeObjectURL(old);
       img.dataset.command = r.headers.get("X-Facegan-Command") || "";
       return true;
@@ -96,12 +194,16 @@ async function loadImage(img, src, tries = 3) {
 // Live images (sliders): one request in flight, and only the latest position is drawn next.
 function liveLoader(img, onDone) {
   let busy = false, next = null;
-  return (src) => {
-    next = src;
+  return (src, frames = null) => {
+    next = { src, frames };
     if (busy) return;
     busy = true;
     (async () => {
-      while (next) { const s = next; next = null; const ok = await loadImage(img, s, 2); if (onDone) onDone(ok); }
+      while (next) {
+        const n = next; next = null;
+        const ok = await loadImage(img, n.src, 2, n.frames);
+        if (onDone) onDone(ok);
+      }
       busy = false;
     })();
   };
@@ -225,24 +327,47 @@ function select(face) {
 }
 
 let bigLive = null;
+const largeSize = () => Math.max(Math.min(S.info.limits.max_size, 512), S.info.resolution);
+
+// The downloads of the open face: the server's PNGs, or for a photo with its detail kept the
+// image drawn here (and that image scaled up).
+async function linkBigDownloads(ok) {
+  const big = $("big"), face = S.selected;
+  if (!ok || !isPhoto(face) || !big.dataset.detail) return;
+  const edit = editParam(), want = big.dataset.want;
+  let name = "facegan-photo";
+  for (const [n, v] of Object.entries(S.edits)) {
+    if (v !== 0) name += `-${n.replace(/[^A-Za-z0-9]/g, "").slice(0, 20)}${v >= 0 ? "+" : ""}${v.toFixed(1)}`;
+  }
+  const large = await scaledBlob(big.blob, largeSize());
+  if (big.dataset.want !== want || edit !== editParam()) return; // a newer image meanwhile
+  linkBlob($("download"), big.blob, `${name}.png`);
+  linkBlob($("download-large"), large, `${name}-${largeSize()}.png`);
+}
+
 function updateBig(live) {
   if (S.selected === null) return;
   const face = S.selected, edit = editParam();
   const src = faceURL(face, { edit });
+  const frames = wholeImage(detailsOf([[face, 1]]));
   $("big-kind").textContent = faceKind(face);
   $("big-seed").textContent = faceName(face);
   $("big-edit").textContent = edit ? `edited: ${edit.replaceAll(":", " ").replaceAll(",", ", ")}` : "";
-  $("download").href = faceURL(face, { edit, download: 1 });
-  const large = Math.min(S.info.limits.max_size, 512);
-  $("download-large").href = faceURL(face, { edit, download: 1, size: Math.max(large, S.info.resolution) });
-  $("download-large").textContent = `PNG ${Math.max(large, S.info.resolution)}×${Math.max(large, S.info.resolution)}`;
-  if (live) bigLive(src); else loadImage($("big"), src).then(() => showCommand());
+  $("big").dataset.detail = frames ? "1" : "";
+  if (!frames) {
+    linkServer($("download"), faceURL(face, { edit, download: 1 }));
+    linkServer($("download-large"), faceURL(face, { edit, download: 1, size: largeSize() }));
+  }
+  $("download-large").textContent = `PNG ${largeSize()}×${largeSize()}`;
+  if (live) bigLive(src, frames);
+  else loadImage($("big"), src, 3, frames).then((ok) => { showCommand(); linkBigDownloads(ok); });
 }
 
 function showCommand() {
   if (isPhoto(S.selected)) {
     const p = S.selected;
-    $("command").textContent = `the projection of ${p.file || "your photo"} (PSNR ${fmtDB(p.psnr)}): ` +
+    const how = $("big").dataset.detail ? "with its own detail kept" : `the projection alone, PSNR ${fmtDB(p.psnr)}`;
+    $("command").textContent = `${p.file || "your photo"} (${how}): ` +
       "its latent lives in this page only; the server kept nothing";
     return;
   }
@@ -259,22 +384,43 @@ function morphParams() {
   return { ...otherParams(S.b), t: Number($("morph-t").value).toFixed(2), interp: S.interp };
 }
 
+// A morph keeps each photo's detail fading out towards the other end, (1 - t)^2 of A's and
+// t^2 of B's (as facegan morph --from --to).
+const morphDetails = (t) => detailsOf([[S.a, (1 - t) ** 2], [S.b, t ** 2]]);
+
 function updateMorphFrame() {
   if (S.a === null) return;
-  $("morph-t-value").textContent = Number($("morph-t").value).toFixed(2);
-  morphLive(faceURL(S.a, morphParams()));
-  $("morph-download").href = faceURL(S.a, { ...morphParams(), download: 1 });
+  const t = Number($("morph-t").value);
+  $("morph-t-value").textContent = t.toFixed(2);
+  const frames = wholeImage(morphDetails(t));
+  $("morph-img").dataset.detail = frames ? "1" : "";
+  morphLive(faceURL(S.a, morphParams()), frames);
+  if (!frames) linkServer($("morph-download"), faceURL(S.a, { ...morphParams(), download: 1 }));
+}
+
+async function linkMorphDownload(ok) {
+  const img = $("morph-img");
+  if (!ok || !img.dataset.detail) return;
+  const end = (f) => (isPhoto(f) ? "photo" : String(f));
+  linkBlob($("morph-download"), img.blob, `facegan-${end(S.a)}-to-${end(S.b)}-t${Number($("morph-t").value).toFixed(2)}.png`);
 }
 
 function updateMorph() {
   if (S.a === null || S.b === null) return;
   $("kind-a").textContent = faceKind(S.a); $("seed-a").textContent = faceName(S.a);
   $("kind-b").textContent = faceKind(S.b); $("seed-b").textContent = faceName(S.b);
-  loadImage($("morph-a"), faceURL(S.a));
-  loadImage($("morph-b"), faceURL(S.b));
+  loadImage($("morph-a"), faceURL(S.a), 3, wholeImage(detailsOf([[S.a, 1]])));
+  loadImage($("morph-b"), faceURL(S.b), 3, wholeImage(detailsOf([[S.b, 1]])));
   updateMorphFrame();
-  const steps = Math.min(10, S.info.limits.strip_steps[1]);
-  loadImage($("strip"), apiURL("/api/strip.png", { ...faceParams(S.a), ...otherParams(S.b), steps, interp: S.interp, ...condParams(), ...truncParams() }));
+  const steps = Math.min(10, S.info.limits.strip_steps[1]), R = S.info.resolution;
+  // The strip is the server's grid: frames side by side, 2 px apart and around.
+  const frames = [];
+  for (let i = 0; i < steps; i++) {
+    const details = morphDetails(i / (steps - 1));
+    if (details.length) frames.push({ x: 2 + i * (R + 2), y: 2, details });
+  }
+  loadImage($("strip"), apiURL("/api/strip.png", { ...faceParams(S.a), ...otherParams(S.b), steps, interp: S.interp, ...condParams(), ...truncParams() }),
+            3, frames.length ? frames : null);
   markCards();
 }
 
@@ -322,7 +468,7 @@ async function projectPhoto(file) {
       try { r = await fetch(url, { method: "POST", body: file, cache: "no-store" }); }
       catch (e) { throw new Error(`server unreachable: ${e.message}`); }
       const body = await r.json().catch(() => ({}));
-      if (r.ok) { showProjection(body, file.name); return; }
+      if (r.ok) { await showProjection(body, file.name); return; }
       if (r.status !== 503) throw new Error(body.error || `HTTP ${r.status}`);
       waiting = body.error || "server busy";
       tick();
@@ -340,9 +486,10 @@ async function projectPhoto(file) {
   }
 }
 
-function showProjection(ans, fileName) {
+async function showProjection(ans, fileName) {
   const face = { z: ans.latent, name: `photo ${S.photos.length + 1}`, file: fileName, psnr: ans.psnr,
                  ssim: ans.ssim, crop: ans.crop, projection: ans.projection, aligned: ans.aligned };
+  face.detail = await photoDetail(face);
   S.photos.push(face);
   $("photo-crop").src = ans.crop;
   $("photo-proj").src = ans.projection;
@@ -462,8 +609,9 @@ async function start() {
   buildCondition();
   buildDirections();
   setUpPhotos();
-  bigLive = liveLoader($("big"));
-  morphLive = liveLoader($("morph-img"));
+  bigLive = liveLoader($("big"), linkBigDownloads);
+  morphLive = liveLoader($("morph-img"), linkMorphDownload);
+  $("keep-detail").addEventListener("change", redrawAll);
   $("new-faces").addEventListener("click", newFaces);
   $("count").addEventListener("change", newFaces);
   $("truncation").addEventListener("change", () => {
