@@ -23,7 +23,8 @@ Three parts, on one trained run (EMA generator):
 3. **Edits of projected real faces** (when the run has ``directions.json`` and ``--data`` has
    CelebA attributes): the attribute classifier's probability of the edited attribute at
    strengths -S..S, whether it rises monotonically, the mean change of the other attributes,
-   and identity drift (Inception-feature distance between a face and its edit at +-S over the
+   the same over the edited attribute's own change ("per unit": both from strength 0 to each
+   end), and identity drift (Inception-feature distance between a face and its edit at +-S over the
    distance between two different faces), for the projected real faces and, in the same run,
    for as many random faces (``facegan``'s edit metrics). The projected faces are edited two
    ways: the projection alone (``facegan edit --no-detail``) and with the photo's own detail
@@ -395,8 +396,9 @@ def main(argv=None) -> int:
         res["edits"] = {}
         print(f"\n== edits at strengths -{args.strength:g}..{args.strength:g}: {n} projected real faces "
               f"vs {args.edit_random} random faces (classifier held-out accuracy {clf.describe()[:60]}...)")
-        print("| direction | faces | p(attribute) at -S ... +S | monotonic | others' change | drift / random |")
-        print("|---|---|---|---|---|---|")
+        print("| direction | faces | p(attribute) at -S ... +S | monotonic | others' change | per unit "
+              "| drift / random |")
+        print("|---|---|---|---|---|---|---|")
         for attr in [a.strip() for a in args.attrs.split(",") if a.strip()]:
             if attr not in doc["directions"]:
                 print(f"| {attr} | (no direction in {dirs_file.name}) |||||")
@@ -414,7 +416,8 @@ def main(argv=None) -> int:
             res["edits"][attr] = {"real": real, "real_detail": detail, "random": rand}
             for who, m in (("projected", real), ("projected + photo's detail", detail), ("random", rand)):
                 print(f"| {attr} | {who} | {' '.join(f'{p:.2f}' for p in m['target'])} | "
-                      f"{'yes' if m['monotonic'] else 'no'} | {m['others_change']:.3f} | {m['drift_ratio']:.2f} |")
+                      f"{'yes' if m['monotonic'] else 'no'} | {m['others_change']:.3f} | "
+                      f"{m['others_change'] / max(m['target_abs_change'], 1e-9):.2f} | {m['drift_ratio']:.2f} |")
         if "Smiling" in doc["directions"]:
             v = get_direction(doc, "Smiling", lg.run_dir)
             e = edit_latent_images(g, z, v, torch.tensor([-args.strength, args.strength]), c)
