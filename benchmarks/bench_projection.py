@@ -86,7 +86,7 @@ from facegan.projection import (
     psnr,
     ssim,
 )
-from facegan.sampling import generate, latents, load_generator, make_grid
+from facegan.sampling import generate, keep_detail, latents, load_generator, make_grid, photo_detail
 from facegan.utils import atomic_write_text, cpu_name
 
 
@@ -421,7 +421,7 @@ def main(argv=None) -> int:
         if "Smiling" in doc["directions"]:
             v = get_direction(doc, "Smiling", lg.run_dir)
             e = edit_latent_images(g, z, v, torch.tensor([-args.strength, args.strength]), c)
-            ed = edit_latent_images(g, z, v, torch.tensor([-args.strength, args.strength]), c, photos=tg)
+            ed = keep_detail(e, photo_detail(tg, imgs["optimised"])[:, None])  # the same edits, detail kept
             grid_rows += [e[:, 0], e[:, 1], ed[:, 0], ed[:, 1]]
     k = min(12, n)
     make_grid(torch.stack([r[:k] for r in grid_rows]).flatten(0, 1), nrow=k).save(out_dir / "projection.png")

@@ -109,27 +109,30 @@ DEFAULT_PRIOR_WIDTH = 2.0
 
 # ---- photos -----------------------------------------------------------------------------------
 
-def read_photo(path: str | os.PathLike) -> tuple[Image.Image, bytes]:
+def read_photo(path: str | os.PathLike, *, label: str | None = None,
+               formats: Sequence[str] | None = None) -> tuple[Image.Image, bytes]:
     """Open an untrusted photo: (the image decoded, EXIF rotation applied, RGB; its bytes).
 
-    UserError (one line, naming the file) for a missing file, a folder, a file over
-    :data:`MAX_PHOTO_BYTES` or :data:`MAX_PHOTO_PIXELS`, a file that is not an image, or a
-    damaged / truncated one. The whole file is decoded here, so nothing later meets a bad one.
+    UserError (one line, starting with ``label``, default "photo 'PATH'") for a missing file, a
+    folder, a file over :data:`MAX_PHOTO_BYTES` or :data:`MAX_PHOTO_PIXELS`, a file that is not
+    an image (of ``formats``, as :func:`decode_photo`), or a damaged / truncated one. The whole
+    file is decoded here, so nothing later meets a bad one.
     """
     p = Path(path)
+    label = label or f"photo '{p}'"
     if not p.exists():
-        raise UserError(f"photo '{p}' does not exist")
+        raise UserError(f"{label} does not exist")
     if not p.is_file():
-        raise UserError(f"photo '{p}' is not a file; give image files (.jpg, .png)")
+        raise UserError(f"{label} is not a file; give image files (.jpg, .png)")
     try:
         size = p.stat().st_size
         if size > MAX_PHOTO_BYTES:
-            raise UserError(f"photo '{p}' is {size / 2**20:.0f} MB, more than the "
+            raise UserError(f"{label} is {size / 2**20:.0f} MB, more than the "
                             f"{MAX_PHOTO_BYTES // 2**20} MB facegan reads; give a smaller image")
         data = p.read_bytes()
     except OSError as e:
-        raise UserError(f"cannot read photo '{p}' ({e.strerror or e})") from None
-    return decode_photo(data, f"photo '{p}'"), data
+        raise UserError(f"cannot read {label} ({e.strerror or e})") from None
+    return decode_photo(data, label, formats=formats), data
 
 
 # Pillow's names of the formats a caller may restrict a photo to, as people write them.
@@ -1148,14 +1151,7 @@ def latent_photo(path: str | os.PathLike, resolution: int, option: str = "--late
     if not crop.is_file():
         return None
     label = f"'{crop}' (the photo of {option} '{p}')"
-    try:
-        size = crop.stat().st_size
-        if size > MAX_PHOTO_BYTES:
-            raise UserError(f"{label} is {size / 2**20:.0f} MB; a crop is a small PNG written "
-                            "by facegan project: project the photo again")
-        img = decode_photo(crop.read_bytes(), label, formats=("PNG",))
-    except OSError as e:
-        raise UserError(f"cannot read {label} ({e.strerror or e})") from None
+    img, _ = read_photo(crop, label=label, formats=("PNG",))
     if img.size != (resolution, resolution):
         raise UserError(f"{label} is {img.size[0]}x{img.size[1]}, but this generator draws "
                         f"{resolution}x{resolution}; project the photo with this run, or give "

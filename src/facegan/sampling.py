@@ -312,9 +312,9 @@ def morph_latent_images(generator: nn.Module, a: torch.Tensor, b: torch.Tensor, 
     frames = generate(generator, z, c, batch_size=steps)
     if photo_a is None and photo_b is None:
         return frames
-    ends = generate(generator, torch.stack([a.float(), b.float()]), torch.stack([ca, cb]))
+    # The first and last frames are the two projections: each photo's detail is measured there.
     da, db = (torch.zeros(frames.shape[1:]) if p is None else photo_detail(p, e)
-              for p, e in ((photo_a, ends[0]), (photo_b, ends[1])))
+              for p, e in ((photo_a, frames[0]), (photo_b, frames[-1])))
     w = t.view(-1, 1, 1, 1)
     return keep_detail(frames, (1 - w).square() * da + w.square() * db)
 

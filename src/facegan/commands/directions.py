@@ -237,10 +237,8 @@ def cmd_edit(args) -> int:
                              truncation=truncation)
         rows = args.n
     save_grid(frames.flatten(0, 1), args.out, nrow=args.steps)
-    trunc = "" if truncation is None else f", truncation {truncation:g}"
-    if args.latent:
-        trunc = "; " + detail
-    print(f"wrote {args.out} ({rows} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g}{trunc})")
+    note = f"; {detail}" if args.latent else "" if truncation is None else f", truncation {truncation:g}"
+    print(f"wrote {args.out} ({rows} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g}{note})")
     return 0
 
 
