@@ -432,6 +432,9 @@ RPGAN = {
     "train.beta2_end": 0.99, "train.lr_anneal": 0.25,
 }
 
+# Both networks 64 wide, one critic step: fewer, better steps, where the hardware affords them.
+WIDE = {**BUDGET, "model.d_width": 64, "train.n_critic": 1}
+
 PRESETS: dict[str, PresetSpec] = {
     "dcgan-celeba64": PresetSpec(
         "DCGAN, BCE with label smoothing/noise/flips, batch norm, Adam 2e-4 (0.5, 0.999)",
@@ -466,17 +469,16 @@ PRESETS: dict[str, PresetSpec] = {
         "32-wide layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
         "Adam 2e-4 (0, 0.9)",
         {"model.g_width": 32, "train.n_critic": 1}, base=BUDGET),
-    # Both networks 64 wide: fewer, better steps, where the hardware makes them affordable.
     "wgangp-ln-wide-celeba64": PresetSpec(
-        "the budget WGAN-GP with both nets 64 wide (start here on a GPU or a CPU with bf16, for "
-        "more than 15 minutes): 64-wide G and layer-norm critic, 1 critic step, lazy penalty",
-        {"model.d_width": 64, "train.n_critic": 1}, base=BUDGET),
+        "the budget WGAN-GP with both nets 64 wide (start here on a GPU): 64-wide G and "
+        "layer-norm critic, 1 critic step, lazy penalty, batch 64",
+        base=WIDE),
     # The wide nets at batch 32: twice the steps of batch 64 for about the same images a
     # second on a CPU, where the early part of training gains more from steps than from batch.
     "wgangp-ln-wide-b32-celeba64": PresetSpec(
-        "the wide budget WGAN-GP at batch 32 (start here on a CPU with bf16): 64-wide G and "
-        "layer-norm critic, 1 critic step, lazy penalty, twice the steps of batch 64",
-        {"model.d_width": 64, "train.n_critic": 1, "train.batch_size": 32}, base=BUDGET),
+        "the wide budget WGAN-GP at batch 32 (start here on a CPU with bf16, for more than 15 "
+        "minutes): 64-wide G and layer-norm critic, 1 critic step, lazy penalty, twice the steps",
+        {"train.batch_size": 32}, base=WIDE),
     # The budget recipe at 128 px: each stage doubles the cost of a step, so at 128 px both
     # nets are 16 wide (256 channels at 4x4), which keeps a step near the 64 px preset's.
     "wgangp-ln-celeba128": PresetSpec(
