@@ -465,7 +465,7 @@ PRESETS: dict[str, PresetSpec] = {
          "loss.gp_weight": 10.0, "train.n_critic": 5, "train.beta1": 0.0, "train.beta2": 0.9}),
     # Half-width G and one critic step: cheaper steps, so more of them in a short run.
     "wgangp-ln-celeba64": PresetSpec(
-        "WGAN-GP for a budget (start here for short runs or a CPU without bf16): 32-wide G, "
+        "WGAN-GP for a budget (start here for runs of a quarter of an hour or less): 32-wide G, "
         "32-wide layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
         "Adam 2e-4 (0, 0.9)",
         {"model.g_width": 32, "train.n_critic": 1}, base=BUDGET),
@@ -478,8 +478,8 @@ PRESETS: dict[str, PresetSpec] = {
     # An hour is early in training, short of step size rather than of averaging (the EMA
     # averages), so both nets take twice the budget learning rate.
     "wgangp-ln-wide-b32-celeba64": PresetSpec(
-        "the wide budget WGAN-GP at batch 32 (start here on a CPU with bf16, for more than 15 "
-        "minutes): 64-wide G and layer-norm critic, 1 critic step, lazy penalty, twice the steps, "
+        "the wide budget WGAN-GP at batch 32 (start here on a CPU, for more than 15 minutes): "
+        "64-wide G and layer-norm critic, 1 critic step, lazy penalty, twice the steps, "
         "Adam 4e-4 (0, 0.9)",
         {"train.batch_size": 32, "train.g_lr": 4e-4, "train.d_lr": 4e-4}, base=WIDE),
     # The budget recipe at 128 px: each stage doubles the cost of a step, so at 128 px both
@@ -555,7 +555,8 @@ AUTO_PRESETS: dict[str, tuple[str, str]] = {
     "gpu": ("wgangp-ln-wide-celeba64", "a GPU affords both nets 64 wide"),
     "cpu-bf16": ("wgangp-ln-wide-b32-celeba64",
                  "a CPU with fast bf16 affords both nets 64 wide, at batch 32 for twice the steps"),
-    "cpu": ("wgangp-ln-celeba64", "a CPU without fast bf16 (fp32): the half-width nets take 3x the steps"),
+    "cpu": ("wgangp-ln-wide-b32-celeba64",
+            "a CPU without fast bf16 (fp32) too: the wide nets at batch 32 beat 3x the steps of half width"),
 }
 # From this resolution up a CPU takes the 128 px budget preset (a GPU keeps its choice above).
 HIGH_RES = 128
