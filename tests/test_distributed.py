@@ -246,6 +246,9 @@ world = weakref.ref(dist.group.WORLD)
 torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
 import torch.distributed.nn
 env.any_flags(True)
+# The training time every rank goes by (time budget, cool-down) is the slowest rank's.
+print(f"rank {env.rank}: agreed {env.max_over_ranks(10.0 + env.rank, 0.5)} {env.any_flags(env.rank == 1)}",
+      flush=True)
 shutdown(env)
 shutdown(env)  # twice is harmless (a failed start, then the command's own ending)
 print(f"rank {env.rank}: group freed {world() is None}", flush=True)
@@ -260,6 +263,7 @@ def test_shutdown_frees_the_process_group(tmp_path):
     r = run_worker(tmp_path, SHUTDOWN_WORKER)
     assert r.returncode == 0, r.stderr
     assert "rank 0: group freed True" in r.stdout and "rank 1: group freed True" in r.stdout, r.stdout
+    assert "rank 0: agreed [11.0, 0.5] [True]" in r.stdout and "rank 1: agreed [11.0, 0.5] [True]" in r.stdout
 
 
 SYNC_WORKER = """

@@ -1,4 +1,5 @@
-"""Schedules along a run (train/schedule.py): cosine annealing and the EMA half-life ramp."""
+"""Schedules along a run (train/schedule.py): cosine annealing, the cool-down and the EMA
+half-life ramp."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from facegan.config import apply_overrides, get_preset
 from facegan.errors import UserError
-from facegan.train.schedule import cosine, settings_at
+from facegan.train.schedule import cooldown_scale, cosine, is_constant, run_progress, settings_at
 
 
 def _cfg(*extra):
@@ -58,6 +59,45 @@ def test_ema_half_life_ramps_up():
     assert settings_at(_cfg("train.ema_kimg=2"), 0).ema_decay == pytest.approx(end)
 
 
+def test_cooldown_falls_linearly_to_zero_over_the_last_fraction():
+    cfg = _cfg("train.cooldown=0.2")
+    assert not is_constant(cfg) and is_constant(_cfg())
+    assert [cooldown_scale(cfg, p) for p in (0.0, 0.8)] == [1.0, pytest.approx(1.0)]
+    assert cooldown_scale(cfg, 0.9) == pytest.approx(0.5)
+    assert cooldown_scale(cfg, 1.0) == 0.0 and cooldown_scale(cfg, 1.5) == 0.0
+    assert cooldown_scale(_cfg(), 0.99) == 1.0  # off by default
+    s = settings_at(cfg, 10, progress=0.95)
+    assert (s.g_lr, s.d_lr) == (pytest.approx(5e-5), pytest.approx(5e-5))
+    assert s.beta2 == 0.9 and s.gamma_scale == 1.0  # only the learning rates cool down
+    # With annealing too, the two multiply.
+    both = _cfg("train.cooldown=0.2", "train.anneal_kimg=10", "train.lr_anneal=0.5")
+    assert settings_at(both, 100, progress=0.9).g_lr == pytest.approx(2e-4 * 0.5 * 0.5)
+
+
+def test_run_progress_is_the_step_or_time_fraction_that_ends_the_run_first():
+    cfg = _cfg()
+    assert run_progress(cfg, 25, 100, elapsed=1e6) == 0.25  # no time budget: steps only
+    timed = _cfg("train.time_budget=600")
+    assert run_progress(timed, 25, 100, elapsed=300.0) == 0.5
+    assert run_progress(timed, 75, 100, elapsed=300.0) == 0.75
+    assert run_progress(timed, 10, 10 ** 8, elapsed=900.0) == 1.0
+
+
+def test_trainer_cools_down_towards_its_last_step(tmp_path):
+    from facegan.data import load_dataset
+    from facegan.train import build_trainer
+
+    cfg = apply_overrides(get_preset("demo"), [
+        "data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4", "train.batch_size=8",
+        "train.device=cpu", "train.steps=8", "train.cooldown=0.5", "train.checkpoint_every=100",
+        "train.sample_every=100", "train.n_samples=4", "data.max_images=16"])
+    tr = build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "run", progress=False)
+    tr.train(8)
+    # The last step (step 7 of 8) ran at (1 - 7/8) / 0.5 of the learning rates.
+    for opt, lr in ((tr.opt_g, cfg.train.g_lr), (tr.opt_d, cfg.train.d_lr)):
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.25 * lr)
+
+
 def test_trainer_applies_the_schedule_to_its_optimizers(tmp_path):
     from facegan.data import load_dataset
     from facegan.train import build_trainer
@@ -76,7 +116,7 @@ def test_trainer_applies_the_schedule_to_its_optimizers(tmp_path):
 
 def test_bad_schedule_values_are_refused():
     for bad in ("train.lr_anneal=1.5", "loss.gamma_anneal=-0.1", "train.anneal_kimg=-1", "train.ema_kimg=-2",
-                "train.beta2_end=1.0", "loss.r2_weight=-1"):
+                "train.beta2_end=1.0", "loss.r2_weight=-1", "train.cooldown=1", "train.cooldown=-0.1"):
         with pytest.raises(UserError) as e:
             _cfg(bad).validate()
         assert "\n" not in str(e.value)

@@ -187,6 +187,10 @@ class TrainConfig:
     fade_kimg: float = 0.0
     lr_anneal: float = 1.0
     beta2_end: float = 0.0
+    # Cool-down: over this last fraction of the run (0 = off) the learning rates fall linearly
+    # to zero, the decay phase of a warmup-stable-decay schedule. The run's length is
+    # train.steps, or train.time_budget when that ends it first. Multiplies any annealing.
+    cooldown: float = 0.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (facegan.runtime.resolve_device)
     # auto: bf16 where the device has it (recent GPUs, CPUs with AVX-512 BF16 / AMX), else fp16
@@ -281,6 +285,9 @@ class Config:
             raise UserError("loss.gamma_anneal and train.lr_anneal must be in [0, 1] (the final value as a "
                             "fraction of the first; 1 = constant)")
         self._validate_growth()
+        if not 0.0 <= t.cooldown < 1.0:
+            raise UserError(f"train.cooldown must be in [0, 1) (the last fraction of the run over which "
+                            f"the learning rates fall to zero; 0 = off), not {t.cooldown:g}")
         if t.anneal_kimg < 0 or t.ema_kimg < 0:
             raise UserError("train.anneal_kimg and train.ema_kimg must be >= 0 (thousands of images; 0 = off)")
         if not 0.0 <= t.beta2_end < 1.0:

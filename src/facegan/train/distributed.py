@@ -97,11 +97,15 @@ class DistEnv:
 
     def any_flags(self, *flags: bool) -> list[bool]:
         """Each flag True on any rank -> True on every rank (one small CPU all-reduce)."""
+        return [v > 0 for v in self.max_over_ranks(*(1.0 if f else 0.0 for f in flags))]
+
+    def max_over_ranks(self, *values: float) -> list[float]:
+        """Each value's maximum over ranks, on every rank (one small CPU all-reduce)."""
         if not self.enabled:
-            return [bool(f) for f in flags]
-        t = torch.tensor([1.0 if f else 0.0 for f in flags])
+            return [float(v) for v in values]
+        t = torch.tensor(values, dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control_group)
-        return [bool(v > 0) for v in t.tolist()]
+        return t.tolist()
 
     def mean(self, t: torch.Tensor) -> torch.Tensor:
         """The mean over ranks of a tensor (NaN anywhere -> NaN everywhere)."""

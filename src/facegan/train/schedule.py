@@ -1,9 +1,11 @@
-"""Hyperparameters that change along a run: cosine annealing, the EMA half-life ramp and the
-level of detail of progressive growing.
+"""Hyperparameters that change along a run: cosine annealing, the cool-down at the end of a
+run, the EMA half-life ramp and the level of detail of progressive growing.
 
 Everything is a function of the number of real images shown so far (generator steps times
-the global batch), never of wall-clock time, so a run is the same on a fast and a slow
-machine and a resumed run continues exactly where it stopped.
+the global batch), so a run is the same on a fast and a slow machine and a resumed run
+continues exactly where it stopped. The one exception is the cool-down of a run that a time
+budget ends: its end is known only by the clock, so the cool-down follows the training time
+spent (which checkpoints keep).
 """
 
 from __future__ import annotations
@@ -57,8 +59,29 @@ def lod_at(cfg: Config, step: int) -> float:
     return max(lod, 0.0)
 
 
-def settings_at(cfg: Config, step: int) -> Settings:
-    """The settings for generator step ``step`` (0-based) of a run of ``cfg``.
+def cooldown_scale(cfg: Config, progress: float) -> float:
+    """The learning-rate multiplier of the cool-down (``train.cooldown``) at ``progress``, the
+    fraction of the run done (0 to 1): 1 until the last ``cooldown`` of the run, then linearly
+    down to 0 at its end."""
+    c = cfg.train.cooldown
+    if c <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (1.0 - progress) / c))
+
+
+def run_progress(cfg: Config, step: int, until: int, elapsed: float) -> float:
+    """The fraction of a run done before generator step ``step`` of ``until``, after
+    ``elapsed`` seconds of training: the larger of the step and the time fractions (whichever
+    limit, ``until`` or ``train.time_budget``, will end the run)."""
+    done = step / until if until > 0 else 0.0
+    if cfg.train.time_budget > 0:
+        done = max(done, elapsed / cfg.train.time_budget)
+    return min(max(done, 0.0), 1.0)
+
+
+def settings_at(cfg: Config, step: int, progress: float = 0.0) -> Settings:
+    """The settings for generator step ``step`` (0-based) of a run of ``cfg``, ``progress``
+    (:func:`run_progress`) of the way through it.
 
     Annealing (``train.anneal_kimg`` > 0): learning rates from their value to ``lr_anneal``
     times it, beta2 from ``beta2`` to ``beta2_end`` (when > 0), the R1/R2 weights from 1 to
@@ -66,16 +89,17 @@ def settings_at(cfg: Config, step: int) -> Settings:
     ``ema_kimg`` thousand images, ramped up from 0 over the annealing horizon (R3GAN's
     schedule), so the EMA starts by following the generator; otherwise ``ema_decay`` with a
     warm-up ((1 + step) / (10 + step)), since early on the EMA would average mostly the
-    random initialisation.
+    random initialisation. Cool-down (``train.cooldown`` > 0): the learning rates times
+    :func:`cooldown_scale` at ``progress``.
     """
     t, loss = cfg.train, cfg.loss
     shown = step * t.batch_size
-    progress = shown / (1000.0 * t.anneal_kimg) if t.anneal_kimg > 0 else 0.0
-    lr_scale = cosine(progress, 1.0, t.lr_anneal)
-    beta2 = cosine(progress, t.beta2, t.beta2_end) if t.beta2_end > 0 else t.beta2
-    gamma_scale = cosine(progress, 1.0, loss.gamma_anneal)
+    annealed = shown / (1000.0 * t.anneal_kimg) if t.anneal_kimg > 0 else 0.0
+    lr_scale = cosine(annealed, 1.0, t.lr_anneal) * cooldown_scale(cfg, progress)
+    beta2 = cosine(annealed, t.beta2, t.beta2_end) if t.beta2_end > 0 else t.beta2
+    gamma_scale = cosine(annealed, 1.0, loss.gamma_anneal)
     if t.ema_kimg > 0:
-        half_life = 1000.0 * (cosine(progress, 0.0, t.ema_kimg) if t.anneal_kimg > 0 else t.ema_kimg)
+        half_life = 1000.0 * (cosine(annealed, 0.0, t.ema_kimg) if t.anneal_kimg > 0 else t.ema_kimg)
         ema: float | None = 0.5 ** (t.batch_size / half_life) if half_life > 0 else 0.0
     elif t.ema_decay > 0:
         ema = min(t.ema_decay, (1 + step) / (10 + step))
@@ -86,4 +110,4 @@ def settings_at(cfg: Config, step: int) -> Settings:
 
 def is_constant(cfg: Config) -> bool:
     """True when no setting changes along the run (the classic recipes)."""
-    return cfg.train.anneal_kimg <= 0
+    return cfg.train.anneal_kimg <= 0 and cfg.train.cooldown <= 0

@@ -40,7 +40,7 @@ from ..utils import WriteFailed, atomic_write_text, reporting_write_errors
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .distributed import DistEnv
 from .logger import RunLogger
-from .schedule import is_constant, settings_at
+from .schedule import is_constant, run_progress, settings_at
 
 
 class TrainingDiverged(RuntimeError):
@@ -90,6 +90,7 @@ class Trainer:
         self.augment = augment if augment else None  # an empty policy is no augmentation
         self.d_steps = 0  # critic steps taken, for lazy regularisation
         self._settings = settings_at(cfg, 0)  # this step's scheduled values (train_step sets them)
+        self._until = cfg.train.steps  # the step the run ends at (train() sets it), for the cool-down
         self.opt_g, self.opt_d, self.loss, self.data = opt_g, opt_d, loss, data
         self.run_dir, self.device = Path(run_dir), device
         if precision not in ("fp32", "bf16", "fp16"):
@@ -391,7 +392,8 @@ class Trainer:
         (``schedule``); the optimizer settings are set on
         the optimizers only when they change along the run, so a classic recipe's optimizers
         keep exactly the settings they were built (or resumed) with."""
-        self._settings = settings_at(self.cfg, self.step)
+        self._settings = settings_at(self.cfg, self.step,
+                                     run_progress(self.cfg, self.step, self._until, self.elapsed))
         if self.cfg.model.grow_from:  # the EMA generator takes it with the buffers
             set_lod(self.G, self._settings.lod)
             set_lod(self.D, self._settings.lod)
@@ -594,6 +596,7 @@ class Trainer:
         from ..utils import Progress
 
         t = self.cfg.train
+        self._until = until
         if self.dist.is_main:
             try:
                 self._write_run_files()
@@ -628,9 +631,12 @@ class Trainer:
                 self._pending.append((self.step + 1, self.train_step()))
                 self.elapsed += time.perf_counter() - t0
                 # Every rank takes the same decisions at the same step: a signal to any of them
-                # stops all, and any rank's spent time budget ends the run for all.
-                stop, over_budget = self.dist.any_flags(
-                    self._stop_signal is not None, bool(t.time_budget and self.elapsed >= t.time_budget))
+                # stops all, and all go by the slowest rank's training time, so the time budget
+                # ends the run, and the cool-down sets the learning rates, alike on every rank.
+                stop_flag, self.elapsed = self.dist.max_over_ranks(float(self._stop_signal is not None),
+                                                                   self.elapsed)
+                stop = stop_flag > 0
+                over_budget = bool(t.time_budget and self.elapsed >= t.time_budget)
                 if stop and self._stop_reason is None:
                     self._stop_reason = self._stop_signal or "a stop signal to another process"
                 # The time budget ends the run like reaching `until` does (samples, checkpoint).
