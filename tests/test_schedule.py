@@ -75,12 +75,12 @@ def test_cooldown_falls_linearly_to_zero_over_the_last_fraction():
 
 
 def test_run_progress_is_the_step_or_time_fraction_that_ends_the_run_first():
-    cfg = _cfg()
-    assert run_progress(cfg, 25, 100, elapsed=1e6) == 0.25  # no time budget: steps only
-    timed = _cfg("train.time_budget=600")
-    assert run_progress(timed, 25, 100, elapsed=300.0) == 0.5
-    assert run_progress(timed, 75, 100, elapsed=300.0) == 0.75
-    assert run_progress(timed, 10, 10 ** 8, elapsed=900.0) == 1.0
+    cfg = _cfg("train.steps=100")
+    assert run_progress(cfg, 25, elapsed=1e6) == 0.25  # no time budget: steps only
+    timed = _cfg("train.steps=100", "train.time_budget=600")
+    assert run_progress(timed, 25, elapsed=300.0) == 0.5
+    assert run_progress(timed, 75, elapsed=300.0) == 0.75
+    assert run_progress(_cfg("train.steps=100000000", "train.time_budget=600"), 10, elapsed=900.0) == 1.0
 
 
 def test_trainer_cools_down_towards_its_last_step(tmp_path):

@@ -89,6 +89,8 @@ def _final_weights(run):
     # augmentation draws from its own stream and the lazy penalty counts critic steps: both
     # must continue exactly where they stopped
     ("fp32", ["train.augment=color,rotation,translation,cutout", "loss.reg_every=3"]),
+    # the cool-down follows the run's steps (train.steps), not the steps of one sitting
+    ("fp32", ["train.steps=6", "train.cooldown=0.5"]),
     ("fp32", ["train.augment=translation", "loss.name=bce", "loss.gp_weight=0", "loss.r1_weight=1",
               "loss.reg_every=4", "model.d_norm=none"]),
     # R3GAN's recipe: normalisation-free nets, relativistic pairing (a real batch in the

@@ -69,11 +69,12 @@ def cooldown_scale(cfg: Config, progress: float) -> float:
     return min(1.0, max(0.0, (1.0 - progress) / c))
 
 
-def run_progress(cfg: Config, step: int, until: int, elapsed: float) -> float:
-    """The fraction of a run done before generator step ``step`` of ``until``, after
-    ``elapsed`` seconds of training: the larger of the step and the time fractions (whichever
-    limit, ``until`` or ``train.time_budget``, will end the run)."""
-    done = step / until if until > 0 else 0.0
+def run_progress(cfg: Config, step: int, elapsed: float) -> float:
+    """The fraction of a run done before generator step ``step``, after ``elapsed`` seconds
+    of training: the larger of the step and the time fractions (whichever limit,
+    ``train.steps`` or ``train.time_budget``, will end the run)."""
+    steps = cfg.train.steps
+    done = step / steps if steps > 0 else 0.0
     if cfg.train.time_budget > 0:
         done = max(done, elapsed / cfg.train.time_budget)
     return min(max(done, 0.0), 1.0)

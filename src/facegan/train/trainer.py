@@ -90,7 +90,6 @@ class Trainer:
         self.augment = augment if augment else None  # an empty policy is no augmentation
         self.d_steps = 0  # critic steps taken, for lazy regularisation
         self._settings = settings_at(cfg, 0)  # this step's scheduled values (train_step sets them)
-        self._until = cfg.train.steps  # the step the run ends at (train() sets it), for the cool-down
         self.opt_g, self.opt_d, self.loss, self.data = opt_g, opt_d, loss, data
         self.run_dir, self.device = Path(run_dir), device
         if precision not in ("fp32", "bf16", "fp16"):
@@ -393,7 +392,7 @@ class Trainer:
         the optimizers only when they change along the run, so a classic recipe's optimizers
         keep exactly the settings they were built (or resumed) with."""
         self._settings = settings_at(self.cfg, self.step,
-                                     run_progress(self.cfg, self.step, self._until, self.elapsed))
+                                     run_progress(self.cfg, self.step, self.elapsed))
         if self.cfg.model.grow_from:  # the EMA generator takes it with the buffers
             set_lod(self.G, self._settings.lod)
             set_lod(self.D, self._settings.lod)
@@ -596,7 +595,6 @@ class Trainer:
         from ..utils import Progress
 
         t = self.cfg.train
-        self._until = until
         if self.dist.is_main:
             try:
                 self._write_run_files()
