@@ -83,35 +83,33 @@ def test_run_progress_is_the_step_or_time_fraction_that_ends_the_run_first():
     assert run_progress(_cfg("train.steps=100000000", "train.time_budget=600"), 10, elapsed=900.0) == 1.0
 
 
-def test_trainer_cools_down_towards_its_last_step(tmp_path):
+def _tiny_trainer(tmp_path, *extra):
+    """A demo-preset trainer small enough for a few steps in a test, with ``extra`` overrides."""
     from facegan.data import load_dataset
     from facegan.train import build_trainer
 
     cfg = apply_overrides(get_preset("demo"), [
         "data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4", "train.batch_size=8",
-        "train.device=cpu", "train.steps=8", "train.cooldown=0.5", "train.checkpoint_every=100",
-        "train.sample_every=100", "train.n_samples=4", "data.max_images=16"])
-    tr = build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "run", progress=False)
+        "train.device=cpu", "data.max_images=16", *extra])
+    return build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "run", progress=False)
+
+
+def test_trainer_cools_down_towards_its_last_step(tmp_path):
+    tr = _tiny_trainer(tmp_path, "train.steps=8", "train.cooldown=0.5", "train.checkpoint_every=100",
+                       "train.sample_every=100", "train.n_samples=4")
     tr.train(8)
     # The last step (step 7 of 8) ran at (1 - 7/8) / 0.5 of the learning rates.
-    for opt, lr in ((tr.opt_g, cfg.train.g_lr), (tr.opt_d, cfg.train.d_lr)):
+    for opt, lr in ((tr.opt_g, tr.cfg.train.g_lr), (tr.opt_d, tr.cfg.train.d_lr)):
         assert opt.param_groups[0]["lr"] == pytest.approx(0.25 * lr)
 
 
 def test_trainer_applies_the_schedule_to_its_optimizers(tmp_path):
-    from facegan.data import load_dataset
-    from facegan.train import build_trainer
-
-    cfg = apply_overrides(get_preset("demo"), [
-        "data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4", "train.batch_size=8",
-        "train.device=cpu", "train.anneal_kimg=0.016", "train.lr_anneal=0.5", "train.beta2_end=0.99",
-        "data.max_images=16"])
-    tr = build_trainer(cfg, load_dataset(cfg.data, progress=False), tmp_path / "run", progress=False)
+    tr = _tiny_trainer(tmp_path, "train.anneal_kimg=0.016", "train.lr_anneal=0.5", "train.beta2_end=0.99")
     for _ in range(3):  # 8 images a step, 16-image horizon: annealed after 2 steps
         tr.train_step()
-    for opt, lr in ((tr.opt_g, cfg.train.g_lr), (tr.opt_d, cfg.train.d_lr)):
+    for opt, lr in ((tr.opt_g, tr.cfg.train.g_lr), (tr.opt_d, tr.cfg.train.d_lr)):
         assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * lr)
-        assert opt.param_groups[0]["betas"] == (cfg.train.beta1, pytest.approx(0.99))
+        assert opt.param_groups[0]["betas"] == (tr.cfg.train.beta1, pytest.approx(0.99))
 
 
 def test_bad_schedule_values_are_refused():
