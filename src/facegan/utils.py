@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -468,3 +468,16 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def run_steps(work: Generator[Any, None, Any], each: Callable[[Any], None] | None = None) -> Any:
+    """Run a step-at-a-time Python generator (work that yields after each step so a caller
+    can interleave it with other work, such as projection's encoder training and latent
+    optimisation) to its end: its return value; ``each`` is called with every value it yields."""
+    while True:
+        try:
+            item = next(work)
+        except StopIteration as stop:
+            return stop.value
+        if each is not None:
+            each(item)
