@@ -470,14 +470,16 @@ class Progress:
             self._bar = None
 
 
-def run_steps(work: Generator[Any, None, Any], each: Callable[[Any], None] | None = None) -> Any:
-    """Run a step-at-a-time Python generator (work that yields after each step so a caller
+def run_steps(work: Generator[float, None, Any], progress: Progress | None = None) -> Any:
+    """Run a step-at-a-time Python generator (work that yields each step's loss, so a caller
     can interleave it with other work, such as projection's encoder training and latent
-    optimisation) to its end: its return value; ``each`` is called with every value it yields."""
+    optimisation) to its end: its return value. ``progress``: a :class:`Progress` counted on
+    by one per step, showing the step's loss."""
     while True:
         try:
-            item = next(work)
+            loss = next(work)
         except StopIteration as stop:
             return stop.value
-        if each is not None:
-            each(item)
+        if progress is not None:
+            progress.set_fields(loss=f"{loss:.4f}")
+            progress.update()

@@ -94,13 +94,8 @@ def train_encoder(generator: nn.Module, labels: LabelSpec, *, steps: int = DEFAU
     bar = Progress(steps, "encoder", "steps", count="step {done}/{total}", rate_unit="steps/s",
                    bar_unit="step") if progress else None
 
-    def each(loss: float) -> None:
-        if bar is not None:
-            bar.set_fields(loss=f"{loss:.4f}")
-            bar.update()
-
     try:
-        return run_steps(work, each)
+        return run_steps(work, bar)
     finally:
         if bar is not None:
             bar.close()

@@ -127,27 +127,13 @@ def project(generator: LoadedGenerator | str | os.PathLike,
     out = []
     try:
         for ph in loaded:
-            out.append(_project_one(ph, g, enc, c1, steps=steps, lr=lr, feats=feats,
-                                    feature_weight=feature_weight, prior_weight=prior_weight,
-                                    bar=bar, info=common))
+            out.append(run_steps(projection_steps(ph, g, enc, c1, steps=steps, lr=lr, feats=feats,
+                                                  feature_weight=feature_weight,
+                                                  prior_weight=prior_weight, info=common), bar))
     finally:
         if bar is not None:
             bar.close()
     return out
-
-
-def _project_one(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *, steps: int, lr: float,
-                 feats: FeatureNet | None, feature_weight: float, prior_weight: float,
-                 bar: Progress | None, info: dict[str, Any]) -> Projection:
-    """One photo: the encoder's guess, the optimisation, the images and the scores."""
-    def each(loss: float) -> None:
-        if bar is not None:
-            bar.set_fields(loss=f"{loss:.4f}")
-            bar.update()
-
-    return run_steps(projection_steps(ph, g, enc, c1, steps=steps, lr=lr, feats=feats,
-                                      feature_weight=feature_weight, prior_weight=prior_weight,
-                                      info=info), each)
 
 
 def projection_steps(ph: Photo, g: nn.Module, enc: Encoder, c1: torch.Tensor, *,

@@ -73,14 +73,9 @@ def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor
     :class:`~facegan.utils.Progress`, counted on by one per step. :func:`latent_optimisation`
     is the same one step at a time.
     """
-    def each(loss: float) -> None:
-        if progress is not None:
-            progress.set_fields(loss=f"{loss:.4f}")
-            progress.update()
-
     return run_steps(latent_optimisation(generator, target, z0, c, steps=steps, lr=lr, features=features,
                                          feature_weight=feature_weight, prior_weight=prior_weight,
-                                         prior_width=prior_width), each)
+                                         prior_width=prior_width), progress)
 
 
 def latent_optimisation(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor, c: torch.Tensor, *,
