@@ -393,3 +393,28 @@ def test_ac_loss_of_a_new_critic_is_chance(arch, labels):
         ac_loss(d(x, c)[1], c, spec).backward()
         opt.step()
     assert ac_loss(d(x, c)[1], c, spec).item() < chance - 1e-3
+
+
+NETWORKS = [
+    ("facegan.models.dcgan", "DCGANGenerator", G_CONDS, "generator"),
+    ("facegan.models.dcgan", "DCGANCritic", D_CONDS, "critic"),
+    ("facegan.models.resnet", "ResNetGenerator", G_CONDS, "generator"),
+    ("facegan.models.resnet", "ResNetCritic", D_CONDS, "critic"),
+    ("facegan.models.nfresnet", "NFGenerator", ("concat",), "normalisation-free generator"),
+    ("facegan.models.nfresnet", "NFCritic", ("projection", "ac"), "normalisation-free critic"),
+]
+
+
+@pytest.mark.parametrize("module,name,allowed,net", NETWORKS, ids=[n[1] for n in NETWORKS])
+def test_every_network_names_its_conditioning_choices_and_ignores_them_without_labels(module, name, allowed, net):
+    import importlib
+
+    cls = getattr(importlib.import_module(module), name)
+    kw = {"latent_dim": Z} if "Generator" in name else {}
+    with pytest.raises(ValueError, match=f"unknown {net} conditioning 'bogus'; use one of: {', '.join(allowed)}$"):
+        cls(resolution=RES, width=8, label_dim=3, cond="bogus", **kw)
+    assert cls(resolution=RES, width=8, label_dim=0, cond="bogus", **kw).cond is None
+    assert cls(resolution=RES, width=8, label_dim=3, cond=allowed[0], **kw).cond == allowed[0]
+    for bad in (12, 4, 0):
+        with pytest.raises(ValueError, match=f"resolution must be a power of two >= 8, got {bad}"):
+            cls(resolution=bad, width=8, **kw)

@@ -470,6 +470,15 @@ class Progress:
             self._bar = None
 
 
+
+def check_resolution(resolution: int, name: str = "resolution") -> None:
+    """ValueError unless ``resolution`` is an int, a power of two and at least 8 (a network
+    halves or doubles its image down to or up from 4 x 4)."""
+    r = resolution
+    if not isinstance(r, int) or isinstance(r, bool) or r < 8 or r & (r - 1):
+        raise ValueError(f"{name} must be a power of two >= 8, got {r!r}")
+
+
 def run_steps(work: Generator[float, None, Any], progress: Progress | None = None) -> Any:
     """Run a step-at-a-time Python generator (work that yields each step's loss, so a caller
     can interleave it with other work, such as projection's encoder training and latent

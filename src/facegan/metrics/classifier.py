@@ -43,7 +43,7 @@ from ..errors import UserError
 from ..labels import ATTR, CLASS, CLASSES_PREFIX, FOLDERS, LabelSpec
 from ..losses import ac_loss
 from ..runtime import autocast, has_fast_bf16
-from ..utils import atomic_write, atomic_write_text, cache_home
+from ..utils import atomic_write, atomic_write_text, cache_home, check_resolution
 
 CLASSIFIER_VERSION = 1
 HELDOUT_FRACTION = 0.1
@@ -61,8 +61,7 @@ class AttributeNet(nn.Module):
 
     def __init__(self, n_out: int, resolution: int = 64, width: int = 32, channels: int = 3):
         super().__init__()
-        if resolution < 8 or resolution & (resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+        check_resolution(resolution)
         self.n_out, self.resolution, self.width = n_out, resolution, width
         layers: list[nn.Module] = []
         c_in = channels

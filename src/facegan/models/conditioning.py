@@ -30,6 +30,17 @@ from ..config import (  # the choices, named once (Config.validate checks them)
 from .layers import linear
 
 
+def network_cond(label_dim: int, cond: str, allowed: tuple[str, ...], net: str) -> str | None:
+    """How a network takes labels: ``cond`` when it has any (``label_dim`` > 0), else None.
+    ValueError naming the choices when ``cond`` is not one of ``allowed`` (``net``, such as
+    "generator", names the network in the message)."""
+    if label_dim <= 0:
+        return None
+    if cond not in allowed:
+        raise ValueError(f"unknown {net} conditioning '{cond}'; use one of: {', '.join(allowed)}")
+    return cond
+
+
 def check_labels(c: torch.Tensor, n: int, label_dim: int, who: str) -> torch.Tensor:
     """Return ``c`` if it is a tensor of shape (n, label_dim), else raise ValueError.
 
@@ -174,6 +185,7 @@ __all__ = [
     "ProjectionHead",
     "check_labels",
     "concat_label_maps",
+    "network_cond",
     "norm_forward",
     "sequential_forward",
 ]

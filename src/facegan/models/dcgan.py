@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from ..utils import check_resolution
 from .conditioning import (
     D_CONDS,
     G_CONDS,
@@ -20,6 +21,7 @@ from .conditioning import (
     ProjectionHead,
     check_labels,
     concat_label_maps,
+    network_cond,
     norm_forward,
     sequential_forward,
 )
@@ -82,13 +84,11 @@ class DCGANGenerator(nn.Module):
                  label_dim: int = 0, cond: str = "concat", embed_dim: int | None = None,
                  grow_from: int = 0):
         super().__init__()
-        if label_dim and cond not in G_CONDS:
-            raise ValueError(f"unknown generator conditioning '{cond}'; "
-                             f"use one of: {', '.join(G_CONDS)}")
         self.latent_dim = latent_dim
         self.resolution = resolution
         self.label_dim = label_dim
-        self.cond = cond if label_dim > 0 else None
+        check_resolution(resolution)
+        self.cond = network_cond(label_dim, cond, G_CONDS, "generator")
         self.embed_dim = (embed_dim or latent_dim) if self.cond == "concat" else 0
         if self.cond == "cbn" and norm != "batch":
             raise ValueError(f"conditional batch norm replaces batch norm; got norm '{norm}'")
@@ -197,13 +197,11 @@ class DCGANCritic(nn.Module):
                  use_sn: bool = False, label_dim: int = 0, cond: str = "projection",
                  grow_from: int = 0):
         super().__init__()
-        if label_dim and cond not in D_CONDS:
-            raise ValueError(f"unknown critic conditioning '{cond}'; "
-                             f"use one of: {', '.join(D_CONDS)}")
         self.resolution = resolution
         self.norm = norm
         self.label_dim = label_dim
-        self.cond = cond if label_dim > 0 else None
+        check_resolution(resolution)
+        self.cond = network_cond(label_dim, cond, D_CONDS, "critic")
         widths = stage_widths(resolution, width, max_width)[::-1]
         layers: list[nn.Module] = []
         c_prev = channels + (label_dim if self.cond == "concat" else 0)

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conditioning import ACHead, LabelEmbedding, check_labels
+from ..utils import check_resolution
+from .conditioning import ACHead, LabelEmbedding, check_labels, network_cond
 from .dcgan import stage_widths
 
 LRELU_SLOPE = 0.2
@@ -124,12 +125,9 @@ class NFGenerator(nn.Module):
                  channels: int = 3, label_dim: int = 0, cond: str = "concat",
                  embed_dim: int | None = None):
         super().__init__()
-        if resolution < 8 or resolution & (resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
-        if label_dim and cond != "concat":
-            raise ValueError(f"the normalisation-free generator conditions by concat only, not '{cond}'")
+        check_resolution(resolution)
         self.latent_dim, self.resolution, self.label_dim = latent_dim, resolution, label_dim
-        self.cond = cond if label_dim > 0 else None
+        self.cond = network_cond(label_dim, cond, ("concat",), "normalisation-free generator")
         self.embed_dim = (embed_dim or latent_dim) if self.cond else 0
         widths = stage_widths(resolution, width, max_width)
         outs = widths + widths[-1:]  # the full-resolution stage keeps the last width
@@ -179,12 +177,9 @@ class NFCritic(nn.Module):
                  expansion: int = 2, group_size: int = 16, channels: int = 3, label_dim: int = 0,
                  cond: str = "projection"):
         super().__init__()
-        if resolution < 8 or resolution & (resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
-        if label_dim and cond not in ("projection", "ac"):
-            raise ValueError(f"the normalisation-free critic conditions by projection or ac, not '{cond}'")
+        check_resolution(resolution)
         self.resolution, self.label_dim = resolution, label_dim
-        self.cond = cond if label_dim > 0 else None
+        self.cond = network_cond(label_dim, cond, ("projection", "ac"), "normalisation-free critic")
         widths = stage_widths(resolution, width, max_width)[::-1]  # 32x32 ... 4x4
         ins = widths[:1] + widths  # the full-resolution stage has the first width
         total = blocks * len(ins)

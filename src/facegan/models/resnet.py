@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils import check_resolution
 from .blocks import DownBlock, ResBlock, UpBlock, gen_norm
 from .conditioning import (
     D_CONDS,
@@ -19,15 +20,11 @@ from .conditioning import (
     ProjectionHead,
     check_labels,
     concat_label_maps,
+    network_cond,
     norm_forward,
 )
 from .dcgan import stage_widths
 from .layers import RELU_GAIN, conv2d, linear
-
-
-def _check_resolution(resolution: int) -> None:
-    if resolution < 8 or resolution & (resolution - 1):
-        raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
 
 
 class ResNetGenerator(nn.Module):
@@ -52,14 +49,11 @@ class ResNetGenerator(nn.Module):
                  channels: int = 3, label_dim: int = 0, cond: str = "concat",
                  embed_dim: int | None = None):
         super().__init__()
-        _check_resolution(resolution)
-        if label_dim and cond not in G_CONDS:
-            raise ValueError(f"unknown generator conditioning '{cond}'; "
-                             f"use one of: {', '.join(G_CONDS)}")
+        check_resolution(resolution)
         self.latent_dim = latent_dim
         self.resolution = resolution
         self.label_dim = label_dim
-        self.cond = cond if label_dim > 0 else None
+        self.cond = network_cond(label_dim, cond, G_CONDS, "generator")
         self.embed_dim = (embed_dim or latent_dim) if self.cond == "concat" else 0
         cbn_dim = label_dim if self.cond == "cbn" else 0
         widths = stage_widths(resolution, width, max_width)
@@ -115,14 +109,11 @@ class ResNetCritic(nn.Module):
                  norm: str = "none", use_sn: bool = False, channels: int = 3,
                  label_dim: int = 0, cond: str = "projection"):
         super().__init__()
-        _check_resolution(resolution)
-        if label_dim and cond not in D_CONDS:
-            raise ValueError(f"unknown critic conditioning '{cond}'; "
-                             f"use one of: {', '.join(D_CONDS)}")
+        check_resolution(resolution)
         self.resolution = resolution
         self.norm = norm
         self.label_dim = label_dim
-        self.cond = cond if label_dim > 0 else None
+        self.cond = network_cond(label_dim, cond, D_CONDS, "critic")
         widths = stage_widths(resolution, width, max_width)[::-1]
         ins = [channels + (label_dim if self.cond == "concat" else 0)] + widths[:-1]
         self.blocks = nn.Sequential(*[

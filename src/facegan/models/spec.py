@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..utils import check_resolution
+
 
 @dataclass(frozen=True)
 class NetSpec:
@@ -20,9 +22,7 @@ class NetSpec:
     label_dim: int = 0
 
     def __post_init__(self) -> None:
-        r = self.resolution
-        if not isinstance(r, int) or r < 8 or r & (r - 1):
-            raise ValueError(f"NetSpec.resolution must be a power of two >= 8, got {r!r}")
+        check_resolution(self.resolution, "NetSpec.resolution")
         if self.channels < 1:
             raise ValueError(f"NetSpec.channels must be >= 1, got {self.channels}")
         if self.label_dim < 0:

@@ -19,7 +19,7 @@ from ..data.transforms import to_float
 from ..errors import UserError
 from ..labels import LabelSpec
 from ..sampling import LoadedGenerator, generate
-from ..utils import Progress, atomic_write, reporting_write_errors, run_steps
+from ..utils import Progress, atomic_write, check_resolution, reporting_write_errors, run_steps
 
 ENCODER_FILE = "encoder.pt"
 ENCODER_FORMAT = "facegan-encoder"
@@ -39,8 +39,7 @@ class Encoder(nn.Module):
 
     def __init__(self, latent_dim: int, resolution: int, width: int = 32, max_width: int = 256):
         super().__init__()
-        if resolution < 8 or resolution & (resolution - 1):
-            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+        check_resolution(resolution)
         self.latent_dim, self.resolution, self.width, self.max_width = latent_dim, resolution, width, max_width
         layers: list[nn.Module] = []
         c_in = 3
