@@ -470,7 +470,6 @@ class Progress:
             self._bar = None
 
 
-
 def check_resolution(resolution: int, name: str = "resolution") -> None:
     """ValueError unless ``resolution`` is an int, a power of two and at least 8 (a network
     halves or doubles its image down to or up from 4 x 4)."""

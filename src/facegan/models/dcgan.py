@@ -84,10 +84,10 @@ class DCGANGenerator(nn.Module):
                  label_dim: int = 0, cond: str = "concat", embed_dim: int | None = None,
                  grow_from: int = 0):
         super().__init__()
+        check_resolution(resolution)
         self.latent_dim = latent_dim
         self.resolution = resolution
         self.label_dim = label_dim
-        check_resolution(resolution)
         self.cond = network_cond(label_dim, cond, G_CONDS, "generator")
         self.embed_dim = (embed_dim or latent_dim) if self.cond == "concat" else 0
         if self.cond == "cbn" and norm != "batch":
@@ -197,10 +197,10 @@ class DCGANCritic(nn.Module):
                  use_sn: bool = False, label_dim: int = 0, cond: str = "projection",
                  grow_from: int = 0):
         super().__init__()
+        check_resolution(resolution)
         self.resolution = resolution
         self.norm = norm
         self.label_dim = label_dim
-        check_resolution(resolution)
         self.cond = network_cond(label_dim, cond, D_CONDS, "critic")
         widths = stage_widths(resolution, width, max_width)[::-1]
         layers: list[nn.Module] = []

@@ -4,6 +4,7 @@ blocks, or the attribute classifier, each frozen, as lists of activations to com
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -167,8 +168,6 @@ def load_features(lg: LoadedGenerator, features: str, *, data: str | os.PathLike
         from ..metrics import load_inception
 
         return InceptionFeatures(load_inception(None, device=device, engine="eager", streams=1).module)
-    from dataclasses import replace
-
     from ..metrics.classifier import classifier_for_data
 
     path = str(data) if data else lg.config.data.path

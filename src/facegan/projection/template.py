@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,6 @@ def template_images(lg: LoadedGenerator) -> Any:
     """The first :data:`TEMPLATE_IMAGES` training crops of the run, uint8 (N, 3, R, R) (unflipped),
     whose mean landmarks make its face template. UserError when the run's training data cannot
     be read on this machine."""
-    from dataclasses import replace
-
     from ..data import load_dataset
 
     cfg = replace(lg.config.data, max_images=TEMPLATE_IMAGES, hflip=False)
