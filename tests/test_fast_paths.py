@@ -202,6 +202,12 @@ def test_profile_prints_where_the_time_goes_and_writes_nothing(folder, tmp_path)
     assert lazy.returncode == 0, lazy.stderr
     assert "profile of 8 generator step(s) (1 critic step(s) each" in lazy.stdout
     assert "rounded up from 6: whole cycles of the lazy penalty, every 4th critic step" in lazy.stdout
+    # A penalty too rare to average over (a cycle of a million steps) does not stretch the profile.
+    rare = subprocess.run([sys.executable, "-m", "facegan", "train", "--data", str(folder), "--profile", "2",
+                           *TINY, "train.n_critic=1", "loss.reg_every=1000000"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert rare.returncode == 0, rare.stderr
+    assert "profile of 2 generator step(s)" in rare.stdout and "too rare to profile" in rare.stdout
     bad = subprocess.run([sys.executable, "-m", "facegan", "train", "--data", str(folder), "--profile", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--profile takes a number of steps >= 1" in bad.stderr

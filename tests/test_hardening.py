@@ -57,6 +57,7 @@ def run(tmp_path_factory):
     (["model.d_width=0"], ["model.d_width must be >= 1", "model.d_width=64"]),
     (["--max-images", "-1"], ["data.max_images must be >= 0", "got -1"]),
     (["--eval-every", "-1"], ["train.eval_every must be >= 0", "got -1"]),
+    (["train.standing_stats=-1"], ["train.standing_stats must be >= 0", "got -1"]),
 ])
 def test_bad_config_value_is_one_line_and_leaves_no_run_folder(tmp_path, bad, needles):
     r = facegan("train", *TINY, *bad, "--out", tmp_path / "run", cwd=tmp_path)

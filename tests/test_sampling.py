@@ -1,7 +1,8 @@
 import torch
 
 from facegan.models.dcgan import DCGANGenerator
-from facegan.sampling import latents, lerp, morph, slerp, to_uint8
+from facegan.models.nfresnet import NFGenerator
+from facegan.sampling import latents, lerp, morph, slerp, standing_stats, to_uint8
 from facegan.train.batches import BatchSampler
 
 
@@ -50,3 +51,32 @@ def test_batch_sampler_epochs_and_state():
         assert torch.equal(ia, ib) and torch.equal(fa, fb)
     assert s.epoch >= 1
 
+
+
+def test_standing_stats_are_the_mean_of_the_generators_own_batch_statistics():
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=8, resolution=16, width=4).eval()
+    bns = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns
+    z, c = torch.randn(3, 5, 8), torch.zeros(3, 5, 0)
+    # what each batch norm sees in train mode, batch by batch (hooks on its input)
+    seen = {m: [] for m in bns}
+    hooks = [m.register_forward_pre_hook(lambda m, inp: seen[m].append(inp[0].detach())) for m in bns]
+    standing_stats(g, z, c)
+    for h in hooks:
+        h.remove()
+    assert not g.training  # back in its mode
+    for m in bns:
+        assert m.momentum == 0.1 and len(seen[m]) == 3  # momentum restored; one input a batch
+        dims = [0, 2, 3]
+        mean = torch.stack([x.mean(dims) for x in seen[m]]).mean(0)
+        var = torch.stack([x.var(dims, unbiased=True) for x in seen[m]]).mean(0)
+        torch.testing.assert_close(m.running_mean, mean, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(m.running_var, var, atol=1e-5, rtol=1e-4)
+
+
+def test_standing_stats_leave_a_generator_without_batch_norm_alone():
+    g = NFGenerator(latent_dim=8, resolution=16, width=4, group_size=4).eval()
+    state = {k: v.clone() for k, v in g.state_dict().items()}
+    standing_stats(g, torch.randn(2, 4, 8), torch.zeros(2, 4, 0))
+    assert all(torch.equal(state[k], v) for k, v in g.state_dict().items())

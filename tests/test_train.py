@@ -119,6 +119,25 @@ def test_resume_gives_identical_weights(tmp_path, tiny_folder, precision, extra)
     assert steps_b == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize("standing", [0, 20])
+def test_checkpoints_hold_the_ema_generators_standing_statistics(tmp_path, tiny_folder, standing):
+    # batch 8: 20 samples are 3 batches; 0 copies the live generator's statistics
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, f"train.standing_stats={standing}")
+    data = load_dataset(cfg.data, progress=False)
+    build_trainer(cfg, data, tmp_path / "run", progress=False).train(2)
+    ck = _final_weights(tmp_path / "run")
+    g, ema = ck["G"], ck["G_ema"]
+    keys = [k for k in g if k.endswith("running_mean")]
+    assert keys
+    for k in keys:
+        tracked = k.replace("running_mean", "num_batches_tracked")
+        if standing:
+            assert int(ema[tracked]) == 3
+            assert not torch.allclose(ema[k], g[k]), k
+        else:
+            assert torch.equal(ema[k], g[k]) and torch.equal(ema[tracked], g[tracked])
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_folder):
     cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1")
     data = load_dataset(cfg.data, progress=False)

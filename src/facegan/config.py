@@ -174,6 +174,11 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.9
     ema_decay: float = 0.999  # 0 = no EMA generator
+    # BigGAN's standing statistics: before every sample grid, evaluation and checkpoint, the
+    # EMA generator's batch-norm statistics are recomputed over this many samples of its own
+    # (its averaged weights make other activations than the live generator whose running
+    # statistics it would otherwise copy). 0: copy them. No effect without batch norm in G.
+    standing_stats: int = 2048
     # EMA by half-life, in thousands of images (0: use ema_decay): the EMA weight of a step of
     # B images is 0.5 ** (B / (1000 * ema_kimg)); it ramps up from 0 over anneal_kimg (cosine),
     # so early weights are not averaged into a late model.
@@ -349,6 +354,9 @@ class Config:
         parse_policy(t.augment)
         if not 0.0 <= t.ema_decay < 1.0:
             raise UserError("train.ema_decay must be in [0, 1)")
+        if t.standing_stats < 0:
+            raise UserError(f"train.standing_stats must be >= 0 (samples; 0 = copy the live "
+                            f"generator's statistics), got {t.standing_stats}")
         for name in ("label_smoothing", "label_noise", "label_flip"):
             v = getattr(loss, name)
             if not 0.0 <= v < 1.0:

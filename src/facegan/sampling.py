@@ -133,6 +133,36 @@ def generate(generator: nn.Module, z: torch.Tensor, c: torch.Tensor, *, batch_si
     return torch.empty(0, 3, r, r, dtype=torch.uint8 if uint8 else torch.float32)
 
 
+@torch.no_grad()
+def standing_stats(generator: nn.Module, z: torch.Tensor, c: torch.Tensor) -> None:
+    """Recompute ``generator``'s batch-norm running statistics from its own batches: BigGAN's
+    standing statistics (Brock et al. 2019), for an EMA generator, whose averaged weights make
+    other activations than the live generator it would otherwise take its statistics from.
+
+    z: float (B, N, latent_dim), c: float (B, N, K): B batches of N, each run in train mode;
+    the statistics become the plain mean over the B batches (momentum None), and the
+    generator returns to its mode. Nothing happens without batch norm.
+    """
+    bns = [m for m in generator.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return
+    was_training = generator.training
+    momenta = [m.momentum for m in bns]
+    device = next(generator.parameters()).device
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: every batch counts the same
+        generator.train()
+        for zb, cb in zip(z, c):
+            generator(zb.to(device), cb.to(device))
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        generator.train(was_training)
+
+
 def generate_images(generator: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256,
                     labels: LabelSpec | torch.Tensor = UNCONDITIONAL,
                     truncation: float | None = None) -> torch.Tensor:

@@ -27,6 +27,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+MAX_CYCLE = 64  # the longest lazy-penalty cycle a profile is rounded up to
+
+
 def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
     """Profile ``steps`` generator steps of ``trainer`` (rounded up to whole cycles of a lazy
     penalty; its state moves on by 2 * steps + 1 steps; nothing is saved). Returns the report
@@ -48,10 +51,13 @@ def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
         # penalty steps in place of 1.5).
         cycle = reg // math.gcd(reg, trainer.n_critic)
         rounded = -(-steps // cycle) * cycle
-        if rounded != steps:
+        if cycle > MAX_CYCLE:  # a penalty so rare is no part of a step's cost worth the wait
+            lazy = (f" (a lazy penalty every {reg}th critic step is too rare to profile whole "
+                    "cycles of: the time per step leaves it out)")
+        elif rounded != steps:
             lazy = (f" (rounded up from {steps}: whole cycles of the lazy penalty, every {reg}th "
                     "critic step)")
-        steps = rounded
+            steps = rounded
     trainer.G.train()
     trainer.D.train()
     trainer.train_step()  # warm-up: kernel selection, caches, lazy initialisation

@@ -35,7 +35,7 @@ from ..losses import (
 )
 from ..models import set_lod
 from ..runtime import autocast
-from ..sampling import generate, latents, make_grid, save_png
+from ..sampling import generate, latents, make_grid, save_png, standing_stats
 from ..utils import WriteFailed, atomic_write_text, reporting_write_errors
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .distributed import DistEnv
@@ -156,6 +156,7 @@ class Trainer:
         self._window_n = 0
         self._window_t = time.perf_counter()
         self.elapsed = 0.0
+        self._stats_step: int | None = None  # the step of the EMA generator's last statistics
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -415,6 +416,27 @@ class Trainer:
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 
+    @torch.no_grad()
+    def refresh_ema_stats(self) -> None:
+        """Recompute the EMA generator's batch-norm statistics (``train.standing_stats``
+        samples, :func:`~facegan.sampling.standing_stats`), once per step, before its samples,
+        evaluation and checkpoints. The latents and labels come from their own fixed seed, so
+        training's random streams and an exact resume are untouched; each rank runs its share
+        of every global batch, all ranks together (synchronised batch norm collects them).
+        Training is unaffected: the next EMA update copies the live statistics back."""
+        n = self.cfg.train.standing_stats
+        g = self.G_ema
+        if g is None or n <= 0 or self._stats_step == self.step or not has_batch_norm(g):
+            return
+        self._stats_step = self.step
+        b, per = self.batch_size, self.local_batch
+        batches = -(-n // b)
+        mine = slice(self.dist.rank * per, (self.dist.rank + 1) * per)
+        draw = torch.Generator().manual_seed(self.cfg.train.seed + 4)
+        z = torch.randn(batches, b, g.latent_dim, generator=draw)[:, mine]
+        rows = torch.randint(len(self.data), (batches, b), generator=draw)[:, mine]
+        standing_stats(g, z, self.labels[rows.to(self.labels.device)])
+
     def train_step(self) -> dict[str, torch.Tensor]:
         """n_critic critic steps, one generator step, the EMA update. Returns the critic stats
         averaged over the critic steps that produced them (a lazy penalty appears only on its
@@ -657,6 +679,9 @@ class Trainer:
                     if t.time_budget:
                         bar.set_budget_left(t.time_budget - self.elapsed)
                     bar.update(1)
+                if (s % t.sample_every == 0 or s == until or checkpoint_now
+                        or bool(t.eval_every and s % t.eval_every == 0)):
+                    self.refresh_ema_stats()
                 if s % t.sample_every == 0 or s == until:
                     self.write_samples()
                     self.logger.plot()
