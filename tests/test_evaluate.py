@@ -152,6 +152,24 @@ def test_evaluate_checkpoint_appends_eval_record(fake_net, run_dir):
     assert rec["checkpoint"].endswith("latest.pt")
 
 
+def test_evaluate_recomputes_standing_statistics_when_asked(fake_net, run_dir, monkeypatch):
+    import facegan.sampling as sampling
+
+    seen = []
+    real = sampling.recompute_standing_stats
+    monkeypatch.setattr(sampling, "recompute_standing_stats",
+                        lambda g, n, **k: (seen.append((n, k["batch_size"])), real(g, n, **k)))
+    kept = ev.evaluate_checkpoint(run_dir, "builtin", n=20, metrics=["fid"], progress=False)
+    assert seen == [] and "standing_stats" not in kept
+    fresh = ev.evaluate_checkpoint(run_dir, "builtin", n=20, metrics=["fid"], progress=False,
+                                   standing_stats=100)
+    # in batches of the run's size; the generator's outputs, and so the FID, change
+    assert seen == [(100, _tiny_cfg().train.batch_size)] and fresh["standing_stats"] == 100
+    assert fresh["fid"] != pytest.approx(kept["fid"], rel=1e-6)
+    with pytest.raises(UserError, match="--standing-stats must be >= 0"):
+        ev.evaluate_checkpoint(run_dir, "builtin", n=20, progress=False, standing_stats=-1)
+
+
 def test_nearest_finds_planted_copies(fake_net, run_dir, monkeypatch, tmp_path):
     from facegan.data import load_dataset
 

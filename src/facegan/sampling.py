@@ -163,6 +163,27 @@ def standing_stats(generator: nn.Module, z: torch.Tensor, c: torch.Tensor) -> No
         generator.train(was_training)
 
 
+STANDING_SEED = 4  # the standing statistics' latents: their own stream (a run adds its seed)
+
+
+def standing_latents(n: int, batch_size: int, dim: int, seed: int = STANDING_SEED) -> torch.Tensor:
+    """The latents of standing statistics over ``n`` samples: float (B, batch_size, dim), B =
+    ceil(n / batch_size) batches, from their own seeded stream (a training run draws them with
+    ``STANDING_SEED + train.seed``, so ``facegan evaluate --standing-stats`` at seed 0 draws
+    what a run of seed 0 did)."""
+    draw = torch.Generator().manual_seed(seed)
+    return torch.randn(-(-n // batch_size), batch_size, dim, generator=draw)
+
+
+def recompute_standing_stats(generator: nn.Module, n: int, *, batch_size: int,
+                             labels: LabelSpec = UNCONDITIONAL, seed: int = STANDING_SEED) -> None:
+    """:func:`standing_stats` over ``n`` samples in batches of ``batch_size`` (a run's batch:
+    batch statistics depend on it), labels drawn from ``labels`` (``labels.draw``)."""
+    z = standing_latents(n, batch_size, generator.latent_dim, seed)
+    c = labels.draw(z.shape[0] * batch_size, seed).view(z.shape[0], batch_size, labels.dim)
+    standing_stats(generator, z, c)
+
+
 def generate_images(generator: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256,
                     labels: LabelSpec | torch.Tensor = UNCONDITIONAL,
                     truncation: float | None = None) -> torch.Tensor:

@@ -50,6 +50,10 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="latent seed (default %(default)s)")
     p.add_argument("--partition", default=None, choices=field_choices("data.partition"),
                    help="CelebA partition (default: the checkpoint's)")
+    p.add_argument("--standing-stats", type=int, default=0, metavar="N",
+                   help="first recompute a batch-norm generator's statistics over N of its own "
+                        "samples (0, the default: the checkpoint's, which a run with "
+                        "train.standing_stats already recomputed)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -117,7 +121,7 @@ def cmd_evaluate(args) -> int:
     rec = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, metrics=names,
                               inception=args.inception, seed=args.seed, device=args.device,
                               partition=args.partition, batch_size=args.batch_size,
-                              progress=True, warn=_warn)
+                              progress=True, warn=_warn, standing_stats=args.standing_stats)
     print(json.dumps(rec))
     return 0
 

@@ -257,9 +257,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
                         metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
                         seed: int = EVAL_SEED, device="cpu", partition: str | None = None,
                         batch_size: int = 64, progress: bool = True, log: bool = True,
-                        warn: Callable[[str], None] | None = None) -> dict:
+                        warn: Callable[[str], None] | None = None, standing_stats: int = 0) -> dict:
     """Generate ``n`` images (EMA generator when the checkpoint has one), compare with the
     training data preprocessed as in training, append the record to the run's metrics.jsonl.
+
+    standing_stats: when > 0, the generator's batch-norm statistics are first recomputed over
+        that many of its own samples, in batches of the run's size
+        (:func:`~facegan.sampling.recompute_standing_stats`); 0 keeps the checkpoint's.
 
     progress: feature progress on stderr (a bar on a terminal, else periodic lines) and a
         line when the real-image statistics are computed rather than read from the cache.
@@ -276,7 +280,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
         raise UserError("--n must be at least 2")
     t0 = time.time()
     dev = resolve_device(device)
+    if standing_stats < 0:
+        raise UserError(f"--standing-stats must be >= 0 (samples; 0 = the checkpoint's statistics), "
+                        f"got {standing_stats}")
     loaded = load_generator(checkpoint, device=dev, ema=True)
+    if standing_stats:
+        from ..sampling import recompute_standing_stats
+
+        recompute_standing_stats(loaded.generator, standing_stats, labels=loaded.labels,
+                                 batch_size=loaded.config.train.batch_size)
     net = load_inception(inception, device=dev)
     check_metrics(names, net)
     dcfg = replace(loaded.config.data, path=str(data), hflip=False)
@@ -309,6 +321,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
         "network": net.network_id,
         "protocol": PROTOCOL,
         "seed": seed,
+        **({"standing_stats": standing_stats} if standing_stats else {}),
         "seconds": round(time.time() - t0, 1),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -35,7 +35,7 @@ from ..losses import (
 )
 from ..models import set_lod
 from ..runtime import autocast
-from ..sampling import generate, latents, make_grid, save_png, standing_stats
+from ..sampling import STANDING_SEED, generate, latents, make_grid, save_png, standing_latents, standing_stats
 from ..utils import WriteFailed, atomic_write_text, reporting_write_errors
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .distributed import DistEnv
@@ -430,12 +430,12 @@ class Trainer:
             return
         self._stats_step = self.step
         b, per = self.batch_size, self.local_batch
-        batches = -(-n // b)
         mine = slice(self.dist.rank * per, (self.dist.rank + 1) * per)
-        draw = torch.Generator().manual_seed(self.cfg.train.seed + 4)
-        z = torch.randn(batches, b, g.latent_dim, generator=draw)[:, mine]
-        rows = torch.randint(len(self.data), (batches, b), generator=draw)[:, mine]
-        standing_stats(g, z, self.labels[rows.to(self.labels.device)])
+        seed = STANDING_SEED + self.cfg.train.seed
+        z = standing_latents(n, b, g.latent_dim, seed)
+        # labels of random data images, as training draws them, from a stream of their own
+        rows = torch.randint(len(self.data), z.shape[:2], generator=torch.Generator().manual_seed(seed + 1))
+        standing_stats(g, z[:, mine], self.labels[rows[:, mine].to(self.labels.device)])
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """n_critic critic steps, one generator step, the EMA update. Returns the critic stats
