@@ -178,7 +178,7 @@ class TrainConfig:
     # EMA generator's batch-norm statistics are recomputed over this many samples of its own
     # (its averaged weights make other activations than the live generator whose running
     # statistics it would otherwise copy). 0: copy them. No effect without batch norm in G.
-    standing_stats: int = 2048
+    standing_stats: int = 0
     # EMA by half-life, in thousands of images (0: use ema_decay): the EMA weight of a step of
     # B images is 0.5 ** (B / (1000 * ema_kimg)); it ramps up from 0 over anneal_kimg (cosine),
     # so early weights are not averaged into a late model.
@@ -492,14 +492,14 @@ PRESETS: dict[str, PresetSpec] = {
     # second on a CPU, where the early part of training gains more from steps than from batch.
     # An hour is early in training, short of step size rather than of averaging (the EMA
     # averages), so both nets take twice the budget learning rate. Twice the steps also
-    # halve the images an EMA half-life spans, so its decay doubles the half-life back (the
-    # EMA generator's standing batch statistics keep the longer average true to its weights).
+    # halve the images an EMA half-life spans, so its decay doubles the half-life back, with
+    # standing batch statistics, which keep the longer average true to its own weights.
     "wgangp-ln-wide-b32-celeba64": PresetSpec(
         "the wide budget WGAN-GP at batch 32 (start here on a CPU, for more than 15 minutes): "
         "64-wide G and layer-norm critic, 1 critic step, lazy penalty, twice the steps, "
-        "Adam 4e-4 (0, 0.9), EMA 0.9995",
-        {"train.batch_size": 32, "train.g_lr": 4e-4, "train.d_lr": 4e-4, "train.ema_decay": 0.9995},
-        base=WIDE),
+        "Adam 4e-4 (0, 0.9), EMA 0.9995 with standing statistics",
+        {"train.batch_size": 32, "train.g_lr": 4e-4, "train.d_lr": 4e-4, "train.ema_decay": 0.9995,
+         "train.standing_stats": 2048}, base=WIDE),
     # The budget recipe at 128 px: each stage doubles the cost of a step, so at 128 px both
     # nets are 16 wide (256 channels at 4x4), which keeps a step near the 64 px preset's.
     "wgangp-ln-celeba128": PresetSpec(
