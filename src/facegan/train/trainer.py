@@ -156,7 +156,6 @@ class Trainer:
         self._window_n = 0
         self._window_t = time.perf_counter()
         self.elapsed = 0.0
-        self._stats_step: int | None = None  # the step of the EMA generator's last statistics
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -419,16 +418,15 @@ class Trainer:
     @torch.no_grad()
     def refresh_ema_stats(self) -> None:
         """Recompute the EMA generator's batch-norm statistics (``train.standing_stats``
-        samples, :func:`~facegan.sampling.standing_stats`), once per step, before its samples,
-        evaluation and checkpoints. The latents and labels come from their own fixed seed, so
+        samples, :func:`~facegan.sampling.standing_stats`; nothing without batch norm), before
+        its samples, evaluation and checkpoints. The latents and labels come from their own fixed seed, so
         training's random streams and an exact resume are untouched; each rank runs its share
         of every global batch, all ranks together (synchronised batch norm collects them).
         Training is unaffected: the next EMA update copies the live statistics back."""
         n = self.cfg.train.standing_stats
         g = self.G_ema
-        if g is None or n <= 0 or self._stats_step == self.step or not has_batch_norm(g):
+        if g is None or n <= 0:
             return
-        self._stats_step = self.step
         b, per = self.batch_size, self.local_batch
         mine = slice(self.dist.rank * per, (self.dist.rank + 1) * per)
         seed = STANDING_SEED + self.cfg.train.seed
@@ -679,13 +677,14 @@ class Trainer:
                     if t.time_budget:
                         bar.set_budget_left(t.time_budget - self.elapsed)
                     bar.update(1)
-                if (s % t.sample_every == 0 or s == until or checkpoint_now
-                        or bool(t.eval_every and s % t.eval_every == 0)):
+                sample_now = s % t.sample_every == 0 or s == until
+                eval_now = bool(t.eval_every and (s % t.eval_every == 0 or s == until))
+                if sample_now or eval_now or checkpoint_now:  # what the EMA generator writes
                     self.refresh_ema_stats()
-                if s % t.sample_every == 0 or s == until:
+                if sample_now:
                     self.write_samples()
                     self.logger.plot()
-                if t.eval_every and (s % t.eval_every == 0 or s == until):
+                if eval_now:
                     self._evaluate_in_loop(say)
                 if t.keep_every and s % t.keep_every == 0:
                     self.save(f"step_{s:06d}.pt")
