@@ -114,8 +114,9 @@ def test_bce_label_tricks_share_the_global_draw():
 @pytest.mark.parametrize("preset,extra", [
     # No batch norm: residual spectral-norm nets, hinge + R1, DiffAugment (its draws are shared).
     ("sngan-celeba64", ["train.augment=color,rotation,translation,cutout", "loss.reg_every=1"]),
-    # Batch norm in G and D (SyncBatchNorm), BCE with random label smoothing/noise/flips.
-    ("dcgan-celeba64", []),
+    # Batch norm in G and D (SyncBatchNorm), BCE with random label smoothing/noise/flips; the
+    # EMA generator's standing statistics, each rank running its share of every batch.
+    ("dcgan-celeba64", ["train.standing_stats=128"]),
     # WGAN-GP: the penalty's double backward, batch-norm generator, layer-norm critic.
     ("wgangp-celeba64", ["model.d_norm=layer", "train.n_critic=2"]),
     # R3GAN: normalisation-free nets, relativistic pairing (real batches in the G step), R1 + R2.
