@@ -664,8 +664,9 @@ class Trainer:
                     if bar is not None:
                         bar.set_total(until)
                 s = self.step
-                checkpoint_now = (s % t.checkpoint_every == 0 or s == until or self._stop_reason is not None
-                                  or bool(t.keep_every and s % t.keep_every == 0))
+                latest_now = s % t.checkpoint_every == 0 or s == until
+                keep_now = bool(t.keep_every and s % t.keep_every == 0)
+                checkpoint_now = latest_now or keep_now or self._stop_reason is not None
                 if s % t.log_every == 0 or s == until or checkpoint_now:
                     self._check_pending(last_good)
                 if s % t.log_every == 0 or s == until:
@@ -686,9 +687,9 @@ class Trainer:
                     self.logger.plot()
                 if eval_now:
                     self._evaluate_in_loop(say)
-                if t.keep_every and s % t.keep_every == 0:
+                if keep_now:
                     self.save(f"step_{s:06d}.pt")
-                if s % t.checkpoint_every == 0 or s == until:
+                if latest_now:
                     self.save(LATEST)
                     last_good = s
                 if self._stop_reason is not None:
