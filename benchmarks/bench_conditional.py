@@ -39,11 +39,12 @@ from _common import add_data_option, require_data
 
 from facegan.data import load_dataset, resolve_labels
 from facegan.directions import get_direction, load_directions
+from facegan.files import atomic_write_text
 from facegan.labels import CLASSES_PREFIX, FOLDERS
 from facegan.metrics.classifier import classifier_for_data
 from facegan.metrics.conditional import conditional_accuracy, edit_metrics, intra_class_fid
+from facegan.runtime import cpu_name
 from facegan.sampling import load_generator
-from facegan.utils import atomic_write_text, cpu_name
 
 
 def _classifier(lg, data: str, epochs: int):

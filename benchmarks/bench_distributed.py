@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from facegan.config import apply_overrides, get_preset
 from facegan.models import NetSpec, build_networks
-from facegan.utils import cpu_name
+from facegan.runtime import cpu_name
 
 
 def run(nproc: int, threads: int, args, out: Path) -> list[float]:

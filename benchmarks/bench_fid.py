@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from _common import add_data_option, require_data
 
-from facegan.utils import cpu_name
+from facegan.runtime import cpu_name
 
 
 def _data_cfg(args):

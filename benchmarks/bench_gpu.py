@@ -35,8 +35,8 @@ from reference_wgangp import JPEGFolder, gradient_penalty, no_labels
 from facegan.config import apply_overrides, get_preset
 from facegan.data import load_dataset
 from facegan.models import NetSpec, build_networks
+from facegan.runtime import cpu_name
 from facegan.train import build_trainer
-from facegan.utils import cpu_name
 
 
 def _sync(device) -> None:

@@ -68,6 +68,7 @@ from _common import add_data_option, require_data
 
 from facegan.data.sources import CELEBA_IMAGES, list_source
 from facegan.data.transforms import to_float
+from facegan.files import atomic_write_text
 from facegan.projection import (
     DEFAULT_FEATURE_WEIGHT,
     DEFAULT_FEATURES,
@@ -86,8 +87,8 @@ from facegan.projection import (
     psnr,
     ssim,
 )
+from facegan.runtime import cpu_name
 from facegan.sampling import generate, keep_detail, latents, load_generator, make_grid, photo_detail
-from facegan.utils import atomic_write_text, cpu_name
 
 
 def heldout_names(lg, data: str, start: int | None = None) -> tuple[list[str], str, object]:

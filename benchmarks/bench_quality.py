@@ -52,10 +52,9 @@ from facegan.data.sources import list_source
 from facegan.labels import UNCONDITIONAL
 from facegan.metrics.evaluate import PROTOCOL, TrainingEvaluator, evaluate_checkpoint, generate_uint8
 from facegan.models import build_networks
-from facegan.runtime import cpu_has_fast_bf16
+from facegan.runtime import cpu_has_fast_bf16, cpu_name
 from facegan.sampling import load_generator, make_grid
 from facegan.train import TrainingDiverged, TrainingInterrupted, build_trainer, resume_trainer
-from facegan.utils import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 

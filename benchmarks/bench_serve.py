@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from facegan.utils import cpu_name
+from facegan.runtime import cpu_name
 
 
 def rss_mb(pid: int) -> float:

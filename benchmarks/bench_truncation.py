@@ -30,6 +30,7 @@ from _common import add_data_option, require_data
 
 from facegan.data import load_dataset
 from facegan.errors import UserError
+from facegan.files import atomic_write, atomic_write_text
 from facegan.metrics.evaluate import (
     evaluate_images,
     generate_uint8,
@@ -37,9 +38,8 @@ from facegan.metrics.evaluate import (
 )
 from facegan.metrics.inception import load_inception
 from facegan.metrics.stats import PROTOCOL, real_stats
-from facegan.runtime import resolve_device
+from facegan.runtime import cpu_name, resolve_device
 from facegan.sampling import check_truncation, load_generator, make_grid
-from facegan.utils import atomic_write, atomic_write_text, cpu_name
 
 METRICS = ("fid", "pr")
 

@@ -14,8 +14,8 @@ import json
 import sys
 
 from facegan.errors import UserError
+from facegan.files import atomic_write
 from facegan.sampling import generate_images, load_generator, make_grid
-from facegan.utils import atomic_write
 
 
 def row_title(loaded) -> str:

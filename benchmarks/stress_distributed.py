@@ -82,7 +82,7 @@ def main() -> int:
     p.add_argument("pytest_args", nargs="*", help="passed to pytest (after --), e.g. -k sigterm")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from facegan.utils import cpu_name
+    from facegan.runtime import cpu_name
 
     print(f"{args.tests}, {args.runs} runs, {args.busy} niced busy loops on {os.cpu_count()} cores "
           f"({cpu_name()})", flush=True)

@@ -16,8 +16,8 @@ import pytest
 from facegan.checkpoint import load_checkpoint
 from facegan.config import get_preset
 from facegan.errors import UserError
+from facegan.files import FolderLock
 from facegan.train import end_run, start_run, train
-from facegan.utils import FolderLock
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the run lock needs fcntl")
 
@@ -271,13 +271,13 @@ def test_a_new_run_that_cannot_write_its_first_checkpoint_says_so(tmp_path, monk
 
 
 def test_append_jsonl_leaves_no_torn_line(tmp_path):
-    from facegan.utils import append_jsonl, read_jsonl
+    from facegan.files import append_jsonl, read_jsonl
 
     path = tmp_path / "m.jsonl"
     append_jsonl(path, {"step": 1})
     code = textwrap.dedent(f"""
         import resource, signal
-        from facegan.utils import append_jsonl
+        from facegan.files import append_jsonl
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         size = {path.stat().st_size}
         resource.setrlimit(resource.RLIMIT_FSIZE, (size + 5, size + 5))

@@ -26,8 +26,8 @@ from facegan.checkpoint import load_checkpoint
 from facegan.commands.common import EXIT_INTERRUPTED
 from facegan.config import apply_overrides, get_preset
 from facegan.data import load_dataset
+from facegan.progress import Progress, eta_seconds
 from facegan.train import TrainingInterrupted, build_trainer
-from facegan.utils import Progress, eta_seconds
 
 TINY_CLI = ["--data", "builtin", "--resolution", "16", "--max-images", "16", "--device", "cpu",
             "model.g_width=8", "model.d_width=8", "model.latent_dim=8", "train.batch_size=8",
@@ -226,7 +226,7 @@ def test_progress_lines_and_bar_show_the_budget_eta():
 
 
 def test_the_trainer_gives_its_progress_the_time_budget_left(tmp_path, tiny_folder, monkeypatch):
-    import facegan.utils
+    import facegan.progress
 
     seen = []
 
@@ -235,7 +235,7 @@ def test_the_trainer_gives_its_progress_the_time_budget_left(tmp_path, tiny_fold
             seen.append(seconds)
             super().set_budget_left(seconds)
 
-    monkeypatch.setattr(facegan.utils, "Progress", Recording)
+    monkeypatch.setattr(facegan.progress, "Progress", Recording)
     tr = tiny_trainer(tiny_folder, tmp_path / "run", "train.time_budget=600", progress=True)
     tr.train(3)
     assert len(seen) == 3 and all(0 < 600 - b <= tr.elapsed + 1e-6 for b in seen)

@@ -16,7 +16,7 @@ import torch
 
 from .config import Config
 from .errors import UserError
-from .utils import atomic_write, reporting_write_errors
+from .files import atomic_write, reporting_write_errors
 
 FORMAT = "facegan-checkpoint-v2"
 # v1 (before labels) files load as unconditional: no 'labels', label_dim 0.
@@ -28,7 +28,7 @@ BEST = "best.pt"
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` (must hold 'config' as a Config) atomically to ``path``.
 
-    A failed write (a full disk) raises :class:`~facegan.utils.WriteFailed`, a one-line user
+    A failed write (a full disk) raises :class:`~facegan.files.WriteFailed`, a one-line user
     error naming the file and the free space; the file already at ``path`` is left as it was.
     """
     state = dict(state)

@@ -382,7 +382,7 @@ def save_directions(run: str | os.PathLike, z_dim: int, new: dict[str, dict[str,
         if len(e["vector"]) != z_dim:
             raise ValueError(f"direction '{name}' has length {len(e['vector'])}, not {z_dim}")
         doc["directions"][name] = e
-    from .utils import atomic_write_text
+    from .files import atomic_write_text
 
     return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 

@@ -4,7 +4,7 @@ Every other module asks this one: :func:`resolve_device` turns ``auto`` / ``cpu`
 ``cuda:N`` into a ``torch.device``; :func:`resolve_precision` turns ``auto`` / ``fp32`` /
 ``bf16`` / ``fp16`` into what to autocast to on that device; :func:`autocast` gives the context;
 :func:`use_fused` says whether Adam runs as one fused kernel; :func:`cpu_has_fast_bf16` reads
-the CPU's flags. Nothing here imports the rest of facegan (bottom layer).
+the CPU's flags and :func:`cpu_name` its model, for figures that name their machine. Nothing here imports the rest of facegan (bottom layer).
 """
 
 from __future__ import annotations
@@ -112,3 +112,16 @@ def use_fused(setting: str, device: torch.device) -> bool:
     """train.fused_optimizer: 'auto' is on for CUDA (one kernel for all parameters instead of
     several per tensor), off elsewhere."""
     return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), for figures that must name their machine."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"

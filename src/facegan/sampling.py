@@ -20,10 +20,10 @@ from torch import nn
 from .checkpoint import load_checkpoint, run_dir_of
 from .config import Config
 from .errors import UserError
+from .files import atomic_write, reporting_write_errors
 from .labels import UNCONDITIONAL, LabelSpec, parse_condition
 from .models import NetSpec, build_networks
 from .runtime import resolve_device
-from .utils import atomic_write, reporting_write_errors
 
 
 @dataclass
@@ -241,7 +241,7 @@ def image_format(path: str | os.PathLike) -> str:
 
 def save_png(img: Image.Image, path: str | os.PathLike) -> Path:
     """Save atomically as PNG; a failed write (a full disk) is a one-line
-    :class:`~facegan.utils.WriteFailed`, and a file already at ``path`` is kept."""
+    :class:`~facegan.files.WriteFailed`, and a file already at ``path`` is kept."""
     with reporting_write_errors(path):
         return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 

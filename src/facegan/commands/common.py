@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..utils import can_create_files_in, make_out_dir
+from ..files import can_create_files_in, make_out_dir
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..config import DataConfig
-from ..utils import atomic_write, atomic_write_text, cache_home
+from ..files import atomic_write, atomic_write_text, cache_home
 
 # Bump when decoding or drawing changes, so caches made by an older facegan are not reused.
 CACHE_FORMAT = 1

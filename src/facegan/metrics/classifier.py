@@ -40,10 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..files import atomic_write, atomic_write_text, cache_home
 from ..labels import ATTR, CLASS, CLASSES_PREFIX, FOLDERS, LabelSpec
 from ..losses import ac_loss
+from ..models.spec import check_resolution
 from ..runtime import autocast, has_fast_bf16
-from ..utils import atomic_write, atomic_write_text, cache_home, check_resolution
 
 CLASSIFIER_VERSION = 1
 HELDOUT_FRACTION = 0.1
@@ -298,7 +299,7 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def classifier_cache_dir(cache_dir: str = "") -> Path:
-    """``CACHE/classifiers`` (CACHE: :func:`facegan.utils.cache_home`)."""
+    """``CACHE/classifiers`` (CACHE: :func:`facegan.files.cache_home`)."""
     return cache_home(cache_dir) / "classifiers"
 
 

@@ -20,9 +20,9 @@ from torch import nn
 
 from ..config import DataConfig
 from ..errors import UserError
+from ..files import append_jsonl
 from ..labels import UNCONDITIONAL, LabelSpec
 from ..runtime import resolve_device
-from ..utils import append_jsonl
 from .features import extract_features
 from .fid import (
     fid_from_features,

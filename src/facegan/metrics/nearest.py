@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..utils import atomic_write
+from ..files import atomic_write
 
 NEAR_COPY_L1 = 0.02  # mean |difference| under ~5/255 per pixel: a near-copy at these sizes
 # Ratios of median nearest distance, generated / held-out, taken in the space where it is largest.

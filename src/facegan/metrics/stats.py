@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..utils import atomic_write, cache_home
+from ..files import atomic_write, cache_home
 
 MAX_KID_FEATURES = 10_000
 PROTOCOL = "fid-tf-inception-2015-12-05/clean-bicubic-299/uint8"

@@ -11,7 +11,6 @@ import math
 import torch
 from torch import nn
 
-from ..utils import check_resolution
 from .conditioning import (
     D_CONDS,
     G_CONDS,
@@ -27,6 +26,7 @@ from .conditioning import (
 )
 from .grow import downscale, growth_levels, split_lod, upscale
 from .layers import norm2d, sn
+from .spec import check_resolution
 
 
 def stage_widths(resolution: int, width: int, max_width: int) -> list[int]:

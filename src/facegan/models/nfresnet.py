@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import check_resolution
 from .conditioning import ACHead, LabelEmbedding, check_labels, network_cond
 from .dcgan import stage_widths
+from .spec import check_resolution
 
 LRELU_SLOPE = 0.2
 # He gain for LeakyReLU(0.2): keeps the activations' second moment through a layer.

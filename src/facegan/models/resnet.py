@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import check_resolution
 from .blocks import DownBlock, ResBlock, UpBlock, gen_norm
 from .conditioning import (
     D_CONDS,
@@ -25,6 +24,7 @@ from .conditioning import (
 )
 from .dcgan import stage_widths
 from .layers import RELU_GAIN, conv2d, linear
+from .spec import check_resolution
 
 
 class ResNetGenerator(nn.Module):

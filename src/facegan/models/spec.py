@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..utils import check_resolution
+
+def check_resolution(resolution: int, name: str = "resolution") -> None:
+    """ValueError unless ``resolution`` is an int, a power of two and at least 8 (a network
+    halves or doubles its image down to or up from 4 x 4)."""
+    r = resolution
+    if not isinstance(r, int) or isinstance(r, bool) or r < 8 or r & (r - 1):
+        raise ValueError(f"{name} must be a power of two >= 8, got {r!r}")
 
 
 @dataclass(frozen=True)
@@ -14,7 +20,7 @@ class NetSpec:
     resolution: image side in pixels, a power of two (32, 64, 128 in practice).
     channels: image channels (3 for RGB).
     label_dim: width K of the conditioning vector c, float (N, K) (0: unconditional): one-hot
-        for K classes or {0, 1}^K for K binary attributes (see ``conditioning.py``).
+        for K classes or {0, 1}^K for K binary attributes (see ``facegan.labels``).
     """
 
     resolution: int
@@ -29,4 +35,4 @@ class NetSpec:
             raise ValueError(f"NetSpec.label_dim must be >= 0, got {self.label_dim}")
 
 
-__all__ = ["NetSpec"]
+__all__ = ["NetSpec", "check_resolution"]

@@ -50,8 +50,8 @@ its files) and :mod:`.latents` (a projected latent read back). Everything is imp
 from __future__ import annotations
 
 from ..directions import edit_latent_images
+from ..progress import run_steps
 from ..sampling import keep_detail, morph_latent_images, photo_detail
-from ..utils import run_steps
 from .encoder import (
     DEFAULT_ENCODER_STEPS,
     ENCODER_FILE,

@@ -17,9 +17,11 @@ from torch import nn
 
 from ..data.transforms import to_float
 from ..errors import UserError
+from ..files import atomic_write, reporting_write_errors
 from ..labels import LabelSpec
+from ..models.spec import check_resolution
+from ..progress import Progress, run_steps
 from ..sampling import LoadedGenerator, generate
-from ..utils import Progress, atomic_write, check_resolution, reporting_write_errors, run_steps
 
 ENCODER_FILE = "encoder.pt"
 ENCODER_FORMAT = "facegan-encoder"

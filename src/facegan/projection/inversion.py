@@ -19,9 +19,10 @@ from torch import nn
 
 from ..data.transforms import to_float
 from ..errors import UserError
+from ..files import atomic_write, atomic_write_text, reporting_write_errors
 from ..labels import parse_condition
+from ..progress import Progress, run_steps
 from ..sampling import LoadedGenerator, generate, load_generator, make_grid, save_png
-from ..utils import Progress, atomic_write, atomic_write_text, reporting_write_errors, run_steps
 from .encoder import DEFAULT_ENCODER_STEPS, Encoder, encoder_for
 from .features import DEFAULT_FEATURES, FEATURES, FeatureNet, load_features
 from .optimise import (

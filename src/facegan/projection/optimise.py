@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import Progress, run_steps
+from ..progress import Progress, run_steps
 from .features import FeatureNet
 
 DEFAULT_STEPS = 300
@@ -70,7 +70,7 @@ def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor
     up over the first 5% of the steps and down (cosine) over the last 25%, as StyleGAN2's
     projector does. Rows are independent (each image's loss depends only on its own latent),
     so a batch gives what one image at a time gives. Only z gets gradients. ``progress``: a
-    :class:`~facegan.utils.Progress`, counted on by one per step. :func:`latent_optimisation`
+    :class:`~facegan.progress.Progress`, counted on by one per step. :func:`latent_optimisation`
     is the same one step at a time.
     """
     return run_steps(latent_optimisation(generator, target, z0, c, steps=steps, lr=lr, features=features,

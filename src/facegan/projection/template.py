@@ -16,8 +16,8 @@ from PIL import Image
 from ..config import DataConfig
 from ..data.transforms import CELEBA_SIZE, crop_box
 from ..errors import UserError
+from ..files import atomic_write_text, reporting_write_errors
 from ..sampling import LoadedGenerator
-from ..utils import atomic_write_text, reporting_write_errors
 
 TEMPLATE_FILE = "face_template.json"
 TEMPLATE_IMAGES = 64  # training crops whose mean landmarks make the template

@@ -1,6 +1,6 @@
 """What a run writes while it trains: metrics.jsonl, loss.png, train.log, TensorBoard scalars.
 
-A failed write (a full disk) raises :class:`~facegan.utils.WriteFailed`, one line naming the
+A failed write (a full disk) raises :class:`~facegan.files.WriteFailed`, one line naming the
 file and the free space.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..utils import append_jsonl, atomic_write, atomic_write_text, read_jsonl, reporting_write_errors
+from ..files import append_jsonl, atomic_write, atomic_write_text, read_jsonl, reporting_write_errors
 
 
 class RunLogger:

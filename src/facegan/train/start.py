@@ -27,8 +27,8 @@ from ..checkpoint import LATEST, load_checkpoint
 from ..config import AUTO, Config, all_keys, apply_overrides, auto_data_settings, auto_preset, parse_overrides
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
 from ..errors import UserError
+from ..files import FolderBusy, FolderLock, WriteFailed, atomic_write_text, make_out_dir
 from ..runtime import cpu_has_fast_bf16, resolve_device
-from ..utils import FolderBusy, FolderLock, WriteFailed, atomic_write_text, make_out_dir
 from .build import build_trainer, resume_trainer
 from .distributed import DistEnv, init_from_env, shutdown
 from .resume import check_resume_changes, describe_changes
@@ -196,7 +196,7 @@ def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inceptio
 
 
 def lock_run_folder(run_dir: Path) -> FolderLock:
-    """Hold ``run_dir`` for this trainer (:class:`~facegan.utils.FolderLock`); a UserError naming
+    """Hold ``run_dir`` for this trainer (:class:`~facegan.files.FolderLock`); a UserError naming
     the holder when another process trains in it."""
     try:
         return FolderLock(run_dir).acquire()

@@ -24,6 +24,7 @@ from ..checkpoint import BEST, LATEST, save_checkpoint
 from ..config import Config
 from ..data import ImageSet
 from ..errors import UserError
+from ..files import WriteFailed, atomic_write_text, reporting_write_errors
 from ..labels import UNCONDITIONAL, LabelSpec
 from ..losses import (
     AdversarialLoss,
@@ -36,7 +37,6 @@ from ..losses import (
 from ..models import set_lod
 from ..runtime import autocast
 from ..sampling import STANDING_SEED, generate, latents, make_grid, save_png, standing_latents, standing_stats
-from ..utils import WriteFailed, atomic_write_text, reporting_write_errors
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
 from .distributed import DistEnv
 from .logger import RunLogger
@@ -607,12 +607,12 @@ class Trainer:
         signal during an evaluation abandons it at once, with a line on stderr saying so.
 
         Progress (``progress``, rank 0) goes to stderr: a bar on a terminal, else a plain line
-        at every 10% of the steps and at least every 30 s (:class:`~facegan.utils.Progress`).
+        at every 10% of the steps and at least every 30 s (:class:`~facegan.progress.Progress`).
         Its ETA is the smaller of the steps left at the rate so far and the time budget left.
         """
         import sys
 
-        from ..utils import Progress
+        from ..progress import Progress
 
         t = self.cfg.train
         if self.dist.is_main:

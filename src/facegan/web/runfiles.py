@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..utils import read_jsonl
+from ..files import read_jsonl
 
 SAMPLE_GRID = re.compile(r"step_(\d{1,9})\.png")  # samples/step_000500.png, by the trainer
 TOP_FILES = {  # written beside the checkpoints by the trainer or `facegan demo`

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from facegan.utils import atomic_write, atomic_write_text
+from facegan.files import atomic_write, atomic_write_text
 
 
 def test_atomic_write_permissions_and_no_leftovers(tmp_path):
