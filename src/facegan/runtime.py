@@ -4,7 +4,8 @@ Every other module asks this one: :func:`resolve_device` turns ``auto`` / ``cpu`
 ``cuda:N`` into a ``torch.device``; :func:`resolve_precision` turns ``auto`` / ``fp32`` /
 ``bf16`` / ``fp16`` into what to autocast to on that device; :func:`autocast` gives the context;
 :func:`use_fused` says whether Adam runs as one fused kernel; :func:`cpu_has_fast_bf16` reads
-the CPU's flags and :func:`cpu_name` its model, for figures that name their machine. Nothing here imports the rest of facegan (bottom layer).
+the CPU's flags and :func:`cpu_name` its model, for figures that name their machine. Nothing
+here imports the rest of facegan (bottom layer).
 """
 
 from __future__ import annotations
