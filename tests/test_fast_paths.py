@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from facegan.checkpoint import load_checkpoint
-from facegan.config import apply_overrides, get_preset, validate
+from facegan.config import apply_overrides, get_preset, parse_overrides, validate
 from facegan.data import load_dataset
 from facegan.errors import UserError
 from facegan.losses import gradient_penalty, r1_penalty
@@ -211,3 +211,23 @@ def test_profile_prints_where_the_time_goes_and_writes_nothing(folder, tmp_path)
     bad = subprocess.run([sys.executable, "-m", "facegan", "train", "--data", str(folder), "--profile", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--profile takes a number of steps >= 1" in bad.stderr
+
+
+def test_profile_of_preset_auto_profiles_the_recipe_auto_trains(folder, tmp_path):
+    # The default preset is the placeholder 'auto': a profile must resolve it as a new run
+    # does (the hardware's recipe, then DiffAugment for a small folder), not profile the
+    # placeholder's defaults (5 critic steps, batch 64).
+    from facegan.train.start import new_run_config
+
+    tiny = ["data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_width=4"]
+    r = subprocess.run([sys.executable, "-m", "facegan", "train", "--data", str(folder), "--device", "cpu",
+                        "--profile", "1", *tiny], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cfg, why = new_run_config(get_preset("auto"), {"train.device": "cpu", **parse_overrides(tiny)})
+    assert cfg.preset != "auto" and why
+    assert f"preset auto chose {why}" in r.stderr and "DiffAugment" in r.stderr  # 16 images
+    assert f"profiling {cfg.preset} on 16 images (16px)" in r.stderr
+    batch = min(cfg.train.batch_size, 16)  # a batch never exceeds the data
+    assert f"({cfg.train.n_critic} critic step(s) each, global batch {batch}," in r.stdout
+    assert cfg.train.n_critic != get_preset("auto").train.n_critic  # the placeholder's would show
+    assert list(tmp_path.iterdir()) == []

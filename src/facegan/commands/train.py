@@ -155,9 +155,8 @@ def run(trainer) -> int:
 
 def cmd_profile(args) -> int:
     """train --profile N: build the run in memory, profile N steps, print; write nothing."""
-    from ..config import apply_overrides, get_preset
+    from ..config import get_preset
     from ..train.profile import profile_config
-    from ..train.start import absolute_data_path
 
     if args.profile < 1:
         raise UserError(f"--profile takes a number of steps >= 1, got {args.profile}")
@@ -166,8 +165,7 @@ def cmd_profile(args) -> int:
                         "--preset and options instead)")
     if not args.data:
         raise UserError("--data PATH is required: an image folder, a .zip, a CelebA folder, or 'builtin'")
-    cfg = absolute_data_path(apply_overrides(get_preset(args.preset or DEFAULT_PRESET), overrides_of(args)))
-    print(profile_config(cfg, args.profile))
+    print(profile_config(get_preset(args.preset or DEFAULT_PRESET), args.profile, overrides_of(args)))
     return 0
 
 

@@ -13,13 +13,15 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..config import Config
 from .build import build_trainer
-from .start import load_data
+from .start import auto_data, load_data, new_run_config
 
 
 def _sync(device: torch.device) -> None:
@@ -98,13 +100,19 @@ def profile_steps(trainer, steps: int, *, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-def profile_config(cfg: Config, steps: int) -> str:
-    """Build ``cfg``'s run in memory (in a temporary folder, evaluation and TensorBoard off)
-    and profile ``steps`` generator steps of it (:func:`profile_steps`); nothing is kept."""
+def profile_config(cfg: Config, steps: int, overrides: Mapping[str, Any] | None = None) -> str:
+    """Build the run that ``facegan train`` would start from ``cfg`` and ``overrides`` (typed,
+    by dotted key; preset ``auto`` resolved as for a new run, :func:`new_run_config`) in memory,
+    in a temporary folder with evaluation and TensorBoard off, and profile ``steps`` generator
+    steps of it (:func:`profile_steps`); nothing is kept."""
+    overrides = dict(overrides or {})
+    cfg, auto_why = new_run_config(cfg, overrides)
     t = dataclasses.replace(cfg.train, eval_every=0, tensorboard=False)
     cfg = dataclasses.replace(cfg, train=t).validate()
     with tempfile.TemporaryDirectory(prefix="facegan-profile-") as tmp:
         data = load_data(cfg, Path(tmp))
+        if auto_why is not None:
+            cfg = auto_data(cfg, len(data), auto_why, overrides)
         trainer = build_trainer(cfg, data, tmp, progress=False)
         print(f"profiling {cfg.preset} on {len(data)} images ({cfg.data.resolution}px), "
               f"{steps} step(s) after 1 warm-up step; nothing is written", file=sys.stderr)

@@ -69,10 +69,7 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
             _probe_lock(run_dir)  # a run being trained there says so first
             raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
                             "or choose a new --out")
-        auto_why = None
-        if cfg.preset == AUTO:
-            cfg, auto_why = _auto_recipe(apply_overrides(cfg, typed))
-        cfg = absolute_data_path(apply_overrides(cfg, typed)).validate()
+        cfg, auto_why = new_run_config(cfg, typed)
     env = init_from_env(cfg.train.device)
     trainer = None
     try:
@@ -132,6 +129,17 @@ def train(cfg: Config | None, out: str | os.PathLike | None, *, resume: str | os
 
 # ---- the steps ------------------------------------------------------------------------------
 
+def new_run_config(cfg: Config, overrides: Mapping[str, Any]) -> tuple[Config, str | None]:
+    """A new run's config: ``cfg`` with ``overrides`` (typed, by dotted key) applied, the data
+    path made absolute, and preset ``auto`` replaced by the recipe for the hardware the run will
+    train on. Returns (config, why auto chose its recipe; None for a named preset). What auto
+    adds for the data's size comes once the data is loaded (:func:`auto_data`)."""
+    auto_why = None
+    if cfg.preset == AUTO:
+        cfg, auto_why = _auto_recipe(apply_overrides(cfg, overrides))
+    return absolute_data_path(apply_overrides(cfg, overrides)).validate(), auto_why
+
+
 def _auto_recipe(cfg: Config) -> tuple[Config, str]:
     """preset auto, first half: the recipe for the hardware ``cfg`` (the placeholder with the
     user's overrides) would train on. A CPU counts as having fast bf16 only when the run may
@@ -146,9 +154,11 @@ def _auto_recipe(cfg: Config) -> tuple[Config, str]:
     return auto_preset(hardware, cfg.data.resolution)
 
 
-def _auto_data(env: DistEnv, cfg: Config, n_images: int, why: str, given: Mapping[str, Any]) -> Config:
-    """preset auto, second half, once the data is loaded: settings for its size; says in one
-    line what was chosen and why."""
+def auto_data(cfg: Config, n_images: int, why: str, given: Mapping[str, Any],
+              env: DistEnv | None = None) -> Config:
+    """preset auto, second half, once the data is loaded: settings for its size (``given``: the
+    user's overrides, which it never replaces); says in one line (rank 0's) what was chosen and
+    why."""
     extra, data_why = auto_data_settings(n_images, given)
     if extra:
         cfg = apply_overrides(cfg, extra).validate()
@@ -167,7 +177,7 @@ def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inceptio
         lock = env.agree(lambda: lock_run_folder(run_dir), main_only=True)
         data = _load_data_ranked(env, cfg, run_dir)
         if auto is not None:
-            cfg = _auto_data(env, cfg, len(data), *auto)
+            cfg = auto_data(cfg, len(data), *auto, env=env)
         # The fingerprint is of the decoded content, so a fresh copy of the same files (new
         # mtimes) is not "different data"; a re-pointed data.path is reported as a change.
         if (ckpt is not None and data.fingerprint != ckpt.get("data_fingerprint")
@@ -383,9 +393,10 @@ def _print_labels(env: DistEnv, trainer: Trainer) -> None:
         trainer.logger.event(line)
 
 
-def _info(env: DistEnv, message: str) -> None:
-    """One line on stderr, from rank 0 only: a torchrun job says each thing once."""
-    if env.is_main:
+def _info(env: DistEnv | None, message: str) -> None:
+    """One line on stderr, from rank 0 only (``env`` None: a single process): a torchrun job
+    says each thing once."""
+    if env is None or env.is_main:
         print(message, file=sys.stderr)
 
 
