@@ -330,12 +330,18 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path, tiny_folder):
 
 def test_resume_refuses_another_preset_and_reached_steps(tmp_path, tiny_folder):
     from facegan.errors import UserError
-    from facegan.train import start_run, train
+    from facegan.train import end_run, start_run, train
 
     run = train(tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1", "train.steps=1"),
                 tmp_path / "run", progress=False)
     with pytest.raises(UserError, match="--preset cannot change when resuming"):
         start_run(None, None, resume=run, preset="demo", progress=False)
+    # The command line that started a run with --preset auto resumes it: auto chose its preset.
+    resumed = start_run(None, None, resume=run, preset="auto", overrides=["steps=2"], progress=False)
+    try:
+        assert resumed.cfg.preset == "wgangp-celeba64" and resumed.step == 1
+    finally:
+        end_run(resumed)
     with pytest.raises(UserError, match="already at step 1"):
         start_run(None, None, resume=run, progress=False)
     with pytest.raises(UserError, match="cannot change model.g_width"):

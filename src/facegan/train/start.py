@@ -273,7 +273,8 @@ def _resumed_config(ckpt: dict, run_dir: Path, overrides: Mapping[str, Any],
     """The config a resumed run goes on with, its changes from the checkpoint's, and the
     lines to tell the user about them."""
     old: Config = ckpt["config"]
-    if preset is not None and preset != old.preset:
+    # 'auto' chose the run's preset when it started; naming it again on resume changes nothing.
+    if preset is not None and preset not in (AUTO, old.preset):
         raise UserError(f"--preset cannot change when resuming (this run is '{old.preset}'); drop "
                         "--preset, or start a new run with --out NEW_RUN_DIR")
     step = int(ckpt.get("step", 0))
