@@ -51,13 +51,18 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 
 @functools.cache
+def _cpuinfo() -> str:
+    """The text of /proc/cpuinfo (Linux); '' where there is none."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 dot products (AVX-512 BF16 or AMX), where oneDNN's
     bf16 convolutions beat fp32; elsewhere bf16 is emulated and slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -119,10 +124,7 @@ def cpu_name() -> str:
     """The CPU's model name (Linux /proc/cpuinfo), for figures that must name their machine."""
     import platform
 
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"

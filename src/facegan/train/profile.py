@@ -21,6 +21,7 @@ import torch
 
 from ..config import Config
 from .build import build_trainer
+from .distributed import DistEnv
 from .start import auto_data, load_data, new_run_config
 
 
@@ -112,7 +113,7 @@ def profile_config(cfg: Config, steps: int, overrides: Mapping[str, Any] | None 
     with tempfile.TemporaryDirectory(prefix="facegan-profile-") as tmp:
         data = load_data(cfg, Path(tmp))
         if auto_why is not None:
-            cfg = auto_data(cfg, len(data), auto_why, overrides)
+            cfg = auto_data(cfg, len(data), auto_why, overrides, env=DistEnv())
         trainer = build_trainer(cfg, data, tmp, progress=False)
         print(f"profiling {cfg.preset} on {len(data)} images ({cfg.data.resolution}px), "
               f"{steps} step(s) after 1 warm-up step; nothing is written", file=sys.stderr)

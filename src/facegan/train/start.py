@@ -154,8 +154,7 @@ def _auto_recipe(cfg: Config) -> tuple[Config, str]:
     return auto_preset(hardware, cfg.data.resolution)
 
 
-def auto_data(cfg: Config, n_images: int, why: str, given: Mapping[str, Any],
-              env: DistEnv | None = None) -> Config:
+def auto_data(cfg: Config, n_images: int, why: str, given: Mapping[str, Any], env: DistEnv) -> Config:
     """preset auto, second half, once the data is loaded: settings for its size (``given``: the
     user's overrides, which it never replaces); says in one line (rank 0's) what was chosen and
     why."""
@@ -394,10 +393,9 @@ def _print_labels(env: DistEnv, trainer: Trainer) -> None:
         trainer.logger.event(line)
 
 
-def _info(env: DistEnv | None, message: str) -> None:
-    """One line on stderr, from rank 0 only (``env`` None: a single process): a torchrun job
-    says each thing once."""
-    if env is None or env.is_main:
+def _info(env: DistEnv, message: str) -> None:
+    """One line on stderr, from rank 0 only: a torchrun job says each thing once."""
+    if env.is_main:
         print(message, file=sys.stderr)
 
 
