@@ -109,7 +109,7 @@ def profile_config(cfg: Config, steps: int, overrides: Mapping[str, Any] | None 
     overrides = dict(overrides or {})
     cfg, auto_why = new_run_config(cfg, overrides)
     t = dataclasses.replace(cfg.train, eval_every=0, tensorboard=False)
-    cfg = dataclasses.replace(cfg, train=t).validate()
+    cfg = dataclasses.replace(cfg, train=t)  # new_run_config validated it; these two are always valid
     with tempfile.TemporaryDirectory(prefix="facegan-profile-") as tmp:
         data = load_data(cfg, Path(tmp))
         if auto_why is not None:
