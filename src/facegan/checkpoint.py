@@ -69,7 +69,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # untrusted bytes: any failure to parse means 'not a checkpoint'
-        raise UserError(f"'{p}' is not a readable facegan checkpoint ({_why_unreadable(e)}); "
+        raise UserError(f"'{p}' is not a readable facegan checkpoint ({_why_unreadable(p, e)}); "
                         "point to a .pt file written by 'facegan train'") from None
     if (not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, *OLD_FORMATS)
             or "config" not in ckpt):
@@ -85,9 +85,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def _why_unreadable(e: Exception) -> str:
+def _why_unreadable(path: Path, e: Exception) -> str:
     """A short reason for a failed torch.load, without PyTorch's advice to retry with
     weights_only=False: that would run whatever code the file carries."""
+    # torch.save writes a zip archive (legacy files: a pickle, protocol byte 0x80). Anything
+    # else fails inside the weights-only unpickler too, whose message would blame Python objects.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        return "not a PyTorch file"
     text = str(e).strip()
     low = text.lower()
     if "weights_only" in low or "weights only" in low:
