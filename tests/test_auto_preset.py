@@ -16,10 +16,14 @@ from facegan.config import (
     HARDWARE,
     HIGH_RES,
     PRESETS,
+    SHORT_RUN,
+    SHORT_RUN_WIDTH,
     SMALL_DATA,
     SMALL_DATA_AUGMENT,
+    apply_overrides,
     auto_data_settings,
     auto_preset,
+    auto_time_settings,
     get_preset,
 )
 from facegan.errors import UserError
@@ -56,6 +60,39 @@ def test_small_data_gets_diffaugment_unless_the_user_chose():
     assert auto_data_settings(10, given=["train.augment"]) == ({}, "")
 
 
+def test_a_short_run_on_a_cpu_without_bf16_gets_narrower_nets():
+    widths = {"model.g_width": SHORT_RUN_WIDTH, "model.d_width": SHORT_RUN_WIDTH}
+    extra, why = auto_time_settings("cpu", 64, SHORT_RUN, given=[])
+    assert extra == widths and f"{SHORT_RUN_WIDTH} wide" in why and f"{SHORT_RUN / 60:g} minutes" in why
+    assert auto_time_settings("cpu", 64, 600.0, given=["train.g_lr"])[0] == widths
+    # The narrower nets are a valid form of the preset auto takes there.
+    cfg = apply_overrides(auto_preset("cpu")[0], extra).validate()
+    assert cfg.model.g_width == cfg.model.d_width == SHORT_RUN_WIDTH < auto_preset("cpu")[0].model.g_width
+    nothing = ({}, "")
+    assert auto_time_settings("cpu", 64, SHORT_RUN + 1, given=[]) == nothing  # longer: the wider nets
+    assert auto_time_settings("cpu", 64, 0.0, given=[]) == nothing  # no budget: steps say nothing of time
+    assert auto_time_settings("cpu-bf16", 64, 600.0, given=[]) == nothing
+    assert auto_time_settings("gpu", 64, 600.0, given=[]) == nothing
+    assert auto_time_settings("cpu", HIGH_RES, 600.0, given=[]) == nothing  # the 128 px preset is narrow
+    for key in ("model.g_width", "d_width"):  # dotted or bare, the user's width wins
+        assert auto_time_settings("cpu", 64, 600.0, given=[key]) == nothing
+
+
+def test_auto_reads_the_time_budget_from_the_users_settings():
+    from facegan.train.start import new_run_config
+
+    short, why = new_run_config(get_preset("auto"), {"data.path": "builtin", "train.precision": "fp32",
+                                                     "train.time_budget": 600.0})
+    assert short.preset == AUTO_PRESETS["cpu"][0] and short.model.g_width == SHORT_RUN_WIDTH
+    assert short.train.time_budget == 600.0 and "10 minutes" in why
+    long, why = new_run_config(get_preset("auto"), {"data.path": "builtin", "train.precision": "fp32",
+                                                    "train.time_budget": 3600.0})
+    assert long.model.g_width == get_preset(AUTO_PRESETS["cpu"][0]).model.g_width and "wide, since" not in why
+    mine, _ = new_run_config(get_preset("auto"), {"data.path": "builtin", "train.precision": "fp32",
+                                                  "train.time_budget": 600.0, "model.d_width": 32})
+    assert (mine.model.g_width, mine.model.d_width) == (get_preset(AUTO_PRESETS["cpu"][0]).model.g_width, 32)
+
+
 def test_docs_table_agrees_with_the_code():
     text = DOCS.read_text()
     for hw, (name, _) in AUTO_PRESETS.items():
@@ -64,6 +101,8 @@ def test_docs_table_agrees_with_the_code():
         assert re.search(rf"\|\s*`{re.escape(hw)}`, {HIGH_RES} px and above[^|\n]*\|\s*`{re.escape(name)}`\s*\|",
                          text), hw
     assert f"{SMALL_DATA:,}" in text and SMALL_DATA_AUGMENT in text
+    assert f"`train.time_budget` of {SHORT_RUN / 60:g} minutes or less" in text
+    assert f"`model.g_width={SHORT_RUN_WIDTH} model.d_width={SHORT_RUN_WIDTH}`" in text
 
 
 def _train(tmp_path, *args):

@@ -1,6 +1,7 @@
 """The command line through a subprocess: happy path and user mistakes (one line, exit 2)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -120,6 +121,18 @@ def test_presets_listing():
     assert r.returncode == 0 and "wgangp-celeba64" in r.stdout and "train.g_lr" in r.stdout
     r = facegan("presets", "--show", "wgangp-celeba128")
     assert json.loads(r.stdout)["model"]["latent_dim"] == 200
+
+
+def test_a_closed_output_pipe_stops_quietly():
+    # `facegan presets | head -1`: the reader has gone before facegan writes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run([sys.executable, "-m", "facegan", "presets"], stdout=write_end,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 1 and r.stderr == "", r.stderr
 
 
 def test_time_budget_then_resume_trains_on(tmp_path, images):

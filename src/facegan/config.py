@@ -586,6 +586,12 @@ AUTO_HIGH_RES: dict[str, tuple[str, str]] = {
 # for small sets (Zhao et al. 2020) then goes on every critic input.
 SMALL_DATA = 2000
 SMALL_DATA_AUGMENT = "color,translation,cutout"
+# A CPU without fast bf16, below HIGH_RES, given train.time_budget of this many seconds or less:
+# the same nets this wide. Their steps cost about half, and over such a run more of them beat
+# wider ones (docs/quality.md, "An hour of an AVX2-only CPU"); given longer, the wider nets,
+# still learning more per step, catch up.
+SHORT_RUN = 1800.0
+SHORT_RUN_WIDTH = 48
 
 
 def auto_preset(hardware: str, resolution: int = 64) -> tuple[Config, str]:
@@ -597,14 +603,35 @@ def auto_preset(hardware: str, resolution: int = 64) -> tuple[Config, str]:
     return get_preset(name), f"{name} ({why})"
 
 
+def auto_time_settings(hardware: str, resolution: int, time_budget: float,
+                       given: Iterable[str]) -> tuple[dict[str, Any], str]:
+    """preset auto's settings for a short run: on a CPU without fast bf16 below
+    :data:`HIGH_RES`, a ``train.time_budget`` of :data:`SHORT_RUN` seconds or less makes both
+    nets :data:`SHORT_RUN_WIDTH` wide, unless the user set either width (``given``: the keys the
+    user set). Returns (overrides, why; '' when there are none)."""
+    keys = {"model.g_width", "model.d_width"}
+    if (hardware != "cpu" or resolution >= HIGH_RES or not 0 < time_budget <= SHORT_RUN
+            or keys & _dotted(given)):
+        return {}, ""
+    return ({k: SHORT_RUN_WIDTH for k in sorted(keys)},
+            f"both nets {SHORT_RUN_WIDTH} wide, since {time_budget / 60:g} minutes "
+            f"(train.time_budget) on such a CPU pay more for their cheaper steps")
+
+
 def auto_data_settings(n_images: int, given: Iterable[str]) -> tuple[dict[str, Any], str]:
     """preset auto's settings for a data set of ``n_images``: DiffAugment below
-    :data:`SMALL_DATA` images unless the user set ``train.augment`` (``given``: the dotted keys
-    the user set). Returns (overrides, why; '' when there are none)."""
-    if n_images >= SMALL_DATA or "train.augment" in set(given):
+    :data:`SMALL_DATA` images unless the user set ``train.augment`` (``given``: the keys the
+    user set). Returns (overrides, why; '' when there are none)."""
+    if n_images >= SMALL_DATA or "train.augment" in _dotted(given):
         return {}, ""
     return ({"train.augment": SMALL_DATA_AUGMENT},
             f"DiffAugment {SMALL_DATA_AUGMENT}, since {n_images:,} images are under {SMALL_DATA:,}")
+
+
+def _dotted(given: Iterable[str]) -> set[str]:
+    """The dotted form of each key (a bare key where it is unique: 'augment' -> 'train.augment')."""
+    keys = all_keys()
+    return {".".join(keys[k]) if k in keys else k for k in given}
 
 
 def get_preset(name: str) -> Config:

@@ -10,6 +10,7 @@ with 130. Nothing heavy is imported until a command runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facegan: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of the output went away (`facegan presets | head`): stop quietly, as other
+        # command-line tools do. Python flushes stdout again at exit, so point it at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         warnings.formatwarning = _python_format_warning
 

@@ -213,15 +213,16 @@ def cmd_demo(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from ..config import AUTO, AUTO_PRESETS, PRESETS, SMALL_DATA, all_keys, get_preset
+    from ..config import AUTO, AUTO_PRESETS, PRESETS, SHORT_RUN, SHORT_RUN_WIDTH, SMALL_DATA, all_keys, get_preset
 
     if args.show:
         print(get_preset(args.show).to_json())
         return 0
     width = max(map(len, PRESETS))
     choices = "; ".join(f"{hw}: {name}" for hw, (name, _) in AUTO_PRESETS.items())
-    print(f"{AUTO:{width}s}  the default: chosen for the device ({choices}), with DiffAugment "
-          f"under {SMALL_DATA:,} images")
+    print(f"{AUTO:{width}s}  the default: chosen for the device ({choices}); on a cpu, "
+          f"{SHORT_RUN_WIDTH} wide given train.time_budget <= {SHORT_RUN:g} s; DiffAugment under "
+          f"{SMALL_DATA:,} images")
     for name, spec in PRESETS.items():
         print(f"{name:{width}s}  {spec.help}")
     print("\noverride any field as key=value, e.g. train.g_lr=2e-4 model.d_norm=layer; keys:")

@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import LATEST, load_checkpoint
-from ..config import AUTO, Config, all_keys, apply_overrides, auto_data_settings, auto_preset, parse_overrides
+from ..config import (
+    AUTO,
+    Config,
+    all_keys,
+    apply_overrides,
+    auto_data_settings,
+    auto_preset,
+    auto_time_settings,
+    parse_overrides,
+)
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
 from ..errors import UserError
 from ..files import FolderBusy, FolderLock, WriteFailed, atomic_write_text, make_out_dir
@@ -136,14 +145,14 @@ def new_run_config(cfg: Config, overrides: Mapping[str, Any]) -> tuple[Config, s
     adds for the data's size comes once the data is loaded (:func:`auto_data`)."""
     auto_why = None
     if cfg.preset == AUTO:
-        cfg, auto_why = _auto_recipe(apply_overrides(cfg, overrides))
+        cfg, auto_why = _auto_recipe(apply_overrides(cfg, overrides), overrides)
     return absolute_data_path(apply_overrides(cfg, overrides)).validate(), auto_why
 
 
-def _auto_recipe(cfg: Config) -> tuple[Config, str]:
+def _auto_recipe(cfg: Config, given: Iterable[str]) -> tuple[Config, str]:
     """preset auto, first half: the recipe for the hardware ``cfg`` (the placeholder with the
-    user's overrides) would train on. A CPU counts as having fast bf16 only when the run may
-    use it (precision auto or bf16)."""
+    user's overrides, whose keys are ``given``) would train on, and for its time budget. A CPU
+    counts as having fast bf16 only when the run may use it (precision auto or bf16)."""
     device = resolve_device(cfg.train.device)
     if device.type == "cuda":
         hardware = "gpu"
@@ -151,7 +160,11 @@ def _auto_recipe(cfg: Config) -> tuple[Config, str]:
         hardware = "cpu-bf16"
     else:
         hardware = "cpu"
-    return auto_preset(hardware, cfg.data.resolution)
+    chosen, why = auto_preset(hardware, cfg.data.resolution)
+    extra, time_why = auto_time_settings(hardware, cfg.data.resolution, cfg.train.time_budget, given)
+    if extra:
+        chosen, why = apply_overrides(chosen, extra), f"{why}, {time_why}"
+    return chosen, why
 
 
 def auto_data(cfg: Config, n_images: int, why: str, given: Mapping[str, Any], env: DistEnv) -> Config:
