@@ -629,9 +629,10 @@ def auto_data_settings(n_images: int, given: Iterable[str]) -> tuple[dict[str, A
 
 
 def _dotted(given: Iterable[str]) -> set[str]:
-    """The dotted form of each key (a bare key where it is unique: 'augment' -> 'train.augment')."""
+    """The dotted form of each key the user set (a bare key where it is unique:
+    'augment' -> 'train.augment'), by the lookup the overrides themselves go through."""
     keys = all_keys()
-    return {".".join(keys[k]) if k in keys else k for k in given}
+    return {".".join(_field_of(k, keys)) for k in given}
 
 
 def get_preset(name: str) -> Config:
