@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,6 +160,30 @@ def test_demo_runs_tiny(tmp_path):
     for f in ("samples.png", "loss.png", "morph.png", "morph.gif", "checkpoints/latest.pt"):
         assert (out / f).exists(), f
     assert str(out / "samples.png") in r.stdout
+    assert "budget" not in r.stderr  # --steps trains them all, without the time budget
+    # A second demo into the same folder keeps the run and says how to continue it.
+    r = facegan("demo", "--out", out, "--steps", 2, "--no-progress")
+    assert_user_error(r, f"'{out}' already holds a demo run", f"facegan train --resume {out}")
+
+
+def test_demo_says_when_its_budget_stopped_it(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from facegan import config
+    from facegan.commands.train import cmd_demo
+
+    demo = config.PRESETS["demo"]
+    tiny = {"data.resolution": 16, "data.max_images": 64, "model.latent_dim": 8, "model.g_width": 4,
+            "model.d_width": 4, "train.batch_size": 8, "train.steps": 10 ** 6, "train.time_budget": 1.0}
+    monkeypatch.setitem(config.PRESETS, "demo", config.PresetSpec(demo.help, {**demo.settings(), **tiny}))
+    out = tmp_path / "demo"
+    assert cmd_demo(argparse.Namespace(out=str(out), steps=None, device=None, no_progress=True)) == 0
+    err = capsys.readouterr().err
+    step = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert 0 < step < 10 ** 6
+    line = next(ln for ln in err.splitlines() if "budget at step" in ln)
+    assert line.startswith(f"facegan demo: stopped by the 1-second budget at step {step:,} of 1,000,000")
+    assert re.search(r"about \d+ more minutes: facegan train --resume .*demo train.time_budget=0$", line)
 
 
 def test_sigterm_writes_checkpoint_then_resume(tmp_path, images):
@@ -199,3 +225,24 @@ def test_option_choices_come_from_the_config():
         for option, key in keys.items():
             assert tuple(actions[option].choices) == field_choices(key), (command, option)
     assert "fp16" in field_choices("train.precision")
+
+
+def test_every_option_of_every_command_has_a_help_line():
+    import argparse
+
+    from facegan.commands import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {a.option_strings[-1] if a.option_strings else a.metavar or a.dest}"
+               for name, parser in sub.choices.items() for a in parser._actions
+               if not a.help and a.help is not argparse.SUPPRESS]
+    assert missing == []
+    assert {"train", "demo", "sample", "morph", "edit", "serve", "evaluate"} <= set(sub.choices)
+
+
+def test_help_says_what_a_one_number_strength_means():
+    r = facegan("edit", "--help")
+    assert r.returncode == 0
+    assert "one number S for -S:S" in " ".join(r.stdout.split())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "`--strength 3`, means `-3:3`" in readme

@@ -337,6 +337,11 @@ def test_corrupt_files_are_skipped_with_one_warning(tmp_path):
     assert "b_truncated.jpg" in str(caught[0].message)
     assert ds.names == ["a_good.jpg", "c_good.png"] and len(ds) == 2
     assert [s[0] for s in ds.skipped] == ["b_truncated.jpg", "d_text.jpg"]
+    # Each reason is words about the file, not Pillow's "<_io.BytesIO object at 0x...>".
+    reasons = dict(ds.skipped)
+    assert reasons["d_text.jpg"] == "not an image Pillow can read (a broken file, or not an image at all)"
+    assert reasons["b_truncated.jpg"].startswith("OSError: ")
+    assert not any("object at 0x" in r or "BytesIO" in r for r in reasons.values())
     # The cached copy reports the same skipped files.
     with pytest.warns(UserWarning, match="skipped 2"):
         assert load(tmp_path).skipped == ds.skipped

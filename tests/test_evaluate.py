@@ -224,8 +224,12 @@ def test_fid_command_folders_and_saved_stats(fake_net, tmp_path, capsys):
     _write_images(b, 10, size=(33, 17), seed=2)
     args = _parse(["fid", str(a), str(tmp_path / "b"), "--kid", "--json"])
     assert args.func(args) == 0
-    res = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    res = json.loads(out)
     assert res["fid"] > 0 and "kid_mean" in res
+    # FID of a dozen images is biased, and says so in facegan's own voice.
+    warned = [ln for ln in err.splitlines() if "warning:" in ln]
+    assert warned and all(ln.startswith("facegan: warning: ") for ln in warned), err
     stats = tmp_path / "a.npz"
     args = _parse(["fid", "--save-stats", str(stats), str(a)])
     assert args.func(args) == 0 and stats.is_file()
@@ -296,7 +300,7 @@ def test_evaluate_command_with_real_inception(run_dir, monkeypatch, tmp_path):
     assert "computing real-image statistics once: Inception features of 48 images" in r.stderr
     assert "real-image features: 48/48 images" in r.stderr
     assert "generated-image features: 16/16 images" in r.stderr
-    assert sum(ln.startswith("warning: FID on 16 generated") for ln in r.stderr.splitlines()) == 1
+    assert sum(ln.startswith("facegan: warning: FID on 16 generated") for ln in r.stderr.splitlines()) == 1
     rec = json.loads(r.stdout.strip().splitlines()[-1])
     assert rec["kind"] == "eval" and rec["network"] == "fidhelper-default1" and rec["fid"] > 0
     assert rec["protocol"] == PROTOCOL
@@ -338,7 +342,7 @@ def test_first_evaluate_announces_real_statistics_and_logs_progress(fake_net, ru
     assert "computing real-image statistics once: Inception features of 48 images" in err
     assert "real-image features: 48/48 images" in err and "done in" in err
     assert "generated-image features: 20/20 images" in err
-    warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    warnings = [ln for ln in err.splitlines() if ln.startswith("facegan: warning:")]
     assert len(warnings) == 1 and "FID on 20 generated and 48 real images is unreliable" in warnings[0]
     args.func(args)
     err = capsys.readouterr().err
@@ -371,7 +375,7 @@ def test_fid_on_few_images_warns_once(fake_net, tmp_path, capsys):
     _write_images(tmp_path / "b", 10, seed=2)
     args = _parse(["fid", str(tmp_path / "a"), str(tmp_path / "b")])
     assert args.func(args) == 0
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("facegan: warning:")]
     assert len(err) == 1 and "FID on 12 and 10 images is unreliable" in err[0] and "10,000" in err[0]
 
 

@@ -58,6 +58,9 @@ def run(tmp_path_factory):
     (["--max-images", "-1"], ["data.max_images must be >= 0", "got -1"]),
     (["--eval-every", "-1"], ["train.eval_every must be >= 0", "got -1"]),
     (["train.standing_stats=-1"], ["train.standing_stats must be >= 0", "got -1"]),
+    (["--steps", "-5"], ["train.steps must be >= 0", "got -5"]),
+    (["train.batch_size=0"], ["train.batch_size must be >= 1", "got 0"]),
+    (["train.n_critic=0"], ["train.n_critic must be >= 1", "got 0"]),
 ])
 def test_bad_config_value_is_one_line_and_leaves_no_run_folder(tmp_path, bad, needles):
     r = facegan("train", *TINY, *bad, "--out", tmp_path / "run", cwd=tmp_path)
@@ -70,6 +73,12 @@ def test_bad_config_value_is_one_line_and_leaves_no_run_folder(tmp_path, bad, ne
 def test_sample_nrow_zero(run, tmp_path):
     r = facegan("sample", run, "--nrow", 0, "--out", tmp_path / "s.png", cwd=tmp_path)
     assert_user_error(r, "--nrow must be at least 1", "got 0")
+    assert leftovers(tmp_path) == []
+
+
+def test_sample_batch_size_zero(run, tmp_path):
+    r = facegan("sample", run, "--batch-size", 0, "--out", tmp_path / "s.png", cwd=tmp_path)
+    assert_user_error(r, "--batch-size must be at least 1", "got 0")
     assert leftovers(tmp_path) == []
 
 
@@ -155,3 +164,4 @@ def test_bf16_warning_only_where_emulated(monkeypatch):
         assert runtime.resolve_precision("fp32", cpu) == "fp32"
     with pytest.warns(UserWarning, match="^facegan: precision=bf16 .* slower than fp32"):
         assert runtime.resolve_precision("bf16", cpu) == "bf16"
+

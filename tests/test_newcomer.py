@@ -285,7 +285,10 @@ def test_demo_never_deletes_an_existing_run(run, tmp_path):
     ckpt = (run / "checkpoints" / "latest.pt").read_bytes()
     before = _snapshot(run)
     r = facegan("demo", "--out", run, "--steps", 1, "--no-progress")
-    assert_user_error(r, str(run), "--out NEW_FOLDER", f"--resume {run}")
+    # A run of another preset is not called a demo run (nor offered to resume as one).
+    preset = json.loads((run / "config.json").read_text())["preset"]
+    assert preset != "demo"
+    assert_user_error(r, f"'{run}' holds a facegan run of preset {preset}, not a demo", "--out NEW_FOLDER")
     assert (run / "checkpoints" / "latest.pt").read_bytes() == ckpt and _snapshot(run) == before
     other = tmp_path / "other"
     other.mkdir()

@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -154,6 +155,23 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_folder):
     assert ck["step"] == 2
     for k, v in good.items():
         torch.testing.assert_close(ck["G"][k], v)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_divergence_advice_offers_fp32_only_to_a_run_not_in_it(tmp_path, tiny_folder, precision):
+    cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1", f"train.precision={precision}")
+    data = load_dataset(cfg.data, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU that emulates it warns that it is slower
+        tr = build_trainer(cfg, data, tmp_path / "run", progress=False)
+    assert tr.precision == precision
+    tr.train(1)
+    with torch.no_grad():
+        for p in tr.D.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="lower the learning rates") as e:
+        tr.train(3)
+    assert ("train.precision=fp32" in str(e.value)) == (precision != "fp32")
 
 
 def test_nan_found_with_deferred_reads_names_the_step_and_keeps_a_good_checkpoint(tmp_path, tiny_folder):

@@ -334,8 +334,11 @@ class Config:
                 if not 0.0 <= getattr(t, name) < 1.0:
                     raise UserError(f"train.{name} must be in [0, 1) (an Adam beta, e.g. "
                                     f"train.{name}={getattr(TrainConfig, name)}), got {getattr(t, name)}")
-        if t.steps < 0 or t.batch_size < 1 or t.n_critic < 1:
-            raise UserError("train.steps must be >= 0, train.batch_size >= 1 and train.n_critic >= 1")
+        for name, low, what in (("steps", 0, "generator steps of the whole run"),
+                                ("batch_size", 1, "images per step"),
+                                ("n_critic", 1, "critic steps per generator step")):
+            if getattr(t, name) < low:
+                raise UserError(f"train.{name} must be >= {low} ({what}), got {getattr(t, name)}")
         if t.compile == "all" and (loss.gp_weight > 0 or loss.r1_weight > 0 or loss.r2_weight > 0):
             raise UserError("train.compile=all compiles the critic, but the gradient penalty / R1 needs "
                             "its double backward, which compiled graphs do not support; use "

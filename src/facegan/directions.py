@@ -292,7 +292,8 @@ def parse_strength(text: str) -> tuple[float, float]:
         hi = abs(float(t))
         lo = -hi
     else:
-        raise UserError(f"--strength '{text}' is not LOW:HIGH; write e.g. --strength -3:3")
+        raise UserError(f"--strength '{text}' is not LOW:HIGH or one number S (for -S:S); "
+                        "write e.g. --strength -3:3")
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
         raise UserError(f"--strength '{text}': LOW must be below HIGH, e.g. --strength -3:3")
     return lo, hi

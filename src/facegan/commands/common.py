@@ -64,10 +64,47 @@ def check_out_file(path: str | None, option: str, image: bool = True,
         raise UserError(f"cannot write {option} '{p}': '{p.parent}' does not take new files{why}; "
                         f"give {option} a path in a writable place")
 
+
+# The options many commands share, each with one help line.
+def add_run(parser, dest: str = "run") -> None:
+    """The positional run argument: a run folder or a checkpoint file."""
+    parser.add_argument(dest, metavar="RUN_DIR_OR_CHECKPOINT", help="a run folder (facegan train "
+                        "--out) or a checkpoint file in it (checkpoints/*.pt)")
+
+
+def add_device(parser, default: str | None = "auto") -> None:
+    """--device; ``default`` None leaves it to the run's config (train.device)."""
+    parser.add_argument("--device", default=default, help="auto (a CUDA GPU when there is one, "
+                        "else the CPU), cpu, cuda or cuda:N" + ("" if default else
+                                                                 " (default: the run's train.device)"))
+
+
+def add_seed(parser, what: str) -> None:
+    """--seed, default 0: the same seed gives the same ``what``."""
+    parser.add_argument("--seed", type=int, default=0, help=f"random seed: the same seed gives the "
+                        f"same {what} (default %(default)s)")
+
+
+def add_no_ema(parser) -> None:
+    parser.add_argument("--no-ema", action="store_true", help="use the raw generator, not its "
+                        "EMA (the smoothed weights, which draw better faces)")
+
+
+def check_batch_size(value: int | None, option: str = "--batch-size") -> None:
+    """Refuse a batch size below 1 (a number of images per forward pass)."""
+    if value is not None and value < 1:
+        raise UserError(f"{option} must be at least 1 (images per forward pass), got {value}")
+
+
 __all__ = [
     "EXIT_DIVERGED",
     "EXIT_INTERRUPTED",
     "EXIT_USER_ERROR",
+    "add_device",
+    "add_no_ema",
+    "add_run",
+    "add_seed",
+    "check_batch_size",
     "check_out_file",
     "info",
     "is_main_process",

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import check_out_file
+from .common import add_device, add_no_ema, add_run, add_seed, check_out_file
 from .sample import add_truncation
 
 
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
                     "--unsupervised K: SeFa's K closed-form directions instead (named by the "
                     "attribute they move most when --data is given). Saved (merged) in "
                     "RUN/directions.json.")
-    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    add_run(p)
     p.add_argument("--data", metavar="PATH", help="labelled real images: a CelebA folder with "
                    "list_attr_celeba.txt (preprocessed as the run's training data)")
     p.add_argument("--attrs", metavar="A,B,...", help="attributes to find (default: all the "
@@ -42,11 +42,11 @@ def register(subparsers) -> None:
                    "%(default)s)")
     p.add_argument("--ratio", type=float, default=0.02, help="share of most and least confident "
                    "faces used, each side (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed(p, "faces to score")
     p.add_argument("--epochs", type=int, default=10, help="classifier training epochs, when it is "
                    "not cached yet (default %(default)s)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
+    add_device(p)
+    add_no_ema(p)
     p.set_defaults(func=cmd_directions)
 
     e = subparsers.add_parser(
@@ -54,11 +54,11 @@ def register(subparsers) -> None:
         description="One row per face, the same face moving along the direction from the low to "
                     "the high --strength (z + a * direction). Needs RUN/directions.json (facegan "
                     "directions).")
-    e.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    add_run(e)
     e.add_argument("--attr", required=True, metavar="NAME", help="a direction in directions.json "
                    "(e.g. Smiling, sefa_0)")
-    e.add_argument("--strength", default="-3:3", metavar="LOW:HIGH", help="range of a (default "
-                   "%(default)s)")
+    e.add_argument("--strength", default="-3:3", metavar="LOW:HIGH", help="range of a: LOW:HIGH, "
+                   "or one number S for -S:S (default %(default)s)")
     e.add_argument("--latent", action="append", metavar="FILE", help="a projected face "
                    "(NAME.latent.npy from facegan project) instead of random ones; repeat for "
                    "several rows (--n and --seed then pick nothing); the edits keep the photo's "
@@ -68,10 +68,10 @@ def register(subparsers) -> None:
     e.add_argument("--n", type=int, default=8, help="faces, one per row (default %(default)s)")
     e.add_argument("--steps", type=int, default=7, help="columns from LOW to HIGH (default "
                    "%(default)s)")
-    e.add_argument("--seed", type=int, default=0)
+    add_seed(e, "faces")
     e.add_argument("--out", default="edit.png", help="image, .png or .jpg (default %(default)s)")
-    e.add_argument("--no-ema", action="store_true")
-    e.add_argument("--device", default="auto")
+    add_no_ema(e)
+    add_device(e)
     add_truncation(e)
     e.set_defaults(func=cmd_edit)
     # '--strength -3:3' must read -3:3 as the value: argparse takes a word that starts with '-'

@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..errors import UserError
-from .common import check_out_file
+from .common import add_run, add_seed, check_out_file
 
 
 def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
         description="Generate --n images (EMA generator when present), compare them with the "
                     "data preprocessed as in training, print a JSON object and append it to the "
                     "run's metrics.jsonl.")
-    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
+    add_run(p, "checkpoint")
     p.add_argument("--data", required=True, metavar="PATH", help="the training data (folder, zip, CelebA root, builtin)")
     p.add_argument("--n", type=int, default=10000, help="generated images (default %(default)s)")
     p.add_argument("--metrics", default="fid,kid", help="comma list of fid, kid, is, pr (improved "
@@ -62,15 +62,16 @@ def register(subparsers) -> None:
         description="For --n generated images, the 3 nearest training images by pixel L1 and by "
                     "Inception features, written as a PNG, with the same distances for held-out "
                     "real images and a verdict.")
-    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
-    p.add_argument("--data", required=True, metavar="PATH")
+    add_run(p, "checkpoint")
+    p.add_argument("--data", required=True, metavar="PATH", help="the training data (folder, zip, "
+                   "CelebA root, builtin), searched for the nearest images")
     p.add_argument("--n", type=int, default=32, help="generated images (default %(default)s)")
     p.add_argument("--out", default="nearest.png", help="output PNG (default %(default)s)")
     p.add_argument("--holdout", type=int, default=None, metavar="N",
                    help="held-out real images (default: --n); taken from the CelebA valid/test "
                         "partition when present, else the last N images, left out of the reference")
     p.add_argument("--no-inception", action="store_true", help="pixel distances only (no Inception weights needed)")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed(p, "generated images")
     _common(p)
     p.set_defaults(func=cmd_nearest)
 
@@ -110,7 +111,7 @@ def cmd_fid(args) -> int:
 
 
 def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    print(f"facegan: warning: {msg}", file=sys.stderr, flush=True)
 
 
 def cmd_evaluate(args) -> int:

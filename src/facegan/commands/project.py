@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .common import make_out_dir
+from .common import add_device, add_no_ema, add_run, add_seed, make_out_dir
 
 # facegan.projection's defaults, written out so that building the parser imports nothing heavy
 # (tests/test_projection.py checks they agree).
@@ -35,7 +35,7 @@ def register(sub) -> None:
                     "in RUN/encoder.pt), then optimise the latent so the generator draws the "
                     "photo. Writes NAME.latent.npy, NAME.crop.png (the aligned crop, whose detail "
                     "edits and morphs keep), NAME.png (photo, crop, projection) and NAME.json (PSNR, SSIM, feature distance, seconds) per photo into --out.")
-    p.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    add_run(p)
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files (.jpg, .png, ...)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimisation steps per photo "
@@ -60,9 +60,9 @@ def register(sub) -> None:
     p.add_argument("--no-align", action="store_true", help="take each photo as it is (cropped as the "
                    "training images were) instead of finding its face and aligning it to the run's "
                    "template (the mean eye, nose and mouth positions of its training images)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
-    p.add_argument("--device", default="auto")
+    add_seed(p, "encoder, attributes not given and optimisation")
+    add_no_ema(p)
+    add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_project)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .common import check_out_file, make_out_dir
+from .common import add_device, add_no_ema, add_run, add_seed, check_batch_size, check_out_file, make_out_dir
 
 TRUNCATION_HELP = ("the truncation trick: draw each latent value from N(0, 1) cut to [-T, T]; "
                    "less variety, more typical faces (1.0 mild, 0.5 strong; default: none). "
@@ -25,17 +25,19 @@ MAX_SAMPLES = 10_000
 def register(sub) -> None:
     """Add ``sample`` and ``morph`` to the main parser's subparsers."""
     s = sub.add_parser("sample", help="sample images from a run folder or checkpoint")
-    s.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    add_run(s)
     s.add_argument("--n", type=int, help=f"images (default 64; at most {MAX_SAMPLES:,} per call, "
                    "more with several calls and different --seed); with --grid-by-class, columns "
                    "(default 8)")
     s.add_argument("--out", help="grid image, .png or .jpg (default samples.png)")
     s.add_argument("--png-dir", help="also write one PNG per image here")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--nrow", type=int)
-    s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--no-ema", action="store_true", help="use the raw generator, not its EMA")
-    s.add_argument("--device", default="auto")
+    add_seed(s, "faces")
+    s.add_argument("--nrow", type=int, help="images per row of the grid (default: a near-square grid; "
+                   "--grid-by-class puts --n in each row)")
+    s.add_argument("--batch-size", type=int, default=256, help="images the generator draws at once; "
+                   "lower it if memory runs short (the images do not change) (default %(default)s)")
+    add_no_ema(s)
+    add_device(s)
     s.add_argument("--class", dest="cls", metavar="NAME", help="conditional model: every image "
                    "of this class")
     s.add_argument("--attr", metavar="A=0|1,...", help="conditional model: fix these attributes "
@@ -48,25 +50,29 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_sample)
 
     m = sub.add_parser("morph", help="latent interpolation between random faces")
-    m.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    add_run(m)
     m.add_argument("--out", default="morph.png", help="grid image, .png or .jpg")
     m.add_argument("--gif", help="also write an animated GIF of the first row")
-    m.add_argument("--steps", type=int, default=10)
-    m.add_argument("--rows", type=int, default=4)
+    m.add_argument("--steps", type=int, default=10, help="images from one face to the other, "
+                   "both ends included (default %(default)s)")
+    m.add_argument("--rows", type=int, default=4, help="morphs, one per grid row, each between two "
+                   "random faces (default %(default)s)")
     m.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--fps", type=int, default=10)
+    add_seed(m, "faces")
+    m.add_argument("--fps", type=int, default=10, help="frames per second of the --gif "
+                   "(default %(default)s)")
     m.add_argument("--from-class", metavar="NAME", help="conditional model: morph from this class "
                    "to --to-class at fixed noise (one latent per row)")
-    m.add_argument("--to-class", metavar="NAME")
+    m.add_argument("--to-class", metavar="NAME", help="the class --from-class morphs to")
     m.add_argument("--from", dest="from_latent", metavar="A.latent.npy", help="morph from this "
                    "projected face (facegan project) to --to, one row (--rows and --seed then "
                    "pick nothing)")
-    m.add_argument("--to", dest="to_latent", metavar="B.latent.npy")
+    m.add_argument("--to", dest="to_latent", metavar="B.latent.npy", help="the projected face "
+                   "--from morphs to")
     m.add_argument("--no-detail", action="store_true", help="with --from/--to: morph the "
                    "projections alone, without the photos' own detail (NAME.crop.png beside each)")
-    m.add_argument("--no-ema", action="store_true")
-    m.add_argument("--device", default="auto")
+    add_no_ema(m)
+    add_device(m)
     add_truncation(m)
     m.set_defaults(func=cmd_morph)
 
@@ -90,6 +96,7 @@ def cmd_sample(args) -> int:
         raise UserError(f"--n {n:,} is more than the {MAX_SAMPLES:,} images one sample call makes "
                         "(they are held in memory together); ask for fewer, or run several "
                         "calls with different --seed")
+    check_batch_size(args.batch_size)
     if args.nrow is not None and args.nrow < 1:
         raise UserError(f"--nrow must be at least 1 (images per grid row), got {args.nrow}")
     out = args.out or (None if args.png_dir else "samples.png")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .common import add_device, add_run
+
 
 def register(sub) -> None:
     """Add ``serve`` to the main parser's subparsers."""
@@ -9,11 +11,11 @@ def register(sub) -> None:
                         description="Serve a web page for a run: faces by seed, morphs, conditions, "
                         "attribute directions, your own photo projected and edited, and the run's "
                         "samples and curves while it trains.")
-    sv.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    add_run(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, "
                     "this machine only; 0.0.0.0 makes the page reachable from other machines)")
     sv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
-    sv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_device(sv)
     sv.add_argument("--max-wait", type=float, default=3.0, metavar="SECONDS", help="refuse (503) a "
                     "request that would wait longer than this (default 3)")
     sv.add_argument("--max-batch", type=int, default=32, help="images per generator pass (default 32)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, info
+from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, add_device, info
 
 DEFAULT_PRESET = "auto"  # chosen for the device and the data (facegan.config.AUTO_PRESETS)
 
@@ -44,15 +44,21 @@ def register(sub) -> None:
                    "from that step on (e.g. train.g_lr=5e-5), except model.* and data.* other than "
                    "data.path")
     t.add_argument("--steps", type=int, help="total generator steps of the run")
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--batch-size", type=int, help="images per step (train.batch_size; under "
+                   "torchrun, across all processes)")
     t.add_argument("--resolution", type=int, choices=resolutions,
                    help=f"image size in pixels: {', '.join(map(str, resolutions))}")
     t.add_argument("--max-images", type=int, help="use only the first N images")
     t.add_argument("--partition", choices=field_choices("data.partition"), help="CelebA partition")
-    t.add_argument("--crop", choices=field_choices("data.crop"))
-    t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    t.add_argument("--precision", choices=field_choices("train.precision"))
-    t.add_argument("--seed", type=int)
+    t.add_argument("--crop", choices=field_choices("data.crop"), help="how images are cut "
+                   "square before resizing: auto (the CelebA face box for CelebA's aligned images, "
+                   "else the centre square), center, celeba (the face box), none (squash)")
+    add_device(t, default=None)
+    t.add_argument("--precision", choices=field_choices("train.precision"), help="auto (bf16 "
+                   "where the CPU or GPU computes it natively, else fp16 on a GPU and fp32 on a "
+                   "CPU), fp32, bf16, fp16 (with a gradient scaler)")
+    t.add_argument("--seed", type=int, help="random seed of the weights, the latents and the "
+                   "data order (train.seed)")
     t.add_argument("--eval-every", type=int, help="FID/KID every N steps (needs facegan[metrics] "
                    "or --inception)")
     t.add_argument("--eval-n", type=int, help="generated images per evaluation (default 2000)")
@@ -76,10 +82,12 @@ def register(sub) -> None:
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="train the small demo model on the built-in faces (CPU minutes)")
-    d.add_argument("--out", default="facegan-demo")
-    d.add_argument("--steps", type=int)
-    d.add_argument("--device")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--out", default="facegan-demo", help="run folder to create (default "
+                   "%(default)s; never overwritten)")
+    d.add_argument("--steps", type=int, help="train exactly this many steps, without the "
+                   "3-minute budget (default: 2,000 steps or 3 minutes, whichever comes first)")
+    add_device(d, default=None)
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
 
 
@@ -178,6 +186,10 @@ def cmd_demo(args) -> int:
     if out.is_dir() and any(out.iterdir()):
         # Never delete a finished run (its checkpoint may be the only copy).
         if (out / "checkpoints" / "latest.pt").exists():
+            preset = _run_preset(out)
+            if preset != "demo":
+                raise UserError(f"'{out}' holds a facegan run{f' of preset {preset}' if preset else ''}, "
+                                "not a demo; pass --out NEW_FOLDER")
             raise UserError(f"'{out}' already holds a demo run; pass --out NEW_FOLDER for a fresh "
                             f"one, or continue it: facegan train --resume {out} --steps N")
         raise UserError(f"'{out}' exists and is not empty; pass --out NEW_FOLDER")
@@ -200,6 +212,16 @@ def cmd_demo(args) -> int:
         end_run(trainer)
     if code:
         return code
+    if trainer.step < cfg.train.steps:
+        rate = trainer.step / max(trainer.elapsed, 1e-9)
+        more = (cfg.train.steps - trainer.step) / max(rate, 1e-9) / 60
+        budget = cfg.train.time_budget
+        budget = f"{budget / 60:g}-minute" if budget % 60 == 0 else f"{budget:g}-second"
+        print(f"facegan demo: stopped by the {budget} budget at step "
+              f"{trainer.step:,} of {cfg.train.steps:,} (this device is slower than the budget "
+              f"assumes); its faces are rougher than the full run's. The rest takes about "
+              f"{more:.0f} more minutes: facegan train --resume {out} train.time_budget=0",
+              file=sys.stderr)
     g = trainer.sample_generator.eval()
     grid = save_grid(generate_images(g, 64, seed=cfg.train.seed), out / "samples.png", nrow=8)
     frames = morph(g, rows=6, steps=10, seed=cfg.train.seed + 7, spherical=True)
@@ -210,6 +232,17 @@ def cmd_demo(args) -> int:
           f"  progress:      {out / 'samples'}/step_*.png\n  checkpoint:    {out / 'checkpoints' / 'latest.pt'}\n"
           f"next: facegan sample {out} --n 64 --out grid.png")
     return 0
+
+
+def _run_preset(run: Path) -> str | None:
+    """The preset named in ``run``'s config.json, or None when it cannot be read."""
+    import json
+
+    try:
+        preset = json.loads((run / "config.json").read_text()).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return preset if isinstance(preset, str) else None
 
 
 def cmd_presets(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -130,7 +131,7 @@ def _decode_listing(listing: Listing, crop: str, resolution: int, progress: bool
                 img = decode_image(listing.read(i), crop, resolution)
                 out[i] = img.transpose(2, 0, 1)
             except Exception as e:  # any failure makes this one file unusable, not the run
-                errors[i] = f"{type(e).__name__}: {e}"[:200]
+                errors[i] = decode_error(e)
         return stop - start
 
     # Pillow releases the GIL while decoding and resizing, so threads use all cores without
@@ -158,6 +159,22 @@ def _decode_listing(listing: Listing, crop: str, resolution: int, progress: bool
     labels = None if listing.labels is None else listing.labels[keep]
     return Decoded(images=out, labels=labels, label_names=list(listing.label_names),
                    names=[listing.names[i] for i in keep], skipped=skipped, source=listing.kind)
+
+
+# Pillow names the stream it read ("<_io.BytesIO object at 0x7f...>"), which says nothing beside
+# the file's own name.
+_STREAM = re.compile(r"\s*<_io\.\w+ object at 0x[0-9a-fA-F]+>")
+
+
+def decode_error(e: Exception) -> str:
+    """Why a file could not be decoded, in one line of at most 200 characters: the exception's
+    type and message, without Pillow's stream address."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image Pillow can read (a broken file, or not an image at all)"
+    message = _STREAM.sub("", str(e)).strip()
+    return (f"{type(e).__name__}: {message}" if message else type(e).__name__)[:200]
 
 
 def _to_imageset(data: Decoded, key: str) -> ImageSet:

@@ -474,6 +474,10 @@ class Trainer:
         self.logger.image("samples", np.asarray(grid).transpose(2, 0, 1), self.step)
         return path
 
+    def _fp32_advice(self) -> str:
+        """The divergence advice's second remedy, full precision, for a run not already in it."""
+        return "" if self.precision == "fp32" else " or train in full precision (train.precision=fp32)"
+
     def _check_pending(self, last_good: int) -> None:
         """Read the losses of the steps since the last check in one host-device transfer, add
         them to the log window, and raise TrainingDiverged at the first non-finite one."""
@@ -492,7 +496,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"training diverged at step {bad_step} ({bad}); the last good checkpoint "
                 f"(step {last_good}) is kept in {self.run_dir / 'checkpoints' / LATEST}; "
-                "lower the learning rates or use precision=fp32, then resume")
+                f"lower the learning rates{self._fp32_advice()}, then resume")
         for (_, k, _), v in zip(flat, values):
             if not math.isfinite(v):
                 continue  # an fp16 overflow the scaler skipped (above)
