@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..errors import UserError
-from .common import add_run, add_seed, check_out_file
+from .common import add_run, add_seed, check_batch_size, check_out_file
 
 
 def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
@@ -76,15 +76,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_nearest)
 
 
-def _check_batch(args) -> None:
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be >= 1")
-
-
 def cmd_fid(args) -> int:
     from ..metrics.evaluate import fid_paths, save_folder_stats
 
-    _check_batch(args)
+    check_batch_size(args.batch_size)
     progress = True  # a bar on a terminal, periodic lines in a log
     if args.save_stats:
         if len(args.paths) != 1:
@@ -117,7 +112,7 @@ def _warn(msg: str) -> None:
 def cmd_evaluate(args) -> int:
     from ..metrics.evaluate import evaluate_checkpoint, parse_metrics
 
-    _check_batch(args)
+    check_batch_size(args.batch_size)
     names = parse_metrics(args.metrics)
     rec = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, metrics=names,
                               inception=args.inception, seed=args.seed, device=args.device,
@@ -130,7 +125,7 @@ def cmd_evaluate(args) -> int:
 def cmd_nearest(args) -> int:
     from ..metrics.nearest import nearest_check
 
-    _check_batch(args)
+    check_batch_size(args.batch_size)
     res = nearest_check(args.checkpoint, args.data, n=args.n, out=args.out, holdout=args.holdout,
                         inception=args.inception, use_inception=not args.no_inception,
                         seed=args.seed, device=args.device, batch_size=args.batch_size,
