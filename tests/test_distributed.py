@@ -138,8 +138,9 @@ def test_bce_label_tricks_share_the_global_draw():
     # Batch norm in G and D (SyncBatchNorm), BCE with random label smoothing/noise/flips; the
     # EMA generator's standing statistics, each rank running its share of every batch.
     ("dcgan-celeba64", ["train.standing_stats=128"]),
-    # WGAN-GP: the penalty's double backward, batch-norm generator, layer-norm critic.
-    ("wgangp-celeba64", ["model.d_norm=layer", "train.n_critic=2"]),
+    # WGAN-GP: the penalty's double backward, batch-norm generator, layer-norm critic, and the
+    # minibatch standard deviation (each rank's groups are the one process's: 32 a rank, groups of 4).
+    ("wgangp-celeba64", ["model.d_norm=layer", "train.n_critic=2", "model.d_mbstd=4"]),
     # R3GAN: normalisation-free nets, relativistic pairing (real batches in the G step), R1 + R2.
     ("r3gan-celeba64", ["loss.reg_every=1", "train.anneal_kimg=0.1"]),
     # Progressive growing: step 1 at 8 px, step 2 fades 16 px in, step 3 at 16 px.

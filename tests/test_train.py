@@ -94,6 +94,8 @@ def _final_weights(run):
     ("fp32", ["train.steps=6", "train.cooldown=0.5"]),
     ("fp32", ["train.augment=translation", "loss.name=bce", "loss.gp_weight=0", "loss.r1_weight=1",
               "loss.reg_every=4", "model.d_norm=none"]),
+    # the critic's minibatch standard deviation, with the lazy penalty through its groups
+    ("bf16", ["model.d_norm=layer", "model.d_mbstd=4", "loss.reg_every=2"]),
     # R3GAN's recipe: normalisation-free nets, relativistic pairing (a real batch in the
     # generator step too), lazy R1 + R2, and every schedule changing across the resume.
     ("bf16", ["model.arch=nfresnet", "model.g_norm=none", "model.d_norm=none", "loss.name=relativistic",

@@ -110,6 +110,9 @@ class ModelConfig:
     d_dropout: float = 0.0
     g_sn: bool = False  # spectral norm on the generator's convolutions / linear layers
     d_sn: bool = False  # spectral norm on the critic's convolutions / linear layers
+    # The critic's last layer also reads the minibatch standard deviation over groups of this
+    # many consecutive samples (ProGAN / StyleGAN); 0 = off. arch=dcgan or resnet.
+    d_mbstd: int = 0
     # Conditioning, used only when the data has labels (K > 0): concat ([z, embed(c)] into G) |
     # cbn (conditional batch norm); the critic: concat (label maps) | projection | ac
     # (auxiliary classifier).
@@ -297,6 +300,9 @@ class Config:
             raise UserError("train.anneal_kimg and train.ema_kimg must be >= 0 (thousands of images; 0 = off)")
         if not 0.0 <= t.beta2_end < 1.0:
             raise UserError(f"train.beta2_end must be in [0, 1) (0 = beta2 constant), got {t.beta2_end}")
+        if m.d_mbstd < 0:
+            raise UserError(f"model.d_mbstd must be >= 0 (samples per minibatch-std group, e.g. 4; "
+                            f"0 = off), got {m.d_mbstd}")
         for name in ("blocks", "expansion", "group_size"):
             if getattr(m, name) < 1:
                 raise UserError(f"model.{name} must be >= 1, got {getattr(m, name)}")

@@ -33,7 +33,7 @@ def _dcgan(m: ModelConfig, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
                        label_dim=k, cond=m.g_cond, grow_from=m.grow_from)
     d = DCGANCritic(resolution=spec.resolution, width=m.d_width, max_width=m.max_width,
                     norm=m.d_norm, dropout=m.d_dropout, channels=spec.channels, use_sn=m.d_sn,
-                    label_dim=k, cond=m.d_cond, grow_from=m.grow_from)
+                    label_dim=k, cond=m.d_cond, grow_from=m.grow_from, mbstd=m.d_mbstd)
     return g, d
 
 
@@ -46,7 +46,7 @@ def _resnet(m: ModelConfig, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
                         channels=spec.channels, label_dim=k, cond=m.g_cond)
     d = ResNetCritic(resolution=spec.resolution, width=m.d_width, max_width=m.max_width,
                      norm=m.d_norm, use_sn=m.d_sn, channels=spec.channels, label_dim=k,
-                     cond=m.d_cond)
+                     cond=m.d_cond, mbstd=m.d_mbstd)
     return g, d
 
 
@@ -56,6 +56,9 @@ def _nfresnet(m: ModelConfig, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
     if m.g_norm != "none" or m.d_norm != "none" or m.g_sn or m.d_sn or m.d_dropout > 0:
         raise UserError("model.arch 'nfresnet' is normalisation-free; set model.g_norm=none, "
                         "model.d_norm=none, model.g_sn=false, model.d_sn=false, model.d_dropout=0")
+    if m.d_mbstd:
+        raise UserError("model.arch 'nfresnet' has no minibatch-std layer; set model.d_mbstd=0 "
+                        "(or model.arch=dcgan or resnet)")
     k = spec.label_dim
     if k and m.g_cond != "concat":
         raise UserError(f"model.arch 'nfresnet' conditions the generator by concat only; set "

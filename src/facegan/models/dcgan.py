@@ -25,7 +25,7 @@ from .conditioning import (
     sequential_forward,
 )
 from .grow import downscale, growth_levels, split_lod, upscale
-from .layers import norm2d, sn
+from .layers import MinibatchStd, norm2d, sn
 from .spec import check_resolution
 
 
@@ -172,7 +172,9 @@ class DCGANCritic(nn.Module):
     (0 without labels) -> (scores float (N,), aux float (N, K) or None); aux is None except
     for cond="ac", and an unconditional critic (K = 0) returns (scores, None).
     Layout: stride-2 4x4 convs with LeakyReLU 0.2 (no norm on the first, as in DCGAN), halving
-    the size down to 4x4, then a 4x4 conv to one score.
+    the size down to 4x4, then a 4x4 conv to one score. With ``mbstd`` > 0 that conv reads one
+    more map, the minibatch standard deviation over groups of ``mbstd`` consecutive samples
+    (:class:`.layers.MinibatchStd`; ``net[-1]`` is then the two in a Sequential).
 
     Conditional (label_dim K > 0): the heads read h, the 4x4 features (after LeakyReLU and
     dropout) summed over the 16 positions (N, F) as in the ResNet critic, so the embeddings
@@ -195,7 +197,7 @@ class DCGANCritic(nn.Module):
     def __init__(self, resolution: int = 64, width: int = 64, max_width: int = 1024,
                  norm: str = "instance", dropout: float = 0.0, channels: int = 3,
                  use_sn: bool = False, label_dim: int = 0, cond: str = "projection",
-                 grow_from: int = 0):
+                 grow_from: int = 0, mbstd: int = 0):
         super().__init__()
         check_resolution(resolution)
         self.resolution = resolution
@@ -217,7 +219,8 @@ class DCGANCritic(nn.Module):
                 layers.append(nn.Dropout2d(dropout))
             c_prev = c
         self.stage_starts.append(len(layers))
-        layers.append(nn.Conv2d(c_prev, 1, 4, 1, 0))
+        score = nn.Conv2d(c_prev + (1 if mbstd else 0), 1, 4, 1, 0)
+        layers.append(nn.Sequential(MinibatchStd(mbstd), score) if mbstd else score)
         self.net = nn.Sequential(*layers)
         self.grow_levels = growth_levels(resolution, grow_from)
         if self.grow_levels:
@@ -231,6 +234,8 @@ class DCGANCritic(nn.Module):
         dcgan_init(self)
         if use_sn:
             _add_spectral_norm(self)
+            if mbstd:
+                self.net[-1][1] = sn(self.net[-1][1])
             if self.grow_levels:
                 for head in self.from_rgb:
                     head[0] = sn(head[0])

@@ -62,6 +62,43 @@ def norm2d(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm '{kind}'; use one of: {', '.join(NORMS)}")
 
 
+class MinibatchStd(nn.Module):
+    """The minibatch standard deviation as one more feature map (Karras et al. 2018, ProGAN).
+
+    forward(x): x float (N, C, H, W) -> (N, C + 1, H, W). The samples go in groups of
+    ``group`` consecutive ones; the extra map of each sample is the standard deviation over
+    its group of every feature at every position, averaged over features and positions. A
+    critic that sees how varied a batch is can tell a generator that draws few faces from the
+    data, which one image at a time it cannot.
+
+    Groups are consecutive samples (not StyleGAN's strided ones) because the trainer scores
+    the real batch and the fake batch in one call, ``cat([real, fake])``: with a batch a
+    multiple of ``group`` no group mixes the two. A batch that is not a multiple takes the
+    largest group size that divides it (1: the map is a constant). Computed in float32, as
+    bf16 loses the variance of near-equal values.
+    """
+
+    def __init__(self, group: int = 4):
+        super().__init__()
+        if group < 1:
+            raise ValueError(f"minibatch-std group must be >= 1, got {group}")
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = max(d for d in range(1, min(self.group, n) + 1) if n % d == 0)
+        # Features last, as channels_last tensors lie in memory, and the variance written out:
+        # torch.var over a strided view is many times slower than these element-wise ops.
+        y = x.permute(0, 2, 3, 1).reshape(n // g, g, h * w * c).float()
+        var = (y - y.mean(dim=1, keepdim=True)).square().mean(dim=1)  # [N / g, H * W * C]
+        std = (var + 1e-8).sqrt().mean(dim=1)  # [N / g]
+        y = std.repeat_interleave(g).reshape(n, 1, 1, 1).expand(n, 1, h, w)
+        return torch.cat([x, y.to(x.dtype)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group}"
+
+
 def conv2d(c_in: int, c_out: int, kernel_size: int, *, bias: bool = True, use_sn: bool = False,
            gain: float = 1.0) -> nn.Conv2d:
     """A stride-1 'same' conv, Xavier-uniform initialised with ``gain``, biases 0, SN if asked.
@@ -88,4 +125,4 @@ def linear(d_in: int, d_out: int, *, bias: bool = True, use_sn: bool = False,
     return sn(lin, use_sn)
 
 
-__all__ = ["NORMS", "RELU_GAIN", "conv2d", "linear", "norm2d", "sn"]
+__all__ = ["NORMS", "RELU_GAIN", "MinibatchStd", "conv2d", "linear", "norm2d", "sn"]

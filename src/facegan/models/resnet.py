@@ -23,7 +23,7 @@ from .conditioning import (
     norm_forward,
 )
 from .dcgan import stage_widths
-from .layers import RELU_GAIN, conv2d, linear
+from .layers import RELU_GAIN, MinibatchStd, conv2d, linear
 from .spec import check_resolution
 
 
@@ -93,7 +93,9 @@ class ResNetCritic(nn.Module):
     for cond="ac", and an unconditional critic (K = 0) returns (scores, None).
     Layout (64 px, width 64): :class:`.blocks.DownBlock` s 64 -> 32x32x64 (the optimised
     first block, no norm before its first conv) -> 16x16x128 -> 8x8x256 -> 4x4x512, then
-    LeakyReLU 0.2, a sum over the 4x4 positions (as SNGAN) and a Linear to one score.
+    LeakyReLU 0.2, a sum over the 4x4 positions (as SNGAN) and a Linear to one score. With
+    ``mbstd`` > 0 that Linear also reads the minibatch standard deviation of the 4x4 features
+    over groups of ``mbstd`` consecutive samples (:class:`.layers.MinibatchStd`), summed like them.
     norm: none | instance | layer | batch (batch mixes samples: not with a gradient penalty);
     use_sn: spectral norm on every conv and the linear layers (heads included).
 
@@ -107,7 +109,7 @@ class ResNetCritic(nn.Module):
 
     def __init__(self, resolution: int = 64, width: int = 64, max_width: int = 1024,
                  norm: str = "none", use_sn: bool = False, channels: int = 3,
-                 label_dim: int = 0, cond: str = "projection"):
+                 label_dim: int = 0, cond: str = "projection", mbstd: int = 0):
         super().__init__()
         check_resolution(resolution)
         self.resolution = resolution
@@ -120,7 +122,8 @@ class ResNetCritic(nn.Module):
             DownBlock(c_in, c_out, norm, use_sn, first=i == 0)
             for i, (c_in, c_out) in enumerate(zip(ins, widths))
         ])
-        self.fc = linear(widths[-1], 1, use_sn=use_sn, gain=1.0)
+        self.mbstd = MinibatchStd(mbstd) if mbstd else None
+        self.fc = linear(widths[-1] + (1 if mbstd else 0), 1, use_sn=use_sn, gain=1.0)
         features = widths[-1]
         self.proj = (ProjectionHead(features, label_dim, use_sn) if self.cond == "projection"
                      else None)
@@ -131,8 +134,12 @@ class ResNetCritic(nn.Module):
         c = check_labels(c, n, self.label_dim, "ResNetCritic").to(x.dtype)
         if self.cond == "concat":
             x = concat_label_maps(x, c)
-        h = F.leaky_relu(self.blocks(x), 0.2).sum(dim=(2, 3))  # [N, F]
-        scores = self.fc(h).reshape(n)
+        feats = F.leaky_relu(self.blocks(x), 0.2)  # [N, F, 4, 4]
+        h = feats.sum(dim=(2, 3))  # [N, F]
+        if self.mbstd is None:
+            scores = self.fc(h).reshape(n)
+        else:
+            scores = self.fc(self.mbstd(feats).sum(dim=(2, 3))).reshape(n)  # [N, F + 1] in
         if self.proj is not None:
             scores = scores + self.proj(h, c)
         return scores, (self.ac(h) if self.ac is not None else None)
