@@ -51,11 +51,17 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 def _add_spectral_norm(module: nn.Module) -> None:
-    """Spectral norm on every (transposed) convolution, after the DCGAN init (the
+    """Spectral norm on every (transposed) convolution of ``module.net``, nested Sequentials
+    included (the critic's score head with its minibatch-std layer), after the DCGAN init (the
     parametrization keeps the initialised weight as its raw weight)."""
-    for name, child in list(module.net.named_children()):
-        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
-            module.net.register_module(name, sn(child))
+    def wrap(seq: nn.Sequential) -> None:
+        for name, child in list(seq.named_children()):
+            if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
+                seq.register_module(name, sn(child))
+            elif isinstance(child, nn.Sequential):
+                wrap(child)
+
+    wrap(module.net)
 
 
 class DCGANGenerator(nn.Module):
@@ -234,8 +240,6 @@ class DCGANCritic(nn.Module):
         dcgan_init(self)
         if use_sn:
             _add_spectral_norm(self)
-            if mbstd:
-                self.net[-1][1] = sn(self.net[-1][1])
             if self.grow_levels:
                 for head in self.from_rgb:
                     head[0] = sn(head[0])

@@ -136,10 +136,9 @@ class ResNetCritic(nn.Module):
             x = concat_label_maps(x, c)
         feats = F.leaky_relu(self.blocks(x), 0.2)  # [N, F, 4, 4]
         h = feats.sum(dim=(2, 3))  # [N, F]
-        if self.mbstd is None:
-            scores = self.fc(h).reshape(n)
-        else:
-            scores = self.fc(self.mbstd(feats).sum(dim=(2, 3))).reshape(n)  # [N, F + 1] in
+        # With the minibatch-std map the score reads [N, F + 1]; the heads keep reading h.
+        fc_in = h if self.mbstd is None else self.mbstd(feats).sum(dim=(2, 3))
+        scores = self.fc(fc_in).reshape(n)
         if self.proj is not None:
             scores = scores + self.proj(h, c)
         return scores, (self.ac(h) if self.ac is not None else None)
