@@ -51,17 +51,11 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 def _add_spectral_norm(module: nn.Module) -> None:
-    """Spectral norm on every (transposed) convolution of ``module.net``, nested Sequentials
-    included (the critic's score head with its minibatch-std layer), after the DCGAN init (the
-    parametrization keeps the initialised weight as its raw weight)."""
-    def wrap(seq: nn.Sequential) -> None:
-        for name, child in list(seq.named_children()):
-            if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d)):
-                seq.register_module(name, sn(child))
-            elif isinstance(child, nn.Sequential):
-                wrap(child)
-
-    wrap(module.net)
+    """Spectral norm, in place, on every (transposed) convolution ``module`` holds so far (its
+    net, the critic's score head with its minibatch-std layer, the growing heads), after the
+    DCGAN init (the parametrization keeps the initialised weight as its raw weight)."""
+    for conv in [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]:
+        sn(conv)
 
 
 class DCGANGenerator(nn.Module):
@@ -124,8 +118,6 @@ class DCGANGenerator(nn.Module):
         dcgan_init(self)
         if use_sn:
             _add_spectral_norm(self)
-            if self.grow_levels:
-                self.to_rgb = nn.ModuleList(sn(m) for m in self.to_rgb)
         # After the DCGAN init, which would draw the conditional norms' zero maps from
         # N(0, 0.02); built last, so an unconditional generator's weights are as before.
         for m in self.net:
@@ -240,9 +232,6 @@ class DCGANCritic(nn.Module):
         dcgan_init(self)
         if use_sn:
             _add_spectral_norm(self)
-            if self.grow_levels:
-                for head in self.from_rgb:
-                    head[0] = sn(head[0])
         features = c_prev
         self.proj = (ProjectionHead(features, label_dim, use_sn) if self.cond == "projection"
                      else None)
