@@ -290,7 +290,8 @@ class Batcher:
         self.unit_cost = dict(UNIT_COSTS)
         self._measured: set[str] = set()  # unit kinds whose cost was measured, not guessed
         self._cond = threading.Condition()  # an RLock: estimate() is called holding it too
-        self._busy_until = 0.0  # estimated end of the batch running now (monotonic)
+        self._busy_until = 0.0  # estimated end of the batch or task unit running now (monotonic)
+        self._unit_running = False  # what runs now is a task's unit (already in its units left)
         self._pending_pixels = 0  # output pixels admitted and not yet encoded
         self._encoder: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
@@ -342,8 +343,9 @@ class Batcher:
             return self._seconds_through(self._tasks[:self._tasks.index(task) + 1])
 
     def _seconds_through(self, tasks: list[Task]) -> float:
-        """What runs now plus the units left of ``tasks`` (holding the lock)."""
-        running = max(0.0, self._busy_until - time.monotonic())
+        """What runs now plus the units left of ``tasks`` (holding the lock). A task's unit
+        that runs now is not counted twice: it is one of its task's units left until it ends."""
+        running = 0.0 if self._unit_running else max(0.0, self._busy_until - time.monotonic())
         return running + sum(t.left(self.unit_cost) for t in tasks)
 
     def task_cost(self, plan: Mapping[str, int]) -> float:
@@ -506,6 +508,7 @@ class Batcher:
                 rows += self._queue[0].rows
                 jobs.append(self._queue.pop(0))
             self._busy_until = time.monotonic() + self.batch_time(rows)
+            self._unit_running = False
             return jobs
 
     def _run(self) -> None:
@@ -518,6 +521,7 @@ class Batcher:
             self._run_slice()
             with self._cond:
                 self._busy_until = 0.0
+                self._unit_running = False
 
     def _run_jobs(self, jobs: list[Job]) -> None:
         now = time.monotonic()
@@ -555,6 +559,7 @@ class Batcher:
                 return
             with self._cond:
                 self._busy_until = time.monotonic() + task.unit(self.unit_cost)
+                self._unit_running = True
             t0 = time.perf_counter()
             try:
                 kind = next(task.work)
