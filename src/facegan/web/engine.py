@@ -521,7 +521,6 @@ class Batcher:
             self._run_slice()
             with self._cond:
                 self._busy_until = 0.0
-                self._unit_running = False
 
     def _run_jobs(self, jobs: list[Job]) -> None:
         now = time.monotonic()
