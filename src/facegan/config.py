@@ -487,9 +487,9 @@ PRESETS: dict[str, PresetSpec] = {
         "residual WGAN-GP: ResNet G, spectral-norm instance-norm critic, lambda 10, 5 critic steps",
         {"model.arch": "resnet", "model.d_norm": "instance", "model.d_sn": True,
          "loss.gp_weight": 10.0, "train.n_critic": 5, "train.beta1": 0.0, "train.beta2": 0.9}),
-    # Half-width G and one critic step: cheaper steps, so more of them in a short run.
+    # Half-width G and one critic step: the cheapest step of the budget recipe.
     "wgangp-ln-celeba64": PresetSpec(
-        "WGAN-GP for a budget (start here for runs of a quarter of an hour or less): 32-wide G, "
+        "WGAN-GP for a budget, at half width (the cheapest step; fine-tune small folders from it): 32-wide G, "
         "32-wide layer-norm critic, 1 critic step, lazy penalty (every 4th critic step), "
         "Adam 2e-4 (0, 0.9)",
         {"model.g_width": 32, "train.n_critic": 1}, base=BUDGET),
@@ -504,7 +504,7 @@ PRESETS: dict[str, PresetSpec] = {
     # halve the images an EMA half-life spans, so its decay doubles the half-life back, with
     # standing batch statistics, which keep the longer average true to its own weights.
     "wgangp-ln-wide-b32-celeba64": PresetSpec(
-        "the wide budget WGAN-GP at batch 32 (start here on a CPU, for more than 15 minutes): "
+        "the wide budget WGAN-GP at batch 32 (start here on a CPU, for runs of any length): "
         "64-wide G and layer-norm critic, 1 critic step, lazy penalty, twice the steps, "
         "Adam 4e-4 (0, 0.9), EMA 0.9995 with standing statistics",
         {"train.batch_size": 32, "train.g_lr": 4e-4, "train.d_lr": 4e-4, "train.ema_decay": 0.9995,
