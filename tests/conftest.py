@@ -31,3 +31,20 @@ def afhq_dir() -> Path:
     if not p.is_dir():
         pytest.skip("../shared/data/afhq-cat-64 is absent (only present in CI and dev machines)")
     return p
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Run the CLI in this process (no interpreter start per case) and return its one error
+    line, asserting exit status 2, no traceback, and the last stderr line 'facegan: error: ...'."""
+    from facegan.commands import main
+
+    def run(*args) -> str:
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        assert code == 2 and "Traceback" not in err, err
+        assert lines and lines[-1].startswith("facegan: error: "), err
+        return lines[-1]
+
+    return run

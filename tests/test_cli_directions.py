@@ -76,52 +76,39 @@ def test_directions_unsupervised_without_data(tmp_path, steer):
     assert all(e["method"] == "sefa" and e["accuracy"] is None for e in doc["directions"].values())
 
 
-def _main_error(capsys, *args):
-    """Run the CLI in this process (no interpreter start per case): exit 2, one line, no
-    traceback; returns that line."""
-    from facegan.commands import main
-
-    code = main([str(a) for a in args])
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert code == 2 and "Traceback" not in err, err
-    assert lines and lines[-1].startswith("facegan: error: "), err
-    return lines[-1]
-
-
-def test_edit_and_directions_user_errors(tmp_path, steer, capsys, monkeypatch):
+def test_edit_and_directions_user_errors(tmp_path, steer, capsys, monkeypatch, cli_error):
     run = steer["run"]
     monkeypatch.setenv("FACEGAN_CACHE", steer["env"]["FACEGAN_CACHE"])
     out = tmp_path / "x.png"
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "latest.pt").write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
-    line = _main_error(capsys, "edit", bare, "--attr", "Smiling", "--out", out)
+    line = cli_error("edit", bare, "--attr", "Smiling", "--out", out)
     assert "no directions.json" in line and "facegan directions" in line
     from facegan.commands import main
 
     assert main(["directions", str(bare), "--unsupervised", "1"]) == 0
-    line = _main_error(capsys, "edit", bare, "--attr", "Bald", "--out", out)
+    line = cli_error("edit", bare, "--attr", "Bald", "--out", out)
     assert "no direction 'Bald'" in line and "it has: sefa_0" in line
     for bad in ("3:-3", "a:b", "-3..3"):
-        line = _main_error(capsys, "edit", bare, "--attr", "sefa_0", "--strength", bad, "--out", out)
+        line = cli_error("edit", bare, "--attr", "sefa_0", "--strength", bad, "--out", out)
         assert "--strength" in line and "-3:3" in line
-    assert "--steps" in _main_error(capsys, "edit", bare, "--attr", "sefa_0", "--steps", 1, "--out", out)
-    assert ".png" in _main_error(capsys, "edit", bare, "--attr", "sefa_0", "--out", tmp_path / "x.gif")
+    assert "--steps" in cli_error("edit", bare, "--attr", "sefa_0", "--steps", 1, "--out", out)
+    assert ".png" in cli_error("edit", bare, "--attr", "sefa_0", "--out", tmp_path / "x.gif")
     assert not out.exists()
-    line = _main_error(capsys, "directions", bare)
+    line = cli_error("directions", bare)
     assert "--data" in line and "--unsupervised" in line
-    assert "does not exist" in _main_error(capsys, "directions", bare, "--data", tmp_path / "nope")
-    line = _main_error(capsys, "directions", bare, "--data", steer["data"], "--attrs", "Male,Beard")
+    assert "does not exist" in cli_error("directions", bare, "--data", tmp_path / "nope")
+    line = cli_error("directions", bare, "--data", steer["data"], "--attrs", "Male,Beard")
     assert "unknown attribute 'Beard'" in line and "No_Beard" in line
-    assert "--unsupervised" in _main_error(capsys, "directions", bare, "--unsupervised", 2, "--keep", "Male")
-    assert "between 1 and" in _main_error(capsys, "directions", bare, "--unsupervised", 99)
-    assert "does not exist" in _main_error(capsys, "directions", tmp_path / "nothing", "--unsupervised", 1)
+    assert "--unsupervised" in cli_error("directions", bare, "--unsupervised", 2, "--keep", "Male")
+    assert "between 1 and" in cli_error("directions", bare, "--unsupervised", 99)
+    assert "does not exist" in cli_error("directions", tmp_path / "nothing", "--unsupervised", 1)
     other = tmp_path / "other"
     other.mkdir()
     (other / "latest.pt").write_bytes((run / "checkpoints" / "latest.pt").read_bytes())
     (other / "directions.json").write_text(json.dumps({"version": 1, "z_dim": 5, "directions": {}}))
-    assert "z_dim 5" in _main_error(capsys, "directions", other, "--unsupervised", 1)
+    assert "z_dim 5" in cli_error("directions", other, "--unsupervised", 1)
     # nothing half-written: the file holds only what succeeded
     assert sorted(json.loads((bare / "directions.json").read_text())["directions"]) == ["sefa_0"]
 

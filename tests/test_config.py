@@ -111,3 +111,22 @@ def test_class_balance_needs_class_labels_from_the_condition():
         apply_overrides(cfg, ["data.condition=Male"]).validate()
     apply_overrides(cfg, ["data.condition=folders"]).validate()
     apply_overrides(cfg, ["data.condition=classes:Male,Smiling"]).validate()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_seed_outside_what_torch_takes_is_refused_in_one_line(seed):
+    # torch.manual_seed aliases negative seeds onto large ones and overflows above 2**64.
+    with pytest.raises(UserError, match="train.seed must be a whole number from 0 to"):
+        apply_overrides(Config(), [f"train.seed={seed}"]).validate()
+    apply_overrides(Config(), [f"train.seed={2**63 - 1}"]).validate()
+
+
+@pytest.mark.parametrize("text", ["-1", str(2**64), "1.5"])
+def test_seed_option_refuses_what_torch_cannot_take(text):
+    import argparse
+
+    from facegan.commands.common import seed_value
+
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number from 0 to"):
+        seed_value(text)
+    assert seed_value("0") == 0 and seed_value(str(2**63 - 1)) == 2**63 - 1

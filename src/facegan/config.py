@@ -296,6 +296,8 @@ class Config:
         if not 0.0 <= t.cooldown < 1.0:
             raise UserError(f"train.cooldown must be in [0, 1) (the last fraction of the run over which "
                             f"the learning rates fall to zero; 0 = off), not {t.cooldown:g}")
+        if not 0 <= t.seed < 2**63:
+            raise UserError(f"train.seed must be a whole number from 0 to {2**63 - 1}, not {t.seed}")
         if t.anneal_kimg < 0 or t.ema_kimg < 0:
             raise UserError("train.anneal_kimg and train.ema_kimg must be >= 0 (thousands of images; 0 = off)")
         if not 0.0 <= t.beta2_end < 1.0:

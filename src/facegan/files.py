@@ -38,8 +38,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    try:  # the temporary file goes on any failure, an interrupt (KeyboardInterrupt) included
+        os.close(fd)
         write(tmp)
         # mkstemp creates 0600; give the file the permissions a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
@@ -146,6 +146,33 @@ def make_out_dir(path: str | os.PathLike, option: str) -> bool:
         raise UserError(f"cannot write into '{path}' ({(error.strerror or str(error)).lower()}); give "
                         f"{option} a folder in a writable place")
     return not existed
+
+
+# ---- run folders ----------------------------------------------------------------------------
+
+# What facegan writes into a run folder (train, demo, directions). A folder whose visible
+# entries are all among these is facegan's own; anything else in it is someone else's files.
+RUN_ENTRIES = frozenset({
+    "config.json", "labels.json", "checkpoints", "samples", "metrics.jsonl", "loss.png",
+    "train.log", "skipped_files.txt", "tensorboard", "directions.json", "samples.png",
+    "morph.png", "morph.gif",
+})
+
+
+def is_run_folder(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` looks like a facegan run: its config.json and checkpoints/."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and (folder / "checkpoints").is_dir()
+
+
+def foreign_entries(folder: str | os.PathLike) -> list[str]:
+    """The visible entries of the existing ``folder`` that facegan did not write (sorted; hidden
+    ones such as .lock and .DS_Store are left out): empty for an empty folder or a run folder."""
+    try:
+        names = [e.name for e in os.scandir(folder)]
+    except OSError:
+        return []
+    return sorted(n for n in names if not n.startswith(".") and n not in RUN_ENTRIES)
 
 
 # ---- write errors ---------------------------------------------------------------------------

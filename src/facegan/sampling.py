@@ -314,7 +314,7 @@ def morph(generator: nn.Module, *, labels: LabelSpec = UNCONDITIONAL, rows: int 
     z = torch.cat(legs, dim=1)  # (rows, T, D)
     r, T, d = z.shape
     c = labels.draw(r, seed).repeat_interleave(T, dim=0)  # (r * T, K)
-    imgs = generate(generator, z.reshape(r * T, d), c, batch_size=max(1, r * T))  # one pass
+    imgs = generate(generator, z.reshape(r * T, d), c)
     return imgs.view(r, T, *imgs.shape[1:])
 
 
@@ -335,7 +335,7 @@ def morph_classes(generator: nn.Module, labels: LabelSpec, a: str, b: str, *, ro
     z = latents(rows, generator.latent_dim, seed, truncation=truncation).repeat_interleave(steps, dim=0)
     t = torch.linspace(0, 1, steps).repeat(rows)[:, None]
     c = (1 - t) * ca + t * cb
-    imgs = generate(generator, z, c, batch_size=max(1, rows * steps))  # one pass
+    imgs = generate(generator, z, c)
     return imgs.view(rows, steps, *imgs.shape[1:])
 
 

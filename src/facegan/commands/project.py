@@ -10,6 +10,9 @@ any work, so a bad one leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from pathlib import Path
 
 from ..errors import UserError
@@ -69,8 +72,7 @@ def register(sub) -> None:
 
 def cmd_project(args) -> int:
     from ..checkpoint import resolve_checkpoint
-    from ..projection import face_aligner, output_names, project, read_photo, save_projection
-    from ..sampling import load_generator
+    from ..projection import output_names, read_photo
 
     if args.steps < 0:
         raise UserError(f"--steps must be at least 0, got {args.steps}")
@@ -81,27 +83,86 @@ def cmd_project(args) -> int:
     for photo in args.photos:  # untrusted files: every one checked before any work
         read_photo(photo)
     out = Path(args.out)
-    made = make_out_dir(out, "--out")
+    # The first folder of --out that does not exist yet: this call makes it (and what is below
+    # it), so on any failure or stop it is removed again, with what this call wrote there.
+    made = _first_missing(out)
+    written: list[Path] = []
+    with _sigterm_as_interrupt():
+        try:
+            make_out_dir(out, "--out")
+            _project_into(args, out, names, written)
+        except BaseException:
+            _remove_written(written, out, made)
+            raise
+    return 0
+
+
+def _project_into(args, out: Path, names: list[str], written: list[Path]) -> None:
+    """Load, project and save into ``out`` (made already); every path written is appended
+    to ``written`` as it is, so a failure can take it back."""
+    from ..projection import face_aligner, project, save_projection
+    from ..sampling import load_generator
+
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
-    try:
-        align = None if args.no_align else face_aligner(lg, progress=not args.quiet)
-        results = project(lg, args.photos, cls=args.cls, attr=args.attr, steps=args.steps, align=align,
-                          features=args.features, encoder_steps=args.encoder_steps, seed=args.seed,
-                          crop=args.crop, retrain_encoder=args.retrain_encoder,
-                          progress=not args.quiet)
-    except BaseException:
-        if made:  # a folder this call made, still empty: leave nothing behind
-            try:
-                out.rmdir()
-            except OSError:
-                pass
-        raise
+    align = None if args.no_align else face_aligner(lg, progress=not args.quiet)
+    results = project(lg, args.photos, cls=args.cls, attr=args.attr, steps=args.steps, align=align,
+                      features=args.features, encoder_steps=args.encoder_steps, seed=args.seed,
+                      crop=args.crop, retrain_encoder=args.retrain_encoder, progress=not args.quiet)
+    lines = []
     for name, res in zip(names, results):
+        # The four files of this photo, claimed before any is written (each is written whole).
+        written += [out / f"{name}{ext}" for ext in (".latent.npy", ".crop.png", ".png", ".json")
+                    if not (out / f"{name}{ext}").exists()]
         save_projection(res, out)
         fd = "" if res.feature_distance is None else f", feature distance {res.feature_distance:.4f}"
-        print(f"{name}: PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.3f}{fd} (encoder guess "
-              f"{res.guess_psnr:.2f} dB) -> {out / (name + '.png')}")
+        lines.append(f"{name}: PSNR {res.psnr:.2f} dB, SSIM {res.ssim:.3f}{fd} (encoder guess "
+                     f"{res.guess_psnr:.2f} dB) -> {out / (name + '.png')}")
     first = out / f"{names[0]}.latent.npy"
+    print("\n".join(lines))
     print(f"wrote {len(results)} projection(s) to {out}; try: facegan edit {args.run} --latent "
           f"{first} --attr NAME, or facegan morph {args.run} --from {first} --to OTHER.latent.npy")
-    return 0
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist; None if it does."""
+    missing = None
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        missing, p = p, p.parent
+    return missing
+
+
+def _remove_written(written: list[Path], out: Path, made: Path | None) -> None:
+    """Take back what a failed or stopped call wrote: its files, then the folders it made
+    (``made`` and those below it down to ``out``), each only when empty."""
+    for f in written:
+        with contextlib.suppress(OSError):
+            f.unlink(missing_ok=True)
+    if made is None:
+        return
+    folder = out.absolute()
+    while True:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        if folder == made or folder == folder.parent:
+            break
+        folder = folder.parent
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a plain ``kill``, a job scheduler stopping the command) stops ``project`` as
+    Ctrl-C does: a KeyboardInterrupt, so what it wrote is taken back and the command says
+    "interrupted" and exits 130, not killed silently with an empty --out left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_device, add_no_ema, add_run, add_seed, check_batch_size, check_out_file, make_out_dir
+from .common import (
+    add_device,
+    add_no_ema,
+    add_run,
+    add_seed,
+    check_batch_size,
+    check_count,
+    check_out_file,
+    make_out_dir,
+)
 
 TRUNCATION_HELP = ("the truncation trick: draw each latent value from N(0, 1) cut to [-T, T]; "
                    "less variety, more typical faces (1.0 mild, 0.5 strong; default: none). "
@@ -20,6 +29,11 @@ def add_truncation(parser) -> None:
 # Images per `facegan sample` call: they are generated and held in memory together, and a grid
 # of 10,000 is already 100 x 100 images. More: several calls with different --seed.
 MAX_SAMPLES = 10_000
+# Frames per `facegan morph` call (--rows x --steps; --steps alone with --from/--to): they are
+# held in memory together and written as one grid (and GIF); a GIF of 2,000 frames is over
+# three minutes at 10 fps, and its grid 2,000 images.
+MAX_MORPH_FRAMES = 2_000
+MORPH_WHY = "the frames one morph makes, held in memory and written as one grid"
 
 
 def register(sub) -> None:
@@ -51,10 +65,12 @@ def register(sub) -> None:
 
     m = sub.add_parser("morph", help="latent interpolation between random faces")
     add_run(m)
-    m.add_argument("--out", default="morph.png", help="grid image, .png or .jpg")
+    m.add_argument("--out", default="morph.png", help="grid image, .png or .jpg (default "
+                   "%(default)s)")
     m.add_argument("--gif", help="also write an animated GIF of the first row")
     m.add_argument("--steps", type=int, default=10, help="images from one face to the other, "
-                   "both ends included (default %(default)s)")
+                   f"both ends included, 2 or more (default %(default)s; --rows x --steps at most "
+                   f"{MAX_MORPH_FRAMES:,})")
     m.add_argument("--rows", type=int, default=4, help="morphs, one per grid row, each between two "
                    "random faces (default %(default)s)")
     m.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
@@ -147,6 +163,14 @@ def cmd_morph(args) -> int:
     truncation = check_truncation(args.truncation)
     if args.rows < 1:
         raise UserError(f"--rows must be at least 1 (rows of the grid), got {args.rows}")
+    check_count(args.steps, "--steps", MAX_MORPH_FRAMES, MORPH_WHY, minimum=2)
+    if not args.from_latent:  # --from/--to make one row whatever --rows says
+        check_count(args.rows, "--rows", MAX_MORPH_FRAMES // 2, MORPH_WHY + ", at least 2 a row")
+    if not args.from_latent and args.rows * args.steps > MAX_MORPH_FRAMES:
+        raise UserError(f"--rows {args.rows:,} x --steps {args.steps:,} makes "
+                        f"{args.rows * args.steps:,} frames, more than {MAX_MORPH_FRAMES:,} "
+                        f"({MORPH_WHY}); give fewer --rows or --steps (at most "
+                        f"{MAX_MORPH_FRAMES // args.rows:,} steps with {args.rows:,} rows)")
     if args.gif and args.fps < 1:
         raise UserError(f"--fps must be at least 1 (frames per second of the GIF), got {args.fps}")
     check_out_file(args.out, "--out")

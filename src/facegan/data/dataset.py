@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -124,9 +125,12 @@ def _decode_listing(listing: Listing, crop: str, resolution: int, progress: bool
     n = len(listing)
     out = scratch_array((n, 3, resolution, resolution), cache.folder)
     errors: list[str | None] = [None] * n
+    abandon = threading.Event()  # set when the load is interrupted (Ctrl-C, SIGTERM)
 
     def work(start: int, stop: int) -> int:
         for i in range(start, stop):
+            if abandon.is_set():
+                break
             try:
                 img = decode_image(listing.read(i), crop, resolution)
                 out[i] = img.transpose(2, 0, 1)
@@ -139,8 +143,15 @@ def _decode_listing(listing: Listing, crop: str, resolution: int, progress: bool
     with ThreadPoolExecutor(max_workers=_cpu_count()) as pool, \
             _bar(n, f"decoding {listing.kind} images", progress) as bar:
         futures = [pool.submit(work, a, min(a + _CHUNK, n)) for a in range(0, n, _CHUNK)]
-        for f in as_completed(futures):
-            bar.update(f.result())
+        try:
+            for f in as_completed(futures):
+                bar.update(f.result())
+        except BaseException:
+            # Stop at once: the running tasks end after their current image, the rest never start.
+            abandon.set()
+            for f in futures:
+                f.cancel()
+            raise
 
     keep = [i for i in range(n) if errors[i] is None]
     skipped = list(listing.missing) + [(listing.names[i], errors[i]) for i in range(n)

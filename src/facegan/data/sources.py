@@ -106,11 +106,33 @@ def list_source(cfg: DataConfig) -> Listing:
                     f"that holds the images, or at a .zip of them")
 
 
+def scanned_folder(path: str | os.PathLike) -> Path | None:
+    """The folder whose images ``path`` (a data.path) trains on: the folder itself, or a CelebA
+    layout's image folder; None for a zip, 'builtin' or a path that is not a folder."""
+    p = Path(path).expanduser()
+    if str(path).strip() == "builtin" or not p.is_dir():
+        return None
+    celeba = _find_celeba(p)
+    return celeba[1] if celeba is not None else p
+
+
 # --------------------------------------------------------------------------------------------
 # Folder
 
+def _is_run(entries: list[os.DirEntry]) -> bool:
+    """The entries of a facegan run folder (its config.json and checkpoints/): its samples and
+    plots are not training images."""
+    kinds = {e.name: e for e in entries if e.name in ("config.json", "checkpoints")}
+    try:
+        return (len(kinds) == 2 and kinds["config.json"].is_file()
+                and kinds["checkpoints"].is_dir())
+    except OSError:
+        return False
+
+
 def _walk_images(root: Path) -> list[tuple[str, os.stat_result]]:
-    """(relative posix path, stat) of every image below root, hidden files and folders left out."""
+    """(relative posix path, stat) of every image below root, hidden files and folders left out,
+    and so are facegan run folders below root (a run trained into the data folder)."""
     found: list[tuple[str, os.stat_result]] = []
     seen_dirs: set[tuple[int, int]] = set()
 
@@ -122,6 +144,8 @@ def _walk_images(root: Path) -> list[tuple[str, os.stat_result]]:
         try:
             entries = list(os.scandir(folder))
         except OSError:
+            return
+        if rel and _is_run(entries):
             return
         for e in entries:
             # Hidden entries include macOS '._x.jpg' resource forks, which are not images.

@@ -199,6 +199,7 @@ def generate_faces(n: int, resolution: int, *, seed: int = 0, stream: int = 0,
                 on_progress(len(imgs))
     finally:
         if pool is not None:
-            pool.shutdown()
+            # Interrupted (Ctrl-C, SIGTERM): the ranges not yet started are dropped.
+            pool.shutdown(cancel_futures=True)
     return images, labels
 

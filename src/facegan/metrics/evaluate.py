@@ -32,6 +32,7 @@ from .fid import (
     kernel_inception_distance,
 )
 from .inception import (
+    FEATURE_DIM,
     InceptionNet,
     inception_score_unavailable_message,
     load_inception,
@@ -351,27 +352,54 @@ def check_stats_path(path: str | Path) -> None:
         raise UserError(f"{p} holds only 1 image; FID needs at least 2")
 
 
+def _is_stats_file(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() == ".npz"
+
+
+def load_fid_stats(path: str | Path) -> tuple[FeatureStats, str]:
+    """A statistics .npz for ``facegan fid``, checked against the FID network's feature size
+    (mu (2048,), sigma (2048, 2048), finite): (stats, description)."""
+    from .stats import check_stats, load_stats
+
+    p = Path(path)
+    st = load_stats(p)
+    check_stats(st, p, FEATURE_DIM)
+    return st, f"{p} (statistics, n={st.n})"
+
+
+def _folder_files(path: str | Path) -> list[Path]:
+    """An image folder's files for ``facegan fid``: at least 2, every header readable."""
+    from .features import check_images_readable, list_image_files
+
+    p = Path(path)
+    files = list_image_files(p)  # raises for missing / empty
+    if len(files) < 2:
+        raise UserError(f"{p} holds only {len(files)} image; FID needs at least 2")
+    check_images_readable(files, p)
+    return files
+
+
+def _folder_stats(p: Path, files: list[Path], net: InceptionNet, *, batch_size: int,
+                  progress: bool) -> tuple[FeatureStats, str]:
+    from .features import FileImages
+
+    feats = extract_features(net, FileImages(files), batch_size=batch_size, progress=progress,
+                             desc=f"features {p.name}")
+    return FeatureStats.from_features(feats, network_id=net.network_id), f"{p} ({len(files)} images)"
+
+
 def stats_for_path(path: str | Path, net: InceptionNet, *, batch_size: int = 64,
                    progress: bool = False) -> tuple[FeatureStats, str]:
     """Statistics for ``facegan fid``: a .npz file as-is, or an image folder's features.
 
     Returns (stats, description).
     """
-    from .features import FileImages, list_image_files
-    from .stats import load_stats
-
     p = Path(path)
-    if p.is_file() and p.suffix.lower() == ".npz":
-        st = load_stats(p)
-        return st, f"{p} (statistics, n={st.n})"
+    if _is_stats_file(p):
+        return load_fid_stats(p)
     if p.is_file():
         raise UserError(f"{p} is neither an image folder nor a statistics .npz file")
-    files = list_image_files(p)  # raises for missing / empty
-    if len(files) < 2:
-        raise UserError(f"{p} holds only {len(files)} image; FID needs at least 2")
-    feats = extract_features(net, FileImages(files), batch_size=batch_size, progress=progress,
-                             desc=f"features {p.name}")
-    return FeatureStats.from_features(feats, network_id=net.network_id), f"{p} ({len(files)} images)"
+    return _folder_stats(p, _folder_files(p), net, batch_size=batch_size, progress=progress)
 
 
 def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str | None = None,
@@ -379,9 +407,19 @@ def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str
     """FID (and KID) between two folders, or a folder/.npz and another folder/.npz."""
     for p in (a, b):
         check_stats_path(p)  # user mistakes first, before the network loads
+    # Statistics files are read and checked, and folders' image headers, before any feature
+    # is computed: a wrong file fails in a second, not after a folder's features.
+    given = [load_fid_stats(p) if _is_stats_file(Path(p)) else _folder_files(p) for p in (a, b)]
+    if kid:
+        for x in given:
+            if isinstance(x, tuple) and x[0].features is None:
+                raise UserError(f"KID needs features, but {x[1]} holds only mu and sigma; drop "
+                                "--kid, or make the statistics with: facegan fid DIR --save-stats "
+                                "FILE")
     net = load_inception(inception, device=device)
-    sa, da = stats_for_path(a, net, batch_size=batch_size, progress=progress)
-    sb, db = stats_for_path(b, net, batch_size=batch_size, progress=progress)
+    (sa, da), (sb, db) = (x if isinstance(x, tuple) else
+                          _folder_stats(Path(p), x, net, batch_size=batch_size, progress=progress)
+                          for p, x in zip((a, b), given))
     warnings = []
     for st, d in ((sa, da), (sb, db)):
         if st.network_id and st.network_id != net.network_id:
@@ -415,8 +453,9 @@ def save_folder_stats(folder: str | Path, out: str | Path, *, inception: str | N
     if not Path(folder).is_dir():
         raise UserError(f"--save-stats needs an image folder, got {folder}")
     check_stats_path(folder)
+    files = _folder_files(folder)  # every image readable, before the network loads
     net = load_inception(inception, device=device)
-    st, _ = stats_for_path(folder, net, batch_size=batch_size, progress=progress)
+    st, _ = _folder_stats(Path(folder), files, net, batch_size=batch_size, progress=progress)
     save_stats(out, st)
     return st
 

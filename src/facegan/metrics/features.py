@@ -22,8 +22,9 @@ from ..errors import UserError
 from ..progress import Progress, format_duration
 from .resize import resize_clean
 
-__all__ = ["IMAGE_EXTENSIONS", "FileImages", "ImageSource", "Progress", "TensorImages", "default_workers",
-           "extract_features", "format_duration", "list_image_files"]
+__all__ = ["IMAGE_EXTENSIONS", "FileImages", "ImageSource", "Progress", "TensorImages",
+           "check_images_readable", "default_workers", "extract_features", "format_duration",
+           "list_image_files"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
@@ -65,7 +66,41 @@ class FileImages:
             with Image.open(p) as im:
                 return np.asarray(im.convert("RGB"))
         except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise UserError(f"cannot read image {p}: {e}") from None
+            raise UserError(f"cannot read image {p} ({_reason(e, p)}); FID needs every image of "
+                            f"its folder: remove or replace {p}, then run again") from None
+
+
+# Why an image file cannot be read, without the path Pillow repeats in its messages.
+def _reason(e: Exception, path: Path) -> str:
+    if isinstance(e, Image.UnidentifiedImageError):
+        return "not an image Pillow can read: empty, cut short, or another kind of file"
+    text = str(e).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
+    return text or type(e).__name__
+
+
+def check_images_readable(paths: Sequence[str | os.PathLike], folder: str | os.PathLike) -> None:
+    """Open each file's header (cheap: no pixels decoded) before any feature is computed;
+    UserError naming the unreadable files of ``folder``. A score over part of a folder would
+    mislead, so nothing is skipped; a file whose header reads but whose pixels do not still
+    fails later, in :class:`FileImages`."""
+    bad: list[tuple[Path, str]] = []
+    for p in map(Path, paths):
+        try:
+            with Image.open(p):
+                pass
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            bad.append((p, _reason(e, p)))
+    if not bad:
+        return
+    (first, why), more = bad[0], len(bad) - 1
+    if not more:
+        raise UserError(f"cannot read image {first} ({why}); FID needs every image of {folder}: "
+                        f"remove or replace {first}, then run again")
+    named = ", ".join(str(p) for p, _ in bad[:3]) + (f" and {len(bad) - 3:,} more" if len(bad) > 3
+                                                     else "")
+    raise UserError(f"{len(bad):,} files in {folder} are not readable images ({named}; {first}: "
+                    f"{why}); FID needs every image of the folder: remove or replace them, then "
+                    "run again")
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:

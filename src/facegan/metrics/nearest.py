@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..files import atomic_write
 
 NEAR_COPY_L1 = 0.02  # mean |difference| under ~5/255 per pixel: a near-copy at these sizes
 # Ratios of median nearest distance, generated / held-out, taken in the space where it is largest.
@@ -144,22 +143,24 @@ def _tile_rows(gen: torch.Tensor, rows: list[list[torch.Tensor]], pad: int = 2,
 
 
 def save_png(path: str | Path, canvas: np.ndarray) -> Path:
+    """Write ``canvas`` uint8 (H, W, 3) atomically: PNG, or JPEG for a .jpg name (as
+    ``facegan sample`` does); UserError for another name."""
     from PIL import Image
 
-    def _w(tmp: str) -> None:
-        Image.fromarray(canvas).save(tmp, format="PNG")
+    from ..sampling import save_image
 
-    return atomic_write(path, _w)
+    return save_image(Image.fromarray(canvas), path)
 
 
 def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | Path = "nearest.png",
                   holdout: int | None = None, inception: str | None = None, use_inception: bool = True,
                   seed: int = 0, device="cpu", batch_size: int = 64, k: int = 3,
                   progress: bool = True) -> dict:
-    """Run the memorisation check; write the PNG; return the statistics and a verdict."""
+    """Run the memorisation check; write the image ``out`` (.png or .jpg); return the
+    statistics and a verdict."""
     from ..data import load_dataset
     from ..runtime import resolve_device
-    from ..sampling import load_generator
+    from ..sampling import image_format, load_generator
     from .evaluate import generate_uint8
     from .features import extract_features
     from .inception import load_inception
@@ -168,6 +169,10 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
     if n < 2:
         raise UserError("--n must be at least 2")
     holdout = n if holdout is None else holdout
+    if holdout < 2:
+        raise UserError(f"--holdout must be at least 2 (held-out real images the generated ones "
+                        f"are compared with), got {holdout}")
+    image_format(out)  # a name it cannot write fails now, not after the work
     dev = resolve_device(device)
     loaded = load_generator(checkpoint, device=dev, ema=True)
     net = load_inception(inception, device=dev) if use_inception else None

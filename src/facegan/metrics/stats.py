@@ -95,6 +95,11 @@ def save_stats(path: str | os.PathLike, stats: FeatureStats) -> Path:
     return atomic_write(path, _write)
 
 
+def remake_hint(path: str | os.PathLike) -> str:
+    """How to make a statistics file again, for the messages about a broken one."""
+    return f"make it again with: facegan fid DIR --save-stats {path}"
+
+
 def load_stats(path: str | os.PathLike) -> FeatureStats:
     """Read statistics written by :func:`save_stats` (or any .npz with ``mu`` and ``sigma``)."""
     path = Path(path)
@@ -102,7 +107,9 @@ def load_stats(path: str | os.PathLike) -> FeatureStats:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             if not {"mu", "sigma"} <= keys:
-                raise UserError(f"{path} holds no feature statistics (needs arrays 'mu' and 'sigma')")
+                raise UserError(f"{path} holds no feature statistics (needs arrays 'mu' and "
+                                f"'sigma', has {', '.join(sorted(keys)) or 'none'}); "
+                                f"{remake_hint(path)}")
             mu = np.asarray(z["mu"], np.float64)
             sigma = np.asarray(z["sigma"], np.float64)
             feats = np.asarray(z["features"], np.float32) if "features" in keys else None
@@ -112,12 +119,33 @@ def load_stats(path: str | os.PathLike) -> FeatureStats:
     except UserError:
         raise
     except (OSError, ValueError, KeyError, EOFError) as e:
-        raise UserError(f"cannot read statistics file {path}: {e}") from None
+        raise UserError(f"cannot read statistics file {path}: {e}; {remake_hint(path)}") from None
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+        raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together; "
+                        f"{remake_hint(path)}")
     return FeatureStats(mu=mu, sigma=sigma, n=n, features=feats, feature_index=index,
                         network_id=text["network_id"], fingerprint=text["fingerprint"],
                         protocol=text["protocol"])
+
+
+def check_stats(stats: FeatureStats, path: str | os.PathLike, dim: int) -> None:
+    """UserError unless ``stats`` (read from ``path``) fit a ``dim``-feature network: mu (dim,),
+    sigma (dim, dim), features (M, dim) when present, all finite."""
+    problem = None
+    if stats.mu.shape != (dim,):
+        problem = f"mu has shape {stats.mu.shape}, not ({dim},)"
+    elif stats.sigma.shape != (dim, dim):
+        problem = f"sigma has shape {stats.sigma.shape}, not ({dim}, {dim})"
+    elif stats.features is not None and (stats.features.ndim != 2
+                                         or stats.features.shape[1] != dim):
+        problem = f"features have shape {stats.features.shape}, not (N, {dim})"
+    elif not (np.isfinite(stats.mu).all() and np.isfinite(stats.sigma).all()):
+        problem = "mu or sigma holds NaN or infinite values"
+    elif stats.features is not None and not np.isfinite(stats.features).all():
+        problem = "its features hold NaN or infinite values"
+    if problem:
+        raise UserError(f"{path} does not hold statistics of the {dim}-feature FID network "
+                        f"({problem}); {remake_hint(path)}")
 
 
 def stats_cache_path(fingerprint: str, network_id: str, cache_dir: str | os.PathLike = "") -> Path:

@@ -171,11 +171,13 @@ def load_features(lg: LoadedGenerator, features: str, *, data: str | os.PathLike
     from ..metrics.classifier import classifier_for_data
 
     path = str(data) if data else lg.config.data.path
-    if not path or path.strip() == "builtin":
+    if not path or not path.strip():
         raise UserError("--features classifier needs the run's labelled training data (CelebA "
-                        "attributes or class folders); the built-in faces have no labels; use "
-                        "--features critic")
-    if not Path(path).expanduser().exists():
+                        "attributes, the built-in faces or class folders), and this checkpoint "
+                        "names none; use --features critic")
+    # The built-in faces (data.path 'builtin') are drawn with their attributes: they train a
+    # classifier as CelebA does (facegan.data.synthetic.LABEL_NAMES).
+    if path.strip() != "builtin" and not Path(path).expanduser().exists():
         raise UserError(f"--features classifier needs the run's labelled training data, and "
                         f"'{path}' is not on this machine; use --features critic")
     clf = classifier_for_data(replace(lg.config.data, path=path), device=device, progress=progress)

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import UserError
 from ..labels import LabelSpec
-from .photos import read_photo
+from .photos import PhotoError, read_photo
 
 
 def load_latent(path: str | os.PathLike, latent_dim: int, option: str = "--latent") -> torch.Tensor:
@@ -57,14 +57,19 @@ def _stem(path: Path) -> str:
 def latent_photo(path: str | os.PathLike, resolution: int, option: str = "--latent") -> torch.Tensor | None:
     """The photo a latent was projected from: ``NAME.crop.png`` beside ``NAME.latent.npy``
     (written by :func:`save_projection`) as uint8 (3, R, R), R = ``resolution``; None when
-    there is none (edits then show the projection alone). UserError (one line) for a file
-    there that is not an R x R image."""
+    there is none (edits then show the projection alone). UserError (one line, naming the
+    file and the ways out) for a file there that is not a readable R x R PNG image."""
     p = Path(path)
     crop = p.with_name(f"{_stem(p)}.crop.png")
     if not crop.is_file():
         return None
     label = f"'{crop}' (the photo of {option} '{p}')"
-    img, _ = read_photo(crop, label=label, formats=("PNG",))
+    try:
+        img, _ = read_photo(crop, label=label, formats=("PNG",))
+    except PhotoError as e:
+        raise UserError(f"{label} is not a readable image ({e.reason}); give --no-detail to use "
+                        "the projection alone, or run facegan project on the photo again to "
+                        "write it anew") from None
     if img.size != (resolution, resolution):
         raise UserError(f"{label} is {img.size[0]}x{img.size[1]}, but this generator draws "
                         f"{resolution}x{resolution}; project the photo with this run, or give "

@@ -4,6 +4,7 @@ preprocessed exactly as the run's training images were (its crop, its size)."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import struct
@@ -29,6 +30,16 @@ MAX_PHOTO_PIXELS = 40_000_000
 
 # ---- photos -----------------------------------------------------------------------------------
 
+class PhotoError(UserError):
+    """A photo that cannot be used, as a one-line message for the user; ``reason`` says what is
+    wrong with the file in a few words ("not a PNG image", "damaged or truncated (...)"), for
+    a caller that words the message its own way (:func:`facegan.projection.latent_photo`)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 def read_photo(path: str | os.PathLike, *, label: str | None = None,
                formats: Sequence[str] | None = None) -> tuple[Image.Image, bytes]:
     """Open an untrusted photo: (the image decoded, EXIF rotation applied, RGB; its bytes).
@@ -41,17 +52,18 @@ def read_photo(path: str | os.PathLike, *, label: str | None = None,
     p = Path(path)
     label = label or f"photo '{p}'"
     if not p.exists():
-        raise UserError(f"{label} does not exist")
+        raise PhotoError(f"{label} does not exist", "it does not exist")
     if not p.is_file():
-        raise UserError(f"{label} is not a file; give image files (.jpg, .png)")
+        raise PhotoError(f"{label} is not a file; give image files (.jpg, .png)", "not a file")
     try:
         size = p.stat().st_size
         if size > MAX_PHOTO_BYTES:
-            raise UserError(f"{label} is {size / 2**20:.0f} MB, more than the "
-                            f"{MAX_PHOTO_BYTES // 2**20} MB facegan reads; give a smaller image")
+            big = f"{size / 2**20:.0f} MB, more than the {MAX_PHOTO_BYTES // 2**20} MB facegan reads"
+            raise PhotoError(f"{label} is {big}; give a smaller image", big)
         data = p.read_bytes()
     except OSError as e:
-        raise UserError(f"cannot read {label} ({e.strerror or e})") from None
+        raise PhotoError(f"cannot read {label} ({e.strerror or e})",
+                         f"cannot be read: {e.strerror or e}") from None
     return decode_photo(data, label, formats=formats), data
 
 
@@ -64,32 +76,35 @@ def _opened_photo(data: bytes, label: str, formats: Sequence[str] | None) -> Ite
     """``data`` opened by Pillow (only its header read) after the format and the pixel count
     are checked; every decoding error inside the ``with`` becomes a one-line UserError that
     starts with ``label`` (such as "photo 'me.jpg'")."""
-    too_large = (f"{label} has more than the {MAX_PHOTO_PIXELS / 1e6:.0f} megapixels facegan "
-                 "decodes; give a smaller image")
+    large = f"more than the {MAX_PHOTO_PIXELS / 1e6:.0f} megapixels facegan decodes"
+    too_large = f"{label} has {large}; give a smaller image"
     if formats:
         names = [FORMAT_NAMES.get(f, f) for f in formats]
         kinds = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
-        not_image = (f"{label} is not a {kinds} image (judged by its content, not its name); "
+        what = f"not a {kinds} image"
+        not_image = (f"{label} is {what} (judged by its content, not its name); "
                      f"send a photo in one of those formats")
     else:
-        not_image = f"{label} is not an image Pillow can read; give a .jpg or .png"
+        what = "not an image Pillow can read"
+        not_image = f"{label} is {what}; give a .jpg or .png"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=list(formats) if formats else None) as im:
                 w, h = im.size  # from the header: nothing is decoded yet
                 if w * h > MAX_PHOTO_PIXELS:
-                    raise UserError(f"{too_large} ({w}x{h})")
+                    raise PhotoError(f"{too_large} ({w}x{h})", f"{large} ({w}x{h})")
                 yield im
     except UserError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError(too_large) from None
+        raise PhotoError(too_large, large) from None
     except Image.UnidentifiedImageError:
-        raise UserError(not_image) from None
+        raise PhotoError(not_image, what) from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
         why = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
-        raise UserError(f"{label} is damaged or truncated ({why}); give a complete image") from None
+        raise PhotoError(f"{label} is damaged or truncated ({why}); give a complete image",
+                         f"damaged or truncated: {why}") from None
 
 
 def sniff_photo(data: bytes, label: str, *,
@@ -115,7 +130,7 @@ def decode_photo(data: bytes, label: str, *, formats: Sequence[str] | None = Non
         photo = _to_rgb(ImageOps.exif_transpose(im))
         photo.load()
     if min(photo.size) < 1:
-        raise UserError(f"{label} has no pixels")
+        raise PhotoError(f"{label} has no pixels", "it has no pixels")
     return photo
 
 
@@ -180,7 +195,8 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
     """A file (read with :func:`read_photo`'s limits) or a PIL image -> :class:`Photo`.
 
     ``align``: PIL -> PIL, a face aligner (such as :mod:`facegan.align`) that returns the face
-    framed as the run's training crop frames faces; its output is then only cut to its centred
+    framed as the run's training crop frames faces (given ``name="photo 'PATH'"`` for a file
+    when it takes a ``name``, for its messages); its output is then only cut to its centred
     square (the whole of a square image) and resized, unless ``crop`` says otherwise. None
     keeps the photo as it is and applies the run's crop. A file with no ``align`` is decoded by
     the training decoder
@@ -194,7 +210,8 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
         source = str(photo)
     name = name or output_names([photo])[0]
     if align is not None:
-        im = align(im)
+        # An aligner that takes ``name`` (face_aligner's) names this photo when it finds no face.
+        im = align(im, name=f"photo '{photo}'") if source and _takes_name(align) else align(im)
         if not isinstance(im, Image.Image):
             raise TypeError(f"align must return a PIL image, got {type(im).__name__}")
         im = _to_rgb(im)
@@ -207,6 +224,13 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
     else:
         u8, _ = preprocess(im, data_cfg, c)
     return Photo(name, im, c, u8, source)
+
+
+def _takes_name(fn: Callable) -> bool:
+    try:
+        return "name" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a callable whose signature Python cannot tell
+        return False
 
 
 def fit_photo(photo: Image.Image, resolution: int) -> torch.Tensor:

@@ -139,6 +139,7 @@ def resume_trainer(run_dir: str | Path, data: ImageSet, cfg: Config | None = Non
     ckpt = ckpt or load_checkpoint(Path(run_dir) / "checkpoints" / LATEST)
     cfg = cfg or ckpt["config"]
     check_resume_changes(ckpt["config"], cfg)
+    check_resume_data(ckpt, cfg, data)
     trainer = build_trainer(cfg, data, run_dir, evaluator=evaluator, progress=progress, dist=dist)
     try:
         trainer.load_state_dict(ckpt)
@@ -155,3 +156,18 @@ def resume_trainer(run_dir: str | Path, data: ImageSet, cfg: Config | None = Non
         if trainer.dist.is_main:
             print(f"facegan: warning: {message}", file=sys.stderr)
     return trainer
+
+
+def check_resume_data(ckpt: dict, cfg: Config, data: ImageSet) -> None:
+    """UserError when ``data`` cannot continue the checkpoint's run: its saved data order is
+    over another number of images. The fix: the run's images, or a new run from its weights."""
+    order = ckpt.get("batches")
+    trained_on = int(order["n"]) if isinstance(order, dict) and "n" in order else None
+    if trained_on is None or trained_on == len(data):
+        return
+    path = Path(ckpt["path"])
+    run = path.parent.parent if path.parent.name == "checkpoints" else path
+    raise UserError(f"cannot resume from {path}: the data ({cfg.data.path}) has {len(data)} images "
+                    f"but the run trained on {trained_on}; give --data the run's images, or start a "
+                    f"new run from its weights on these: facegan train --init-from {run} --data "
+                    f"{cfg.data.path} --out NEW_RUN_DIR (with the run's --preset and model settings)")

@@ -4,8 +4,9 @@
 rank, checks what evaluation needs, builds the trainer (or restores it from a checkpoint, with
 the changes a resume may make), records the start and, for a new run, saves step 0.
 :func:`train` starts and trains to ``cfg.train.steps``. User mistakes raise
-:class:`~facegan.errors.UserError` before anything is trained; a failed start leaves no empty
-run folder behind.
+:class:`~facegan.errors.UserError` before anything is trained; a failed or interrupted start
+leaves no run folder (nor anything it wrote into an existing one) behind, unless a checkpoint
+is there to resume from.
 
 One trainer per run folder: :func:`start_run` takes an OS lock on RUN/.lock (rank 0, under
 torchrun) and :func:`end_run` drops it; a second trainer on the folder is refused, naming the
@@ -15,9 +16,13 @@ Readers (``sample``, ``evaluate``, ``serve``) never take it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -35,13 +40,22 @@ from ..config import (
     parse_overrides,
 )
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
+from ..data.sources import scanned_folder
 from ..errors import UserError
-from ..files import FolderBusy, FolderLock, WriteFailed, atomic_write_text, make_out_dir
+from ..files import (
+    LOCK_NAME,
+    FolderBusy,
+    FolderLock,
+    WriteFailed,
+    atomic_write_text,
+    foreign_entries,
+    make_out_dir,
+)
 from ..runtime import cpu_has_fast_bf16, resolve_device
 from .build import build_trainer, resume_trainer
 from .distributed import DistEnv, init_from_env, shutdown
 from .resume import check_resume_changes, describe_changes
-from .trainer import Trainer
+from .trainer import Trainer, TrainingInterrupted
 
 Overrides = Mapping[str, Any] | Iterable[str]  # typed values by key, or 'key=value' strings
 
@@ -62,6 +76,12 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
     Under torchrun every process calls this; the trainer holds its place in the job
     (``trainer.dist``), which the caller ends with :func:`end_run` (this function ends it
     itself when the start fails).
+
+    ``out`` must be new, empty or a facegan run folder without a checkpoint, and outside the
+    data (:func:`check_out_folder`), checked before anything is written. A start that fails or
+    is interrupted before a checkpoint is in the folder takes back what it wrote (the folder
+    too, when it made it); an interrupt (Ctrl-C, or SIGTERM within
+    :func:`stop_signals_interrupt`) then raises :class:`TrainingInterrupted` saying what is left.
     """
     typed = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     ckpt, changes, notes = None, [], []
@@ -70,6 +90,9 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
             raise ValueError("start_run: give a config for a new run or resume=, not both")
         ckpt, run_dir = resume_source(resume, out)
         cfg, changes, notes = _resumed_config(ckpt, run_dir, typed, preset)
+        home = checkpoint_home(ckpt["path"])
+        if home is None or not _same_file(run_dir, home):  # continued in another folder
+            check_out_folder(run_dir, cfg.data.path)
     else:
         if cfg is None or out is None:
             raise ValueError("start_run: a new run needs a config and an output folder")
@@ -79,13 +102,16 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
             raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
                             "or choose a new --out")
         cfg, auto_why = new_run_config(cfg, typed)
+        check_new_run(cfg)
+        check_out_folder(run_dir, cfg.data.path)
     env = init_from_env(cfg.train.device)
+    undo = _StartUndo(run_dir, main=env.is_main)
     trainer = None
     try:
         for note in notes:
             _info(env, note)
         auto = (auto_why, typed) if resume is None and auto_why is not None else None
-        trainer = _start(env, cfg, run_dir, ckpt, inception, progress, auto)
+        trainer = _start(env, cfg, run_dir, ckpt, inception, progress, auto, undo)
         try:
             if ckpt is not None:
                 src = "" if ckpt["path"].name == LATEST and not out else f" from {ckpt['path']}"
@@ -103,11 +129,21 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
                 trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
         except WriteFailed as e:  # a full disk: say what is kept and how to go on
             raise trainer.write_failed(e) from None
-    except BaseException:
+    except BaseException as e:
+        # What this start wrote goes, unless a checkpoint is there to resume from (then the
+        # folder is a run that --resume continues); then its lock, then the job.
+        undo.discard()
         if trainer is not None:
-            end_run(trainer)  # its lock, then the job
+            trainer.run_lock = None  # released by discard
+            end_run(trainer)
         else:
             shutdown(env)
+        if isinstance(e, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (see stop_signals_interrupt)
+            step = (trainer.latest_step if trainer is not None and trainer.latest_step is not None
+                    else int(ckpt.get("step", 0)) if ckpt is not None else 0)
+            raise TrainingInterrupted(_stopped_while_starting(getattr(e, "signal_name", "SIGINT"),
+                                                              undo.outcome, run_dir, step, resume,
+                                                              out)) from None
         raise
     return trainer
 
@@ -180,13 +216,18 @@ def auto_data(cfg: Config, n_images: int, why: str, given: Mapping[str, Any], en
 
 
 def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inception: str | None,
-           progress: bool, auto: tuple[str, Mapping[str, Any]] | None = None) -> Trainer:
+           progress: bool, auto: tuple[str, Mapping[str, Any]] | None = None,
+           undo: _StartUndo | None = None) -> Trainer:
+    undo = undo if undo is not None else _StartUndo(run_dir, main=env.is_main)
     env.agree(lambda: check_evaluation(cfg, inception), main_only=True)
-    created = env.agree(lambda: make_out_dir(run_dir, "--out"), main_only=True)
-    lock = None
+    undo.lock_existed = (run_dir / LOCK_NAME).exists()
+    undo.created = bool(env.agree(lambda: make_out_dir(run_dir, "--out"), main_only=True))
     try:
         # Before anything is written: a second trainer on the folder changes nothing.
-        lock = env.agree(lambda: lock_run_folder(run_dir), main_only=True)
+        undo.lock = env.agree(lambda: lock_run_folder(run_dir), main_only=True)
+        if env.is_main:
+            undo.before = {p.name for p in run_dir.iterdir()}  # what a failed start leaves
+            _remove_stale_temp_files(run_dir)
         data = _load_data_ranked(env, cfg, run_dir)
         if auto is not None:
             cfg = auto_data(cfg, len(data), *auto, env=env)
@@ -204,14 +245,10 @@ def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inceptio
                                   ckpt=ckpt, dist=env)
 
         trainer = env.agree(build)
-    except BaseException as e:
-        if lock is not None:
-            # The lock file goes with a folder this start made and leaves empty.
-            lock.release(remove=created and _holds_only(run_dir, lock.path.name))
-        if isinstance(e, UserError) and env.is_main:
-            _remove_if_empty(run_dir, created)
+    except BaseException:
+        undo.discard()  # a failed start leaves the folder as it found it (or none)
         raise
-    trainer.run_lock = lock
+    trainer.run_lock = undo.lock
     if ckpt is not None and _same_file(ckpt["path"], run_dir / "checkpoints" / LATEST):
         trainer.latest_step = trainer.step
     return trainer
@@ -241,11 +278,113 @@ def _busy_message(run_dir: Path, pid: int | None) -> str:
             "into another folder with --out")
 
 
-def _holds_only(folder: Path, name: str) -> bool:
+@dataclasses.dataclass
+class _StartUndo:
+    """What a start made in ``run_dir``, so that a failed or interrupted start takes it back:
+    everything written after the lock was taken goes, the lock file too where this start made
+    it, and the folder where this start made it -- unless a checkpoint is there (the run
+    resumes from it, so the folder is kept as a run). ``outcome`` once discarded: 'kept',
+    'removed' (the folder this start made) or 'left' (a folder that was there, as it was)."""
+
+    run_dir: Path
+    main: bool = True  # rank 0 (alone) touches the folder
+    created: bool = False
+    lock_existed: bool = True
+    lock: FolderLock | None = None
+    before: set[str] | None = None  # the folder's entries once the lock was held
+    outcome: str | None = None
+
+    def discard(self) -> str:
+        if self.outcome is None:
+            self.outcome = self._discard()
+        return self.outcome
+
+    def _discard(self) -> str:
+        kept = (self.run_dir / "checkpoints" / LATEST).is_file()
+        if self.main and not kept and self.before is not None:
+            # This process held the lock since `before`: whatever appeared since is its own.
+            with contextlib.suppress(OSError):
+                for p in self.run_dir.iterdir():
+                    if p.name not in self.before:
+                        _remove_path(p)
+        if self.lock is not None:
+            self.lock.release(remove=not kept and not self.lock_existed)
+            self.lock = None
+        if kept:
+            return "kept"
+        if self.main and self.created:
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()  # only when empty: this start made it
+            return "left" if self.run_dir.exists() else "removed"
+        return "removed" if self.created else "left"
+
+
+def _remove_path(p: Path) -> None:
+    with contextlib.suppress(OSError):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink()
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Checkpoint temp files a killed trainer left (kill -9, a power cut); the folder's lock
+    says no trainer writes there now."""
+    for p in (run_dir / "checkpoints").glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _stopped_while_starting(name: str, outcome: str | None, run_dir: Path, step: int,
+                            resume: str | os.PathLike | None, out: str | os.PathLike | None) -> str:
+    """The one line for a start stopped by Ctrl-C or SIGTERM, saying what is left."""
+    if outcome == "kept":
+        return (f"stopped by {name} while starting, at step {step}; the checkpoint is kept, "
+                f"continue with: facegan train --resume {run_dir}")
+    if outcome == "removed":
+        left = f"the run folder {run_dir} it had made was removed"
+    elif run_dir.exists():
+        left = f"{run_dir} is left as it was"
+    else:
+        left = "nothing was written"
+    again = ("the same command" if resume is None
+             else f"facegan train --resume {resume}" + (f" --out {out}" if out else ""))
+    return (f"stopped by {name} before the first checkpoint; nothing was trained and {left}; "
+            f"start again with {again}")
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGINT or SIGTERM outside the training loop, raised by the handler that
+    :func:`stop_signals_interrupt` installs; ``signal_name``: which."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.signal_name = name
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """Within it, SIGTERM stops like Ctrl-C: both raise :class:`StopSignal` (a
+    KeyboardInterrupt), so every ``finally`` runs (temporary files removed, a failed start's
+    folder taken back) instead of the process dying at once. The training loop installs its
+    own handlers (a checkpoint, then :class:`TrainingInterrupted`) and restores these. A signal
+    ignored (SIG_IGN) stays ignored; outside the main thread nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise StopSignal(signal.Signals(signum).name)
+
+    old = {}
     try:
-        return [p.name for p in folder.iterdir()] == [name]
-    except OSError:
-        return False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -261,12 +400,7 @@ def resume_source(resume: str | os.PathLike, out: str | os.PathLike | None) -> t
     A checkpoint inside RUN/checkpoints/ continues RUN; any other checkpoint file needs ``out``.
     """
     ckpt = load_checkpoint(resume)
-    path = ckpt["path"]  # RUN/checkpoints/latest.pt for a run folder, else the file given
-    home = None
-    if path.parent.name == "checkpoints":
-        home = path.parent.parent
-    elif path.resolve().parent.name == "checkpoints":
-        home = path.resolve().parent.parent
+    home = checkpoint_home(ckpt["path"])  # RUN/checkpoints/latest.pt for a run folder
     if out:
         run_dir = Path(out)
         same = home is not None and run_dir.resolve() == home.resolve()
@@ -278,6 +412,54 @@ def resume_source(resume: str | os.PathLike, out: str | os.PathLike | None) -> t
         raise UserError(f"'{resume}' is not inside a run folder (RUN/checkpoints/); continue "
                         f"it in a new run folder with --resume {resume} --out NEW_RUN_DIR")
     return ckpt, home
+
+
+def checkpoint_home(path: Path) -> Path | None:
+    """RUN for a checkpoint RUN/checkpoints/NAME.pt (through a link too), else None."""
+    if path.parent.name == "checkpoints":
+        return path.parent.parent
+    if path.resolve().parent.name == "checkpoints":
+        return path.resolve().parent.parent
+    return None
+
+
+def _checkpoint_name(path: Path) -> str:
+    """How to name a resumed checkpoint: its run folder for RUN/checkpoints/latest.pt, else
+    the file."""
+    home = checkpoint_home(path)
+    return f"the run in {home}" if home is not None and path.name == LATEST else f"the checkpoint {path}"
+
+
+def check_new_run(cfg: Config) -> None:
+    """A new run's settings that validate but make no sense for one; UserError before
+    anything is written."""
+    t = cfg.train
+    if t.steps < 1:
+        raise UserError(f"--steps {t.steps} (train.steps) trains nothing: a new run needs at least "
+                        "1 step; give --steps N with N >= 1")
+    if t.freeze_d and not t.init_from.strip():
+        raise UserError(f"--freeze-d {t.freeze_d} (train.freeze_d) is for fine-tuning: it keeps the "
+                        "first critic stages of weights loaded with --init-from RUN fixed, and "
+                        "without --init-from they are random; add --init-from RUN, or drop --freeze-d")
+
+
+def check_out_folder(run_dir: Path, data_path: str) -> None:
+    """Before anything is written: the run folder must be new, empty, or facegan's own (only
+    what facegan writes in a run: see :data:`~facegan.files.RUN_ENTRIES`), and outside the
+    folder the data is read from (the run's samples and plots would become training images)."""
+    images = scanned_folder(data_path)
+    if images is not None:
+        out, src = os.path.realpath(run_dir), os.path.realpath(images)
+        if out == src or out.startswith(src.rstrip(os.sep) + os.sep):
+            where = "the data folder" if out == src else f"inside the data folder '{images}'"
+            raise UserError(f"--out '{run_dir}' is {where}: the run's samples and plots would be "
+                            "read as training images; give --out a folder outside the data")
+    if run_dir.is_dir():
+        foreign = foreign_entries(run_dir)
+        if foreign:
+            shown = ", ".join(foreign[:2]) + (f" and {len(foreign) - 2} more" if len(foreign) > 2 else "")
+            raise UserError(f"--out '{run_dir}' is not empty and not a facegan run (it holds {shown}); "
+                            "give --out a new or empty folder, or continue a run with --resume RUN_DIR")
 
 
 def _resumed_config(ckpt: dict, run_dir: Path, overrides: Mapping[str, Any],
@@ -305,9 +487,13 @@ def _resumed_config(ckpt: dict, run_dir: Path, overrides: Mapping[str, Any],
     if cfg.train.steps <= step:
         told = (f"past --steps {cfg.train.steps}" if cfg.train.steps < step
                 else f"the end of its {cfg.train.steps} steps")
-        raise UserError(f"the run in {run_dir} is already at step {step}, {told}; nothing was "
-                        f"changed; to train further pass --steps N with N above {step} (the run's "
-                        "total number of steps)")
+        raise UserError(f"{_checkpoint_name(ckpt['path'])} is already at step {step}, {told}; "
+                        f"nothing was changed; to train further pass --steps N with N above {step} "
+                        "(the run's total number of steps)")
+    frozen = next((new for key, _, new in changes if key == "train.freeze_d"), 0)
+    if frozen and not cfg.train.init_from.strip():
+        raise UserError(f"--freeze-d {frozen} (train.freeze_d) is for fine-tuning a run started with "
+                        f"--init-from RUN; this run was not; drop --freeze-d")
     if ("data", "path") not in given:
         check_data_path(cfg.data.path, stored=old.data.path)
     return cfg, changes, notes
@@ -412,20 +598,18 @@ def _info(env: DistEnv, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _remove_if_empty(folder: Path, created: bool) -> None:
-    # A failed start leaves no empty run folder behind (when this start made it).
-    if created and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-
-
 __all__ = [
+    "StopSignal",
     "absolute_data_path",
     "check_data_path",
     "check_evaluation",
+    "check_new_run",
+    "check_out_folder",
     "end_run",
     "load_data",
     "make_evaluator",
     "resume_source",
     "start_run",
+    "stop_signals_interrupt",
     "train",
 ]

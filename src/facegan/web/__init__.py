@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import signal
 import socket
 import sys
@@ -127,8 +128,11 @@ def serve(run: str, *, host: str = "127.0.0.1", port: int = 8765, device: str = 
     check_installed()
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port} is not a port number; give 1 to 65535 (0: any free port)")
-    if max_wait <= 0:
-        raise UserError("--max-wait must be a positive number of seconds")
+    # nan passes every comparison (nothing would ever be refused) and neither nan nor inf is
+    # JSON (the page's /api/info sends it): only a finite positive number of seconds.
+    if not (math.isfinite(max_wait) and max_wait > 0):
+        raise UserError(f"--max-wait must be a positive number of seconds, got {max_wait:g}; "
+                        "give e.g. --max-wait 3")
     if not 1 <= max_batch <= 1024:
         raise UserError("--max-batch must be from 1 to 1024")
     if project_steps is not None and not 0 <= project_steps <= 5000:
