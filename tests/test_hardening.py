@@ -34,15 +34,20 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A 1-step tiny run, trained once (module fixtures start before conftest's cache fixture,
-    so the cache folder is passed here)."""
-    root = tmp_path_factory.mktemp("hardening")
+def tiny_run(tmp_path_factory, name: str, args: list[str]) -> Path:
+    """`facegan train ARGS` into a fresh folder NAME*/run, for a module's fixture (module
+    fixtures start before conftest's cache fixture, so the cache folder is passed here)."""
+    root = tmp_path_factory.mktemp(name)
     env = {**os.environ, "FACEGAN_CACHE": str(tmp_path_factory.getbasetemp() / "facegan-cache")}
-    r = facegan("train", *TINY, "--out", root / "run", cwd=root, env=env)
+    r = facegan("train", *args, "--out", root / "run", cwd=root, env=env)
     assert r.returncode == 0, r.stderr
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 1-step tiny run, trained once."""
+    return tiny_run(tmp_path_factory, "hardening", TINY)
 
 
 # ---- config values: refused by Config.validate, before the run folder is made -----------------

@@ -460,6 +460,6 @@ def test_cli_project_with_the_inception_features(proj, tmp_path, capsys, monkeyp
 
 def test_load_features_refuses_an_unknown_network(proj):
     # A demo run's built-in faces carry attributes, so the classifier is a valid choice there
-    # (tests/test_cli_audit_edit.py trains it); an unknown name is refused.
+    # (tests/test_cli_edit_project.py trains it); an unknown name is refused.
     with pytest.raises(UserError, match="--features must be one of"):
         P.load_features(proj["lg"], "vgg")

@@ -14,13 +14,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stderr_watch import StderrWatch
 
 from facegan.checkpoint import load_checkpoint
 from facegan.commands.common import EXIT_INTERRUPTED
@@ -124,19 +124,9 @@ def test_ctrl_c_during_the_final_evaluation_stops_at_once(tmp_path):
     cmd = [sys.executable, "-m", "facegan", "train", *TINY_CLI, "--steps", "2", "--eval-every", "2",
            "--eval-n", "640", "--out", str(run)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read():
-        for line in p.stderr:
-            lines.append(line)
-            if line.startswith("generated-image features:"):
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    watch = StderrWatch(p, "generated-image features:")
     try:
-        assert started.wait(timeout=400), "".join(lines)
+        watch.wait(timeout=400)
         t_signal = time.monotonic()
         p.send_signal(signal.SIGINT)
         p.wait(timeout=300)
@@ -144,8 +134,8 @@ def test_ctrl_c_during_the_final_evaluation_stops_at_once(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-    reader.join(timeout=30)
-    err = "".join(lines)
+    err = watch.text(join=True)
+    lines = watch.lines
     progress = next(ln for ln in lines if ln.startswith("generated-image features:"))
     eta = seconds(re.search(r"eta (\S+)$", progress.strip()).group(1))
     assert p.returncode == EXIT_INTERRUPTED, err

@@ -1,4 +1,4 @@
-"""`facegan train` / `demo` as a newcomer's audit met them, through the subprocess: an --out
+"""`facegan train` / `demo` through the subprocess: an --out
 that holds someone's files or lies in the data, a stop signal in the first seconds (decoding,
 the cache write, the first checkpoint), resume messages that name the fix and the right
 folder, options silently accepted (--freeze-d without --init-from, an option and its key with
@@ -16,12 +16,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from stderr_watch import StderrWatch
 from test_cli import assert_user_error
 
 from facegan.commands.common import EXIT_INTERRUPTED
@@ -52,7 +52,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A 2-step tiny run on 16 images, trained once: (run folder, its images)."""
-    root = tmp_path_factory.mktemp("audit")
+    root = tmp_path_factory.mktemp("start")
     images = write_images(root / "imgs")
     env = {**os.environ, "FACEGAN_CACHE": str(tmp_path_factory.getbasetemp() / "facegan-cache")}
     r = facegan("train", "--data", images, "--out", root / "run", "--steps", 2, *TINY, env=env)
@@ -173,19 +173,9 @@ def stop_while(where: str, sig: signal.Signals, args: list, cwd: Path, cache: Pa
     env = {**os.environ, "FACEGAN_CACHE": str(cache)}
     p = subprocess.Popen([sys.executable, "-c", HARNESS, where, str(release), *map(str, args)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
-    lines: list[str] = []
-    held = threading.Event()
-
-    def read():
-        for line in p.stderr:
-            lines.append(line)
-            if line.startswith("facegan-test: holding"):
-                held.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    watch = StderrWatch(p, "facegan-test: holding")
     try:
-        assert held.wait(timeout=240), "".join(lines)
+        watch.wait(timeout=240)
         p.send_signal(sig)
         release.touch()
         p.wait(timeout=120)
@@ -193,9 +183,9 @@ def stop_while(where: str, sig: signal.Signals, args: list, cwd: Path, cache: Pa
         if p.poll() is None:
             p.kill()
             p.wait()
-    reader.join(timeout=30)
+    err = watch.text(join=True)
     release.unlink(missing_ok=True)
-    return p.returncode, "".join(lines)
+    return p.returncode, err
 
 
 def no_temp_files(*folders: Path) -> None:

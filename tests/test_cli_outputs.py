@@ -1,4 +1,4 @@
-"""A newcomer audit's findings on sizes, output files and metric inputs, through the subprocess:
+"""Sizes, output files and metric inputs, through the subprocess:
 each mistake is one line ``facegan: error: ...`` with exit status 2, said before any work,
 and nothing is left behind (no output file, no folder).
 
@@ -9,27 +9,17 @@ preset at 16 px, 2 steps) is trained once per module.
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from test_cli import assert_user_error
+from test_hardening import facegan, leftovers, tiny_run
 
 TINY = ["--preset", "demo", "--data", "builtin", "--resolution", "16", "--max-images", "48",
         "--steps", "2", "--no-progress", "model.g_width=4", "model.d_width=4",
         "model.latent_dim=8", "train.batch_size=8", "train.n_samples=4"]
-
-
-def facegan(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "facegan", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 def _images(folder: Path, n: int = 3) -> Path:
@@ -42,13 +32,8 @@ def _images(folder: Path, n: int = 3) -> Path:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A 2-step demo run at 16 px, trained once (module fixtures start before conftest's cache
-    fixture, so the cache folder is passed here)."""
-    root = tmp_path_factory.mktemp("audit")
-    env = {**os.environ, "FACEGAN_CACHE": str(tmp_path_factory.getbasetemp() / "facegan-cache")}
-    r = facegan("train", *TINY, "--out", root / "run", cwd=root, env=env)
-    assert r.returncode == 0, r.stderr
-    return root / "run"
+    """A 2-step demo run at 16 px, trained once."""
+    return tiny_run(tmp_path_factory, "outputs", TINY)
 
 
 # ---- 1. sizes bounded before anything loads -----------------------------------------------

@@ -1,4 +1,4 @@
-"""A newcomer's audit of `facegan edit`, `directions`, `serve` and `project`: counts capped
+"""`facegan edit`, `directions`, `serve` and `project`: counts capped
 before any work, the built-in faces' labels usable for directions and the classifier
 feature loss, non-finite --max-wait refused, nothing left behind by a failed or stopped
 projection, and messages that name the file at fault.
@@ -27,7 +27,7 @@ from test_labels import make_celeba_attrs
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A 2-step 16 px run on 64 built-in faces, with SeFa directions; its own cache folder."""
-    tmp = tmp_path_factory.mktemp("audit")
+    tmp = tmp_path_factory.mktemp("edit")
     env = {**os.environ, "FACEGAN_CACHE": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
     run = tmp / "run"
     r = facegan("train", "--data", "builtin", "--preset", "demo", "--out", run, "--steps", 2,
@@ -55,7 +55,7 @@ def test_edit_grid_larger_than_sample_allows_is_refused_before_any_work(tiny, tm
     assert "--n 1,500 is more than 1,428" in line and "10,000" in line and "memory" in line
     line = cli_error("edit", run, "--attr", "sefa_0", "--steps", 1251, "--out", out)
     assert "--steps 1,251 is more than 1,250" in line and "8 row" in line
-    # The audit's numbers: refused before the generator is even loaded.
+    # Refused before the generator is even loaded.
     monkeypatch.setattr(sampling, "load_generator", lambda *a, **k: pytest.fail("loaded"))
     assert "give a smaller --n" in cli_error("edit", run, "--attr", "sefa_0", "--n",
                                               100_000_000, "--out", out)
@@ -98,7 +98,7 @@ def test_directions_counts_are_refused_before_the_classifier_trains(tiny, tmp_pa
 
 
 def test_directions_epochs_zero_through_a_real_process(tiny, tmp_path):
-    # The audit's command: no "training the attribute classifier..." then a traceback.
+    # No "training the attribute classifier..." then a traceback.
     celeba = tmp_path / "celeba"
     make_celeba_attrs(celeba, n=24)
     r = facegan("directions", tiny["run"], "--data", celeba, "--attrs", "Smiling", "--epochs", 0,
