@@ -114,3 +114,14 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     if parent.name == "checkpoints" and (parent.parent / "config.json").exists():
         return parent.parent
     return None
+
+
+def checkpoint_home(path: Path) -> Path | None:
+    """RUN for a checkpoint RUN/checkpoints/NAME.pt (the path as given first, then through a
+    link), whether or not RUN holds its config yet (:func:`run_dir_of` asks that it does); else
+    None."""
+    if path.parent.name == "checkpoints":
+        return path.parent.parent
+    if path.resolve().parent.name == "checkpoints":
+        return path.resolve().parent.parent
+    return None

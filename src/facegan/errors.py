@@ -1,9 +1,50 @@
-"""The one error type for user mistakes.
+"""What stops a command: a user's mistake or a stop signal.
 
 The CLI turns a :class:`UserError` into a one-line message on stderr and exit status 2; any
-other exception is a bug in facegan and keeps its traceback.
+other exception is a bug in facegan and keeps its traceback. Within
+:func:`stop_signals_interrupt`, SIGTERM stops a command as Ctrl-C does.
 """
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
 
 
 class UserError(Exception):
     """A mistake in the user's input (path, option, file). The message names the problem and the fix."""
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGINT or SIGTERM outside the training loop, raised by the handler that
+    :func:`stop_signals_interrupt` installs; ``signal_name``: which."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.signal_name = name
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """Within it, SIGTERM stops like Ctrl-C: both raise :class:`StopSignal` (a
+    KeyboardInterrupt), so every ``finally`` runs (temporary files removed, a failed start's
+    folder taken back) instead of the process dying at once. The training loop installs its
+    own handlers (a checkpoint first) and restores these. A signal
+    ignored (SIG_IGN) stays ignored; outside the main thread nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise StopSignal(signal.Signals(signum).name)
+
+    old = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                old[sig] = signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)

@@ -159,12 +159,6 @@ RUN_ENTRIES = frozenset({
 })
 
 
-def is_run_folder(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` looks like a facegan run: its config.json and checkpoints/."""
-    folder = Path(folder)
-    return (folder / "config.json").is_file() and (folder / "checkpoints").is_dir()
-
-
 def foreign_entries(folder: str | os.PathLike) -> list[str]:
     """The visible entries of the existing ``folder`` that facegan did not write (sorted; hidden
     ones such as .lock and .DS_Store are left out): empty for an empty folder or a run folder."""

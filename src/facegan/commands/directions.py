@@ -10,7 +10,6 @@ command runs.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -99,19 +98,10 @@ def _check_run(run: str) -> None:
     resolve_checkpoint(run)  # UserError: missing path / no checkpoint in the folder
 
 
-def _data_path(text: str | None) -> str:
-    """--data as the classifier reads it: 'builtin' (the built-in faces, as ``facegan train
-    --data builtin``) kept as it is, a path made absolute; '' when not given."""
-    if not text or not text.strip():
-        return ""
-    if text.strip() == BUILTIN:
-        return BUILTIN
-    return os.path.abspath(os.path.expanduser(text))
-
-
 def cmd_directions(args) -> int:
     import dataclasses
 
+    from ..data.sources import absolute_path
     from ..directions import (
         direction_entry,
         directions_path,
@@ -128,7 +118,7 @@ def cmd_directions(args) -> int:
 
     attrs = parse_names(args.attrs, "--attrs")
     keep = parse_names(args.keep, "--keep")
-    data = _data_path(args.data)
+    data = absolute_path(args.data or "")  # 'builtin' (as train takes it) kept, '' if not given
     if args.unsupervised is not None:
         if attrs or keep:
             raise UserError("--unsupervised finds directions without labels; drop --attrs/--keep "

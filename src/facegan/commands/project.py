@@ -11,11 +11,9 @@ any work, so a bad one leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, stop_signals_interrupt
 from .common import add_device, add_no_ema, add_run, add_seed, make_out_dir
 
 # facegan.projection's defaults, written out so that building the parser imports nothing heavy
@@ -87,7 +85,7 @@ def cmd_project(args) -> int:
     # it), so on any failure or stop it is removed again, with what this call wrote there.
     made = _first_missing(out)
     written: list[Path] = []
-    with _sigterm_as_interrupt():
+    with stop_signals_interrupt():  # SIGTERM stops as Ctrl-C does: what was written is taken back
         try:
             make_out_dir(out, "--out")
             _project_into(args, out, names, written)
@@ -147,22 +145,3 @@ def _remove_written(written: list[Path], out: Path, made: Path | None) -> None:
         if folder == made or folder == folder.parent:
             break
         folder = folder.parent
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a plain ``kill``, a job scheduler stopping the command) stops ``project`` as
-    Ctrl-C does: a KeyboardInterrupt, so what it wrote is taken back and the command says
-    "interrupted" and exits 130, not killed silently with an empty --out left behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)

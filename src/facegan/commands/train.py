@@ -110,29 +110,27 @@ def overrides_of(args) -> dict[str, Any]:
     if args.tensorboard:
         given["train.tensorboard"] = True
         flags["train.tensorboard"] = "--tensorboard"
-    items = [*args.overrides, *(args.set or [])]
-    typed = parse_overrides(items)
-    for item in items:  # an option and its key both given, with different values: which one?
+    typed: dict[str, Any] = {}
+    for item in [*args.overrides, *(args.set or [])]:  # one at a time, to name a clash's item
         ((key, value),) = parse_overrides([item]).items()
         if key in given and not _same_value(key, given[key], value):
             raise UserError(f"{flags[key]} and {item.strip()} both set {key}, to different values; "
                             "give only one of them")
+        typed[key] = value
     return given | typed
 
 
 def _same_value(key: str, a: Any, b: Any) -> bool:
     """Whether an option's value and an override's mean the same (paths compared absolute)."""
-    import os
-
     if key in ("data.path", "train.init_from") and isinstance(a, str) and isinstance(b, str):
-        if "builtin" in (a.strip(), b.strip()) or not (a.strip() and b.strip()):
-            return a.strip() == b.strip()
-        return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+        from ..data.sources import absolute_path
+
+        return absolute_path(a) == absolute_path(b)
     return a == b
 
 
 def cmd_train(args) -> int:
-    from ..train.start import stop_signals_interrupt
+    from ..errors import stop_signals_interrupt
 
     if args.profile is not None:
         return cmd_profile(args)
@@ -243,7 +241,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from ..train.start import stop_signals_interrupt
+    from ..errors import stop_signals_interrupt
 
     with stop_signals_interrupt():  # SIGTERM stops like Ctrl-C (see cmd_train)
         return _demo(args)

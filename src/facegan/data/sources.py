@@ -106,6 +106,15 @@ def list_source(cfg: DataConfig) -> Listing:
                     f"that holds the images, or at a .zip of them")
 
 
+def absolute_path(path: str) -> str:
+    """A data.path (or a run path) made absolute, so that it still means the same from another
+    folder; 'builtin' and '' (each stripped of spaces) stay as they are."""
+    text = path.strip()
+    if text in ("builtin", ""):
+        return text
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def scanned_folder(path: str | os.PathLike) -> Path | None:
     """The folder whose images ``path`` (a data.path) trains on: the folder itself, or a CelebA
     layout's image folder; None for a zip, 'builtin' or a path that is not a folder."""

@@ -339,19 +339,6 @@ def metrics_log_path(loaded) -> Path:
     return Path(loaded.checkpoint).parent / "metrics.jsonl"
 
 
-def check_stats_path(path: str | Path) -> None:
-    """UserError unless ``path`` is a statistics .npz or a folder with at least 2 images."""
-    from .features import list_image_files
-
-    p = Path(path)
-    if p.is_file() and p.suffix.lower() == ".npz":
-        return
-    if p.is_file():
-        raise UserError(f"{p} is neither an image folder nor a statistics .npz file")
-    if len(list_image_files(p)) < 2:
-        raise UserError(f"{p} holds only 1 image; FID needs at least 2")
-
-
 def _is_stats_file(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() == ".npz"
 
@@ -388,28 +375,23 @@ def _folder_stats(p: Path, files: list[Path], net: InceptionNet, *, batch_size: 
     return FeatureStats.from_features(feats, network_id=net.network_id), f"{p} ({len(files)} images)"
 
 
-def stats_for_path(path: str | Path, net: InceptionNet, *, batch_size: int = 64,
-                   progress: bool = False) -> tuple[FeatureStats, str]:
-    """Statistics for ``facegan fid``: a .npz file as-is, or an image folder's features.
-
-    Returns (stats, description).
-    """
+def _fid_input(path: str | Path) -> tuple[FeatureStats, str] | list[Path]:
+    """One input of ``facegan fid``, checked before the network loads: a statistics .npz read
+    and checked, as (stats, description), or an image folder's files (:func:`_folder_files`)."""
     p = Path(path)
     if _is_stats_file(p):
         return load_fid_stats(p)
     if p.is_file():
         raise UserError(f"{p} is neither an image folder nor a statistics .npz file")
-    return _folder_stats(p, _folder_files(p), net, batch_size=batch_size, progress=progress)
+    return _folder_files(p)
 
 
 def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str | None = None,
               batch_size: int = 64, device="cpu", progress: bool = False) -> dict:
     """FID (and KID) between two folders, or a folder/.npz and another folder/.npz."""
-    for p in (a, b):
-        check_stats_path(p)  # user mistakes first, before the network loads
-    # Statistics files are read and checked, and folders' image headers, before any feature
-    # is computed: a wrong file fails in a second, not after a folder's features.
-    given = [load_fid_stats(p) if _is_stats_file(Path(p)) else _folder_files(p) for p in (a, b)]
+    # Statistics files are read and checked, and folders' image headers, before the network
+    # loads: a wrong file fails in a second, not after a folder's features.
+    given = [_fid_input(p) for p in (a, b)]
     if kid:
         for x in given:
             if isinstance(x, tuple) and x[0].features is None:
@@ -431,10 +413,7 @@ def fid_paths(a: str | Path, b: str | Path, *, kid: bool = False, inception: str
     if small:
         warnings.append(small)
     out = {"fid": clamp_fid(fid_of_stats(sa, sb))}
-    if kid:
-        for st, d in ((sa, da), (sb, db)):
-            if st.features is None:
-                raise UserError(f"KID needs features, but {d} holds only mu and sigma")
+    if kid:  # (statistics without features were refused above)
         mean, std = kernel_inception_distance(sa.features, sb.features)
         out.update(kid_mean=mean, kid_std=std)
     out.update(a=da, b=db, network=net.network_id, protocol=PROTOCOL)
@@ -452,8 +431,7 @@ def save_folder_stats(folder: str | Path, out: str | Path, *, inception: str | N
         raise UserError(f"--save-stats needs a .npz file name, got {out}")
     if not Path(folder).is_dir():
         raise UserError(f"--save-stats needs an image folder, got {folder}")
-    check_stats_path(folder)
-    files = _folder_files(folder)  # every image readable, before the network loads
+    files = _folder_files(folder)  # at least 2, every image readable, before the network loads
     net = load_inception(inception, device=device)
     st, _ = _folder_stats(Path(folder), files, net, batch_size=batch_size, progress=progress)
     save_stats(out, st)
@@ -474,5 +452,4 @@ __all__ = [
     "parse_metrics",
     "register_metric",
     "save_folder_stats",
-    "stats_for_path",
 ]

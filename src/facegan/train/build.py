@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..augment import DiffAugment
-from ..checkpoint import LATEST, load_checkpoint
+from ..checkpoint import LATEST, checkpoint_home, load_checkpoint
 from ..config import Config, TrainConfig
 from ..data import ImageSet
 from ..data.labels import resolve_labels
@@ -166,7 +166,7 @@ def check_resume_data(ckpt: dict, cfg: Config, data: ImageSet) -> None:
     if trained_on is None or trained_on == len(data):
         return
     path = Path(ckpt["path"])
-    run = path.parent.parent if path.parent.name == "checkpoints" else path
+    run = checkpoint_home(path) or path
     raise UserError(f"cannot resume from {path}: the data ({cfg.data.path}) has {len(data)} images "
                     f"but the run trained on {trained_on}; give --data the run's images, or start a "
                     f"new run from its weights on these: facegan train --init-from {run} --data "

@@ -20,15 +20,13 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import LATEST, load_checkpoint
+from ..checkpoint import LATEST, checkpoint_home, load_checkpoint
 from ..config import (
     AUTO,
     Config,
@@ -40,7 +38,7 @@ from ..config import (
     parse_overrides,
 )
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
-from ..data.sources import scanned_folder
+from ..data.sources import absolute_path, scanned_folder
 from ..errors import UserError
 from ..files import (
     LOCK_NAME,
@@ -81,7 +79,8 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
     data (:func:`check_out_folder`), checked before anything is written. A start that fails or
     is interrupted before a checkpoint is in the folder takes back what it wrote (the folder
     too, when it made it); an interrupt (Ctrl-C, or SIGTERM within
-    :func:`stop_signals_interrupt`) then raises :class:`TrainingInterrupted` saying what is left.
+    :func:`facegan.errors.stop_signals_interrupt`) then raises :class:`TrainingInterrupted`
+    saying what is left.
     """
     typed = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     ckpt, changes, notes = None, [], []
@@ -353,40 +352,6 @@ def _stopped_while_starting(name: str, outcome: str | None, run_dir: Path, step:
             f"start again with {again}")
 
 
-class StopSignal(KeyboardInterrupt):
-    """SIGINT or SIGTERM outside the training loop, raised by the handler that
-    :func:`stop_signals_interrupt` installs; ``signal_name``: which."""
-
-    def __init__(self, name: str):
-        super().__init__(name)
-        self.signal_name = name
-
-
-@contextlib.contextmanager
-def stop_signals_interrupt():
-    """Within it, SIGTERM stops like Ctrl-C: both raise :class:`StopSignal` (a
-    KeyboardInterrupt), so every ``finally`` runs (temporary files removed, a failed start's
-    folder taken back) instead of the process dying at once. The training loop installs its
-    own handlers (a checkpoint, then :class:`TrainingInterrupted`) and restores these. A signal
-    ignored (SIG_IGN) stays ignored; outside the main thread nothing is changed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, _frame):
-        raise StopSignal(signal.Signals(signum).name)
-
-    old = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not signal.SIG_IGN:
-                old[sig] = signal.signal(sig, handler)
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve()
@@ -412,15 +377,6 @@ def resume_source(resume: str | os.PathLike, out: str | os.PathLike | None) -> t
         raise UserError(f"'{resume}' is not inside a run folder (RUN/checkpoints/); continue "
                         f"it in a new run folder with --resume {resume} --out NEW_RUN_DIR")
     return ckpt, home
-
-
-def checkpoint_home(path: Path) -> Path | None:
-    """RUN for a checkpoint RUN/checkpoints/NAME.pt (through a link too), else None."""
-    if path.parent.name == "checkpoints":
-        return path.parent.parent
-    if path.resolve().parent.name == "checkpoints":
-        return path.resolve().parent.parent
-    return None
 
 
 def _checkpoint_name(path: Path) -> str:
@@ -504,13 +460,12 @@ def absolute_data_path(cfg: Config) -> Config:
     # The run folder outlives the shell it was started from: a relative path would break
     # 'facegan train --resume' (and evaluation) anywhere else.
     if cfg.train.init_from.strip():
-        source = os.path.abspath(os.path.expanduser(cfg.train.init_from))
+        source = absolute_path(cfg.train.init_from)
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=source))
     path = cfg.data.path
     if path.strip() == "builtin" or not path.strip():
         return cfg
-    absolute = os.path.abspath(os.path.expanduser(path))
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=absolute))
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=absolute_path(path)))
 
 
 def check_data_path(path: str, stored: str | None = None) -> None:
@@ -599,7 +554,6 @@ def _info(env: DistEnv, message: str) -> None:
 
 
 __all__ = [
-    "StopSignal",
     "absolute_data_path",
     "check_data_path",
     "check_evaluation",
@@ -610,6 +564,5 @@ __all__ = [
     "make_evaluator",
     "resume_source",
     "start_run",
-    "stop_signals_interrupt",
     "train",
 ]
