@@ -143,6 +143,8 @@ def test_bce_label_tricks_share_the_global_draw():
     ("wgangp-celeba64", ["model.d_norm=layer", "train.n_critic=2", "model.d_mbstd=4"]),
     # R3GAN: normalisation-free nets, relativistic pairing (real batches in the G step), R1 + R2.
     ("r3gan-celeba64", ["loss.reg_every=1", "train.anneal_kimg=0.1"]),
+    # Simultaneous updates: one backward for both nets, each rank's gradients averaged for each.
+    ("wgangp-ln-wide-b32-celeba64", ["train.simultaneous=true", "loss.reg_every=2"]),
     # Progressive growing: step 1 at 8 px, step 2 fades 16 px in, step 3 at 16 px.
     ("wgangp-ln-celeba64", ["model.grow_from=8", "train.grow_kimg=0.064", "train.fade_kimg=0.064"]),
 ])

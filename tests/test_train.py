@@ -102,6 +102,8 @@ def _final_weights(run):
               "loss.gp_weight=0", "loss.r1_weight=1", "loss.r2_weight=1", "loss.reg_every=2",
               "loss.gamma_anneal=0.1", "train.anneal_kimg=0.05", "train.lr_anneal=0.25",
               "train.beta2_end=0.99", "train.ema_kimg=0.02"]),
+    # one backward for both nets, with the lazy penalty on its steps
+    ("bf16", ["train.n_critic=1", "train.simultaneous=true", "model.d_norm=layer", "loss.reg_every=2"]),
 ])
 def test_resume_gives_identical_weights(tmp_path, tiny_folder, precision, extra):
     cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=2", f"train.precision={precision}", *extra)

@@ -199,6 +199,11 @@ class TrainConfig:
     # to zero, the decay phase of a warmup-stable-decay schedule. The run's length is
     # train.steps, or train.time_budget when that ends it first. Multiplies any annealing.
     cooldown: float = 0.0
+    # One pass for both nets each step (simultaneous gradient descent): the generator's
+    # gradient comes from the critic's backward on the fakes, before the critic's update,
+    # instead of a pass of its own after it. About a fifth cheaper a step; Wasserstein loss,
+    # one critic step, no AC head, fp32 or bf16.
+    simultaneous: bool = False
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (facegan.runtime.resolve_device)
     # auto: bf16 where the device has it (recent GPUs, CPUs with AVX-512 BF16 / AMX), else fp16
@@ -347,6 +352,8 @@ class Config:
                                 ("n_critic", 1, "critic steps per generator step")):
             if getattr(t, name) < low:
                 raise UserError(f"train.{name} must be >= {low} ({what}), got {getattr(t, name)}")
+        if t.simultaneous:
+            self._validate_simultaneous()
         if t.compile == "all" and (loss.gp_weight > 0 or loss.r1_weight > 0 or loss.r2_weight > 0):
             raise UserError("train.compile=all compiles the critic, but the gradient penalty / R1 needs "
                             "its double backward, which compiled graphs do not support; use "
@@ -374,6 +381,20 @@ class Config:
                 raise UserError(f"loss.{name} must be in [0, 1)")
         return self
 
+
+    def _validate_simultaneous(self) -> None:
+        loss, t = self.loss, self.train
+        wrong = [why for bad, why in (
+            (loss.name != "wasserstein", f"loss.name=wasserstein (not '{loss.name}')"),
+            (t.n_critic != 1, f"train.n_critic=1 (not {t.n_critic})"),
+            (loss.r1_weight > 0 or loss.r2_weight > 0, "loss.r1_weight=0 loss.r2_weight=0"),
+            (self.data.condition.strip() != "" and self.model.d_cond == "ac",
+             "a critic without an AC head (model.d_cond=projection)"),
+            (t.precision == "fp16", "train.precision fp32 or bf16 (fp16 scales each net's loss apart)"),
+        ) if bad]
+        if wrong:
+            raise UserError("train.simultaneous updates both nets from the critic's one backward, which "
+                            f"needs {'; '.join(wrong)}; set those, or train.simultaneous=false")
 
     def _validate_growth(self) -> None:
         m, t, res = self.model, self.train, self.data.resolution

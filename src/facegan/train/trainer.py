@@ -98,6 +98,10 @@ class Trainer:
         # fp16 needs loss scaling (its small gradients underflow); one scaler per optimizer,
         # since the critic and generator steps alternate. Disabled, a scaler is a pass-through.
         fp16 = precision == "fp16"
+        if fp16 and cfg.train.simultaneous:
+            raise UserError("train.simultaneous needs fp32 or bf16, but this device trains in fp16 "
+                            "(its loss scaling is per net); set train.precision=bf16 or fp32, or "
+                            "train.simultaneous=false")
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=fp16)
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=fp16)
         self._G_fwd, self._D_fwd = generator, critic  # compiled versions, see compile_networks
@@ -386,6 +390,49 @@ class Trainer:
             out["ac_fake"] = ac_fake.detach()
         return out
 
+    def simultaneous_step(self) -> dict[str, torch.Tensor]:
+        """One critic and one generator update from one pass (``train.simultaneous``): a single
+        generator forward, one critic pass over real and fake, one backward for both nets.
+        The Wasserstein generator loss, -mean(D(fake)), is the negated fake half of the
+        critic's loss, so the gradient that reaches the fakes, negated, is the generator's: it
+        takes the critic's scores from before the critic's update (simultaneous gradient
+        descent) and saves a generator forward, a critic forward and a critic backward a step."""
+        real, c = self._real_batch()
+        c_fake = self._fake_labels()
+        loss = self.loss
+        self.d_steps += 1
+        regularise = self.d_steps % loss.reg_every == 0
+        out: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            fake = self._G_fwd(self._noise(), c_fake).float()
+            fake.register_hook(torch.neg)  # the generator ascends what the critic descends
+            if self.joint_pass:
+                scores, _ = self._critic(torch.cat([real, fake]), torch.cat([c, c_fake]), parts=2)
+                real_s, fake_s = scores[: self.local_batch], scores[self.local_batch:]
+            else:
+                real_s, fake_s = self._critic(real, c)[0], self._critic(fake, c_fake)[0]
+            d_loss = loss.d_loss(real_s, fake_s)
+            total = d_loss
+            if loss.gp_weight > 0 and regularise:
+                # the penalty is the critic's alone: it sees the fakes without their graph
+                eps = self.dist.share(torch.rand(self.batch_size, device=self.device))
+                gp = gradient_penalty(functools.partial(self._score, c=c), real, fake.detach(), eps=eps)
+                total = total + loss.gp_weight * loss.reg_every * gp
+                out["gp"] = gp.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.dist.sync_grads(self.D)
+        self.dist.sync_grads(self.G)
+        self.opt_d.step()
+        self.opt_g.step()
+        if loss.clip_value > 0:
+            clip_weights(self.D, loss.clip_value)
+        out["d_loss"] = d_loss.detach()
+        out["wasserstein"] = real_s.detach().float().mean() - fake_s.detach().float().mean()
+        out["g_loss"] = -fake_s.detach().float().mean()
+        return out
+
     def _apply_settings(self) -> None:
         """This step's learning rates, beta2, R1/R2 scale, EMA decay and level of detail
         (``schedule``); the optimizer settings are set on
@@ -440,6 +487,11 @@ class Trainer:
         averaged over the critic steps that produced them (a lazy penalty appears only on its
         steps) and the generator loss."""
         self._apply_settings()
+        if self.cfg.train.simultaneous:
+            stats = self.simultaneous_step()
+            self.update_ema()
+            self.step += 1
+            return stats
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         for _ in range(self.n_critic):
