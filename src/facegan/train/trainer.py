@@ -483,7 +483,8 @@ class Trainer:
         standing_stats(g, z[:, mine], self.labels[rows[:, mine].to(self.labels.device)])
 
     def train_step(self) -> dict[str, torch.Tensor]:
-        """n_critic critic steps, one generator step, the EMA update. Returns the critic stats
+        """n_critic critic steps, one generator step (or, with ``train.simultaneous``, one
+        update of both from one pass), the EMA update. Returns the critic stats
         averaged over the critic steps that produced them (a lazy penalty appears only on its
         steps) and the generator loss."""
         self._apply_settings()
