@@ -381,7 +381,6 @@ class Config:
                 raise UserError(f"loss.{name} must be in [0, 1)")
         return self
 
-
     def _validate_simultaneous(self) -> None:
         loss, t = self.loss, self.train
         wrong = [why for bad, why in (

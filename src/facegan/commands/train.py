@@ -104,9 +104,12 @@ def overrides_of(args) -> dict[str, Any]:
     order they apply (key=value after the options)."""
     from ..config import parse_overrides
 
-    given = {key: getattr(args, opt) for opt, key in OPTION_KEYS.items() if getattr(args, opt) is not None}
-    flags = {key: f"--{opt.replace('_', '-')} {getattr(args, opt)}" for opt, key in OPTION_KEYS.items()
-             if getattr(args, opt) is not None}
+    given: dict[str, Any] = {}
+    flags: dict[str, str] = {}  # how each key was given, for a clash's message
+    for opt, key in OPTION_KEYS.items():
+        value = getattr(args, opt)
+        if value is not None:
+            given[key], flags[key] = value, f"--{opt.replace('_', '-')} {value}"
     if args.tensorboard:
         given["train.tensorboard"] = True
         flags["train.tensorboard"] = "--tensorboard"

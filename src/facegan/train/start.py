@@ -215,38 +215,33 @@ def auto_data(cfg: Config, n_images: int, why: str, given: Mapping[str, Any], en
 
 
 def _start(env: DistEnv, cfg: Config, run_dir: Path, ckpt: dict | None, inception: str | None,
-           progress: bool, auto: tuple[str, Mapping[str, Any]] | None = None,
-           undo: _StartUndo | None = None) -> Trainer:
-    undo = undo if undo is not None else _StartUndo(run_dir, main=env.is_main)
+           progress: bool, auto: tuple[str, Mapping[str, Any]] | None, undo: _StartUndo) -> Trainer:
+    # What this records in ``undo`` is what start_run takes back if the start fails.
     env.agree(lambda: check_evaluation(cfg, inception), main_only=True)
     undo.lock_existed = (run_dir / LOCK_NAME).exists()
     undo.created = bool(env.agree(lambda: make_out_dir(run_dir, "--out"), main_only=True))
-    try:
-        # Before anything is written: a second trainer on the folder changes nothing.
-        undo.lock = env.agree(lambda: lock_run_folder(run_dir), main_only=True)
-        if env.is_main:
-            undo.before = {p.name for p in run_dir.iterdir()}  # what a failed start leaves
-            _remove_stale_temp_files(run_dir)
-        data = _load_data_ranked(env, cfg, run_dir)
-        if auto is not None:
-            cfg = auto_data(cfg, len(data), *auto, env=env)
-        # The fingerprint is of the decoded content, so a fresh copy of the same files (new
-        # mtimes) is not "different data"; a re-pointed data.path is reported as a change.
-        if (ckpt is not None and data.fingerprint != ckpt.get("data_fingerprint")
-                and cfg.data.path == ckpt["config"].data.path):
-            _info(env, "facegan: warning: the data differs from the data this run started with")
+    # Before anything is written: a second trainer on the folder changes nothing.
+    undo.lock = env.agree(lambda: lock_run_folder(run_dir), main_only=True)
+    if env.is_main:
+        undo.before = {p.name for p in run_dir.iterdir()}  # what a failed start leaves
+        _remove_stale_temp_files(run_dir)
+    data = _load_data_ranked(env, cfg, run_dir)
+    if auto is not None:
+        cfg = auto_data(cfg, len(data), *auto, env=env)
+    # The fingerprint is of the decoded content, so a fresh copy of the same files (new
+    # mtimes) is not "different data"; a re-pointed data.path is reported as a change.
+    if (ckpt is not None and data.fingerprint != ckpt.get("data_fingerprint")
+            and cfg.data.path == ckpt["config"].data.path):
+        _info(env, "facegan: warning: the data differs from the data this run started with")
 
-        def build() -> Trainer:
-            evaluator = make_evaluator(cfg, inception, progress=progress) if env.is_main else None
-            if ckpt is None:
-                return build_trainer(cfg, data, run_dir, evaluator=evaluator, progress=progress, dist=env)
-            return resume_trainer(run_dir, data, cfg, evaluator=evaluator, progress=progress,
-                                  ckpt=ckpt, dist=env)
+    def build() -> Trainer:
+        evaluator = make_evaluator(cfg, inception, progress=progress) if env.is_main else None
+        if ckpt is None:
+            return build_trainer(cfg, data, run_dir, evaluator=evaluator, progress=progress, dist=env)
+        return resume_trainer(run_dir, data, cfg, evaluator=evaluator, progress=progress,
+                              ckpt=ckpt, dist=env)
 
-        trainer = env.agree(build)
-    except BaseException:
-        undo.discard()  # a failed start leaves the folder as it found it (or none)
-        raise
+    trainer = env.agree(build)
     trainer.run_lock = undo.lock
     if ckpt is not None and _same_file(ckpt["path"], run_dir / "checkpoints" / LATEST):
         trainer.latest_step = trainer.step

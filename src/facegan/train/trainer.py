@@ -293,6 +293,25 @@ class Trainer:
         """The critic's score alone (N,), labels held fixed: what the penalties differentiate."""
         return self._critic(x, c)[0]
 
+    def _real_fake_scores(self, real: torch.Tensor, c: torch.Tensor, fake: torch.Tensor,
+                          c_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The critic on a real batch (B, 3, R, R) and a fake one: (real scores (B,), fake
+        scores (B,), the real images' aux logits or None), in one pass where the critic has no
+        batch norm."""
+        if self.joint_pass:
+            scores, aux = self._critic(torch.cat([real, fake]), torch.cat([c, c_fake]), parts=2)
+            real_aux = aux[: self.local_batch] if aux is not None else None
+            return scores[: self.local_batch], scores[self.local_batch:], real_aux
+        (real_s, real_aux), (fake_s, _) = self._critic(real, c), self._critic(fake, c_fake)
+        return real_s, fake_s, real_aux
+
+    def _gradient_penalty(self, real: torch.Tensor, c: torch.Tensor, fake: torch.Tensor,
+                          out_scale: float | None = None) -> torch.Tensor:
+        """WGAN-GP's penalty on images between real and fake (the real labels held fixed),
+        its mixing weights this rank's share of one global draw."""
+        eps = self.dist.share(torch.rand(self.batch_size, device=self.device))
+        return gradient_penalty(functools.partial(self._score, c=c), real, fake, eps=eps, out_scale=out_scale)
+
     def critic_step(self) -> dict[str, torch.Tensor]:
         real, c = self._real_batch()
         c_fake = self._fake_labels()
@@ -308,12 +327,7 @@ class Trainer:
         out_scale = self.scaler_d.get_scale() if self.scaler_d.is_enabled() and regularise else None
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
-            if self.joint_pass:
-                scores, aux = self._critic(torch.cat([real, fake]), torch.cat([c, c_fake]), parts=2)
-                real_s, fake_s = scores[: self.local_batch], scores[self.local_batch:]
-                real_aux = aux[: self.local_batch] if aux is not None else None
-            else:
-                (real_s, real_aux), (fake_s, _) = self._critic(real, c), self._critic(fake, c_fake)
+            real_s, fake_s, real_aux = self._real_fake_scores(real, c, fake, c_fake)
             d_loss = loss.d_loss(real_s, fake_s)
             total = d_loss
             if self.use_ac:
@@ -323,10 +337,8 @@ class Trainer:
                 total = total + loss.ac_weight * ac_real
                 out["ac_real"] = ac_real.detach()
             # The penalties see images between real and fake; the real labels stay fixed.
-            score_fn = functools.partial(self._score, c=c)
             if loss.gp_weight > 0 and regularise:
-                eps = self.dist.share(torch.rand(self.batch_size, device=self.device))
-                gp = gradient_penalty(score_fn, real, fake, eps=eps, out_scale=out_scale)
+                gp = self._gradient_penalty(real, c, fake, out_scale)
                 total = total + loss.gp_weight * loss.reg_every * gp
                 out["gp"] = gp.detach()
             r1_w, r2_w = (w * self._settings.gamma_scale for w in (loss.r1_weight, loss.r2_weight))
@@ -338,7 +350,7 @@ class Trainer:
                 total = total + 0.5 * loss.reg_every * (r1_w * r1 + r2_w * r2)
                 out["r1"], out["r2"] = r1.detach(), r2.detach()
             elif r1_w > 0 and regularise:
-                r1 = r1_penalty(score_fn, real, out_scale=out_scale)
+                r1 = r1_penalty(functools.partial(self._score, c=c), real, out_scale=out_scale)
                 total = total + 0.5 * r1_w * loss.reg_every * r1
                 out["r1"] = r1.detach()
             elif r2_w > 0 and regularise:
@@ -406,17 +418,12 @@ class Trainer:
         with self._autocast():
             fake = self._G_fwd(self._noise(), c_fake).float()
             fake.register_hook(torch.neg)  # the generator ascends what the critic descends
-            if self.joint_pass:
-                scores, _ = self._critic(torch.cat([real, fake]), torch.cat([c, c_fake]), parts=2)
-                real_s, fake_s = scores[: self.local_batch], scores[self.local_batch:]
-            else:
-                real_s, fake_s = self._critic(real, c)[0], self._critic(fake, c_fake)[0]
+            real_s, fake_s, _ = self._real_fake_scores(real, c, fake, c_fake)
             d_loss = loss.d_loss(real_s, fake_s)
             total = d_loss
             if loss.gp_weight > 0 and regularise:
                 # the penalty is the critic's alone: it sees the fakes without their graph
-                eps = self.dist.share(torch.rand(self.batch_size, device=self.device))
-                gp = gradient_penalty(functools.partial(self._score, c=c), real, fake.detach(), eps=eps)
+                gp = self._gradient_penalty(real, c, fake.detach())
                 total = total + loss.gp_weight * loss.reg_every * gp
                 out["gp"] = gp.detach()
         self.opt_d.zero_grad(set_to_none=True)
@@ -490,17 +497,15 @@ class Trainer:
         self._apply_settings()
         if self.cfg.train.simultaneous:
             stats = self.simultaneous_step()
-            self.update_ema()
-            self.step += 1
-            return stats
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        for _ in range(self.n_critic):
-            for k, v in self.critic_step().items():
-                sums[k] = sums.get(k, 0) + v
-                counts[k] = counts.get(k, 0) + 1
-        stats = {k: v / counts[k] for k, v in sums.items()}
-        stats.update(self.generator_step())
+        else:
+            sums: dict[str, torch.Tensor] = {}
+            counts: dict[str, int] = {}
+            for _ in range(self.n_critic):
+                for k, v in self.critic_step().items():
+                    sums[k] = sums.get(k, 0) + v
+                    counts[k] = counts.get(k, 0) + 1
+            stats = {k: v / counts[k] for k, v in sums.items()}
+            stats.update(self.generator_step())
         if self.cfg.model.grow_from:
             stats["lod"] = torch.tensor(self._settings.lod)
         self.update_ema()
