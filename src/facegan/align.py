@@ -130,6 +130,14 @@ def _detect(image: Image.Image, min_score: float) -> list[Face]:
     return sorted(faces, key=lambda f: f.area, reverse=True)
 
 
+class NoFaceFound(UserError):
+    """A photo shows no face: the one-line error names ``name`` (the photo's path, for the user)."""
+
+    def __init__(self, name: str = "the photo"):
+        super().__init__(f"no face found in {name}; give a photo with a frontal face, "
+                         "or use --no-align to take the image as it is")
+
+
 def find_faces(image: Image.Image, *, name: str = "the photo", all_faces: bool = False,
                min_score: float = MIN_SCORE) -> list[Face]:
     """The largest face of ``image`` as a one-item list (``all_faces``: every face, largest first).
@@ -138,8 +146,7 @@ def find_faces(image: Image.Image, *, name: str = "the photo", all_faces: bool =
     """
     faces = detect_faces(image, min_score=min_score)
     if not faces:
-        raise UserError(f"no face found in {name}; give a photo with a frontal face, "
-                        "or use --no-align to take the image as it is")
+        raise NoFaceFound(name)
     return faces if all_faces else faces[:1]
 
 

@@ -4,7 +4,6 @@ preprocessed exactly as the run's training images were (its crop, its size)."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import os
 import struct
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..align import NoFaceFound
 from ..config import DataConfig
 from ..data.sources import CELEBA_IMAGES
 from ..data.transforms import CELEBA_SIZE, CROPS, _to_rgb, crop_box, decode_image, to_float
@@ -195,8 +195,8 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
     """A file (read with :func:`read_photo`'s limits) or a PIL image -> :class:`Photo`.
 
     ``align``: PIL -> PIL, a face aligner (such as :mod:`facegan.align`) that returns the face
-    framed as the run's training crop frames faces (given ``name="photo 'PATH'"`` for a file
-    when it takes a ``name``, for its messages); its output is then only cut to its centred
+    framed as the run's training crop frames faces (its :class:`~facegan.align.NoFaceFound`
+    is raised again naming the file); its output is then only cut to its centred
     square (the whole of a square image) and resized, unless ``crop`` says otherwise. None
     keeps the photo as it is and applies the run's crop. A file with no ``align`` is decoded by
     the training decoder
@@ -210,8 +210,12 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
         source = str(photo)
     name = name or output_names([photo])[0]
     if align is not None:
-        # An aligner that takes ``name`` (face_aligner's) names this photo when it finds no face.
-        im = align(im, name=f"photo '{photo}'") if source and _takes_name(align) else align(im)
+        try:
+            im = align(im)
+        except NoFaceFound:
+            if not source:
+                raise
+            raise NoFaceFound(f"photo '{photo}'") from None  # the user's file, by its path
         if not isinstance(im, Image.Image):
             raise TypeError(f"align must return a PIL image, got {type(im).__name__}")
         im = _to_rgb(im)
@@ -224,13 +228,6 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
     else:
         u8, _ = preprocess(im, data_cfg, c)
     return Photo(name, im, c, u8, source)
-
-
-def _takes_name(fn: Callable) -> bool:
-    try:
-        return "name" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # a callable whose signature Python cannot tell
-        return False
 
 
 def fit_photo(photo: Image.Image, resolution: int) -> torch.Tensor:

@@ -98,8 +98,7 @@ def face_aligner(lg: LoadedGenerator, *, progress: bool = True) -> Callable[[Ima
             atomic_write_text(path, json.dumps({"resolution": res, "images": len(images),
                                                 "landmarks": np.round(template, 3).tolist()}) + "\n")
 
-    def aligner(im: Image.Image, name: str = "the photo") -> Image.Image:
-        # ``name`` (the photo's path, as load_photo passes it) is what "no face found" names.
-        return align_faces(im, template, res, name=name)[0]
+    def aligner(im: Image.Image) -> Image.Image:
+        return align_faces(im, template, res)[0]
 
     return aligner
