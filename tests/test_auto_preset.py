@@ -133,3 +133,24 @@ def test_the_users_settings_win_over_auto(tmp_path):
     assert "DiffAugment" not in r.stderr
     cfg = load_checkpoint(tmp_path / "run").get("config")
     assert cfg.train.augment == "translation" and cfg.train.g_lr == 1e-3
+
+
+def test_auto_keeps_settings_made_on_its_config(tmp_path):
+    """The Python API's way: settings applied to get_preset("auto") itself are the user's as
+    much as overrides are; the recipe auto chooses keeps them."""
+    from facegan.train.start import end_run, start_run
+
+    mine = {"data.path": "builtin", "data.resolution": 16, "data.max_images": 64, "train.steps": 3,
+            "train.batch_size": 8, "train.precision": "fp32", "train.device": "cpu",
+            "model.g_width": 8, "model.d_width": 8}
+    cfg = apply_overrides(get_preset("auto"), mine)
+    trainer = start_run(cfg, tmp_path / "run", overrides={"train.seed": 5}, progress=False)
+    try:
+        got = trainer.cfg
+        assert got.preset == AUTO_PRESETS["cpu"][0]  # the recipe was chosen ...
+        assert got.train.g_lr == get_preset(AUTO_PRESETS["cpu"][0]).train.g_lr
+        assert (got.data.resolution, got.data.max_images, got.train.steps, got.train.batch_size,
+                got.model.g_width, got.model.d_width, got.train.seed) == (16, 64, 3, 8, 8, 8, 5)  # ... around them
+        assert got.data.path == "builtin" and len(trainer.data) == 64
+    finally:
+        end_run(trainer)

@@ -35,6 +35,8 @@ from ..config import (
     auto_data_settings,
     auto_preset,
     auto_time_settings,
+    changed_settings,
+    get_preset,
     parse_overrides,
 )
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
@@ -64,7 +66,9 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
               progress: bool = True) -> Trainer:
     """A trainer ready for its first step, in its run folder.
 
-    New run: ``cfg`` (with ``overrides`` applied) in the new folder ``out``. Resume: ``cfg``
+    New run: ``cfg`` (with ``overrides`` applied) in the new folder ``out``; for preset
+    ``auto`` (``get_preset("auto")``), settings made on ``cfg`` and ``overrides`` alike are
+    kept over the recipe it chooses. Resume: ``cfg``
     None and ``resume`` a run folder or checkpoint; the checkpoint's config with ``overrides``
     applied (only what a resumed run may change), continued in the run's own folder (or in
     ``out``, which a checkpoint outside a run folder needs). ``preset``: the preset the caller
@@ -100,6 +104,10 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
             _probe_lock(run_dir)  # a run being trained there says so first
             raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
                             "or choose a new --out")
+        if cfg.preset == AUTO:
+            # What was set on the placeholder itself counts as given, as overrides do: auto's
+            # choice never replaces it.
+            typed = changed_settings(get_preset(AUTO), cfg) | typed
         cfg, auto_why = new_run_config(cfg, typed)
         check_new_run(cfg)
         check_out_folder(run_dir, cfg.data.path)
