@@ -138,7 +138,9 @@ def test_the_users_settings_win_over_auto(tmp_path):
 def test_auto_keeps_settings_made_on_its_config(tmp_path):
     """The Python API's way: settings applied to get_preset("auto") itself are the user's as
     much as overrides are; the recipe auto chooses keeps them."""
-    from facegan.train.start import end_run, start_run
+    import json
+
+    from facegan import end_run, start_run
 
     mine = {"data.path": "builtin", "data.resolution": 16, "data.max_images": 64, "train.steps": 3,
             "train.batch_size": 8, "train.precision": "fp32", "train.device": "cpu",
@@ -152,5 +154,7 @@ def test_auto_keeps_settings_made_on_its_config(tmp_path):
         assert (got.data.resolution, got.data.max_images, got.train.steps, got.train.batch_size,
                 got.model.g_width, got.model.d_width, got.train.seed) == (16, 64, 3, 8, 8, 8, 5)  # ... around them
         assert got.data.path == "builtin" and len(trainer.data) == 64
+        # Before any step the folder is a run: its config.json is there for a loop of one's own.
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["g_width"] == 8
     finally:
         end_run(trainer)

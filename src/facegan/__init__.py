@@ -10,11 +10,12 @@ The Python API (the command line calls the same functions)::
     z = facegan.latents(16, lg.generator.latent_dim, seed=0)
     images = facegan.generate(lg.generator, z, lg.labels.draw(16, seed=0))  # uint8 (16, 3, R, R)
     facegan.save_grid(images, "grid.png")
-    facegan.evaluate(run, data="builtin", metrics=("fid",))                  # needs facegan[metrics]
+    facegan.evaluate(run, data="builtin", metrics=("fid",))  # needs facegan[metrics]; CPU minutes
 
 Every generator is ``G(z, c)`` with ``c`` float (N, K), K = 0 without labels; every critic
 returns ``(score, aux or None)``. ``facegan.start_run`` gives the :class:`Trainer` before its
-first step, for a loop of your own. ``facegan.project(run, ["photo.jpg"])`` puts real photos
+first step, for a loop of your own (``trainer.train_step()``, ``trainer.save()``), which
+``facegan.end_run(trainer)`` ends. ``facegan.project(run, ["photo.jpg"])`` puts real photos
 into the latent space (:mod:`facegan.projection`).
 """
 
@@ -27,7 +28,7 @@ from .metrics.evaluate import evaluate_checkpoint as evaluate
 from .projection import Projection, load_latent, project
 from .runtime import resolve_device, resolve_precision
 from .sampling import LoadedGenerator, generate, generate_images, latents, load_generator, save_grid
-from .train import Trainer, start_run
+from .train import Trainer, end_run, start_run
 from .train import train as _train
 
 # Bound last: importing the facegan.train package above sets the attribute ``train`` of this
@@ -46,6 +47,7 @@ __all__ = [
     "UserError",
     "__version__",
     "apply_overrides",
+    "end_run",
     "evaluate",
     "generate",
     "generate_images",

@@ -249,6 +249,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A run's whole configuration, frozen: the preset's name and the data, model, loss and
+    train sections. Build one with :func:`get_preset` and :func:`apply_overrides` (dotted keys,
+    ``facegan presets --show NAME`` lists them); written into every run folder and checkpoint."""
+
     preset: str = "custom"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -599,7 +603,8 @@ PRESETS: dict[str, PresetSpec] = {
 
 AUTO = "auto"
 HARDWARE = ("gpu", "cpu-bf16", "cpu")  # a CUDA device; a CPU with fast bf16; a CPU without
-# hardware -> (preset, why). Measured in docs/presets.md ("Which preset"), which shows this table.
+# hardware -> (preset, why). Measured in docs/quality.md; docs/presets.md ("`auto`: the default")
+# shows this table.
 AUTO_PRESETS: dict[str, tuple[str, str]] = {
     "gpu": ("wgangp-ln-wide-celeba64", "a GPU affords both nets 64 wide"),
     "cpu-bf16": ("wgangp-ln-wide-b32-celeba64",

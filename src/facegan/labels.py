@@ -133,8 +133,8 @@ class LabelSpec:
         return (torch.rand(n, self.dim, generator=g) < freq).float()
 
     def one_hot(self, name: str, n: int) -> torch.Tensor:
-        """float (n, K): every row the one-hot of class ``name`` (a name :meth:`check_class`
-        accepted)."""
+        """float (n, K): every row the one-hot of class ``name``, one of ``names`` (as
+        :func:`parse_condition` checks a user's)."""
         c = torch.zeros(n, self.dim)
         c[:, self.names.index(name)] = 1.0
         return c

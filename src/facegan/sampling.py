@@ -97,8 +97,8 @@ def latents(n: int, dim: int, seed: int, device: str | torch.device = "cpu",
 
     ``truncation=None``: standard normal. ``truncation=T`` (> 0): the truncation trick (Brock
     et al. 2019): each coordinate drawn from N(0, 1) restricted to [-T, T]
-    (``torch.nn.init.trunc_normal_`` with the same seeded generator, which draws the values
-    outside again); less variety, more typical images (T = 1.0 mild, 0.5 strong). Labels are
+    (``torch.nn.init.trunc_normal_`` with the same seeded generator: inverse-CDF sampling of the
+    restricted normal); less variety, more typical images (T = 1.0 mild, 0.5 strong). Labels are
     drawn separately and do not change.
     """
     t = check_truncation(truncation)

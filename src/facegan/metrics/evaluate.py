@@ -256,12 +256,13 @@ class TrainingEvaluator:
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
                         metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
-                        seed: int = EVAL_SEED, device="cpu", partition: str | None = None,
+                        seed: int = EVAL_SEED, device="auto", partition: str | None = None,
                         batch_size: int = 64, progress: bool = True, log: bool = True,
                         warn: Callable[[str], None] | None = None, standing_stats: int = 0) -> dict:
     """Generate ``n`` images (EMA generator when the checkpoint has one), compare with the
     training data preprocessed as in training, append the record to the run's metrics.jsonl.
 
+    device: 'auto' (a GPU when there is one, as the command's ``--device``), 'cpu', 'cuda'.
     standing_stats: when > 0, the generator's batch-norm statistics are first recomputed over
         that many of its own samples, in batches of the run's size
         (:func:`~facegan.sampling.recompute_standing_stats`); 0 keeps the checkpoint's.

@@ -66,7 +66,7 @@ class CriticFeatures(FeatureNet):
 
 # Inception as a loss: the FID network's stem and its first three mixed blocks, on the image
 # upsampled to 96 px (not 299). Early layers carry the local structure (edges, texture, parts)
-# a perceptual loss wants. Even so a step costs about 5x the critic's on a CPU (128 px: 7x);
+# a perceptual loss wants. Even so a step costs several times the critic's on a CPU;
 # the later blocks and the 299 px input would cost several times more again, for features that
 # mostly say "a face" (every projection is one).
 INCEPTION_SIZE = 96

@@ -134,6 +134,8 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
                                      f"({data.source}), {len(data.skipped)} skipped, device "
                                      f"{trainer.device}, precision {trainer.precision}")
                 trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
+            if env.is_main:  # the folder is a run from here, for a loop of the caller's own too
+                trainer.write_run_files()
         except WriteFailed as e:  # a full disk: say what is kept and how to go on
             raise trainer.write_failed(e) from None
     except BaseException as e:

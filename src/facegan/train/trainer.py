@@ -646,8 +646,9 @@ class Trainer:
             self._evaluating = False
             raise self.EvaluationStopped(name)
 
-    def _write_run_files(self) -> None:
-        """RUN/config.json, and RUN/labels.json for a conditional run."""
+    def write_run_files(self) -> None:
+        """RUN/config.json, and RUN/labels.json for a conditional run (rank 0; :meth:`train`
+        writes them too, for a trainer built without ``start_run``)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with reporting_write_errors(self.run_dir / "config.json"):
             atomic_write_text(self.run_dir / "config.json", self.config_json())
@@ -679,7 +680,7 @@ class Trainer:
         t = self.cfg.train
         if self.dist.is_main:
             try:
-                self._write_run_files()
+                self.write_run_files()
             except WriteFailed as e:
                 raise self.write_failed(e) from None
         old_handlers = {}
