@@ -270,6 +270,25 @@ def test_a_new_run_that_cannot_write_its_first_checkpoint_says_so(tmp_path, monk
     end_run(trainer)
 
 
+def test_a_resume_into_another_folder_is_a_run_at_once_or_nothing(run, tmp_path, monkeypatch):
+    """Resumed into a new --out, the folder gets its checkpoint before the first step; a full
+    disk there fails the start, which takes the new folder back (no half-written run)."""
+    import torch
+
+    other = tmp_path / "elsewhere"
+    monkeypatch.setattr(torch, "save", _enospc)
+    with pytest.raises(UserError) as e:
+        start_run(None, other, resume=run, overrides=["train.steps=4"], progress=False)
+    assert str(e.value).endswith(f"nothing was kept in {other}; free space and resume again")
+    assert not other.exists()
+    monkeypatch.undo()
+    trainer = start_run(None, other, resume=run, overrides=["train.steps=4"], progress=False)
+    try:
+        assert load_checkpoint(other)["step"] == 2 and (other / "config.json").is_file()
+    finally:
+        end_run(trainer)
+
+
 def test_append_jsonl_leaves_no_torn_line(tmp_path):
     from facegan.files import append_jsonl, read_jsonl
 

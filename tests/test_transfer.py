@@ -91,3 +91,9 @@ def test_init_from_errors_are_one_line(tmp_path, source):
     assert r.returncode == 0, r.stderr
     cfg = load_checkpoint(tmp_path / "d").get("config")
     assert cfg.train.init_from == str(source) and cfg.train.freeze_d == 1
+    # A resumed run goes on from its checkpoint: other first weights are refused, by name.
+    before = (tmp_path / "d" / "checkpoints" / "latest.pt").read_bytes()
+    r = _facegan("train", "--resume", tmp_path / "d", "--steps", 2, "--init-from", tmp_path / "a")
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot change train.init_from" in r.stderr and "resumed run goes on from its checkpoint" in r.stderr
+    assert (tmp_path / "d" / "checkpoints" / "latest.pt").read_bytes() == before

@@ -16,6 +16,11 @@ class UserError(Exception):
     """A mistake in the user's input (path, option, file). The message names the problem and the fix."""
 
 
+def plural(n: int, word: str) -> str:
+    """'1 image', '3 images', '10,000 images': a count for a message, ``word`` singular."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 class StopSignal(KeyboardInterrupt):
     """SIGINT or SIGTERM outside the training loop, raised by the handler that
     :func:`stop_signals_interrupt` installs; ``signal_name``: which."""

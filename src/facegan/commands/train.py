@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, plural
 from .common import EXIT_DIVERGED, EXIT_INTERRUPTED, add_device, info, seed_value
 
 DEFAULT_PRESET = "auto"  # chosen for the device and the data (facegan.config.AUTO_PRESETS)
@@ -83,7 +83,9 @@ def register(sub) -> None:
     t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("demo", help="train the small demo model on the built-in faces (CPU minutes)")
+    d = sub.add_parser("demo", help="train the small demo model on the built-in faces (CPU minutes)",
+                       description="Train the small demo model on the built-in drawn faces (2,000 steps "
+                       "or 3 minutes), then write its samples, loss curves and an interpolation.")
     d.add_argument("--out", default="facegan-demo", help="run folder to create (default "
                    "%(default)s; never overwritten)")
     d.add_argument("--steps", type=int, help="train exactly this many steps, without the "
@@ -94,7 +96,8 @@ def register(sub) -> None:
 
 
 def register_presets(sub) -> None:
-    pr = sub.add_parser("presets", help="list the presets and config keys")
+    pr = sub.add_parser("presets", help="list the presets and config keys",
+                        description="List the presets, or with --show NAME one preset's every config key.")
     pr.add_argument("--show", metavar="NAME", help="print one preset's full config as JSON")
     pr.set_defaults(func=cmd_presets)
 
@@ -181,7 +184,7 @@ def _say_start(args, trainer) -> None:
         info(f"resuming {trainer.run_dir} at step {trainer.step} of {trainer.cfg.train.steps}")
     else:
         cfg = trainer.cfg
-        info(f"training {cfg.preset} on {len(trainer.data)} images ({cfg.data.resolution}px) for "
+        info(f"training {cfg.preset} on {plural(len(trainer.data), 'image')} ({cfg.data.resolution}px) for "
              f"{cfg.train.steps} generator steps on {trainer.device}; run folder: {trainer.run_dir}")
         if cfg.model.grow_from:
             info(f"growing from {cfg.model.grow_from}px: {cfg.train.grow_kimg:g}k images at each size, "
@@ -273,7 +276,6 @@ def _demo(args) -> int:
     if args.steps is not None:
         changes["train.time_budget"] = 0.0  # asked for a number of steps: no time limit
     t0 = time.time()
-    print("facegan demo: drawing the built-in face set (cached after the first run)...", file=sys.stderr)
     try:
         trainer = start_run(get_preset("demo"), out, overrides=changes, progress=not args.no_progress)
     except TrainingInterrupted as e:  # stopped while starting: the line says what is left

@@ -16,7 +16,7 @@ from ..checkpoint import LATEST, checkpoint_home, load_checkpoint
 from ..config import Config, TrainConfig
 from ..data import ImageSet
 from ..data.labels import resolve_labels
-from ..errors import UserError
+from ..errors import UserError, plural
 from ..losses import build_loss
 from ..models import NetSpec, build_networks, critic_stages
 from ..runtime import resolve_device, resolve_precision, use_fused
@@ -123,9 +123,9 @@ def clamp_batch_size(cfg: Config, n_images: int, world_size: int = 1) -> Config:
         return cfg
     size = n_images - n_images % world_size
     if size < 1:
-        raise UserError(f"the data has {n_images} images, fewer than the {world_size} processes; "
+        raise UserError(f"the data has {plural(n_images, 'image')}, fewer than the {world_size} processes; "
                         "add images or start fewer processes")
-    print(f"facegan: warning: the data has {n_images} images, fewer than one batch "
+    print(f"facegan: warning: the data has {plural(n_images, 'image')}, fewer than one batch "
           f"({cfg.train.batch_size}); training with train.batch_size={size}", file=sys.stderr)
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=size))
 

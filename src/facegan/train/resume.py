@@ -55,6 +55,8 @@ def _why_fixed(key: str, old: Any, new: Any) -> str | None:
         return "the saved optimizer state belongs to the old one"
     if key in ("train.ema_decay", "train.ema_kimg") and (old == 0) != (new == 0):
         return "the EMA generator cannot be turned on or off mid-run"
+    if key == "train.init_from":
+        return "it gives a new run its first weights; a resumed run goes on from its checkpoint"
     if section == "preset":
         return "a run keeps its preset"
     return None

@@ -41,7 +41,7 @@ from ..config import (
 )
 from ..data import ImageSet, SkippedFilesWarning, load_dataset
 from ..data.sources import absolute_path, scanned_folder
-from ..errors import UserError
+from ..errors import UserError, plural
 from ..files import (
     LOCK_NAME,
     FolderBusy,
@@ -87,14 +87,15 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
     saying what is left.
     """
     typed = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    ckpt, changes, notes = None, [], []
+    ckpt, changes, notes, elsewhere = None, [], [], False
     if resume is not None:
         if cfg is not None:
             raise ValueError("start_run: give a config for a new run or resume=, not both")
         ckpt, run_dir = resume_source(resume, out)
         cfg, changes, notes = _resumed_config(ckpt, run_dir, typed, preset)
         home = checkpoint_home(ckpt["path"])
-        if home is None or not _same_file(run_dir, home):  # continued in another folder
+        elsewhere = home is None or not _same_file(run_dir, home)  # continued in another folder
+        if elsewhere:
             check_out_folder(run_dir, cfg.data.path)
     else:
         if cfg is None or out is None:
@@ -130,13 +131,19 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
             _print_labels(env, trainer)
             if ckpt is None:
                 data = trainer.data
-                trainer.logger.event(f"start: preset {cfg.preset}, {len(data)} images from {cfg.data.path} "
+                trainer.logger.event(f"start: preset {cfg.preset}, {plural(len(data), 'image')} from {cfg.data.path} "
                                      f"({data.source}), {len(data.skipped)} skipped, device "
                                      f"{trainer.device}, precision {trainer.precision}")
-                trainer.save()  # step 0: a NaN before the first periodic checkpoint still leaves one
+            if ckpt is None or elsewhere:
+                # A checkpoint at once, so the folder is a run to --resume from the start (the
+                # step-0 one: a NaN before the first periodic checkpoint still leaves one); a
+                # failed write (a full disk) is then a failed start, which takes the folder back.
+                trainer.save()
             if env.is_main:  # the folder is a run from here, for a loop of the caller's own too
                 trainer.write_run_files()
         except WriteFailed as e:  # a full disk: say what is kept and how to go on
+            if elsewhere:
+                raise UserError(f"{e}; nothing was kept in {run_dir}; free space and resume again") from None
             raise trainer.write_failed(e) from None
     except BaseException as e:
         # What this start wrote goes, unless a checkpoint is there to resume from (then the
