@@ -143,7 +143,10 @@ def test_project_classifier_features_on_a_builtin_run(tiny, tmp_path, capsys, mo
     cap = capsys.readouterr()
     assert code == 0, cap.err
     assert "no labels" not in cap.err and "feature distance" in cap.out
-    assert json.loads((out / "me.json").read_text())["features"] == "classifier"
+    doc = json.loads((out / "me.json").read_text())
+    assert doc["features"] == "classifier"
+    # Which generator the latent belongs to, for edits and morphs to check.
+    assert doc["run"] == str(tiny["run"].resolve()) and doc["checkpoint"].endswith("latest.pt")
 
 
 def test_classifier_features_need_labelled_data_on_this_machine(tiny, tmp_path):

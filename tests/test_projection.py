@@ -463,3 +463,25 @@ def test_load_features_refuses_an_unknown_network(proj):
     # (tests/test_cli_edit_project.py trains it); an unknown name is refused.
     with pytest.raises(UserError, match="--features must be one of"):
         P.load_features(proj["lg"], "vgg")
+
+
+def test_latent_source_note_names_another_run_or_step(tmp_path):
+    """NAME.json says which generator a latent belongs to; an edit or morph with another one
+    is warned, in one line, and one with its own says nothing."""
+    import json
+
+    from facegan.projection import latent_source_note
+
+    run, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoints" / "latest.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    lat = tmp_path / "me.latent.npy"
+    assert latent_source_note(lat, run, ckpt, 40) is None  # nothing beside it says
+    doc = {"run": str(run.resolve()), "checkpoint": str(ckpt.resolve()), "checkpoint_step": 40}
+    (tmp_path / "me.json").write_text(json.dumps(doc))
+    assert latent_source_note(lat, run, ckpt, 40) is None
+    drifted = latent_source_note(lat, run, ckpt, 80)
+    assert "projected at step 40 of this run" in drifted and "step 80" in drifted
+    other = latent_source_note(lat, tmp_path / "other", tmp_path / "other" / "x.pt", 40, "--from")
+    assert other.startswith(f"facegan: warning: --from '{lat}' was projected with {run.resolve()}, not this model")
+    assert "\n" not in other

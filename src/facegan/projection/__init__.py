@@ -87,6 +87,7 @@ from .inversion import (
 from .latents import (
     latent_labels,
     latent_photo,
+    latent_source_note,
     load_latent,
 )
 from .optimise import (
@@ -175,6 +176,7 @@ __all__ = [
     "latent_labels",
     "latent_optimisation",
     "latent_photo",
+    "latent_source_note",
     "load_critic",
     "load_features",
     "load_latent",

@@ -119,7 +119,10 @@ def project(generator: LoadedGenerator | str | os.PathLike,
     t0 = time.perf_counter()
     enc, trained = encoder_for(lg, steps=encoder_steps, image_weight=encoder_image_weight, seed=seed,
                                retrain=retrain_encoder, progress=progress)
-    common = {"checkpoint_step": lg.step, "features": features, "steps": steps,
+    # Which generator the latents belong to: edits and morphs read it back (latent_source_note).
+    common = {"run": str(lg.run_dir.resolve()) if lg.run_dir else None,
+              "checkpoint": str(lg.checkpoint.resolve()), "checkpoint_step": lg.step,
+              "features": features, "steps": steps,
               "encoder": {"steps": encoder_steps, "trained_now": trained,
                           "seconds": round(time.perf_counter() - t0, 2)},
               "seed": seed, "label_names": list(spec.names)}

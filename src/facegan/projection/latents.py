@@ -97,3 +97,29 @@ def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--lat
                         f"'{js}' (written by facegan project beside it), which is missing or "
                         f"unreadable ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})") from None
     return torch.tensor(labels, dtype=torch.float32)
+
+
+def latent_source_note(path: str | os.PathLike, run_dir: Path | None, checkpoint: Path, step: int,
+                       option: str = "--latent") -> str | None:
+    """A one-line warning when ``NAME.json`` beside a latent says it was projected with another
+    generator than the one it is about to drive (``run_dir``, ``checkpoint`` at ``step``: a
+    :class:`~facegan.sampling.LoadedGenerator`'s): another run draws another face from it,
+    another step of the same run a drifted one. None when they agree or nothing says."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.with_name(f"{_stem(p)}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    run, ckpt, at = doc.get("run"), doc.get("checkpoint"), doc.get("checkpoint_step")
+    here = str(run_dir.resolve()) if run_dir else None
+    if isinstance(run, str) and run != here or (run is None and isinstance(ckpt, str)
+                                                and ckpt != str(checkpoint.resolve())):
+        return (f"facegan: warning: {option} '{p}' was projected with {run or ckpt}, not this "
+                f"model: it will draw another face; project the photo with this run")
+    if isinstance(at, int) and at != step:
+        return (f"facegan: warning: {option} '{p}' was projected at step {at:,} of this run, "
+                f"this checkpoint is step {step:,}: its face may have drifted; project it again "
+                "for the closest match")
+    return None
