@@ -469,6 +469,7 @@ def test_latent_source_note_names_another_run_or_step(tmp_path):
     """NAME.json says which generator a latent belongs to; an edit or morph with another one
     is warned, in one line, and one with its own says nothing."""
     import json
+    from types import SimpleNamespace as At
 
     from facegan.projection import latent_source_note
 
@@ -476,12 +477,13 @@ def test_latent_source_note_names_another_run_or_step(tmp_path):
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
     lat = tmp_path / "me.latent.npy"
-    assert latent_source_note(lat, run, ckpt, 40) is None  # nothing beside it says
+    assert latent_source_note(lat, At(run_dir=run, checkpoint=ckpt, step=40)) is None  # nothing beside it says
     doc = {"run": str(run.resolve()), "checkpoint": str(ckpt.resolve()), "checkpoint_step": 40}
     (tmp_path / "me.json").write_text(json.dumps(doc))
-    assert latent_source_note(lat, run, ckpt, 40) is None
-    drifted = latent_source_note(lat, run, ckpt, 80)
+    assert latent_source_note(lat, At(run_dir=run, checkpoint=ckpt, step=40)) is None
+    drifted = latent_source_note(lat, At(run_dir=run, checkpoint=ckpt, step=80))
     assert "projected at step 40 of this run" in drifted and "step 80" in drifted
-    other = latent_source_note(lat, tmp_path / "other", tmp_path / "other" / "x.pt", 40, "--from")
+    other = latent_source_note(lat, At(run_dir=tmp_path / "other", checkpoint=tmp_path / "other" / "x.pt", step=40),
+                               "--from")
     assert other.startswith(f"facegan: warning: --from '{lat}' was projected with {run.resolve()}, not this model")
     assert "\n" not in other

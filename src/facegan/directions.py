@@ -294,7 +294,14 @@ def parse_strength(text: str) -> tuple[float, float]:
     else:
         raise UserError(f"--strength '{text}' is not LOW:HIGH or one number S (for -S:S); "
                         "write e.g. --strength -3:3")
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+    # A literal too large for a float (1e309) reads as inf: not a strength to move by, and not
+    # a LOW/HIGH order problem either. The edit computes in float32, where anything above its
+    # largest value (3.4e38) is inf as well.
+    big = float(torch.finfo(torch.float32).max)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or max(abs(lo), abs(hi)) > big:
+        raise UserError(f"--strength '{text}' is not LOW:HIGH or one number S (for -S:S) of "
+                        "finite numbers (this one is too large); write e.g. --strength -3:3")
+    if lo >= hi:
         raise UserError(f"--strength '{text}': LOW must be below HIGH, e.g. --strength -3:3")
     return lo, hi
 
@@ -370,7 +377,8 @@ def load_directions(run: str | os.PathLike) -> dict[str, Any]:
 
 def save_directions(run: str | os.PathLike, z_dim: int, new: dict[str, dict[str, Any]]) -> Path:
     """Merge ``new`` (name -> :func:`direction_entry`) into the run's directions.json and write
-    it atomically. A file for another latent size is refused (UserError), not overwritten."""
+    it atomically. A file for another latent size is refused (UserError), not overwritten; a
+    failed write is a :class:`~facegan.files.WriteFailed` (a one-line UserError)."""
     path = directions_path(run)
     doc: dict[str, Any] = {"version": DIRECTIONS_VERSION, "z_dim": int(z_dim), "directions": {}}
     if path.is_file():
@@ -383,9 +391,10 @@ def save_directions(run: str | os.PathLike, z_dim: int, new: dict[str, dict[str,
         if len(e["vector"]) != z_dim:
             raise ValueError(f"direction '{name}' has length {len(e['vector'])}, not {z_dim}")
         doc["directions"][name] = e
-    from .files import atomic_write_text
+    from .files import atomic_write_text, reporting_write_errors
 
-    return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    with reporting_write_errors(path):  # a read-only folder, a full disk: one line, not a traceback
+        return atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
 def get_direction(doc: dict[str, Any], name: str, run: str | os.PathLike = "RUN") -> torch.Tensor:

@@ -10,12 +10,14 @@ command runs.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_device, add_no_ema, add_run, add_seed, check_count, check_out_file
+from ..files import WriteFailed
+from .common import add_device, add_no_ema, add_run, add_seed, check_count, check_out_file, info
 from .sample import MAX_SAMPLES, add_truncation
 
 # The built-in drawn faces (``--data builtin``, as ``facegan train`` takes it) carry attribute
@@ -98,6 +100,43 @@ def _check_run(run: str) -> None:
     resolve_checkpoint(run)  # UserError: missing path / no checkpoint in the folder
 
 
+def _check_attribute_labels(data: str, given: str) -> None:
+    """Refuse --data without attribute labels now, not after its images are decoded: the
+    classifier learns attributes (CelebA's list_attr_celeba.txt, or the built-in faces' own),
+    and `directions` reads the data without a condition, so class sub-folders give it none."""
+    if data == BUILTIN:
+        return
+    from ..data.sources import CELEBA_ATTR, celeba_attributes_file
+
+    if celeba_attributes_file(data) is not None:
+        return
+    try:
+        folders = any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(data))
+    except OSError:  # a zip (its sub-folders are not looked into) or an unreadable folder
+        folders = False
+    why = " (class sub-folders are not attributes)" if folders else ""
+    raise UserError(f"--data '{given}' has no attribute labels{why}: give a CelebA folder with "
+                    f"{CELEBA_ATTR} or --data builtin; without labels, drop --data and use "
+                    "--unsupervised K (SeFa); to steer by class, train with --condition folders "
+                    "and use facegan sample --class NAME or facegan morph --from-class A "
+                    "--to-class B")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a directions.json that cannot be written before the work, not after it (the
+    directions found would be lost)."""
+    from ..files import can_create_files_in
+
+    if path.exists() and not path.is_file():
+        raise UserError(f"cannot write {path}: it is a folder, not a file; move it away (the "
+                        "directions are saved there), then run again")
+    error = can_create_files_in(path.parent)
+    if error is not None:
+        raise UserError(f"cannot write {path}: {(error.strerror or str(error)).lower()} in "
+                        f"{path.parent}; make that folder writable (or copy the run to a writable "
+                        "place), then run again")
+
+
 def cmd_directions(args) -> int:
     import dataclasses
 
@@ -151,7 +190,10 @@ def cmd_directions(args) -> int:
         raise UserError(f"--data '{args.data}' does not exist; give the CelebA folder (with "
                         "img_align_celeba/ and list_attr_celeba.txt), or 'builtin' for the "
                         "built-in faces")
+    if data:
+        _check_attribute_labels(data, args.data)
     _check_run(args.run)
+    _check_writable(directions_path(args.run))
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     g = lg.generator
     d = int(g.latent_dim)
@@ -220,7 +262,12 @@ def cmd_directions(args) -> int:
                      if kept else "")
             print(f"{a}: validation accuracy {100 * acc:.1f}%{extra}; {100 * share:.1f}% of the "
                   "generated faces have it")
-    path = save_directions(args.run, d, new)
+    try:
+        path = save_directions(args.run, d, new)
+    except WriteFailed as e:
+        # Checked before the work, but the folder can change (or the disk fill) meanwhile.
+        raise UserError(f"{e}; the directions above are not saved: make room or make the folder "
+                        "writable, then run facegan directions again") from None
     print(f"wrote {len(new)} direction(s) to {path}; try: facegan edit {args.run} --attr "
           f"{next(iter(new))} --strength -3:3 --n 8 --out edit.png")
     return 0
@@ -255,10 +302,13 @@ def cmd_edit(args) -> int:
                         f"latent has {lg.generator.latent_dim}; run facegan directions {args.run} again")
     strengths = torch.linspace(lo, hi, args.steps)
     if args.latent:
-        from ..projection import edit_latent_images, latent_labels, latent_photo, load_latent
+        from ..projection import edit_latent_images, latent_labels, latent_photo, latent_source_note, load_latent
 
         d = int(lg.generator.latent_dim)
         z = torch.stack([load_latent(f, d) for f in args.latent])
+        for f in args.latent:
+            if note := latent_source_note(f, lg):
+                info(note)
         c = torch.stack([latent_labels(f, lg.labels) for f in args.latent])
         rows = len(args.latent)
         photos = [None] * rows if args.no_detail else \

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
+from pathlib import Path
 
 from ..errors import UserError
 from .common import add_run, add_seed, check_batch_size, check_count, check_out_file, seed_value
@@ -121,6 +123,23 @@ def _warn(msg: str) -> None:
     print(f"facegan: warning: {msg}", file=sys.stderr, flush=True)
 
 
+def _check_data(data: str) -> None:
+    """A --data that cannot be data, said in terms of --data: the data module's own messages
+    name the config key data.path, which these commands do not take."""
+    text = data.strip()
+    kinds = "an image folder, a .zip of images, a CelebA folder (with img_align_celeba/), or builtin"
+    if not text:
+        raise UserError(f"--data is empty; give {kinds}")
+    if text == "builtin":
+        return
+    p = Path(text).expanduser()
+    if not p.exists():
+        raise UserError(f"--data '{data}' does not exist; give --data {kinds}")
+    if p.is_file() and p.suffix.lower() != ".zip" and not zipfile.is_zipfile(p):
+        raise UserError(f"--data '{data}' is a file but not a .zip; give --data the folder that "
+                        "holds the images, or a .zip of them")
+
+
 def cmd_evaluate(args) -> int:
     from ..metrics.evaluate import evaluate_checkpoint, parse_metrics
 
@@ -128,29 +147,40 @@ def cmd_evaluate(args) -> int:
     check_count(args.n, "--n", MAX_EVAL_N, "the generated images are held in memory together; "
                 "FID's standard samples are 10,000 and 50,000", minimum=2)
     names = parse_metrics(args.metrics)
-    rec = evaluate_checkpoint(args.checkpoint, args.data, n=args.n, metrics=names,
-                              inception=args.inception, seed=args.seed, device=args.device,
-                              partition=args.partition, batch_size=args.batch_size,
-                              progress=True, warn=_warn, standing_stats=args.standing_stats)
-    print(json.dumps(rec))
+    _check_data(args.data)
+    # The result is printed before it is appended to metrics.jsonl: a run folder that takes no
+    # writes then costs the log line (a warning after the result), not the measurement. The
+    # exit status stays 0, since the measurement succeeded.
+    evaluate_checkpoint(args.checkpoint, args.data, n=args.n, metrics=names,
+                        inception=args.inception, seed=args.seed, device=args.device,
+                        partition=args.partition, batch_size=args.batch_size,
+                        progress=True, warn=_warn, standing_stats=args.standing_stats,
+                        report=lambda rec: print(json.dumps(rec), flush=True))
     return 0
 
 
 def cmd_nearest(args) -> int:
+    from ..errors import plural
     from ..metrics.nearest import nearest_check
 
+    if args.no_inception and args.inception:
+        raise UserError("--no-inception and --inception contradict each other; drop --inception "
+                        "for pixel distances only, or --no-inception to compare Inception "
+                        "features too")
     check_batch_size(args.batch_size)
     check_count(args.n, "--n", MAX_NEAREST_N, "one row of --out each", minimum=2)
     if args.holdout is not None and args.holdout < 2:
         raise UserError(f"--holdout must be at least 2 (held-out real images the generated ones "
                         f"are compared with), got {args.holdout}")
     check_out_file(args.out, "--out", example="nearest.png")
+    _check_data(args.data)
     res = nearest_check(args.checkpoint, args.data, n=args.n, out=args.out, holdout=args.holdout,
                         inception=args.inception, use_inception=not args.no_inception,
                         seed=args.seed, device=args.device, batch_size=args.batch_size,
-                        progress=True)
-    print(f"nearest training image for {res['n']} generated vs {res['n_heldout']} held-out real images "
-          f"({res['heldout']}); reference set {res['n_reference']} images")
+                        progress=True, warn=_warn)
+    print(f"nearest training image for {res['n']} generated vs "
+          f"{plural(res['n_heldout'], 'held-out real image')} ({res['heldout']}); reference set "
+          f"{plural(res['n_reference'], 'image')}")
     rows = [("pixel L1 (mean |diff|, 0..1)", res["pixel_l1"])]
     if "inception_l2" in res:
         rows.append(("Inception L2 (2048-d)", res["inception_l2"]))

@@ -13,6 +13,7 @@ from .common import (
     check_batch_size,
     check_count,
     check_out_file,
+    info,
     make_out_dir,
 )
 
@@ -34,17 +35,24 @@ MAX_SAMPLES = 10_000
 # three minutes at 10 fps, and its grid 2,000 images.
 MAX_MORPH_FRAMES = 2_000
 MORPH_WHY = "the frames one morph makes, held in memory and written as one grid"
+# A GIF stores each frame's delay in 1/100 s, and browsers and most players show a delay under
+# 2/100 s as about 1/10 s: 50 fps (a 20 ms delay) is the fastest a GIF reliably plays, a higher
+# --fps plays slower (and from 101 on the stored delay rounds to 0).
+MAX_GIF_FPS = 50
 
 
 def register(sub) -> None:
     """Add ``sample`` and ``morph`` to the main parser's subparsers."""
-    s = sub.add_parser("sample", help="sample images from a run folder or checkpoint")
+    s = sub.add_parser("sample", help="sample images from a run folder or checkpoint",
+                       description="Sample images from a run folder or checkpoint.")
     add_run(s)
     s.add_argument("--n", type=int, help=f"images (default 64; at most {MAX_SAMPLES:,} per call, "
                    "more with several calls and different --seed); with --grid-by-class, columns "
                    "(default 8)")
     s.add_argument("--out", help="grid image, .png or .jpg (default samples.png)")
-    s.add_argument("--png-dir", help="also write one PNG per image here")
+    s.add_argument("--png-dir", help="also write one PNG per image here, named seed{SEED}_"
+                   "{INDEX}.png (e.g. seed0_00000.png), so calls with different --seed add to the "
+                   "folder")
     add_seed(s, "faces")
     s.add_argument("--nrow", type=int, help="images per row of the grid (default: a near-square grid; "
                    "--grid-by-class puts --n in each row)")
@@ -63,7 +71,8 @@ def register(sub) -> None:
     add_truncation(s)
     s.set_defaults(func=cmd_sample)
 
-    m = sub.add_parser("morph", help="latent interpolation between random faces")
+    m = sub.add_parser("morph", help="latent interpolation between random faces",
+                       description="Latent interpolation between random faces.")
     add_run(m)
     m.add_argument("--out", default="morph.png", help="grid image, .png or .jpg (default "
                    "%(default)s)")
@@ -75,8 +84,8 @@ def register(sub) -> None:
                    "random faces (default %(default)s)")
     m.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
     add_seed(m, "faces")
-    m.add_argument("--fps", type=int, default=10, help="frames per second of the --gif "
-                   "(default %(default)s)")
+    m.add_argument("--fps", type=int, default=10, help="frames per second of the --gif, 1 to "
+                   f"{MAX_GIF_FPS} (default %(default)s)")
     m.add_argument("--from-class", metavar="NAME", help="conditional model: morph from this class "
                    "to --to-class at fixed noise (one latent per row)")
     m.add_argument("--to-class", metavar="NAME", help="the class --from-class morphs to")
@@ -145,7 +154,8 @@ def cmd_sample(args) -> int:
         nrow = args.nrow
     written = []
     if args.png_dir:
-        written.append(f"{len(save_individual(imgs, args.png_dir))} PNGs in {args.png_dir}")
+        written.append(f"{len(save_individual(imgs, args.png_dir, seed=args.seed))} PNGs in "
+                       f"{args.png_dir}")
     if out:
         save_grid(imgs, out, nrow=nrow)
         written.append(out)
@@ -173,6 +183,10 @@ def cmd_morph(args) -> int:
                         f"{MAX_MORPH_FRAMES // args.rows:,} steps with {args.rows:,} rows)")
     if args.gif and args.fps < 1:
         raise UserError(f"--fps must be at least 1 (frames per second of the GIF), got {args.fps}")
+    if args.gif and args.fps > MAX_GIF_FPS:
+        raise UserError(f"--fps {args.fps} is more than {MAX_GIF_FPS}: GIF players show frames "
+                        f"faster than {MAX_GIF_FPS} per second slowly (about 10 per second); give "
+                        f"--fps {MAX_GIF_FPS} or less")
     check_out_file(args.out, "--out")
     if args.gif:
         if Path(args.gif).suffix.lower() != ".gif":
@@ -192,10 +206,13 @@ def cmd_morph(args) -> int:
                         "no photo: drop --no-detail")
     lg = load_generator(args.run, device=args.device, ema=not args.no_ema)
     if args.from_latent:
-        from ..projection import latent_labels, latent_photo, load_latent, morph_latent_images
+        from ..projection import latent_labels, latent_photo, latent_source_note, load_latent, morph_latent_images
 
         d, r = int(lg.generator.latent_dim), int(lg.generator.resolution)
         a, b = load_latent(args.from_latent, d, "--from"), load_latent(args.to_latent, d, "--to")
+        for f, opt in ((args.from_latent, "--from"), (args.to_latent, "--to")):
+            if note := latent_source_note(f, lg, opt):
+                info(note)
         ca = latent_labels(args.from_latent, lg.labels, "--from")
         cb = latent_labels(args.to_latent, lg.labels, "--to")
         pa, pb = (None, None) if args.no_detail else \

@@ -222,6 +222,15 @@ def _list_zip(path: Path) -> Listing:
 # --------------------------------------------------------------------------------------------
 # CelebA
 
+def celeba_attributes_file(path: str | os.PathLike) -> Path | None:
+    """The ``list_attr_celeba.txt`` of a CelebA folder in the official layout, or None (any
+    other source, or a CelebA folder without it): whether ``path`` has attribute labels."""
+    celeba = _find_celeba(Path(path))
+    if celeba is None or not (celeba[0] / CELEBA_ATTR).is_file():
+        return None
+    return celeba[0] / CELEBA_ATTR
+
+
 def _find_celeba(path: Path) -> tuple[Path, Path] | None:
     """(root holding the txt files, folder holding the jpgs) if ``path`` has the CelebA layout."""
     if not path.is_dir():

@@ -62,7 +62,7 @@ def crop_box(crop: str, width: int, height: int) -> tuple[int, int, int, int]:
     raise ValueError(f"unknown crop {crop!r}")
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def pil_to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
     if im.mode == "P" and "transparency" in im.info:
@@ -88,7 +88,7 @@ def decode_image(data: bytes | BinaryIO, crop: str, resolution: int) -> np.ndarr
         if im.format == "JPEG":
             _draft(im, crop, resolution)
         im = ImageOps.exif_transpose(im)  # phone photos carry their rotation in EXIF
-        im = _to_rgb(im)
+        im = pil_to_rgb(im)
         # Crop first, then resize: resize(box=...) would let the filter reach past the box
         # and blend a rim of outside pixels into the edges.
         im = im.crop(crop_box(crop, *im.size))

@@ -8,6 +8,7 @@ from one :class:`MetricInputs`. :func:`evaluate_checkpoint` backs ``facegan eval
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +20,8 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
-from ..errors import UserError
-from ..files import append_jsonl
+from ..errors import UserError, plural
+from ..files import WriteFailed, append_jsonl
 from ..labels import UNCONDITIONAL, LabelSpec
 from ..runtime import resolve_device
 from .features import extract_features
@@ -51,6 +52,34 @@ def clamp_fid(value: float) -> float:
     A clearly negative value (below -1e-3) is left alone: it means a real numerical problem.
     """
     return 0.0 if -1e-3 < value <= 0.0 else float(value)
+
+
+def _same_data(given: str, trained: str) -> bool:
+    from ..data.sources import absolute_path, scanned_folder
+
+    a, b = absolute_path(given), absolute_path(trained)
+    if a == b:
+        return True
+    if "builtin" in (a, b):  # the built-in set is no path (absolute_path leaves it as it is)
+        return False
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    # A CelebA root and its image folder are the same data.
+    fa, fb = scanned_folder(a), scanned_folder(b)
+    return fa is not None and fb is not None and fa.resolve() == fb.resolve()
+
+
+def other_data_warning(given: str, trained: str) -> str | None:
+    """One line when ``given`` (the data to measure against) is not ``trained`` (the run's
+    data.path), compared as absolute paths ('builtin': the built-in set), else None.
+    Measuring against other data can be intended (a held-out set), so it is no error."""
+    if not trained.strip() or _same_data(given, trained):
+        return None
+    from ..data.sources import absolute_path
+
+    return (f"measuring against {absolute_path(given)}, which is not the data this run was "
+            f"trained on ({absolute_path(trained)}); the numbers compare its samples with other "
+            "images")
 
 
 def small_sample_warning(counts: Sequence[tuple[int, str]]) -> str | None:
@@ -258,7 +287,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
                         metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
                         seed: int = EVAL_SEED, device="auto", partition: str | None = None,
                         batch_size: int = 64, progress: bool = True, log: bool = True,
-                        warn: Callable[[str], None] | None = None, standing_stats: int = 0) -> dict:
+                        warn: Callable[[str], None] | None = None, standing_stats: int = 0,
+                        report: Callable[[dict], None] | None = None) -> dict:
     """Generate ``n`` images (EMA generator when the checkpoint has one), compare with the
     training data preprocessed as in training, append the record to the run's metrics.jsonl.
 
@@ -269,7 +299,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
 
     progress: feature progress on stderr (a bar on a terminal, else periodic lines) and a
         line when the real-image statistics are computed rather than read from the cache.
-    warn: called with one line when FID is asked for on fewer than 50 images a side.
+    warn: called with one line when FID is asked for on fewer than 50 images a side, when
+        ``data`` is not the data the run was trained on, and when the record cannot be
+        appended to metrics.jsonl (without ``warn``, that failure is a UserError).
+    report: called with the record before it is appended, so that a result shown there comes
+        before a warning that it could not be logged.
 
     Returns the record: ``kind: "eval"``, the metric values, step, checkpoint, n, data path
     and fingerprint, network, protocol, seed, seconds.
@@ -286,6 +320,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
         raise UserError(f"--standing-stats must be >= 0 (samples; 0 = the checkpoint's statistics), "
                         f"got {standing_stats}")
     loaded = load_generator(checkpoint, device=dev, ema=True)
+    other = other_data_warning(str(data), loaded.config.data.path)
+    if other and warn is not None:
+        warn(other)
     if standing_stats:
         from ..sampling import recompute_standing_stats
 
@@ -298,8 +335,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
         dcfg = replace(dcfg, partition=partition)
     real_set = load_dataset(dcfg, progress=progress and sys.stderr.isatty())
     if len(real_set) < 2:
-        raise UserError(f"{data} gives {len(real_set)} images with partition '{dcfg.partition}'; "
-                        "need at least 2")
+        raise UserError(f"{data} gives {plural(len(real_set), 'image')} with partition "
+                        f"'{dcfg.partition}'; need at least 2")
     if "fid" in names and warn is not None:
         msg = small_sample_warning([(n, "generated"), (len(real_set), "real")])
         if msg:
@@ -327,8 +364,19 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
         "seconds": round(time.time() - t0, 1),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if report is not None:
+        report(record)
     if log:
-        append_jsonl(metrics_log_path(loaded), record)
+        path = metrics_log_path(loaded)
+        try:
+            append_jsonl(path, record)
+        except OSError as e:
+            # The measurement itself succeeded: a read-only or full run folder loses the log
+            # line, not the result.
+            failed = WriteFailed(path, e)
+            if warn is None:
+                raise failed from None
+            warn(f"the record was not appended to the run's log: {failed}")
     return record
 
 
@@ -450,6 +498,7 @@ __all__ = [
     "fid_paths",
     "generate_uint8",
     "metrics_log_path",
+    "other_data_warning",
     "parse_metrics",
     "register_metric",
     "save_folder_stats",

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.transforms import pil_to_rgb
 from ..errors import UserError
 from ..progress import Progress, format_duration
 from .resize import resize_clean
@@ -52,7 +53,8 @@ class TensorImages:
 
 
 class FileImages:
-    """Image files read with PIL, converted to RGB, at their own size (no crop, no resize)."""
+    """Image files read with PIL, converted to RGB as training reads them (16-bit PNGs scaled
+    to 8 bits, not clipped to white), at their own size (no crop, no resize)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike]):
         self.paths = [Path(p) for p in paths]
@@ -64,7 +66,9 @@ class FileImages:
         p = self.paths[i]
         try:
             with Image.open(p) as im:
-                return np.asarray(im.convert("RGB"))
+                # The training data's conversion: the statistics of a folder then match those
+                # of the same files read as training data.
+                return np.asarray(pil_to_rgb(im))
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise UserError(f"cannot read image {p} ({_reason(e, p)}); FID needs every image of "
                             f"its folder: remove or replace {p}, then run again") from None

@@ -13,13 +13,14 @@ Held-out images: the CelebA valid (else test) partition when the data has one, e
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, plural
 
 NEAR_COPY_L1 = 0.02  # mean |difference| under ~5/255 per pixel: a near-copy at these sizes
 # Ratios of median nearest distance, generated / held-out, taken in the space where it is largest.
@@ -32,6 +33,15 @@ MEMORISED_RATIO = 0.5  # below: much closer -- likely copies
 # is distributed like the held-out real images' (two-sample Kolmogorov-Smirnov p >= this).
 RESEMBLANCE_ALPHA = 0.01
 TYPICAL_SAMPLE = 1024  # reference images the typical distance is measured against
+# Below these counts the verdict is printed with a caveat naming them. The ratio of two
+# sample medians has a relative standard error of about 1.25 * cv * sqrt(2 / n), cv being how
+# much nearest distances vary from image to image: taking that as 15-20%, under ~30 images a
+# side two standard errors (a 95% interval) exceed the 10% margin of CLOSER_RATIO.
+MIN_VERDICT_SAMPLES = 30
+# In a small reference set a new face's nearest image is hardly nearer than a typical one, so
+# both medians crowd toward the typical distance and the ratio toward 1, hiding closeness; a
+# sample may also copy a training image the reference set does not hold.
+MIN_VERDICT_REFERENCE = 1_000
 
 
 def nearest(query: torch.Tensor, ref: torch.Tensor, k: int = 3, metric: str = "l1",
@@ -75,7 +85,13 @@ def typical_distance(query: torch.Tensor, ref: torch.Tensor, sample: int = TYPIC
     idx = torch.randperm(ref.shape[0], generator=g)[:sample]
     q = query.reshape(query.shape[0], -1).float() / 255.0
     r = ref[idx].reshape(len(idx), -1).float() / 255.0
-    return (torch.cdist(q, r, p=1.0) / q.shape[1]).median(dim=1).values
+    return _median((torch.cdist(q, r, p=1.0) / q.shape[1]), dim=1)
+
+
+def _median(d: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    # torch's median is the lower of the middle two for an even count (with 2 values, the
+    # minimum); numpy's is their mean, the usual median.
+    return torch.as_tensor(np.median(d.double().numpy(), axis=dim))
 
 
 def resemblance_p(gen_typical: torch.Tensor, held_typical: torch.Tensor) -> float:
@@ -87,7 +103,7 @@ def resemblance_p(gen_typical: torch.Tensor, held_typical: torch.Tensor) -> floa
 
 def _summary(d: torch.Tensor) -> dict:
     d = d.double()
-    return {"mean": float(d.mean()), "median": float(d.median()), "min": float(d.min())}
+    return {"mean": float(d.mean()), "median": float(_median(d)), "min": float(d.min())}
 
 
 @dataclass
@@ -114,8 +130,8 @@ def _held_out(data_set, dcfg, count: int) -> HeldOut:
             if len(keep) >= 2:
                 return HeldOut(other.images[keep], torch.arange(n), f"CelebA {part} partition")
     if n - count < 1 or count < 2:
-        raise UserError(f"the data has {n} images: too few to hold out {count} and keep a reference "
-                        "set; lower --holdout or --n")
+        raise UserError(f"the data has {plural(n, 'image')}: too few to hold out {count} and keep "
+                        "a reference set; lower --holdout or --n")
     return HeldOut(data_set.images[n - count:], torch.arange(n - count),
                    f"last {count} images of the data (left out of the reference set)")
 
@@ -155,13 +171,16 @@ def save_png(path: str | Path, canvas: np.ndarray) -> Path:
 def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | Path = "nearest.png",
                   holdout: int | None = None, inception: str | None = None, use_inception: bool = True,
                   seed: int = 0, device="cpu", batch_size: int = 64, k: int = 3,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, warn: Callable[[str], None] | None = None) -> dict:
     """Run the memorisation check; write the image ``out`` (.png or .jpg); return the
-    statistics and a verdict."""
+    statistics and a verdict (with a caveat naming the counts when they are too small for it
+    to mean much: see MIN_VERDICT_SAMPLES and MIN_VERDICT_REFERENCE).
+
+    warn: called with one line when ``data`` is not the data the run was trained on."""
     from ..data import load_dataset
     from ..runtime import resolve_device
     from ..sampling import image_format, load_generator
-    from .evaluate import generate_uint8
+    from .evaluate import generate_uint8, other_data_warning
     from .features import extract_features
     from .inception import load_inception
     from .stats import real_stats
@@ -175,6 +194,9 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
     image_format(out)  # a name it cannot write fails now, not after the work
     dev = resolve_device(device)
     loaded = load_generator(checkpoint, device=dev, ema=True)
+    other = other_data_warning(str(data), loaded.config.data.path)
+    if other and warn is not None:
+        warn(other)
     net = load_inception(inception, device=dev) if use_inception else None
     dcfg = replace(loaded.config.data, path=str(data), hflip=False)
     data_set = load_dataset(dcfg, progress=progress and sys.stderr.isatty())
@@ -194,8 +216,8 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
         "n": n, "n_heldout": int(held.images.shape[0]), "heldout": held.source,
         "n_reference": int(ref_rows.numel()), "step": loaded.step, "checkpoint": str(loaded.checkpoint),
         "pixel_l1": {"generated": _summary(pix_d[:, 0]), "heldout": _summary(held_pix_d[:, 0]),
-                     "typical_generated": float(gen_typ.median()),
-                     "typical_heldout": float(held_typ.median()),
+                     "typical_generated": float(_median(gen_typ)),
+                     "typical_heldout": float(_median(held_typ)),
                      "resemblance_p": resemblance_p(gen_typ, held_typ)},
     }
     groups = [[ref_images[pix_i[i]]] for i in range(n)]
@@ -235,8 +257,10 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
     usable = {k: v for k, v in ratios.items() if k != "pixel_l1" or pixel_conclusive}
     worst = max(usable.values()) if usable else float("nan")
     if near_copies:
-        verdict = (f"MEMORISATION SUSPECTED: {near_copies} of {n} samples are near-copies of training "
-                   f"images (pixel L1 < {NEAR_COPY_L1}); nearest-distance median ratio "
+        are = "is a near-copy of a training image" if near_copies == 1 else \
+            "are near-copies of training images"
+        verdict = (f"MEMORISATION SUSPECTED: {near_copies} of {plural(n, 'sample')} {are} "
+                   f"(pixel L1 < {NEAR_COPY_L1}); nearest-distance median ratio "
                    f"generated/held-out = {ratios['pixel_l1']:.2f} (pixels)")
     elif not usable:
         verdict = (f"INCONCLUSIVE: the samples do not sit among the training images the way real "
@@ -254,6 +278,16 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
                    f"real images are (median ratio {worst:.2f})")
     if usable and not pixel_conclusive:
         verdict += "; pixel distances left out (samples unlike the data in pixel space)"
+    # A near-copy is evidence at any count; a ratio of medians from few images is not.
+    n_held, n_ref = result["n_heldout"], result["n_reference"]
+    few = min(n, n_held) < MIN_VERDICT_SAMPLES or n_ref < MIN_VERDICT_REFERENCE
+    result["verdict_tentative"] = bool(few and usable and not near_copies)
+    if result["verdict_tentative"]:
+        verdict += (f" -- TENTATIVE: {n} generated, {n_held} held-out and "
+                    f"{plural(n_ref, 'reference image')} are too few for this verdict to mean much "
+                    f"(wanted: at least {MIN_VERDICT_SAMPLES} generated and held-out, "
+                    f"{MIN_VERDICT_REFERENCE:,} reference); rerun with a larger --n, --holdout or "
+                    "data set")
     result["verdict"] = verdict
     canvas = _tile_rows(gen, groups)
     result["png"] = str(save_png(out, canvas))

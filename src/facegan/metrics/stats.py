@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,17 @@ def remake_hint(path: str | os.PathLike) -> str:
 def load_stats(path: str | os.PathLike) -> FeatureStats:
     """Read statistics written by :func:`save_stats` (or any .npz with ``mu`` and ``sigma``)."""
     path = Path(path)
+    # Anything but a zip archive would reach np.load's other readers: a .npy gives one array,
+    # and any other file numpy's advice about allow_pickle, which is no use here.
+    if path.is_file() and not zipfile.is_zipfile(path):  # (is_zipfile is False for any OSError)
+        try:
+            path.open("rb").close()
+        except OSError as e:
+            raise UserError(f"cannot read statistics file {path} ({e.strerror or e})") from None
+        # No remake hint naming this path: following it would overwrite someone's other file.
+        raise UserError(f"{path} is not a statistics .npz written by facegan fid --save-stats "
+                        "(it is no NumPy .npz archive); give such a file, made with: facegan fid "
+                        "DIR --save-stats STATS.npz")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,13 +100,12 @@ def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--lat
     return torch.tensor(labels, dtype=torch.float32)
 
 
-def latent_source_note(path: str | os.PathLike, run_dir: Path | None, checkpoint: Path, step: int,
-                       option: str = "--latent") -> str | None:
+def latent_source_note(path: str | os.PathLike, lg: Any, option: str = "--latent") -> str | None:
     """A one-line warning when ``NAME.json`` beside a latent says it was projected with another
-    generator than the one it is about to drive (``run_dir``, ``checkpoint`` at ``step``: a
-    :class:`~facegan.sampling.LoadedGenerator`'s): another run draws another face from it,
-    another step of the same run a drifted one. None when they agree or nothing says."""
-    p = Path(path)
+    generator than ``lg`` (a :class:`~facegan.sampling.LoadedGenerator`: its ``run_dir``,
+    ``checkpoint`` and ``step``), which it is about to drive: another run draws another face
+    from it, another step of the same run a drifted one. None when they agree or nothing says."""
+    p, run_dir, checkpoint, step = Path(path), lg.run_dir, Path(lg.checkpoint), int(lg.step)
     try:
         doc = json.loads(p.with_name(f"{_stem(p)}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

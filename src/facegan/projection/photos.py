@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 from ..align import NoFaceFound
 from ..config import DataConfig
 from ..data.sources import CELEBA_IMAGES
-from ..data.transforms import CELEBA_SIZE, CROPS, _to_rgb, crop_box, decode_image, to_float
+from ..data.transforms import CELEBA_SIZE, CROPS, crop_box, decode_image, pil_to_rgb, to_float
 from ..errors import UserError
 
 # Untrusted photos: refused before decoding when larger than this (bytes on disk, pixels in
@@ -127,7 +127,7 @@ def decode_photo(data: bytes, label: str, *, formats: Sequence[str] | None = Non
     truncated one."""
     with _opened_photo(data, label, formats) as im:
         im.load()
-        photo = _to_rgb(ImageOps.exif_transpose(im))
+        photo = pil_to_rgb(ImageOps.exif_transpose(im))
         photo.load()
     if min(photo.size) < 1:
         raise PhotoError(f"{label} has no pixels", "it has no pixels")
@@ -170,7 +170,7 @@ def preprocess(photo: Image.Image, data_cfg: DataConfig,
     decode a large JPEG at a reduced scale, as training did).
     """
     r = int(data_cfg.resolution)
-    im = _to_rgb(ImageOps.exif_transpose(photo))
+    im = pil_to_rgb(ImageOps.exif_transpose(photo))
     im = im.crop(crop_box(photo_crop(data_cfg, im.size, crop), *im.size))
     arr = np.asarray(im.resize((r, r), Image.BICUBIC), dtype=np.uint8)
     u8 = torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
@@ -204,7 +204,7 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
     image in that file would have been.
     """
     if isinstance(photo, Image.Image):
-        im, data, source = _to_rgb(ImageOps.exif_transpose(photo)), None, ""
+        im, data, source = pil_to_rgb(ImageOps.exif_transpose(photo)), None, ""
     else:
         im, data = read_photo(photo)
         source = str(photo)
@@ -218,7 +218,7 @@ def load_photo(photo: str | os.PathLike | Image.Image, data_cfg: DataConfig, *,
             raise NoFaceFound(f"photo '{photo}'") from None  # the user's file, by its path
         if not isinstance(im, Image.Image):
             raise TypeError(f"align must return a PIL image, got {type(im).__name__}")
-        im = _to_rgb(im)
+        im = pil_to_rgb(im)
         data = None
         crop = crop or "center"  # framed already: the training crop must not be cut out again
     c = photo_crop(data_cfg, im.size, crop)
