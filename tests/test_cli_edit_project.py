@@ -263,3 +263,27 @@ def test_edit_latent_with_a_damaged_crop_names_it_and_the_ways_out(tiny, tmp_pat
     # the way out it names works
     assert facegan("edit", tiny["run"], "--latent", latent, "--attr", "sefa_0", "--no-detail",
                    "--out", out, env=tiny["env"]).returncode == 0
+
+
+# ---- 8. a latent of another generator ------------------------------------------------------------
+
+def test_edit_and_morph_warn_when_a_latent_belongs_to_another_generator(tiny, tmp_path):
+    latent = tmp_path / "A.latent.npy"
+    np.save(latent, np.zeros(8, np.float32))
+    doc = {"run": str(tmp_path / "another-run"), "checkpoint": str(tmp_path / "another-run" / "x.pt"),
+           "checkpoint_step": 2}
+    (tmp_path / "A.json").write_text(json.dumps(doc))
+    r = facegan("edit", tiny["run"], "--latent", latent, "--attr", "sefa_0", "--out", tmp_path / "e.png",
+                env=tiny["env"])
+    assert r.returncode == 0, r.stderr
+    assert f"facegan: warning: --latent '{latent}' was projected with {tmp_path / 'another-run'}" in r.stderr
+    r = facegan("morph", tiny["run"], "--from", latent, "--to", latent, "--steps", 3,
+                "--out", tmp_path / "m.png", env=tiny["env"])
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("was projected with") == 2 and "--to '" in r.stderr
+    # Its own run's latent, at the checkpoint's step: no warning.
+    doc["run"], doc["checkpoint"] = str(tiny["run"].resolve()), str(tiny["run"].resolve() / "checkpoints" / "latest.pt")
+    (tmp_path / "A.json").write_text(json.dumps(doc))
+    r = facegan("edit", tiny["run"], "--latent", latent, "--attr", "sefa_0", "--out", tmp_path / "e.png",
+                env=tiny["env"])
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
