@@ -104,6 +104,19 @@ def test_cached_and_uncached_statistics_are_identical(fake_net):
     assert second.protocol == PROTOCOL and second.n == 40
 
 
+def test_an_unwritable_statistics_cache_costs_a_warning_not_the_result(fake_net, tmp_path, capsys):
+    imgs = torch.randint(0, 256, (20, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    data = FakeSet(imgs)
+    blocked = tmp_path / "cache-is-a-file"
+    blocked.write_text("")  # the cache folder's place holds a file: nothing can be made under it
+    st = real_stats(data, fake_net, batch_size=16, cache_dir=blocked)
+    ref = real_stats(data, fake_net, batch_size=16, use_cache=False)
+    np.testing.assert_array_equal(st.mu, ref.mu)
+    err = capsys.readouterr().err
+    assert "facegan: warning: cannot write" in err and "computed again next time" in err
+    assert err.count("\n") == 1
+
+
 # ---- TrainingEvaluator ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["train", "eval"])

@@ -96,8 +96,8 @@ def list_source(cfg: DataConfig) -> Listing:
     if celeba is not None:
         return _list_celeba(*celeba, cfg.partition)
     if cfg.partition in ("valid", "test"):
-        raise UserError(f"data.partition={cfg.partition} needs CelebA's {CELEBA_PARTITION}, but "
-                        f"'{raw}' is a plain folder or zip; use data.partition=train or all")
+        raise UserError(f"--partition {cfg.partition} (data.partition) needs CelebA's {CELEBA_PARTITION}, "
+                        f"but '{raw}' is a plain folder or zip; use --partition train or all")
     if path.is_dir():
         return _list_folder(path)
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
@@ -293,12 +293,12 @@ def _list_celeba(root: Path, images: Path, partition: str) -> Listing:
                 raise UserError(
                     f"partition '{partition}' selects no images in '{part_file}' "
                     f"(train {counts['train']}, valid {counts['valid']}, test {counts['test']}); "
-                    f"use data.partition=train or all")
+                    f"use --partition train or all")
     elif partition in ("train", "all"):
         wanted = set(on_disk)
     else:
-        raise UserError(f"data.partition={partition} needs '{part_file}', which is missing; "
-                        f"add CelebA's {CELEBA_PARTITION} or use data.partition=train or all")
+        raise UserError(f"--partition {partition} (data.partition) needs '{part_file}', which is "
+                        f"missing; add CelebA's {CELEBA_PARTITION} or use --partition train or all")
 
     label_names: list[str] = []
     attrs: dict[str, np.ndarray] | None = None

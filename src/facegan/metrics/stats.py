@@ -192,5 +192,12 @@ def real_stats(images, net, *, cache_dir: str | os.PathLike = "", batch_size: in
                              desc="real-image features")
     st = FeatureStats.from_features(feats, network_id=net.network_id, fingerprint=fp)
     if path is not None:
-        save_stats(path, st)
+        from ..files import WriteFailed
+
+        try:
+            save_stats(path, st)
+        except OSError as e:  # the cache only saves time: an unwritable one costs a warning
+            print(f"facegan: warning: {WriteFailed(path, e)}; the real-image statistics were not "
+                  "cached and will be computed again next time (FACEGAN_CACHE=DIR caches elsewhere)",
+                  file=sys.stderr, flush=True)
     return st
