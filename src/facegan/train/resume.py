@@ -70,12 +70,17 @@ def check_resume_changes(old: Config, new: Config) -> list[Change]:
     for key, a, b in changes:
         why = _why_fixed(key, a, b)
         if why is not None:
-            refused.append(f"{key} ({a} -> {b}: {why})")
+            refused.append(f"{key} ({_shown(a)} -> {_shown(b)}: {why})")
     if refused:
         raise UserError(f"cannot change {'; '.join(refused)} when resuming; drop "
                         f"{'that override' if len(refused) == 1 else 'those overrides'}, or start a "
                         "new run with --out NEW_RUN_DIR")
     return changes
+
+
+def _shown(value: Any) -> str:
+    """A value in a message: an empty string as '' (else it would read as nothing at all)."""
+    return "''" if value == "" else str(value)
 
 
 def describe_changes(changes: list[Change]) -> str:
