@@ -41,7 +41,7 @@ from facegan.train import build_trainer
 
 def _sync(device) -> None:
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(torch.device(device))  # that card's queue (cuda:1 included)
 
 
 def tutorial_steps_per_s(cfg, files, device, steps: int, workers: int) -> float:
@@ -49,6 +49,9 @@ def tutorial_steps_per_s(cfg, files, device, steps: int, workers: int) -> float:
     steps with the penalty, separate real/fake passes."""
     from torch.utils.data import DataLoader
 
+    # facegan's trainers turn cuDNN's autotuner on for the process; the tutorials' loop leaves
+    # it at PyTorch's default, in every round alike.
+    torch.backends.cudnn.benchmark = False
     torch.manual_seed(0)
     g, d = build_networks(cfg.model, NetSpec(cfg.data.resolution, 3, 0))
     g, d = g.to(device), d.to(device)

@@ -159,6 +159,17 @@ def test_state_dict_resumes_the_stream():
     torch.testing.assert_close(b(x), expect, rtol=0, atol=0)
 
 
+def test_a_state_from_another_kind_of_device_seeds_a_new_stream():
+    """A CUDA generator's state (16 bytes) does not fit a CPU generator (nor the reverse): a
+    run resumed across devices goes on with a stream seeded from it, the same every time."""
+    x = _x()
+    gpu_like = {"policy": "color,translation", "rng": torch.arange(16, dtype=torch.uint8)}
+    a, b = DiffAugment("color,translation", seed=1), DiffAugment("color,translation", seed=2)
+    a.load_state_dict(gpu_like)
+    b.load_state_dict(gpu_like)
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
 def test_policy_parsing():
     assert parse_policy("") == [] and parse_policy("none") == []
     assert parse_policy("color, cutout") == ["color", "cutout"]

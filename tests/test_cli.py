@@ -16,6 +16,24 @@ TINY = ["data.resolution=16", "model.latent_dim=8", "model.g_width=4", "model.d_
         "train.checkpoint_every=2", "train.n_critic=1"]
 
 
+def train_tiny_in_process(tmp: Path) -> Path:
+    """A 2-step tiny unconditional run on 16 random 16 px images, trained in this process
+    through the CLI (its own cache in ``tmp``): ``tmp/run``."""
+    from facegan import commands as cli
+
+    rng = np.random.default_rng(1)
+    data = tmp / "imgs"
+    data.mkdir()
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    out = tmp / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACEGAN_CACHE", str(tmp / "cache"))
+        assert cli.main(["train", "--data", str(data), "--preset", "wgangp-celeba64", "--out", str(out),
+                         "--steps", "2", "--no-progress", *TINY]) == 0
+    return out
+
+
 def facegan(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "facegan", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=300)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_cli import TINY
+from test_cli import train_tiny_in_process
 
 from facegan import commands as cli
 from facegan.directions import parse_strength
@@ -22,18 +22,7 @@ from facegan.sampling import generate_images, load_generator, save_individual
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A 2-step tiny unconditional run, trained in this process."""
-    tmp = tmp_path_factory.mktemp("inputs")
-    rng = np.random.default_rng(1)
-    data = tmp / "imgs"
-    data.mkdir()
-    for i in range(16):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    out = tmp / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACEGAN_CACHE", str(tmp / "cache"))
-        assert cli.main(["train", "--data", str(data), "--preset", "wgangp-celeba64", "--out", str(out),
-                         "--steps", "2", "--no-progress", *TINY]) == 0
-    return out
+    return train_tiny_in_process(tmp_path_factory.mktemp("inputs"))
 
 
 @pytest.fixture

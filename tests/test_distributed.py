@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -304,6 +305,15 @@ loss.backward()
 env.sync_grads(net)
 g = {k: None if m.weight.grad is None else m.weight.grad.tolist() for k, m in net.items()}
 print(f"rank {env.rank}: {g}", flush=True)
+# A channels_last weight gets its reduced gradient in its own layout (fused Adam on a GPU
+# refuses a parameter and gradient of different strides), with the same values as contiguous.
+conv = torch.nn.Conv2d(2, 3, 3).to(memory_format=torch.channels_last)
+x = torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(env.rank)).to(memory_format=torch.channels_last)
+conv(x).square().sum().backward()
+before = conv.weight.grad.clone()
+env.sync_grads(conv)
+same_layout = conv.weight.grad.stride() == conv.weight.stride()
+print(f"rank {env.rank}: layout kept {same_layout} sum {conv.weight.grad.sum().item():.4f}", flush=True)
 shutdown(env)
 """
 
@@ -315,6 +325,9 @@ def test_gradient_sync_keeps_unused_parameters_without_a_gradient(tmp_path):
     assert r.returncode == 0, r.stderr
     want = "{'both': [[1.5, 1.5]], 'one': [[0.5, 0.5]], 'none': None}"
     assert f"rank 0: {want}" in r.stdout and f"rank 1: {want}" in r.stdout, r.stdout
+    # The ranks' lines may interleave on the shared stdout: found by pattern, not by line.
+    kept = dict(re.findall(r"rank (\d): layout kept True sum (-?[\d.]+)", r.stdout))
+    assert set(kept) == {"0", "1"} and kept["0"] == kept["1"], r.stdout  # the same mean on both
 
 
 NAN_WORKER = """

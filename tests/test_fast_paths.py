@@ -65,13 +65,18 @@ def test_fused_adam_matches_the_plain_optimizer(folder, tmp_path, device):
     assert not torch.allclose(next(iter(start.D.parameters())), next(iter(fused.D.parameters())).cpu())
 
 
-def test_fused_setting_follows_the_config_on_resume(folder, tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_setting_follows_the_config_on_resume(folder, tmp_path, device):
     tr, _ = trained(folder, tmp_path, "run", "wgangp-celeba64", 2, "train.precision=fp32",
-                    "train.fused_optimizer=off")
+                    f"train.device={device}", "train.fused_optimizer=off")
     tr.save()
     cfg = apply_overrides(tr.cfg, ["train.fused_optimizer=on"])
     again = resume_trainer(tmp_path / "run", load_dataset(cfg.data, progress=False), cfg, progress=False)
     assert all(g["fused"] for g in again.opt_d.param_groups)
+    # Each step count where a fused Adam reads it: on the parameter's device, float32.
+    for opt in (again.opt_d, again.opt_g):
+        for p, st in opt.state.items():
+            assert st["step"].device == p.device and st["step"].dtype == torch.float32
     again.train_step()
 
 
@@ -231,3 +236,28 @@ def test_profile_of_preset_auto_profiles_the_recipe_auto_trains(folder, tmp_path
     assert f"({cfg.train.n_critic} critic step(s) each, global batch {batch}," in r.stdout
     assert cfg.train.n_critic != get_preset("auto").train.n_critic  # the placeholder's would show
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp16_r1_and_r2_overflows_are_skipped_not_a_divergence(folder, tmp_path, device):
+    """While the scaler finds its scale, R1's and R2's scaled inner gradients overflow in fp16
+    (R3GAN's pair, as the WGAN-GP penalty's do): those steps are skipped, not read as a
+    divergence, and once the scale has come down both penalties are finite."""
+    tr, _ = trained(folder, tmp_path, "rp", "rpgan-ln-celeba64", 0, "train.precision=fp16",
+                    f"train.device={device}", "loss.reg_every=1")
+    tr.train(12)  # through the loop's divergence check
+    assert tr.step == 12 and tr.scaler_d.get_scale() < 65536.0
+    late = [tr.train_step() for _ in range(3)]
+    assert all(np.isfinite(float(out[k])) for out in late for k in ("r1", "r2")), late
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_progressive_growing_logs_its_level_on_the_device(folder, tmp_path, device):
+    """The growth level is logged beside the losses, which are read in one transfer from the
+    device: it must live where they do."""
+    tr, _ = trained(folder, tmp_path, "grow", "wgangp-celeba64", 0, f"train.device={device}",
+                    "model.grow_from=8", "train.grow_kimg=0.016", "train.fade_kimg=0.016")
+    out = tr.train_step()
+    assert out["lod"].device == out["d_loss"].device == tr.device
+    last = tr.train(4)  # log_every=1: every step goes through the loop's one read of the losses
+    assert tr.step == 4 and "lod" in last and np.isfinite(last["d_loss"])

@@ -170,3 +170,21 @@ def test_bf16_warning_only_where_emulated(monkeypatch):
     with pytest.warns(UserWarning, match="^facegan: precision=bf16 .* slower than fp32"):
         assert runtime.resolve_precision("bf16", cpu) == "bf16"
 
+
+
+@pytest.mark.parametrize("capability,auto", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_gpu_precision_follows_the_cards_bf16_units(monkeypatch, capability, auto):
+    """A V100 or T4 only emulates bf16 (torch.cuda.is_bf16_supported says yes to them): auto
+    takes fp16 there and bf16 is refused by name; Ampere and later compute bf16 natively."""
+    from facegan import runtime
+    from facegan.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = torch.device("cuda")
+    assert runtime.resolve_precision("auto", gpu) == auto
+    if auto == "fp16":
+        with pytest.raises(UserError, match="this GPU has no bf16"):
+            runtime.resolve_precision("bf16", gpu)
+    else:
+        assert runtime.resolve_precision("bf16", gpu) == "bf16"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_cli import TINY, assert_user_error, facegan
+from test_cli import assert_user_error, facegan, train_tiny_in_process
 
 from facegan import commands as cli
 from facegan import sampling
@@ -105,17 +105,7 @@ def test_morph_and_edit_truncate_the_faces_they_draw(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A 2-step tiny unconditional run (trained in this process), with one direction."""
-    tmp = tmp_path_factory.mktemp("trunc")
-    rng = np.random.default_rng(1)
-    data = tmp / "imgs"
-    data.mkdir()
-    for i in range(16):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i}.png")
-    run = tmp / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FACEGAN_CACHE", str(tmp / "cache"))
-        assert cli.main(["train", "--data", str(data), "--preset", "wgangp-celeba64", "--out", str(run),
-                         "--steps", "2", "--no-progress", *TINY]) == 0
+    run = train_tiny_in_process(tmp_path_factory.mktemp("trunc"))
     save_directions(run, 8, {"d0": direction_entry(torch.eye(8)[0], "sefa", None)})
     return run
 

@@ -170,4 +170,11 @@ class DiffAugment:
         return {"policy": self.policy, "rng": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["rng"])
+        """The saved stream, continued exactly. A state from another kind of device (a run
+        resumed on a CPU after a GPU, or the reverse) does not fit this generator: it then
+        seeds a new stream from that state's bytes, as exact resume does not cross devices."""
+        rng = state["rng"]
+        try:
+            self.generator.set_state(rng)
+        except RuntimeError:
+            self.generator.manual_seed(int(torch.as_tensor(rng).to(torch.int64).sum()))

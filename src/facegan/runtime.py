@@ -69,7 +69,9 @@ def cpu_has_fast_bf16() -> bool:
 def has_fast_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 natively (a recent GPU, or a CPU with AVX-512 BF16/AMX)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # Compute capability 8.0 (Ampere) and later have bf16 tensor cores; is_bf16_supported()
+        # also says yes for older cards, which only emulate it (slower than their fp16).
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         return cpu_has_fast_bf16()
     return False

@@ -139,9 +139,16 @@ class DistEnv:
         # The flags are read (a host sync on a GPU) only when this rank missed a gradient: with
         # all of its own present, every parameter has one.
         used = [1.0] * len(params) if all(present) else flat[-len(params):].tolist()
-        # Each gradient becomes a view of the reduced buffer: no copy back.
+        # Each gradient goes back in its parameter's memory layout: a channels_last weight keeps
+        # a channels_last gradient (a view of the flat buffer would be contiguous, and CUDA's
+        # fused Adam refuses parameters and gradients of different strides).
         for p, g, u in zip(params, grads.split([p.numel() for p in params]), used):
-            p.grad = g.view_as(p) if u > 0 else None
+            if u <= 0:
+                p.grad = None
+            elif p.grad is not None and p.grad.stride() == p.stride():
+                p.grad.copy_(g.view_as(p))
+            else:
+                p.grad = torch.empty_like(p).copy_(g.view_as(p))
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Rank 0's parameters and buffers on every rank (they start equal from the seed; this

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..config import Config
 from ..errors import UserError
 
@@ -104,3 +106,11 @@ def apply_optimizer_settings(trainer) -> None:
             for key in ("fused", "foreach"):
                 if key in group:
                     group[key] = opt.defaults.get(key)
+            # Loading placed each step count for the saved choice: a fused (or capturable) Adam
+            # reads it on the parameter's device, a plain one on the CPU.
+            on_device = bool(group.get("fused") or group.get("capturable"))
+            for p in group["params"]:
+                step = opt.state.get(p, {}).get("step")
+                if isinstance(step, torch.Tensor):
+                    opt.state[p]["step"] = step.to(device=p.device if on_device else "cpu",
+                                                   dtype=torch.float32)

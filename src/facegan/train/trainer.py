@@ -108,7 +108,7 @@ class Trainer:
         # fp16: while the scaler finds its scale, a penalty's scaled inner gradient overflows
         # (inf/NaN penalty) and the scaler skips that step. That is not a divergence (the
         # losses themselves show one); such values are left out of the logs.
-        self._may_overflow = {"gp", "r1"} if fp16 else set()
+        self._may_overflow = {"gp", "r1", "r2"} if fp16 else set()
         self.evaluator, self.progress = evaluator, progress
         t = cfg.train
         self.batch_size, self.n_critic = t.batch_size, t.n_critic
@@ -507,7 +507,7 @@ class Trainer:
             stats = {k: v / counts[k] for k, v in sums.items()}
             stats.update(self.generator_step())
         if self.cfg.model.grow_from:
-            stats["lod"] = torch.tensor(self._settings.lod)
+            stats["lod"] = torch.tensor(self._settings.lod, device=self.device)  # stacked with the losses
         self.update_ema()
         self.step += 1
         return stats
