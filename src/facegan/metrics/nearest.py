@@ -91,7 +91,7 @@ def typical_distance(query: torch.Tensor, ref: torch.Tensor, sample: int = TYPIC
 def _median(d: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     # torch's median is the lower of the middle two for an even count (with 2 values, the
     # minimum); numpy's is their mean, the usual median.
-    return torch.as_tensor(np.median(d.double().numpy(), axis=dim))
+    return torch.as_tensor(np.median(d.detach().double().cpu().numpy(), axis=dim))
 
 
 def resemblance_p(gen_typical: torch.Tensor, held_typical: torch.Tensor) -> float:
