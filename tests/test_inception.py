@@ -294,3 +294,17 @@ def test_fid_and_kid_behave_on_real_faces(default_net, celeba_dir):
     kid_halves, _ = kernel_inception_distance(fa, fb)
     kid_noise, _ = kernel_inception_distance(fa, fnoise)
     assert abs(kid_halves) < 0.05 * kid_noise
+
+
+def test_fp32_features_on_a_gpu_turn_tf32_convolutions_off_and_back():
+    """Only on a GPU in fp32, only for the features, and the setting comes back after."""
+    from facegan.metrics.inception import true_fp32_convolutions
+
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    with true_fp32_convolutions(torch.device("cuda"), "fp32"):
+        assert conv.fp32_precision == "ieee"
+    assert conv.fp32_precision == before
+    for device, precision in (("cpu", "fp32"), ("cuda", "bf16")):
+        with true_fp32_convolutions(torch.device(device), precision):
+            assert conv.fp32_precision == before

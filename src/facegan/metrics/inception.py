@@ -331,11 +331,12 @@ class InceptionNet:
         x = x.to(self.device, torch.float32, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.kind == "nvidia":
-            with self._autocast():
-                feats = self.module(x, return_features=True)
-        else:
-            feats = self._features((x - 128.0) / 128.0)
+        with true_fp32_convolutions(self.device, self.precision):
+            if self.kind == "nvidia":
+                with self._autocast():
+                    feats = self.module(x, return_features=True)
+            else:
+                feats = self._features((x - 128.0) / 128.0)
         feats = feats.float().reshape(x.shape[0], -1)
         if not probs:
             return feats.cpu()
@@ -389,6 +390,24 @@ def _load_torchscript(path: Path, device: torch.device) -> Any:
         raise UserError(not_weights_message(path, f"TorchScript cannot load it: {first}")) from None
     m.eval()  # default_1.pt is saved with its top module in training mode
     return m
+
+
+@contextlib.contextmanager
+def true_fp32_convolutions(device: torch.device, precision: str) -> Iterator[None]:
+    """fp32 features on a GPU in true fp32: cuDNN's TF32 convolutions (Ampere and later) round
+    inputs to 10 mantissa bits, which would move features, and so FID, away from statistics
+    computed on a CPU under the same network id. Only the convolutions' setting changes, through
+    PyTorch's per-operator API (mixing it with the legacy ``allow_tf32`` flags is an error)."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if torch.device(device).type != "cuda" or precision != "fp32" or conv is None:
+        yield
+        return
+    before = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision = before
 
 
 def _eager_from_torchscript(module: Any, device: torch.device, channels_last: bool) -> nn.Module:
