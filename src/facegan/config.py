@@ -689,18 +689,6 @@ def get_preset(name: str) -> Config:
 # --------------------------------------------------------------------------------------------
 # Overrides: 'section.key=value' or a key that is unique across sections ('g_lr=2e-4').
 
-def changed_settings(base: Config, cfg: Config) -> dict[str, Any]:
-    """The settings of ``cfg`` that differ from ``base``'s, typed, by dotted key (as overrides
-    that turn ``base`` into ``cfg``, the preset name aside)."""
-    out: dict[str, Any] = {}
-    for section in _SECTIONS:
-        mine, theirs = getattr(cfg, section), getattr(base, section)
-        for f in fields(mine):
-            if getattr(mine, f.name) != getattr(theirs, f.name):
-                out[f"{section}.{f.name}"] = getattr(mine, f.name)
-    return out
-
-
 def all_keys() -> dict[str, tuple[str, str]]:
     """Map every accepted override key (dotted and, where unique, bare) to (section, field)."""
     out: dict[str, tuple[str, str]] = {}

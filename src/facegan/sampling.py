@@ -259,24 +259,18 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return save_image(make_grid(images, nrow), path)
 
 
-def individual_name(i: int, seed: int | None = None, prefix: str = "sample") -> str:
-    """The file name :func:`save_individual` gives image ``i``: ``seed{SEED}_{i:05d}.png`` when
-    the seed is given, else ``{prefix}_{i:05d}.png``."""
-    return f"seed{seed}_{i:05d}.png" if seed is not None else f"{prefix}_{i:05d}.png"
-
-
 def save_individual(images: torch.Tensor, folder: str | os.PathLike, prefix: str = "sample",
                     seed: int | None = None) -> list[Path]:
-    """Save uint8 (N, 3, H, W) images as one PNG each in ``folder``, named by
-    :func:`individual_name`. With ``seed`` (the seed that drew them) the names carry it, so
-    calls with different seeds into one folder never overwrite each other's images, and a
-    call with the same seed rewrites the same images; without it, ``prefix`` and the index."""
+    """Save uint8 (N, 3, H, W) images as one PNG each in ``folder``: ``seed{SEED}_{i:05d}.png``
+    with ``seed`` (the seed that drew them), so calls with different seeds into one folder never
+    overwrite each other's images and a call with the same seed rewrites the same images;
+    without it, ``{prefix}_{i:05d}.png``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    stem = f"seed{seed}" if seed is not None else prefix
     paths = []
     for i, im in enumerate(images):
-        paths.append(save_png(Image.fromarray(im.permute(1, 2, 0).numpy()),
-                              folder / individual_name(i, seed, prefix)))
+        paths.append(save_png(Image.fromarray(im.permute(1, 2, 0).numpy()), folder / f"{stem}_{i:05d}.png"))
     return paths
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import DataConfig
 from ..errors import UserError, plural
-from ..files import WriteFailed, append_jsonl
+from ..files import WriteFailed, append_jsonl, reporting_write_errors
 from ..labels import UNCONDITIONAL, LabelSpec
 from ..runtime import resolve_device
 from .features import extract_features
@@ -369,13 +369,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
     if log:
         path = metrics_log_path(loaded)
         try:
-            append_jsonl(path, record)
-        except OSError as e:
+            with reporting_write_errors(path):
+                append_jsonl(path, record)
+        except WriteFailed as failed:
             # The measurement itself succeeded: a read-only or full run folder loses the log
             # line, not the result.
-            failed = WriteFailed(path, e)
             if warn is None:
-                raise failed from None
+                raise
             warn(f"the record was not appended to the run's log: {failed}")
     return record
 

@@ -192,12 +192,13 @@ def real_stats(images, net, *, cache_dir: str | os.PathLike = "", batch_size: in
                              desc="real-image features")
     st = FeatureStats.from_features(feats, network_id=net.network_id, fingerprint=fp)
     if path is not None:
-        from ..files import WriteFailed
+        from ..files import WriteFailed, reporting_write_errors
 
         try:
-            save_stats(path, st)
-        except OSError as e:  # the cache only saves time: an unwritable one costs a warning
-            print(f"facegan: warning: {WriteFailed(path, e)}; the real-image statistics were not "
+            with reporting_write_errors(path):
+                save_stats(path, st)
+        except WriteFailed as failed:  # the cache only saves time: an unwritable one costs a warning
+            print(f"facegan: warning: {failed}; the real-image statistics were not "
                   "cached and will be computed again next time (FACEGAN_CACHE=DIR caches elsewhere)",
                   file=sys.stderr, flush=True)
     return st

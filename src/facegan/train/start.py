@@ -35,7 +35,6 @@ from ..config import (
     auto_data_settings,
     auto_preset,
     auto_time_settings,
-    changed_settings,
     get_preset,
     parse_overrides,
 )
@@ -54,7 +53,7 @@ from ..files import (
 from ..runtime import cpu_has_fast_bf16, resolve_device
 from .build import build_trainer, resume_trainer
 from .distributed import DistEnv, init_from_env, shutdown
-from .resume import check_resume_changes, describe_changes
+from .resume import check_resume_changes, config_changes, describe_changes
 from .trainer import Trainer, TrainingInterrupted
 
 Overrides = Mapping[str, Any] | Iterable[str]  # typed values by key, or 'key=value' strings
@@ -108,7 +107,8 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
         if cfg.preset == AUTO:
             # What was set on the placeholder itself counts as given, as overrides do: auto's
             # choice never replaces it.
-            typed = changed_settings(get_preset(AUTO), cfg) | typed
+            set_on_cfg = {k: new for k, _, new in config_changes(get_preset(AUTO), cfg) if k != "preset"}
+            typed = set_on_cfg | typed
         cfg, auto_why = new_run_config(cfg, typed)
         check_new_run(cfg)
         check_out_folder(run_dir, cfg.data.path)

@@ -122,6 +122,7 @@ class Trainer:
         # The step RUN/checkpoints/latest.pt holds, when known (set by save(), and on resume
         # from it): a failed write names it as the checkpoint that is kept.
         self.latest_step: int | None = None
+        self.run_files_written = False  # RUN/config.json (labels.json): written once, see write_run_files
         # The run folder's lock (a FolderLock, on rank 0), taken by start_run, dropped by end_run.
         self.run_lock = None
         self.label_spec = label_spec
@@ -647,8 +648,8 @@ class Trainer:
             raise self.EvaluationStopped(name)
 
     def write_run_files(self) -> None:
-        """RUN/config.json, and RUN/labels.json for a conditional run (rank 0; :meth:`train`
-        writes them too, for a trainer built without ``start_run``)."""
+        """RUN/config.json, and RUN/labels.json for a conditional run (rank 0). ``start_run``
+        writes them; :meth:`train` does for a trainer built without it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with reporting_write_errors(self.run_dir / "config.json"):
             atomic_write_text(self.run_dir / "config.json", self.config_json())
@@ -660,6 +661,7 @@ class Trainer:
                                   json.dumps({"condition": self.cfg.data.condition,
                                               **self.label_spec.to_dict(),
                                               "balance": self.label_spec.balance()}, indent=2) + "\n")
+        self.run_files_written = True
 
     def train(self, until: int) -> dict[str, Any]:
         """Train until ``until`` generator steps in total. Returns the last logged record.
@@ -678,7 +680,7 @@ class Trainer:
         from ..progress import Progress
 
         t = self.cfg.train
-        if self.dist.is_main:
+        if self.dist.is_main and not self.run_files_written:
             try:
                 self.write_run_files()
             except WriteFailed as e:
