@@ -368,3 +368,47 @@ def test_resume_refuses_another_preset_and_reached_steps(tmp_path, tiny_folder):
         start_run(None, None, resume=run, progress=False)
     with pytest.raises(UserError, match="cannot change model.g_width"):
         start_run(None, None, resume=run, overrides=["model.g_width=8", "steps=3"], progress=False)
+
+
+def test_the_training_clock_waits_for_queued_steps_before_each_pause_and_counts_no_pause(tmp_path, tiny_folder):
+    # On a GPU the host runs ahead of the queued steps: the clock waits for them before every
+    # pause (here a recorder stands in for torch.cuda.synchronize), so the time budget and the
+    # logged rates count training alone, and the pauses themselves (samples here) count nothing.
+    import time
+
+    cfg = tiny_cfg("demo", tiny_folder, "train.log_every=3", "train.sample_every=5",
+                   "train.checkpoint_every=4", "train.keep_every=6", "train.time_budget=0")
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "r", progress=False)
+    events = []
+    tr._sync_clock = lambda: events.append(("sync", tr.step))
+    write_samples, save, flush = tr.write_samples, tr.save, tr._flush_window
+
+    def slow_samples(*a, **k):
+        events.append(("pause", tr.step))
+        time.sleep(0.2)
+        return write_samples(*a, **k)
+
+    def recorded(fn):
+        def call(*a, **k):
+            events.append(("pause", tr.step))
+            return fn(*a, **k)
+        return call
+
+    tr.write_samples, tr.save, tr._flush_window = slow_samples, recorded(save), recorded(flush)
+    t0 = time.perf_counter()
+    tr.train(10)
+    wall = time.perf_counter() - t0
+    paused = sorted({s for kind, s in events if kind == "pause"})
+    assert paused == [3, 4, 5, 6, 8, 9, 10]
+    assert sorted(s for kind, s in events if kind == "sync") == paused  # one wait before each
+    for i, (kind, s) in enumerate(events):
+        if kind == "pause":
+            assert ("sync", s) in events[:i]
+    assert wall - tr.elapsed >= 0.4  # the two slow sample grids (steps 5 and 10) are not training
+    recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    recs = [r for r in recs if r.get("kind") == "train"]
+    steps = [r["step"] for r in recs]
+    windows = [b - a for a, b in zip([0, *steps], steps)]
+    # Each window's rate is over its training time: together they add up to the clock's.
+    assert sum(n / r["steps_per_s"] for n, r in zip(windows, recs)) == pytest.approx(tr.elapsed, rel=0.05)

@@ -159,8 +159,13 @@ class Trainer:
         self._window_counts: dict[str, int] = {}
         self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []
         self._window_n = 0
-        self._window_t = time.perf_counter()
-        self.elapsed = 0.0
+        self.elapsed = 0.0  # training time (s): the steps alone, without the pauses between them
+        self._window_start = 0.0  # self.elapsed when the log window began
+        # A GPU runs the queued steps after the host has moved on: before each pause (a log
+        # window's end, samples, a checkpoint, an evaluation) the clock waits for them, so the
+        # time budget and the logged rates count the steps' own time, and no pause's.
+        self._sync_clock: Callable[[], None] | None = (
+            functools.partial(torch.cuda.synchronize, device) if device.type == "cuda" else None)
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -564,8 +569,9 @@ class Trainer:
         self._window_n += len({step for step, _, _ in flat})
 
     def _flush_window(self) -> dict[str, Any]:
-        now = time.perf_counter()
-        dt = max(now - self._window_t, 1e-9)
+        # Rates over the window's training time: the pauses (samples, checkpoints, evaluations)
+        # within it are not training.
+        dt = max(self.elapsed - self._window_start, 1e-9)
         rec = {"kind": "train", "step": self.step}
         rec.update({k: round(v / self._window_counts[k], 6) for k, v in self._window.items()})
         rec["steps_per_s"] = round(self._window_n / dt, 4)
@@ -575,7 +581,8 @@ class Trainer:
             rec["loss_scale_d"] = self.scaler_d.get_scale()
             rec["loss_scale_g"] = self.scaler_g.get_scale()
         self.logger.metrics(rec)
-        self._window, self._window_counts, self._window_n, self._window_t = {}, {}, 0, now
+        self._window, self._window_counts, self._window_n = {}, {}, 0
+        self._window_start = self.elapsed
         return rec
 
     class EvaluationStopped(BaseException):
@@ -663,6 +670,15 @@ class Trainer:
                                               "balance": self.label_spec.balance()}, indent=2) + "\n")
         self.run_files_written = True
 
+    def pauses_after(self, step: int, until: int) -> bool:
+        """Whether :meth:`train` (ending at ``until``) stops after generator step ``step`` to
+        log, sample, evaluate or checkpoint, before the next step (a stop signal or the time
+        budget add a last pause of their own)."""
+        t = self.cfg.train
+        return (step == until or step % t.log_every == 0 or step % t.sample_every == 0
+                or step % t.checkpoint_every == 0 or bool(t.keep_every and step % t.keep_every == 0)
+                or bool(t.eval_every and step % t.eval_every == 0))
+
     def train(self, until: int) -> dict[str, Any]:
         """Train until ``until`` generator steps in total. Returns the last logged record.
 
@@ -705,13 +721,15 @@ class Trainer:
 
         last_good = self.step
         try:
-            self._window_t = time.perf_counter()
+            self._window_start = self.elapsed
             while self.step < until:
                 t0 = time.perf_counter()
                 # Losses stay on the device: reading them every step would make the host wait
                 # for the GPU each time. They are read (and checked) once per log window and
                 # before every checkpoint, so a checkpoint never holds a diverged model.
                 self._pending.append((self.step + 1, self.train_step()))
+                if self._sync_clock is not None and self.pauses_after(self.step, until):
+                    self._sync_clock()
                 self.elapsed += time.perf_counter() - t0
                 # Every rank takes the same decisions at the same step: a signal to any of them
                 # stops all, and all go by the slowest rank's training time, so the time budget
