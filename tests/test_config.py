@@ -130,3 +130,44 @@ def test_seed_option_refuses_what_torch_cannot_take(text):
     with pytest.raises(argparse.ArgumentTypeError, match="whole number from 0 to"):
         seed_value(text)
     assert seed_value("0") == 0 and seed_value(str(2**63 - 1)) == 2**63 - 1
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"train.steps": 3.5}, "train.steps"),  # would train 4 steps and never write the last checkpoint
+    ({"train.steps": None}, "train.steps"),
+    ({"train.batch_size": True}, "train.batch_size"),
+    ({"data.cache_dir": 3}, "data.cache_dir"),
+    ({"model.g_sn": 1}, "model.g_sn"),
+])
+def test_a_value_of_another_type_from_python_is_named_by_validate(overrides, key):
+    with pytest.raises(UserError, match=rf"^{key} must be .*, got .*; e\.g\. {key}="):
+        apply_overrides(get_preset("demo"), overrides).validate()
+
+
+def test_python_values_made_their_fields_type_without_loss():
+    from pathlib import Path
+
+    cfg = apply_overrides(get_preset("demo"), {
+        "data.hflip": "false",  # parsed as on the command line, not a truthy string
+        "data.resolution": 16.0,  # a whole float, as JSON and YAML give
+        "train.g_lr": "2e-4", "train.d_lr": 1, "data.path": Path("/some/folder")}).validate()
+    assert cfg.data.hflip is False and cfg.data.resolution == 16 and type(cfg.data.resolution) is int
+    assert cfg.train.g_lr == 2e-4 and type(cfg.train.d_lr) is float and cfg.data.path == "/some/folder"
+    assert apply_overrides(get_preset("demo"), "train.steps=5").train.steps == 5  # one string alone
+    with pytest.raises(UserError, match="bad value 'maybe' for 'data.hflip'"):
+        apply_overrides(get_preset("demo"), {"data.hflip": "maybe"})
+    with pytest.raises(TypeError, match="takes a Config first"):
+        apply_overrides("demo", {})
+    with pytest.raises(TypeError, match="mapping"):
+        apply_overrides(get_preset("demo"), None)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"train.time_budget": float("nan")}, "train.time_budget must be a number of seconds >= 0"),
+    ({"train.time_budget": float("inf")}, "train.time_budget must be a number of seconds >= 0"),
+    ({"train.n_samples": 0}, "train.n_samples must be >= 1"),
+    ({"model.d_dropout": 1.5}, r"model.d_dropout must be in \[0, 1\)"),
+])
+def test_values_torch_or_the_loop_would_trip_on_are_refused(overrides, needle):
+    with pytest.raises(UserError, match=needle):
+        apply_overrides(get_preset("demo"), overrides).validate()

@@ -63,13 +63,14 @@ def test_a_second_trainer_on_a_held_run_is_refused_and_writes_nothing(run):
     before = _snapshot(run)
     holder = FolderLock(run).acquire()  # another open file description: another holder
     try:
+        # In this process, the holder is an earlier trainer not ended: the message says how to end it.
         with pytest.raises(UserError) as e:
             start_run(None, None, resume=run, overrides={"steps": 4}, progress=False)
         msg = str(e.value)
-        assert f"{run} is being trained by another facegan process (PID {os.getpid()})" in msg
-        assert "--out" in msg and "\n" not in msg
+        assert f"{run} is held by an earlier trainer in this process" in msg
+        assert "facegan.end_run(trainer)" in msg and "\n" not in msg
         # A new run into the folder is refused the same way.
-        with pytest.raises(UserError, match=rf"being trained by another facegan process \(PID {os.getpid()}\)"):
+        with pytest.raises(UserError, match="held by an earlier trainer in this process"):
             start_run(get_preset("wgangp-celeba64"), run, overrides=[*TINY, "train.steps=4"],
                       progress=False)
         # And through the command: one line, exit status 2.
@@ -90,7 +91,7 @@ def test_a_held_empty_folder_is_refused_and_kept(tmp_path):
     folder.mkdir()
     holder = FolderLock(folder).acquire()
     try:
-        with pytest.raises(UserError, match="being trained by another facegan process"):
+        with pytest.raises(UserError, match="held by an earlier trainer in this process"):
             start_run(get_preset("wgangp-celeba64"), folder, overrides=[*TINY, "train.steps=2"],
                       progress=False)
         assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # the holder's, untouched
@@ -106,13 +107,27 @@ def test_a_held_empty_folder_is_refused_and_kept(tmp_path):
 def test_the_lock_is_held_while_training_and_dropped_by_end_run(run):
     trainer = start_run(None, None, resume=run, overrides={"steps": 3}, progress=False)
     try:
-        with pytest.raises(UserError, match=rf"\(PID {os.getpid()}\)"):
+        with pytest.raises(UserError, match="held by an earlier trainer in this process"):
             start_run(None, None, resume=run, overrides={"steps": 4}, progress=False)
         trainer.train(3)
     finally:
         end_run(trainer)
     again = start_run(None, None, resume=run, overrides={"steps": 4}, progress=False)
     end_run(again)
+
+
+def test_a_trainer_ended_by_with_or_dropped_unended_frees_its_folder(run):
+    import gc
+
+    with start_run(None, None, resume=run, overrides={"steps": 3}, progress=False) as trainer:
+        trainer.train_step()
+        trainer.save()
+    assert trainer.run_lock is None
+    # A notebook's trainer, never ended and then dropped: collecting it drops the lock.
+    trainer = start_run(None, None, resume=run, overrides={"steps": 4}, progress=False)
+    del trainer
+    gc.collect()
+    end_run(start_run(None, None, resume=run, overrides={"steps": 5}, progress=False))
 
 
 def test_a_killed_holder_leaves_no_stale_lock(run):
@@ -146,7 +161,7 @@ def test_readers_work_beside_a_trainer(run, tmp_path):
 
     trainer = start_run(None, None, resume=run, overrides={"steps": 3}, progress=False)
     try:
-        with pytest.raises(UserError, match="being trained by another facegan process"):
+        with pytest.raises(UserError, match="held by an earlier trainer in this process"):
             start_run(None, None, resume=run, overrides={"steps": 4}, progress=False)
         # Readers never take the lock.
         g = load_generator(run)

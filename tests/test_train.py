@@ -412,3 +412,30 @@ def test_the_training_clock_waits_for_queued_steps_before_each_pause_and_counts_
     windows = [b - a for a, b in zip([0, *steps], steps)]
     # Each window's rate is over its training time: together they add up to the clock's.
     assert sum(n / r["steps_per_s"] for n, r in zip(windows, recs)) == pytest.approx(tr.elapsed, rel=0.05)
+
+
+def test_a_loop_of_ones_own_saves_standing_statistics_and_never_a_diverged_model(tmp_path, tiny_folder):
+    cfg = tiny_cfg("demo", tiny_folder, "train.standing_stats=16", "model.g_norm=batch")
+    data = load_dataset(cfg.data, progress=False)
+    tr = build_trainer(cfg, data, tmp_path / "r", progress=False)
+    tr.train_step()
+    tr.train_step()
+    tr.save()
+    ck = load_checkpoint(tmp_path / "r" / "checkpoints" / "latest.pt")
+    saved = {k: v for k, v in ck["G_ema"].items() if k.endswith("running_mean")}
+    live = dict(tr.G.named_buffers())
+    assert saved and all(not torch.equal(v, live[k]) for k, v in saved.items())  # not the copied ones
+    tr._ema_stats_step = None
+    tr.refresh_ema_stats()  # what train() writes at this step
+    ema = dict(tr.G_ema.named_buffers())
+    for k, v in saved.items():
+        torch.testing.assert_close(v, ema[k])
+    # Non-finite weights: nothing written, the last checkpoint kept.
+    before = (tmp_path / "r" / "checkpoints" / "latest.pt").read_bytes()
+    tr.train_step()
+    with torch.no_grad():
+        next(tr.G.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match=r"diverged by step 3 \(weights are not finite\); the last "
+                                               r"checkpoint .* is kept; lower the learning rates"):
+        tr.save()
+    assert (tmp_path / "r" / "checkpoints" / "latest.pt").read_bytes() == before

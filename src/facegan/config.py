@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -288,7 +290,9 @@ class Config:
         here (and nowhere else)."""
         for section, cls in _SECTIONS.items():
             sub = getattr(self, section)
+            hints = typing.get_type_hints(cls)
             for f in fields(cls):
+                _check_type(getattr(sub, f.name), hints[f.name], f"{section}.{f.name}", f.default)
                 _check_choice(f, getattr(sub, f.name), f"{section}.{f.name}")
         m, loss, t = self.model, self.loss, self.train
         if loss.gp_weight > 0 and m.d_norm == "batch":
@@ -371,8 +375,14 @@ class Config:
                                 f"{getattr(t, name)}")
         if t.freeze_d < 0:
             raise UserError(f"train.freeze_d must be >= 0 (critic stages to keep fixed), got {t.freeze_d}")
-        if t.time_budget < 0:
-            raise UserError("train.time_budget must be >= 0 seconds (0 = no budget)")
+        if not 0 <= t.time_budget < math.inf:  # nan and inf too
+            raise UserError(f"train.time_budget must be a number of seconds >= 0 (0 = no budget), "
+                            f"got {t.time_budget}")
+        if t.n_samples < 1:
+            raise UserError(f"train.n_samples must be >= 1 (images in the sample grid), got {t.n_samples}")
+        if not 0.0 <= m.d_dropout < 1.0:
+            raise UserError(f"model.d_dropout must be in [0, 1) (a dropout probability; 0 = off), "
+                            f"got {m.d_dropout}")
         parse_policy(t.augment)
         if not 0.0 <= t.ema_decay < 1.0:
             raise UserError("train.ema_decay must be in [0, 1)")
@@ -419,6 +429,35 @@ class Config:
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def _check_type(value: Any, typ: Any, key: str, default: Any) -> None:
+    """A field set from Python (a mapping of overrides, ``dataclasses.replace``) holds a value
+    of its type: bool a bool, int an int (not a bool), float an int or a float, str a str."""
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}.get(typ)
+    if ok is not None and not ok(value):
+        raise UserError(f"{key} must be {_TYPE_WORDS[typ]}, got {value!r} ({type(value).__name__}); "
+                        f"e.g. {key}={default!r} (the default)")
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """A value given from Python for a field of type ``typ``, made that type where that loses
+    nothing: a string parsed as the command line does ('false', '2e-4'), a path as its string,
+    an int as a float, a whole float (16.0, as JSON and YAML give) as an int. Anything else is
+    left for :meth:`Config.validate` to name."""
+    if isinstance(value, str) and typ is not str:
+        return _parse_value(value, typ, key)
+    if typ is str and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _check_choice(f: dataclasses.Field, value: Any, key: str) -> None:
@@ -757,14 +796,27 @@ def apply_overrides(cfg: Config, overrides: Iterable[str] | Mapping[str, Any]) -
     """Return ``cfg`` with overrides applied.
 
     ``overrides`` is a list of ``key=value`` strings (from the command line, see
-    :func:`parse_overrides`) or a mapping of already-typed values by key (dotted, or bare
-    where unique). Unknown keys and malformed values raise :class:`UserError`.
+    :func:`parse_overrides`; one such string alone too) or a mapping of values by key (dotted,
+    or bare where unique), each of its field's type or made so without loss: a string parsed
+    as on the command line, a path as its string, a whole float as an int. Unknown keys and
+    malformed values raise :class:`UserError`; values of another type are named by
+    :meth:`Config.validate`.
     """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"apply_overrides takes a Config first (e.g. get_preset('demo')), not "
+                        f"{type(cfg).__name__}")
+    if isinstance(overrides, str):  # one 'key=value', not its characters
+        overrides = [overrides]
+    if overrides is None or not isinstance(overrides, (Mapping, Iterable)):
+        raise TypeError("overrides are a mapping {'train.steps': 200} or a list of 'key=value' strings, "
+                        f"not {type(overrides).__name__}")
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
     keys = all_keys()
     for key, value in overrides.items():
         section, name = _field_of(key, keys)
+        typ = typing.get_type_hints(_SECTIONS[section])[name]
+        value = _coerce(value, typ, key)
         sub = getattr(cfg, section)
         cfg = replace(cfg, **{section: replace(sub, **{name: value})})
     return cfg

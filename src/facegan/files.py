@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,9 @@ class FolderLock:
         except OSError:
             pass  # a full disk: the lock holds all the same, only the PID is not shown
         self._fd = fd
+        # A lock object dropped unreleased (a notebook's trainer, never ended) closes its file,
+        # which drops the lock, when it is collected.
+        self._closer = weakref.finalize(self, os.close, fd)
         return self
 
     def release(self, remove: bool = False) -> None:
@@ -311,7 +315,7 @@ class FolderLock:
         if remove:
             with contextlib.suppress(OSError):
                 self.path.unlink()
-        os.close(self._fd)
+        self._closer()  # closes the file, once
         self._fd = None
 
 

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..checkpoint import LATEST, checkpoint_home, load_checkpoint
 from ..config import (
     AUTO,
@@ -166,11 +168,9 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
 
 def end_run(trainer: Trainer) -> None:
     """Drop the run folder's lock and leave the torchrun job the trainer belongs to (a no-op
-    for a single process)."""
-    if trainer.run_lock is not None:
-        trainer.run_lock.release()
-        trainer.run_lock = None
-    shutdown(trainer.dist)
+    for a single process): :meth:`Trainer.close`, which leaving ``with start_run(...) as
+    trainer:`` also calls."""
+    trainer.close()
 
 
 def train(cfg: Config | None, out: str | os.PathLike | None, *, resume: str | os.PathLike | None = None,
@@ -178,13 +178,15 @@ def train(cfg: Config | None, out: str | os.PathLike | None, *, resume: str | os
           progress: bool = True) -> Path:
     """Start (:func:`start_run`, same arguments) and train to ``train.steps``; returns the run
     folder. ``TrainingInterrupted`` / ``TrainingDiverged`` propagate, after the last checkpoint
-    was written."""
-    trainer = start_run(cfg, out, resume=resume, overrides=overrides, preset=preset,
-                        inception=inception, progress=progress)
-    try:
-        trainer.train(trainer.cfg.train.steps)
-    finally:
-        end_run(trainer)
+    was written. The caller's torch random state is as it was: the run seeds its own (from
+    ``train.seed``, or the checkpoint's on resume)."""
+    # A CUDA device's state only where the caller had already started CUDA: forking it would
+    # otherwise start a context on a device the run may not use.
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        with start_run(cfg, out, resume=resume, overrides=overrides, preset=preset,
+                       inception=inception, progress=progress) as trainer:
+            trainer.train(trainer.cfg.train.steps)
     return trainer.run_dir
 
 
@@ -284,6 +286,10 @@ def _probe_lock(run_dir: Path) -> None:
 
 
 def _busy_message(run_dir: Path, pid: int | None) -> str:
+    if pid == os.getpid():  # a notebook's earlier start_run, its trainer not ended
+        return (f"{run_dir} is held by an earlier trainer in this process (started with start_run); "
+                "end it with facegan.end_run(trainer) (or start it as 'with facegan.start_run(...) "
+                "as trainer:'), or train into another folder")
     who = f"another facegan process (PID {pid})" if pid else "another facegan process"
     return (f"{run_dir} is being trained by {who}; wait for it to finish or stop it, or train "
             "into another folder with --out")

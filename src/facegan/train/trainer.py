@@ -38,7 +38,7 @@ from ..models import set_lod
 from ..runtime import autocast
 from ..sampling import STANDING_SEED, generate, latents, make_grid, save_png, standing_latents, standing_stats
 from .batches import BatchSampler, ClassBalancedSampler, LabelDraw
-from .distributed import DistEnv
+from .distributed import DistEnv, shutdown
 from .logger import RunLogger
 from .schedule import is_constant, run_progress, settings_at
 
@@ -159,6 +159,7 @@ class Trainer:
         self._window_counts: dict[str, int] = {}
         self._pending: list[tuple[int, dict[str, torch.Tensor]]] = []
         self._window_n = 0
+        self._ema_stats_step: int | None = None  # the step whose standing statistics G_ema holds
         self.elapsed = 0.0  # training time (s): the steps alone, without the pauses between them
         self._window_start = 0.0  # self.elapsed when the log window began
         # A GPU runs the queued steps after the host has moved on: before each pause (a log
@@ -224,8 +225,34 @@ class Trainer:
 
         return json.dumps({**self.cfg.to_dict(), "labels": self.label_spec.to_dict()}, indent=2) + "\n"
 
+    def close(self) -> None:
+        """End the run: drop the run folder's lock (``start_run`` took it) and leave the
+        torchrun job (a no-op for one process). Safe to call more than once; ``with
+        start_run(...) as trainer:`` calls it on leaving."""
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
+        shutdown(self.dist)
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def save(self, name: str = LATEST) -> Path | None:
-        """Write RUN/checkpoints/NAME (rank 0 only: every rank holds the same state)."""
+        """Write RUN/checkpoints/NAME (rank 0 only: every rank holds the same state; under
+        torchrun every rank calls it). The EMA generator's standing statistics are brought to
+        this step first, and non-finite weights (a diverged model) raise TrainingDiverged with
+        nothing written, so a loop of one's own saves what :meth:`train` would."""
+        params = [p for net in (self.G, self.D) for p in net.parameters()]
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            latest = self.run_dir / "checkpoints" / LATEST
+            kept = (f"the last checkpoint ({latest}) is kept" if latest.is_file()
+                    else "no checkpoint was written")
+            raise TrainingDiverged(f"training diverged by step {self.step} (weights are not finite); {kept}; "
+                                   f"lower the learning rates{self._fp32_advice()}, then resume")
+        self.refresh_ema_stats()  # all ranks: their batch norm is synchronised
         if not self.dist.is_main:
             return None
         path = save_checkpoint(self.run_dir / "checkpoints" / name, self.state_dict())
@@ -485,8 +512,9 @@ class Trainer:
         Training is unaffected: the next EMA update copies the live statistics back."""
         n = self.cfg.train.standing_stats
         g = self.G_ema
-        if g is None or n <= 0:
+        if g is None or n <= 0 or self._ema_stats_step == self.step:
             return
+        self._ema_stats_step = self.step  # until the next step's EMA update copies the live ones
         b, per = self.batch_size, self.local_batch
         mine = slice(self.dist.rank * per, (self.dist.rank + 1) * per)
         seed = STANDING_SEED + self.cfg.train.seed
