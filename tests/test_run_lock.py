@@ -324,3 +324,13 @@ def test_append_jsonl_leaves_no_torn_line(tmp_path):
     assert r.stdout.strip() == str(errno.EFBIG), r.stderr
     append_jsonl(path, {"step": 3})
     assert [rec["step"] for rec in read_jsonl(path)] == [1, 3]
+
+
+def test_a_home_folder_tilde_from_python_is_the_home_folder(tmp_path, monkeypatch):
+    from facegan.checkpoint import resolve_checkpoint
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    run = train(get_preset("wgangp-celeba64"), "~/runs/x", overrides=[*TINY, "train.steps=1"], progress=False)
+    assert run == tmp_path / "runs" / "x" and not (tmp_path / "~").exists()
+    assert resolve_checkpoint("~/runs/x") == tmp_path / "runs" / "x" / "checkpoints" / "latest.pt"

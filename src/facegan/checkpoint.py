@@ -46,8 +46,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 
 def resolve_checkpoint(path: str | os.PathLike, *, prefer: str = LATEST) -> Path:
-    """A run folder, its checkpoints/ folder or a checkpoint file -> the checkpoint file."""
-    p = Path(path)
+    """A run folder, its checkpoints/ folder or a checkpoint file -> the checkpoint file
+    ('~' expanded: from Python no shell does it)."""
+    p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"'{p}' does not exist; give a run folder or a checkpoint file (.pt)")
     if p.is_dir():

@@ -101,7 +101,7 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
     else:
         if cfg is None or out is None:
             raise ValueError("start_run: a new run needs a config and an output folder")
-        run_dir = Path(out)
+        run_dir = Path(out).expanduser()  # from Python no shell expands '~'
         if (run_dir / "checkpoints" / LATEST).exists():
             _probe_lock(run_dir)  # a run being trained there says so first
             raise UserError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} "
@@ -385,7 +385,7 @@ def resume_source(resume: str | os.PathLike, out: str | os.PathLike | None) -> t
     ckpt = load_checkpoint(resume)
     home = checkpoint_home(ckpt["path"])  # RUN/checkpoints/latest.pt for a run folder
     if out:
-        run_dir = Path(out)
+        run_dir = Path(out).expanduser()
         same = home is not None and run_dir.resolve() == home.resolve()
         if not same and (run_dir / "checkpoints" / LATEST).exists():
             raise UserError(f"'{run_dir}' already holds a run; give --out a new folder to continue "
