@@ -334,3 +334,19 @@ def test_a_home_folder_tilde_from_python_is_the_home_folder(tmp_path, monkeypatc
     run = train(get_preset("wgangp-celeba64"), "~/runs/x", overrides=[*TINY, "train.steps=1"], progress=False)
     assert run == tmp_path / "runs" / "x" and not (tmp_path / "~").exists()
     assert resolve_checkpoint("~/runs/x") == tmp_path / "runs" / "x" / "checkpoints" / "latest.pt"
+
+
+def test_continuing_a_run_in_its_own_folder_from_an_earlier_checkpoint_is_refused(tmp_path):
+    run = train(get_preset("wgangp-celeba64"), tmp_path / "run",
+                overrides=[*TINY, "train.steps=4", "train.keep_every=2"], progress=False)
+    before = _snapshot(run)
+    early = run / "checkpoints" / "step_000002.pt"
+    with pytest.raises(UserError) as e:
+        start_run(None, None, resume=early, overrides={"steps": 6}, progress=False)
+    assert str(e.value) == (f"{run} has trained to step 4; continuing it from {early} (step 2) would "
+                            "overwrite the steps after that; continue from it in a new folder: "
+                            f"facegan train --resume {early} --out NEW_RUN_DIR")
+    assert _snapshot(run) == before  # the later steps, checkpoints and log kept
+    end_run(start_run(None, tmp_path / "branch", resume=early, overrides={"steps": 6}, progress=False))
+    end_run(start_run(None, None, resume=run / "checkpoints" / "step_000004.pt", overrides={"steps": 6},
+                      progress=False))  # the step the run has reached: nothing is lost

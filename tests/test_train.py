@@ -368,6 +368,9 @@ def test_resume_refuses_another_preset_and_reached_steps(tmp_path, tiny_folder):
         start_run(None, None, resume=run, progress=False)
     with pytest.raises(UserError, match="cannot change model.g_width"):
         start_run(None, None, resume=run, overrides=["model.g_width=8", "steps=3"], progress=False)
+    # A seed on resume would change nothing but the progress grids' faces: refused, not ignored.
+    with pytest.raises(UserError, match=r"cannot change train.seed \(0 -> 5: the run's random streams go on"):
+        start_run(None, None, resume=run, overrides=["seed=5", "steps=3"], progress=False)
 
 
 def test_the_training_clock_waits_for_queued_steps_before_each_pause_and_counts_no_pause(tmp_path, tiny_folder):

@@ -57,6 +57,9 @@ def _why_fixed(key: str, old: Any, new: Any) -> str | None:
         return "the saved optimizer state belongs to the old one"
     if key in ("train.ema_decay", "train.ema_kimg") and (old == 0) != (new == 0):
         return "the EMA generator cannot be turned on or off mid-run"
+    if key == "train.seed":
+        return ("the run's random streams go on from the checkpoint, so a new seed would only change "
+                "the progress grids' faces")
     if key == "train.init_from":
         return "it gives a new run its first weights; a resumed run goes on from its checkpoint"
     if section == "preset":
@@ -87,7 +90,7 @@ def _shown(value: Any) -> str:
 
 def describe_changes(changes: list[Change]) -> str:
     """'train.g_lr 0.0001 -> 5e-05, train.steps 20 -> 40'."""
-    return ", ".join(f"{k} {a} -> {b}" for k, a, b in changes)
+    return ", ".join(f"{k} {_shown(a)} -> {_shown(b)}" for k, a, b in changes)
 
 
 def apply_optimizer_settings(trainer) -> None:

@@ -98,6 +98,8 @@ def start_run(cfg: Config | None, out: str | os.PathLike | None, *,
         elsewhere = home is None or not _same_file(run_dir, home)  # continued in another folder
         if elsewhere:
             check_out_folder(run_dir, cfg.data.path)
+        else:
+            _check_no_later_steps(run_dir, ckpt, resume)
     else:
         if cfg is None or out is None:
             raise ValueError("start_run: a new run needs a config and an output folder")
@@ -395,6 +397,20 @@ def resume_source(resume: str | os.PathLike, out: str | os.PathLike | None) -> t
         raise UserError(f"'{resume}' is not inside a run folder (RUN/checkpoints/); continue "
                         f"it in a new run folder with --resume {resume} --out NEW_RUN_DIR")
     return ckpt, home
+
+
+def _check_no_later_steps(run_dir: Path, ckpt: dict, resume: str | os.PathLike) -> None:
+    """Continuing a run in its own folder from an earlier checkpoint of it (a kept
+    step_XXXXXX.pt, best.pt) would overwrite the steps trained after it: latest.pt, the later
+    kept checkpoints and the log. A UserError pointing at a new folder instead."""
+    latest = run_dir / "checkpoints" / LATEST
+    if not latest.is_file() or _same_file(Path(ckpt["path"]), latest):
+        return
+    reached = int(load_checkpoint(latest)["step"])
+    if reached > int(ckpt["step"]):
+        raise UserError(f"{run_dir} has trained to step {reached}; continuing it from {resume} (step "
+                        f"{ckpt['step']}) would overwrite the steps after that; continue from it in a "
+                        f"new folder: facegan train --resume {resume} --out NEW_RUN_DIR")
 
 
 def _checkpoint_name(path: Path) -> str:
