@@ -264,3 +264,17 @@ def test_help_says_what_a_one_number_strength_means():
     assert "one number S for -S:S" in " ".join(r.stdout.split())
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "`--strength 3`, means `-3:3`" in readme
+
+
+def test_a_run_the_time_budget_ended_early_says_so(tmp_path, capsys, monkeypatch):
+    from facegan import commands as cli
+
+    monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", "builtin", "--preset", "demo", "--out", str(out), "--steps", "100000",
+                     "--max-images", "64", "--no-progress", "train.time_budget=0.5", *TINY]) == 0
+    err = capsys.readouterr().err
+    m = re.search(r"facegan: stopped by the time budget \(train.time_budget=0.5 s of training\) at step "
+                  rf"([\d,]+) of 100,000; train on with: facegan train --resume {re.escape(str(out))} ", err)
+    assert m, err
+    assert (out / "checkpoints" / "latest.pt").exists()

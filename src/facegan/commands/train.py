@@ -191,9 +191,10 @@ def _say_start(args, trainer) -> None:
                  f"then the next faded in over {cfg.train.fade_kimg:g}k")
 
 
-def run(trainer) -> int:
+def run(trainer, *, say_budget: bool = True) -> int:
     """Train to ``train.steps``; the exit status: 0, 130 (interrupted: a checkpoint was saved)
-    or 3 (diverged), each said in one line."""
+    or 3 (diverged), each said in one line. A run the time budget ended early says so
+    (``say_budget``; the demo says it its own way)."""
     from ..train import TrainingDiverged, TrainingInterrupted
 
     t0 = time.time()
@@ -209,6 +210,11 @@ def run(trainer) -> int:
         if trainer.dist.enabled:
             trainer.dist.barrier()  # every rank leaves after rank 0 has said why
         return EXIT_DIVERGED
+    t = trainer.cfg.train
+    if trainer.dist.is_main and say_budget and trainer.step < t.steps:
+        info(f"facegan: stopped by the time budget (train.time_budget={t.time_budget:g} s of training) at "
+             f"step {trainer.step:,} of {t.steps:,}; train on with: facegan train --resume "
+             f"{trainer.run_dir} (a spent budget is dropped on resume)")
     if trainer.dist.is_main:
         written = ", ".join(name for name in ("samples/", "loss.png", "metrics.jsonl", "checkpoints/latest.pt")
                             if (trainer.run_dir / name).exists())
@@ -288,7 +294,7 @@ def _demo(args) -> int:
         print(f"facegan demo: training {cfg.train.steps} WGAN-GP steps{budget}, on {len(trainer.data)} "
               f"faces at {cfg.data.resolution}px ({trainer.device}, precision {trainer.precision})...",
               file=sys.stderr)
-        code = run(trainer)
+        code = run(trainer, say_budget=False)
     except KeyboardInterrupt as e:  # between the start and the loop
         return _stopped(trainer, e)
     finally:
