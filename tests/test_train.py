@@ -442,3 +442,30 @@ def test_a_loop_of_ones_own_saves_standing_statistics_and_never_a_diverged_model
                                                r"checkpoint .* is kept; lower the learning rates"):
         tr.save()
     assert (tmp_path / "r" / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+def test_a_resumed_runs_tensorboard_drops_the_steps_logged_after_its_checkpoint(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from facegan.train.logger import RunLogger
+
+    log = RunLogger(tmp_path, tensorboard=True)
+    for step in (10, 20, 30):
+        log.metrics({"kind": "train", "step": step, "d_loss": float(step)})
+    log.truncate_after(10)  # killed after step 30, resumed from the checkpoint of step 10
+    for step in (20, 30):
+        log.metrics({"kind": "train", "step": step, "d_loss": -float(step)})
+    log.close()
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/d_loss")] == [(10, 10.0), (20, -20.0), (30, -30.0)]
+
+
+def test_evaluations_at_different_sample_counts_are_separate_series():
+    from facegan.train.logger import eval_series
+
+    recs = [{"step": 10, "fid": 90.0, "eval_n": 50}, {"step": 20, "fid": 40.0, "n": 1000},
+            {"step": 20, "fid": 80.0, "eval_n": 50}, {"step": 5, "fid": 99.0}]
+    assert [(n, [r["step"] for r in rs]) for n, rs in eval_series(recs)] == [(50, [10, 20]), (1000, [20]),
+                                                                           (None, [5])]

@@ -58,9 +58,15 @@ class RunLogger:
             self.tb.add_image(tag, grid_chw_uint8, step)
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop records logged after the checkpoint's step: they will be logged again."""
+        """On resume, drop records logged after the checkpoint's step: they will be logged again
+        (in metrics.jsonl, and in TensorBoard, whose events after ``step`` are purged)."""
         if not self.enabled:
             return None
+        if self.tb is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb.close()
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=step + 1)
         if not self.metrics_path.exists():
             return
         keep = [r for r in read_jsonl(self.metrics_path) if int(r.get("step", 0)) <= step]
@@ -95,22 +101,32 @@ class RunLogger:
         ax = axes[1]
         if any("wasserstein" in r for r in train):
             ax.plot(steps, [r.get("wasserstein") for r in train], label="E[D(real)] - E[D(fake)]", lw=1)
-        if any(r.get("gp") for r in train):
-            ax.plot(steps, [r.get("gp") for r in train], label="gradient penalty", lw=1)
+        for key, label in (("gp", "gradient penalty"), ("r1", "R1 penalty"), ("r2", "R2 penalty")):
+            if any(r.get(key) for r in train):
+                ax.plot(steps, [r.get(key) for r in train], label=label, lw=1)
         ax.set_xlabel("generator step")
         ax.set_title("critic gap / penalty")
         ax.legend(fontsize=8)
         if evals:
             ax = axes[2]
-            es = [r["step"] for r in evals]
-            if any("fid" in r for r in evals):
-                ax.plot(es, [r.get("fid") for r in evals], "o-", label="FID")
-                ax.set_ylabel("FID")
-            if any("kid_mean" in r for r in evals):
-                ax2 = ax.twinx()
-                ax2.plot(es, [1000 * r.get("kid_mean", float("nan")) for r in evals], "s--", color="C1",
-                         label="KID x 1e3")
+            # One line per sample count: FID at another count is another quantity (its bias
+            # falls with n), so points of different counts are never joined.
+            ax2 = ax.twinx() if any("kid_mean" in r for r in evals) else None
+            for i, (n, rs) in enumerate(eval_series(evals)):
+                es, at = [r["step"] for r in rs], f" (n={n})" if n is not None else ""
+                if any("fid" in r for r in rs):
+                    ax.plot(es, [r.get("fid", float("nan")) for r in rs], "o-", color=f"C{2 * i}",
+                            label=f"FID{at}")
+                if ax2 is not None and any("kid_mean" in r for r in rs):
+                    ax2.plot(es, [1000 * r.get("kid_mean", float("nan")) for r in rs], "s--",
+                             color=f"C{2 * i + 1}", label=f"KID x 1e3{at}")
+            ax.set_ylabel("FID")
+            lines = ax.get_legend_handles_labels()
+            if ax2 is not None:
                 ax2.set_ylabel("KID x 1e3")
+                more = ax2.get_legend_handles_labels()
+                lines = (lines[0] + more[0], lines[1] + more[1])
+            ax.legend(*lines, fontsize=8)
             ax.set_xlabel("generator step")
             ax.set_title("quality (lower is better)")
         fig.tight_layout()
@@ -126,3 +142,12 @@ class RunLogger:
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
+
+
+def eval_series(evals: list[dict[str, Any]]) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """Evaluation records grouped by their sample count (``n``, or ``eval_n`` in records of
+    older runs; None when neither), in the order of the counts; each group in log order."""
+    by_n: dict[Any, list[dict[str, Any]]] = {}
+    for r in evals:
+        by_n.setdefault(r.get("n", r.get("eval_n")), []).append(r)
+    return sorted(by_n.items(), key=lambda kv: (kv[0] is None, kv[0] if kv[0] is not None else 0))
