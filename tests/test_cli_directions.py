@@ -35,6 +35,9 @@ def test_directions_interfacegan_keep_and_sefa_then_edit(tmp_path, steer):
     assert r.returncode == 0, r.stderr
     assert "classifier held-out accuracy" in r.stderr and "wrote 2 direction(s)" in r.stdout
     assert "training the attribute classifier once" in r.stderr
+    # 200 faces at ratio 0.05 validate each boundary on 3 faces a side: said, with the fix.
+    assert "facegan: warning: Male: validated on 3 face(s) a side" in r.stderr
+    assert "this direction may not edit Male: raise --n (now 200)" in r.stderr
     doc = _doc(run)
     assert doc["version"] == 1 and doc["z_dim"] == 8
     male, smiling = doc["directions"]["Male"], doc["directions"]["Smiling"]
@@ -121,3 +124,12 @@ def test_strength_with_a_leading_minus_through_a_real_process(tmp_path, steer):
     assert facegan("directions", bare, "--unsupervised", 1, env=steer["env"]).returncode == 0
     assert_user_error(facegan("edit", bare, "--attr", "sefa_0", "--strength", "-3..3", "--out",
                               tmp_path / "e.png", env=steer["env"]), "--strength '-3..3'")
+
+
+def test_a_weak_direction_is_named_with_each_reason():
+    from facegan.commands.directions import weak_direction
+
+    assert weak_direction(0.97, 150, 0.4) == ""
+    assert weak_direction(0.6, 150, 0.4) == "validation accuracy 60.0% (50% is chance)"
+    assert weak_direction(1.0, 2, 0.0) == ("validated on 2 face(s) a side; none of the generated faces "
+                                            "have it by the classifier")

@@ -262,6 +262,10 @@ def cmd_directions(args) -> int:
                      if kept else "")
             print(f"{a}: validation accuracy {100 * acc:.1f}%{extra}; {100 * share:.1f}% of the "
                   "generated faces have it")
+            why = weak_direction(acc, len(b.y_val) // 2, share)
+            if why:
+                print(f"facegan: warning: {a}: {why}; this direction may not edit {a}: raise --n "
+                      f"(now {args.n:,})", file=sys.stderr)
     try:
         path = save_directions(args.run, d, new)
     except WriteFailed as e:
@@ -271,6 +275,26 @@ def cmd_directions(args) -> int:
     print(f"wrote {len(new)} direction(s) to {path}; try: facegan edit {args.run} --attr "
           f"{next(iter(new))} --strength -3:3 --n 8 --out edit.png")
     return 0
+
+
+# Below these, an InterFaceGAN direction is mostly noise: chance is 50%, and well-separated
+# attributes validate at 90% and more (docs/directions.md).
+WEAK_ACCURACY = 0.75
+MIN_VALIDATION = 20  # faces a side
+
+
+def weak_direction(accuracy: float, val_per_side: int, share: float) -> str:
+    """Why a fitted direction is unreliable, in words ('' when it is not): validated on few
+    faces, near chance, or fitted where the classifier finds the attribute on no generated face
+    (or on all), so that the two sides differ in its confidence only."""
+    why = []
+    if val_per_side < MIN_VALIDATION:
+        why.append(f"validated on {val_per_side} face(s) a side")
+    if accuracy < WEAK_ACCURACY:
+        why.append(f"validation accuracy {100 * accuracy:.1f}% (50% is chance)")
+    if share in (0.0, 1.0):
+        why.append(f"{'none' if share == 0 else 'all'} of the generated faces have it by the classifier")
+    return "; ".join(why)
 
 
 def cmd_edit(args) -> int:
