@@ -264,8 +264,8 @@ def nearest_check(checkpoint: str | Path, data: str, *, n: int = 32, out: str | 
                    f"generated/held-out = {ratios['pixel_l1']:.2f} (pixels)")
     elif not usable:
         verdict = (f"INCONCLUSIVE: the samples do not sit among the training images the way real "
-                   f"faces do (median pixel distance to training images {pix['typical_generated']:.3f}, "
-                   f"held-out real images {pix['typical_heldout']:.3f}; KS p = {pix['resemblance_p']:.2g}), "
+                   f"faces do (typical pixel distance to a training image, not the nearest one: samples "
+                   f"{pix['typical_generated']:.3f}, held-out real images {pix['typical_heldout']:.3f}; KS p = {pix['resemblance_p']:.2g}), "
                    "so nearness in pixels says nothing about copying; rerun without --no-inception")
     elif worst < MEMORISED_RATIO:
         verdict = (f"MEMORISATION SUSPECTED: nearest-distance median ratio generated/held-out = "
