@@ -336,7 +336,7 @@ def test_generate_images_draws_labels_from_the_spec_for_a_seed():
     floats = generate(g, latents(5, 6, 4), SPEC_C.draw(5, seed=4), uint8=False)
     assert floats.dtype == torch.float32 and float(floats.abs().max()) <= 1.0
     assert generate(g, latents(0, 6, 4), torch.zeros(0, 3)).shape == (0, 3, 16, 16)
-    with pytest.raises(ValueError, match="5 latents but 4 label rows"):
+    with pytest.raises(UserError, match="5 latents but 4 label rows"):
         generate(g, latents(5, 6, 4), SPEC_C.draw(4))
     with pytest.raises(UserError, match="unknown class 'cow'"):
         morph_classes(g, SPEC_C, "cat", "cow")

@@ -24,6 +24,7 @@ This module imports nothing else of facegan but its errors (bottom layer).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +123,10 @@ class LabelSpec:
     def draw(self, n: int, seed: int = 0) -> torch.Tensor:
         """float (n, K) labels drawn from the training data's frequencies (``counts``):
         classes in their data proportions; attributes each on with its data rate, independently
-        (a run keeps the rates, not the correlations between attributes). K = 0: no draw."""
+        (a run keeps the rates, not the correlations between attributes). K = 0: no draw.
+        UserError for ``n`` below 0."""
+        if n < 0:
+            raise UserError(f"labels: n must be at least 0 (rows of labels), got {n}")
         if not self.conditional or n == 0:
             return torch.zeros(n, self.dim)
         g = _label_generator(seed)
@@ -133,11 +137,21 @@ class LabelSpec:
         return (torch.rand(n, self.dim, generator=g) < freq).float()
 
     def one_hot(self, name: str, n: int) -> torch.Tensor:
-        """float (n, K): every row the one-hot of class ``name``, one of ``names`` (as
-        :func:`parse_condition` checks a user's)."""
+        """float (n, K): every row the one-hot of class ``name``, one of ``names`` (UserError
+        naming them for another, as :func:`parse_condition` does for a user's)."""
         c = torch.zeros(n, self.dim)
-        c[:, self.names.index(name)] = 1.0
+        c[:, self.column(name, "class")] = 1.0
         return c
+
+    def column(self, name: str, what: str = "label") -> int:
+        """The column of ``c`` that ``name`` (a class or attribute, ``what``) is; UserError
+        naming this spec's names when it has no such name (say, one of another model's)."""
+        if name in self.names:
+            return self.names.index(name)
+        if not self.conditional:
+            raise UserError(f"this model is unconditional (trained without labels); it has no {what} "
+                            f"'{str(name)[:60]}'")
+        raise UserError(f"unknown {what} '{str(name)[:60]}'; this model has: {', '.join(self.names)}")
 
     def grid_rows(self) -> tuple[torch.Tensor, list[str]]:
         """The rows of a by-label grid: (labels float (rows, K), row names).
@@ -207,7 +221,7 @@ class Condition:
             return spec.one_hot(self.cls, n)
         c = spec.draw(n, seed)
         for name, v in self.attrs:
-            c[:, spec.names.index(name)] = v
+            c[:, spec.column(name, "attribute")] = v
         return c
 
     def cli_options(self) -> str:
@@ -221,31 +235,53 @@ class Condition:
         return ""
 
 
-def parse_condition(spec: LabelSpec, cls: str | None = None, attr: str | None = None, *,
+def parse_condition(spec: LabelSpec, cls: str | int | None = None,
+                    attr: str | Mapping[str, int] | None = None, *,
                     class_opt: str = "--class", attr_opt: str = "--attr") -> Condition:
-    """``cls`` (a class name) or ``attr`` ('Male=0,Smiling=1') -> a checked :class:`Condition`.
+    """``cls`` (a class name, or its index in ``spec.names``) or ``attr`` ('Male=0,Smiling=1',
+    or a dict ``{"Male": 0, "Smiling": 1}``) -> a checked :class:`Condition`.
 
-    UserError (one line, naming what this model has) for a model without labels, the wrong
-    kind, an unknown name, a value other than 0/1, a name given twice, or both given.
+    ``spec``: a :class:`LabelSpec`, or a :class:`~facegan.sampling.LoadedGenerator` (its
+    ``labels``). UserError (one line, naming what this model has) for a model without labels,
+    the wrong kind, an unknown name or index, a value other than 0/1, a name given twice, or
+    both given; TypeError for a ``cls`` or ``attr`` of another type.
     ``class_opt`` / ``attr_opt``: how the caller's user writes them (the web page: 'class=').
     """
-    if not cls and not attr:
+    if not isinstance(spec, LabelSpec):
+        # A LoadedGenerator (sampling sits above this module: it is known by its labels)
+        if not isinstance(getattr(spec, "labels", None), LabelSpec):
+            raise TypeError(f"parse_condition takes a LabelSpec (lg.labels) or a LoadedGenerator, "
+                            f"got {type(spec).__name__}")
+        spec = spec.labels
+    if cls is not None and (isinstance(cls, bool) or not isinstance(cls, (str, int))):
+        raise TypeError(f"cls takes a class name (str) or its index (int), got {type(cls).__name__}")
+    if attr is not None and not isinstance(attr, (str, Mapping)):
+        raise TypeError(f"attr takes 'NAME=0|1,...' or a dict {{NAME: 0 or 1}}, got {type(attr).__name__}")
+    if cls is None and attr is None:
         return Condition()
-    given = class_opt if cls else attr_opt
+    given = class_opt if cls is not None else attr_opt
     if not spec.conditional:
         raise UserError(f"this model is unconditional (trained without labels); drop {given}")
-    if cls and attr:
+    if cls is not None and attr is not None:
         raise UserError(f"{class_opt} and {attr_opt} cannot be combined; give one of them")
     names = ", ".join(spec.names)
-    if cls:
+    if cls is not None:
         if spec.kind != CLASS:
             raise UserError(f"this model has attribute labels ({names}), not classes; use "
                             f"{_with(attr_opt, 'NAME=0|1,...')}")
-        if cls not in spec.names:
-            raise UserError(f"unknown class '{cls[:60]}'; this model has: {names}")
+        if isinstance(cls, int):
+            if not 0 <= cls < spec.dim:
+                raise UserError(f"class index {cls} is out of range 0..{spec.dim - 1}; this model has: {names}")
+            cls = spec.names[cls]
+        spec.column(cls, "class")  # UserError naming the classes for an unknown one
         return Condition(cls=cls)
     if spec.kind != ATTR:
         raise UserError(f"this model has class labels ({names}), not attributes; use {_with(class_opt, 'NAME')}")
+    if isinstance(attr, Mapping):
+        # As the text would be written: 0 / 1 (False / True, 0.0 / 1.0), anything else shown as
+        # given, so the value check below words it
+        attr = ",".join(f"{k}={int(v) if isinstance(v, (int, float)) and v in (0, 1) else v}"
+                        for k, v in attr.items())
     setting: dict[str, float] = {}
     for part in (p.strip() for p in attr.split(",") if p.strip()):
         name, eq, value = (s.strip() for s in part.partition("="))

@@ -28,9 +28,9 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """``'auto'`` (or None): the first CUDA GPU if there is one, else the CPU. ``'cpu'``,
-    ``'cuda'``, ``'cuda:N'``: that device; UserError when it does not exist here."""
-    if isinstance(name, torch.device):
-        return name
+    ``'cuda'``, ``'cuda:N'`` or such a torch.device: that device; UserError when it does not
+    exist here."""
+    # A torch.device is checked as its text is: torch.device("cuda") exists on any machine.
     text = "auto" if name is None else str(name).strip()
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -66,8 +66,9 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def has_fast_bf16(device: torch.device) -> bool:
+def has_fast_bf16(device: str | torch.device) -> bool:
     """Whether ``device`` computes bf16 natively (a recent GPU, or a CPU with AVX-512 BF16/AMX)."""
+    device = torch.device(device)
     if device.type == "cuda":
         # Compute capability 8.0 (Ampere) and later have bf16 tensor cores; is_bf16_supported()
         # also says yes for older cards, which only emulate it (slower than their fp16).
@@ -77,12 +78,15 @@ def has_fast_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device, *, warn: bool = True) -> str:
+def resolve_precision(precision: str, device: str | torch.device, *, warn: bool = True) -> str:
     """The autocast precision to compute in: 'fp32' (none), 'bf16' or 'fp16' (training adds a
     gradient scaler). 'auto': bf16 where the device computes it natively (recent GPUs; CPUs with
     AVX-512 BF16 or AMX), else fp16 on a GPU (older cards: tensor cores need a half type) and
     fp32 on a CPU (emulated bf16 is slower than fp32). 'bf16' asked for on a CPU without native
-    bf16 is kept, with one warning (``warn``) that it is slower there than fp32."""
+    bf16 is kept, with one warning (``warn``) that it is slower there than fp32. ``device``: a
+    torch.device, or a name as :func:`resolve_device` takes ('auto', 'cpu', 'cuda', 'cuda:N')."""
+    if isinstance(device, str):
+        device = resolve_device(device)
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     if precision in ("fp32", "fp16"):

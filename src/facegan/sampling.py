@@ -9,9 +9,11 @@ lays out labels (``draw``, ``one_hot``, ``grid_rows``).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -50,13 +52,16 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
 
     ``device``: 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device (UserError for one this
     machine lacks). With ``ema`` the exponential-moving-average weights are used when the run
-    kept them.
+    kept them. The global random state is left as it was.
     """
     device = resolve_device(device)
     ckpt = load_checkpoint(path)
     cfg: Config = ckpt["config"]
     spec = LabelSpec.from_dict(ckpt.get("labels"))
-    g, _ = build_networks(cfg.model, NetSpec(cfg.data.resolution, 3, int(ckpt.get("label_dim", 0))))
+    # The network's random initialisation is overwritten by the weights at once; it must not
+    # use up the caller's random stream (a seeded notebook would draw differently after a load).
+    with torch.random.fork_rng(devices=[]):
+        g, _ = build_networks(cfg.model, NetSpec(cfg.data.resolution, 3, int(ckpt.get("label_dim", 0))))
     state = ckpt.get("G_ema") if ema and ckpt.get("G_ema") is not None else ckpt.get("G")
     if state is None:
         raise UserError(f"'{ckpt['path']}' holds no generator weights; the file is damaged")
@@ -67,6 +72,29 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     g.to(device).eval()
     return LoadedGenerator(g, cfg, int(ckpt.get("step", 0)), run_dir_of(ckpt["path"]), ckpt["path"],
                            ckpt.get("G_ema") is not None, spec)
+
+
+def check_count(value: Any, name: str, minimum: int | None = 0) -> int:
+    """``value`` as an int of at least ``minimum`` (a number of images, rows or steps; a seed
+    with ``minimum`` None): TypeError for what is no whole number (2.5, '16', True, None),
+    UserError below ``minimum``. ``name`` says what it is in the messages."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        shown = repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"  # not a model's repr
+        raise TypeError(f"{name} must be a whole number (int), got {shown}")
+    if minimum is not None and value < minimum:
+        raise UserError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def network_of(generator: nn.Module | LoadedGenerator) -> nn.Module:
+    """The generator network itself: a :class:`LoadedGenerator`'s ``.generator``, or
+    ``generator`` when it is a network; TypeError for anything else (a run folder's path)."""
+    if isinstance(generator, LoadedGenerator):
+        return generator.generator
+    if not isinstance(generator, nn.Module):
+        raise TypeError(f"expected a generator network or a LoadedGenerator, got "
+                        f"{type(generator).__name__}; load a run with lg = facegan.load_generator(RUN)")
+    return generator
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +121,7 @@ def check_truncation(truncation: float | None) -> float | None:
 
 def latents(n: int, dim: int, seed: int, device: str | torch.device = "cpu",
             truncation: float | None = None) -> torch.Tensor:
-    """Latents float (n, dim), the same for a seed whatever the device.
+    """Latents float32 (n, dim), the same for a seed (an int) whatever the device.
 
     ``truncation=None``: standard normal. ``truncation=T`` (> 0): the truncation trick (Brock
     et al. 2019): each coordinate drawn from N(0, 1) restricted to [-T, T]
@@ -101,8 +129,9 @@ def latents(n: int, dim: int, seed: int, device: str | torch.device = "cpu",
     restricted normal); less variety, more typical images (T = 1.0 mild, 0.5 strong). Labels are
     drawn separately and do not change.
     """
+    n, dim = check_count(n, "n"), check_count(dim, "dim (the generator's latent_dim)", 1)
     t = check_truncation(truncation)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_count(seed, "seed", None))
     if t is None:
         return torch.randn(n, dim, generator=g).to(device)
     z = torch.empty(n, dim)
@@ -111,22 +140,58 @@ def latents(n: int, dim: int, seed: int, device: str | torch.device = "cpu",
 
 
 @torch.inference_mode()
-def generate(generator: nn.Module, z: torch.Tensor, c: torch.Tensor, *, batch_size: int = 256,
-             uint8: bool = True) -> torch.Tensor:
-    """Run ``generator`` on latents ``z`` float (N, latent_dim) and labels ``c`` float (N, K)
-    (K = 0 without labels), ``batch_size`` rows per pass, on the generator's device.
+def generate(generator: nn.Module | LoadedGenerator, z: torch.Tensor, c: torch.Tensor | None = None, *,
+             batch_size: int = 256, uint8: bool = True) -> torch.Tensor:
+    """Run ``generator`` (a network or a :class:`LoadedGenerator`) on latents ``z`` floating
+    point (N, latent_dim) and labels ``c`` float (N, K) (K = 0 without labels; None: no labels,
+    for an unconditional generator only), ``batch_size`` rows per pass, on the generator's
+    device and in its dtype (z and c are cast to them).
+
+    A generator in train mode runs in eval mode for the call and is put back in train mode
+    after: in train mode its batch norms would normalise by each batch's own statistics (the
+    images depending on ``batch_size``) and overwrite their running statistics. What needs
+    train mode (standing statistics) calls the generator itself.
 
     Returns, on the CPU, uint8 (N, 3, R, R) in 0..255 rounded as saving to PNG does, or with
     ``uint8=False`` float (N, 3, R, R) in [-1, 1]. The one loop every sampler uses: grids,
-    directions, evaluation, the web page and the trainer's progress images.
+    directions, evaluation, the web page and the trainer's progress images. UserError for a
+    ``z`` or ``c`` of another shape, a ``z`` not floating point, a ``batch_size`` below 1.
     """
+    generator = network_of(generator)
+    batch_size = check_count(batch_size, "batch_size (images per forward pass)", 1)
+    # facegan's networks say their label width; another network is taken at its c's width
+    d, k = int(generator.latent_dim), getattr(generator, "label_dim", None)
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch tensor, float (N, {d}), got {type(z).__name__}; "
+                        f"e.g. facegan.latents(N, {d}, seed=0)")
+    if z.dim() != 2 or z.shape[1] != d or not z.is_floating_point():
+        raise UserError(f"z must be float (N, {d}) latents (e.g. facegan.latents(N, {d}, seed=0); "
+                        f"one latent: z[None]), got {tuple(z.shape)} {z.dtype}")
+    if c is None and not k:
+        c = torch.zeros(z.shape[0], 0)
+    if not isinstance(c, torch.Tensor) or c.dim() != 2 or (k is not None and c.shape[1] != k):
+        got = tuple(c.shape) if isinstance(c, torch.Tensor) else type(c).__name__
+        if k:
+            want = f"this generator is conditional: c must be its labels, float (N, {k}), e.g. lg.labels.draw(N, seed=0)"
+        elif k == 0:
+            want = "this generator is unconditional: c must be None or float (N, 0)"
+        else:
+            want = "c must be labels, float (N, K)"
+        raise UserError(f"{want}; got {got}")
     if z.shape[0] != c.shape[0]:
-        raise ValueError(f"generate: {z.shape[0]} latents but {c.shape[0]} label rows")
-    device = next(generator.parameters()).device
+        raise UserError(f"generate: {z.shape[0]} latents but {c.shape[0]} label rows")
+    p = next(generator.parameters())
+    training = generator.training
+    if training:
+        generator.eval()
     out = []
-    for i in range(0, z.shape[0], batch_size):
-        img = generator(z[i:i + batch_size].to(device), c[i:i + batch_size].to(device))
-        out.append(to_uint8(img).cpu() if uint8 else img.float().cpu())
+    try:
+        for i in range(0, z.shape[0], batch_size):
+            img = generator(z[i:i + batch_size].to(p.device, p.dtype), c[i:i + batch_size].to(p.device, p.dtype))
+            out.append(to_uint8(img).cpu() if uint8 else img.float().cpu())
+    finally:
+        if training:
+            generator.train()
     if out:
         return torch.cat(out)
     r = generator.resolution
@@ -184,16 +249,26 @@ def recompute_standing_stats(generator: nn.Module, n: int, *, batch_size: int,
     standing_stats(generator, z, c)
 
 
-def generate_images(generator: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256,
-                    labels: LabelSpec | torch.Tensor = UNCONDITIONAL,
+def generate_images(generator: nn.Module | LoadedGenerator, n: int, *, seed: int = 0, batch_size: int = 256,
+                    labels: LabelSpec | torch.Tensor | None = None,
                     truncation: float | None = None) -> torch.Tensor:
-    """Sample ``n`` images: uint8 (n, 3, R, R) on the CPU. Deterministic for a seed.
+    """Sample ``n`` images: uint8 (n, 3, R, R) in 0..255 on the CPU, through :func:`generate`
+    (a generator in train mode samples in eval mode). Deterministic for a seed.
 
     The latents are ``latents(n, latent_dim, seed, truncation=truncation)``. ``labels``: a
     :class:`LabelSpec` (the labels are then ``labels.draw(n, seed)``, from its training data's
     frequencies; width 0 for :data:`~facegan.labels.UNCONDITIONAL`), or the labels
-    themselves, float (n, K).
+    themselves, float (n, K). None: a :class:`LoadedGenerator`'s own ``labels``, else
+    unconditional (UserError for a conditional network: pass ``labels=lg.labels``).
     """
+    if labels is None:
+        labels = generator.labels if isinstance(generator, LoadedGenerator) else UNCONDITIONAL
+    generator = network_of(generator)
+    k = int(getattr(generator, "label_dim", 0))
+    if isinstance(labels, LabelSpec) and k and not labels.conditional:
+        raise UserError(f"this generator is conditional ({k} label columns): pass its labels, e.g. "
+                        "labels=lg.labels (drawn at the training data's rates) or float (n, "
+                        f"{k}) labels such as lg.labels.one_hot(NAME, n)")
     z = latents(n, generator.latent_dim, seed, truncation=truncation)
     c = labels.draw(n, seed) if isinstance(labels, LabelSpec) else labels
     return generate(generator, z, c, batch_size=batch_size)
@@ -255,8 +330,23 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
-    """Save uint8 (N, 3, H, W) images as one grid image (atomically): PNG, or JPEG for .jpg."""
-    return save_image(make_grid(images, nrow), path)
+    """Save images uint8 (N, 3, H, W) in 0..255, N >= 1 (what :func:`generate` returns), as
+    one grid image (atomically): PNG, or JPEG for .jpg; ``~`` in ``path`` is the home folder.
+    ``nrow``: images per row (default: a near square). Returns the path written.
+
+    UserError for other images: float ones (``generate(..., uint8=False)``, in [-1, 1]) are
+    refused rather than guessed at, since [0, 1] images are floats too."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"save_grid takes a torch tensor of images, got {type(images).__name__}")
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise UserError("save_grid takes images uint8 (N, 3, H, W) in 0..255, as generate(..., "
+                        f"uint8=True) returns (to_uint8(x) for floats in [-1, 1]); got "
+                        f"{tuple(images.shape)} {images.dtype}")
+    if images.shape[0] == 0:
+        raise UserError("save_grid was given no images (N = 0); a grid needs at least one")
+    if nrow is not None:
+        check_count(nrow, "nrow (images per grid row)", 1)
+    return save_image(make_grid(images, nrow), os.path.expanduser(path))
 
 
 def save_individual(images: torch.Tensor, folder: str | os.PathLike, prefix: str = "sample",

@@ -219,17 +219,12 @@ def evaluate_images(images, real: FeatureStats, net: InceptionNet, metrics: Sequ
 def generate_uint8(generator: nn.Module, n: int, seed: int, labels: LabelSpec = UNCONDITIONAL,
                    batch_size: int = 256, truncation: float | None = None) -> torch.Tensor:
     """n images from ``generator`` as uint8 (n, 3, R, R): ``sampling.generate_images`` (labels
-    ``labels.draw(n, seed)``, latents truncated at ``truncation`` when given) in eval mode,
-    restoring the generator's mode after."""
+    ``labels.draw(n, seed)``, latents truncated at ``truncation`` when given), which samples in
+    eval mode and restores the generator's mode after."""
     from ..sampling import generate_images
 
-    was_training = generator.training
-    generator.eval()
-    try:
-        return generate_images(generator, n, seed=seed, batch_size=batch_size, labels=labels,
-                               truncation=truncation)
-    finally:
-        generator.train(was_training)
+    return generate_images(generator, n, seed=seed, batch_size=batch_size, labels=labels,
+                           truncation=truncation)
 
 
 class TrainingEvaluator:
@@ -283,6 +278,14 @@ class TrainingEvaluator:
         return out
 
 
+def _warn_user(msg: str) -> None:
+    """:func:`evaluate_checkpoint`'s default ``warn``: a UserWarning pointing at the caller's
+    line (a notebook shows it; the command line passes its own)."""
+    import warnings  # here: fid_paths names a list of its own ``warnings``
+
+    warnings.warn(f"facegan: {msg}", UserWarning, stacklevel=3)
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
                         metrics: Sequence[str] = ("fid", "kid"), inception: str | None = None,
                         seed: int = EVAL_SEED, device="auto", partition: str | None = None,
@@ -301,7 +304,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
         line when the real-image statistics are computed rather than read from the cache.
     warn: called with one line when FID is asked for on fewer than 50 images a side, when
         ``data`` is not the data the run was trained on, and when the record cannot be
-        appended to metrics.jsonl (without ``warn``, that failure is a UserError).
+        appended to metrics.jsonl. Without ``warn`` the first two are UserWarnings
+        (``warnings.warn``) and the failed append is a UserError.
     report: called with the record before it is appended, so that a result shown there comes
         before a warning that it could not be logged.
 
@@ -309,11 +313,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
     and fingerprint, network, protocol, seed, seconds.
     """
     from ..data import load_dataset
-    from ..sampling import load_generator
+    from ..sampling import check_count, load_generator
 
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"evaluate takes a run folder or checkpoint path (str or Path), got "
+                        f"{type(checkpoint).__name__}; for a loaded generator give its file, "
+                        "lg.checkpoint")
     names = parse_metrics(metrics)
-    if n < 2:
-        raise UserError("--n must be at least 2")
+    n = check_count(n, "--n", 2)
     t0 = time.time()
     dev = resolve_device(device)
     if standing_stats < 0:
@@ -321,8 +328,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
                         f"got {standing_stats}")
     loaded = load_generator(checkpoint, device=dev, ema=True)
     other = other_data_warning(str(data), loaded.config.data.path)
-    if other and warn is not None:
-        warn(other)
+    if other:
+        (warn or _warn_user)(other)
     if standing_stats:
         from ..sampling import recompute_standing_stats
 
@@ -337,10 +344,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
     if len(real_set) < 2:
         raise UserError(f"{data} gives {plural(len(real_set), 'image')} with partition "
                         f"'{dcfg.partition}'; need at least 2")
-    if "fid" in names and warn is not None:
+    if "fid" in names:
         msg = small_sample_warning([(n, "generated"), (len(real_set), "real")])
         if msg:
-            warn(msg)
+            (warn or _warn_user)(msg)
     real = real_stats(real_set, net, cache_dir=dcfg.cache_dir, batch_size=batch_size,
                       progress=progress)
     images = generate_uint8(loaded.generator, n, seed, loaded.labels)

@@ -102,6 +102,7 @@ def train_encoder(generator: nn.Module, labels: LabelSpec, *, steps: int = DEFAU
             bar.close()
 
 
+@torch.enable_grad()  # per step (a generator function): within a caller's no_grad() as well
 def encoder_training(generator: nn.Module, labels: LabelSpec, *, steps: int = DEFAULT_ENCODER_STEPS,
                      batch_size: int = 32, lr: float = 1e-3, image_weight: float = 0.0,
                      width: int = 32, seed: int = 0) -> Generator[float, None, Encoder]:

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..files import atomic_write, atomic_write_text, reporting_write_errors
 from ..labels import parse_condition
 from ..progress import Progress, run_steps
-from ..sampling import LoadedGenerator, generate, load_generator, make_grid, save_png
+from ..sampling import LoadedGenerator, check_count, generate, load_generator, make_grid, save_png
 from .encoder import DEFAULT_ENCODER_STEPS, Encoder, encoder_for
 from .features import DEFAULT_FEATURES, FEATURES, FeatureNet, load_features
 from .optimise import (
@@ -73,20 +73,41 @@ def json_number(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _photo_list(photos: Any) -> list[str | os.PathLike | Image.Image]:
+    """``photos`` as a list: one path or PIL image alone is a list of one (a str must not be
+    taken for a sequence of one-letter photos); TypeError for what is neither."""
+    if isinstance(photos, (str, os.PathLike, Image.Image)):
+        photos = [photos]
+    for p in photos if isinstance(photos, Sequence) else [photos]:
+        if not isinstance(p, (str, os.PathLike, Image.Image)):
+            raise TypeError(f"photos are image files (str or Path) or PIL images, one or a list of them; "
+                            f"got a {type(p).__name__} (an image array: PIL.Image.fromarray(uint8 "
+                            "(H, W, 3)) first)")
+    return list(photos)
+
+
+# The optimisation and the encoder's training differentiate through the generator: gradients
+# on, also within a caller's torch.no_grad() or torch.inference_mode().
+@torch.inference_mode(False)
+@torch.enable_grad()
 def project(generator: LoadedGenerator | str | os.PathLike,
-            photos: Sequence[str | os.PathLike | Image.Image], *, cls: str | None = None,
-            attr: str | None = None, steps: int = DEFAULT_STEPS, features: str = DEFAULT_FEATURES,
+            photos: str | os.PathLike | Image.Image | Sequence[str | os.PathLike | Image.Image], *,
+            cls: str | int | None = None, attr: str | dict[str, int] | None = None,
+            steps: int = DEFAULT_STEPS, features: str = DEFAULT_FEATURES,
             encoder_steps: int = DEFAULT_ENCODER_STEPS, encoder_image_weight: float = 0.0,
             seed: int = 0, lr: float = DEFAULT_LR,
             feature_weight: float = DEFAULT_FEATURE_WEIGHT, prior_weight: float = DEFAULT_PRIOR_WEIGHT,
             crop: str | None = None, align: Callable[[Image.Image], Image.Image] | None = None,
             device: str | torch.device = "auto", retrain_encoder: bool = False,
             progress: bool = True) -> list[Projection]:
-    """Project ``photos`` (image files or PIL images) into the latent space of ``generator`` (a
-    :class:`~facegan.sampling.LoadedGenerator`, or a run folder / checkpoint loaded with EMA
-    weights on ``device``): one :class:`Projection` per photo, in order.
+    """Project ``photos`` (image files, ``~`` for the home folder, or PIL images; one alone or
+    a list) into the latent space of ``generator`` (a :class:`~facegan.sampling.LoadedGenerator`
+    loaded outside ``torch.inference_mode()``, or a run folder / checkpoint loaded with EMA
+    weights on ``device``): one :class:`Projection` per photo, in order. Runs with gradients
+    on, also when called within ``torch.no_grad()`` or ``torch.inference_mode()``.
 
-    cls / attr: a conditional run's labels (``--class`` / ``--attr`` grammar, required for a
+    cls / attr: a conditional run's labels (``--class`` / ``--attr`` grammar, a class index or
+    an attribute dict as :func:`~facegan.labels.parse_condition` takes; required for a
     conditional run; attributes not given are drawn with ``seed``). steps: optimisation steps
     per photo (0: the encoder's guess alone). features: the feature loss (:func:`load_features`):
     'critic' (the run's critic's stage activations), 'inception' (the FID Inception's early
@@ -101,13 +122,20 @@ def project(generator: LoadedGenerator | str | os.PathLike,
     """
     if features not in FEATURES:
         raise UserError(f"--features must be one of {', '.join(FEATURES)}, got '{features}'")
-    if steps < 0:
-        raise UserError(f"--steps must be at least 0, got {steps}")
+    steps = check_count(steps, "steps", 0)
+    encoder_steps = check_count(encoder_steps, "encoder_steps", 1)
+    photos = _photo_list(photos)
     if not photos:
         raise UserError("no photos to project; give one or more image files")
+    if not isinstance(generator, (LoadedGenerator, str, os.PathLike)):
+        raise TypeError(f"project takes a LoadedGenerator (facegan.load_generator) or a run folder / "
+                        f"checkpoint path, got {type(generator).__name__}")
     lg = generator if isinstance(generator, LoadedGenerator) else load_generator(generator, device=device)
     spec, g = lg.labels, lg.generator
-    if spec.conditional and not (cls or attr):
+    if next(g.parameters()).is_inference():
+        raise UserError("the generator was loaded inside torch.inference_mode(): its weights cannot "
+                        "be differentiated through; load it outside (or give project the run folder)")
+    if spec.conditional and cls is None and attr is None:
         what, how = (("classes", "--class NAME") if spec.kind == "class" else
                      ("attributes", f"--attr {spec.names[0]}=0|1,..."))
         raise UserError(f"this model is conditional ({what}: {', '.join(spec.names)}); say which "

@@ -13,16 +13,23 @@ import torch
 
 from ..errors import UserError
 from ..labels import LabelSpec
+from ..sampling import LoadedGenerator, check_count
 from .photos import PhotoError, read_photo
 
 
-def load_latent(path: str | os.PathLike, latent_dim: int, option: str = "--latent") -> torch.Tensor:
-    """A latent file (``NAME.latent.npy`` from :func:`save_projection`) -> float32 (latent_dim,).
+def load_latent(path: str | os.PathLike, latent_dim: int | LoadedGenerator,
+                option: str = "--latent") -> torch.Tensor:
+    """A latent file (``NAME.latent.npy`` from :func:`save_projection`; ``~``: the home
+    folder) -> float32 (latent_dim,). ``latent_dim``: an int, or the
+    :class:`~facegan.sampling.LoadedGenerator` that will draw it (its generator's).
 
     UserError (one line, naming the file and ``option``) for a missing or unreadable file, a
     pickled array, a shape other than (latent_dim,), a dtype other than floating point, or a
-    value that is not finite."""
-    p = Path(path)
+    value that is not finite; TypeError for a ``latent_dim`` that is neither."""
+    if isinstance(latent_dim, LoadedGenerator):
+        latent_dim = latent_dim.generator.latent_dim
+    latent_dim = check_count(latent_dim, "latent_dim", 1)
+    p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"{option} '{p}' does not exist; give a NAME.latent.npy written by "
                         "facegan project")
@@ -60,7 +67,7 @@ def latent_photo(path: str | os.PathLike, resolution: int, option: str = "--late
     (written by :func:`save_projection`) as uint8 (3, R, R), R = ``resolution``; None when
     there is none (edits then show the projection alone). UserError (one line, naming the
     file and the ways out) for a file there that is not a readable R x R PNG image."""
-    p = Path(path)
+    p = Path(path).expanduser()
     crop = p.with_name(f"{_stem(p)}.crop.png")
     if not crop.is_file():
         return None
@@ -84,7 +91,7 @@ def latent_labels(path: str | os.PathLike, spec: LabelSpec, option: str = "--lat
     conditional model's labels cannot be read there."""
     if not spec.conditional:
         return torch.zeros(0)
-    p = Path(path)
+    p = Path(path).expanduser()
     js = p.with_name(f"{_stem(p)}.json")
     try:
         doc = json.loads(js.read_text(encoding="utf-8"))

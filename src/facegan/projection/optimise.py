@@ -78,6 +78,7 @@ def optimise_latent(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor
                                          prior_width=prior_width), progress)
 
 
+@torch.enable_grad()  # per step (a generator function): within a caller's no_grad() as well
 def latent_optimisation(generator: nn.Module, target: torch.Tensor, z0: torch.Tensor, c: torch.Tensor, *,
                         steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
                         features: FeatureNet | None = None,

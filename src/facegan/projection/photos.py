@@ -42,14 +42,15 @@ class PhotoError(UserError):
 
 def read_photo(path: str | os.PathLike, *, label: str | None = None,
                formats: Sequence[str] | None = None) -> tuple[Image.Image, bytes]:
-    """Open an untrusted photo: (the image decoded, EXIF rotation applied, RGB; its bytes).
+    """Open an untrusted photo (``~`` in ``path``: the home folder): (the image decoded, EXIF
+    rotation applied, RGB; its bytes).
 
     UserError (one line, starting with ``label``, default "photo 'PATH'") for a missing file, a
     folder, a file over :data:`MAX_PHOTO_BYTES` or :data:`MAX_PHOTO_PIXELS`, a file that is not
     an image (of ``formats``, as :func:`decode_photo`), or a damaged / truncated one. The whole
     file is decoded here, so nothing later meets a bad one.
     """
-    p = Path(path)
+    p = Path(path).expanduser()
     label = label or f"photo '{p}'"
     if not p.exists():
         raise PhotoError(f"{label} does not exist", "it does not exist")
