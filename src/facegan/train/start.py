@@ -525,7 +525,9 @@ def load_data(cfg: Config, run_dir: Path, env: DistEnv | None = None) -> ImageSe
         data = load_dataset(cfg.data, progress=sys.stderr.isatty())
     if data.skipped and env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        lines = "".join(f"{name}\t{why}\n" for name, why in data.skipped)
+        # A file name that is not UTF-8 is written with its odd bytes as \x.. escapes.
+        lines = "".join(f"{name}\t{why}\n".encode("utf-8", "backslashreplace").decode("utf-8")
+                        for name, why in data.skipped)
         atomic_write_text(run_dir / "skipped_files.txt", lines)
         name, why = data.skipped[0]
         print(f"facegan: warning: skipped {len(data.skipped)} unreadable image(s) (first: {name}: "
