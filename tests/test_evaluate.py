@@ -131,7 +131,11 @@ def test_training_evaluator_fixed_seed_cache_and_mode(fake_net, mode, tmp_path):
     assert seen == 48 + 24  # real statistics once, then the generated images
     r2 = evaluator(g)
     assert fake_net.images_seen == seen + 24
-    assert set(r1) == {"fid", "kid_mean", "kid_std", "eval_n"} and r1["eval_n"] == 24
+    # The protocol fields of facegan evaluate's records, under the same names.
+    assert set(r1) == {"fid", "kid_mean", "kid_std", "n", "n_real", "partition", "data_fingerprint",
+                       "network", "protocol", "seed"}
+    assert r1["n"] == 24 and r1["n_real"] == 48 and r1["protocol"] == ev.PROTOCOL
+    assert r1["network"] == fake_net.network_id and r1["data_fingerprint"]
     assert r1 == r2  # the same latents every time
     assert np.isfinite(r1["fid"]) and r1["fid"] > 0
     # A new evaluator on the same data reads the cached statistics.

@@ -244,7 +244,7 @@ def test_eval_hook_logs_quality_and_keeps_best(tmp_path, tiny_folder):
     def fake_eval(g, labels):
         assert labels == UNCONDITIONAL  # the run's spec, to draw a conditional model's labels
         calls.append(g.training)
-        return {"fid": next(fids), "kid_mean": 0.01, "kid_std": 0.001, "eval_n": 8}
+        return {"fid": next(fids), "kid_mean": 0.01, "kid_std": 0.001, "n": 8}
 
     cfg = tiny_cfg("wgangp-celeba64", tiny_folder, "train.n_critic=1", "train.eval_every=1")
     data = load_dataset(cfg.data, progress=False)

@@ -231,8 +231,8 @@ class TrainingEvaluator:
     """FID/KID of a generator against a fixed data set, for use during training.
 
     ``ev = TrainingEvaluator(cfg.data, n=2000)``; ``ev(generator, labels)`` -> ``{"fid",
-    "kid_mean", "kid_std", "eval_n"}`` (plus ``is_mean``/``is_std`` when asked for and
-    available); ``labels``: the run's :class:`~facegan.labels.LabelSpec`, from which a
+    "kid_mean", "kid_std", "n", "n_real", "partition", "data_fingerprint", "network",
+    "protocol", "seed"}`` (plus ``is_mean``/``is_std`` when asked for and available); ``labels``: the run's :class:`~facegan.labels.LabelSpec`, from which a
     conditional generator's labels are drawn (``labels.draw(n, seed)``). The
     network, the data and the real statistics load on the first call (statistics from the
     cache when present); the generator always sees the same latents (``seed``), and goes
@@ -274,7 +274,11 @@ class TrainingEvaluator:
         images = generate_uint8(generator, self.n, self.seed, labels)
         out = evaluate_images(images, self._real, self._net, self.metrics,
                               batch_size=self.batch_size, seed=self.seed, progress=self.progress)
-        out["eval_n"] = self.n
+        # The fields of facegan evaluate's records too, so that the run's records of both say
+        # what they measured alike (the plot keeps each sample count a line of its own).
+        out.update({"n": self.n, "n_real": self._real.n, "partition": self.data_cfg.partition,
+                    "data_fingerprint": self.fingerprint, "network": self._net.network_id,
+                    "protocol": PROTOCOL, "seed": self.seed})
         return out
 
 
