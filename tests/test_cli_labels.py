@@ -75,6 +75,15 @@ def test_sample_by_attribute(tmp_path, attr_run):
     r = facegan("sample", attr_run, "--grid-by-class", "--n", 2, "--out", tmp_path / "g.png")
     assert r.returncode == 0, r.stderr
     assert "rows: 1: Male=0,Smiling=0; 2: Male=0,Smiling=1; 3: Male=1,Smiling=0; 4: Male=1,Smiling=1" in r.stdout
+    r = facegan("morph", attr_run, "--from-attr", "Smiling=0", "--to-attr", "Smiling=1", "--rows", 2,
+                "--steps", 3, "--out", tmp_path / "m.png")
+    assert r.returncode == 0, r.stderr
+    assert "Smiling=0 -> Smiling=1 at fixed noise" in r.stdout
+    assert Image.open(tmp_path / "m.png").size == (3 * 18 + 2, 2 * 18 + 2)
+    assert_user_error(facegan("morph", attr_run, "--from-class", "a", "--to-class", "b", "--out",
+                              tmp_path / "x.png"), "attribute labels", "use --from-attr")
+    assert_user_error(facegan("morph", attr_run, "--from-attr", "Smiling=0", "--out", tmp_path / "x.png"),
+                      "--from-attr and --to-attr go together")
 
 
 def test_label_mistakes_are_one_line_errors(tmp_path, class_run, attr_run, plain_run):

@@ -21,7 +21,7 @@ from facegan.data.labels import folder_of
 from facegan.errors import UserError
 from facegan.labels import UNCONDITIONAL, Condition, LabelSpec, parse_condition
 from facegan.losses import ac_loss
-from facegan.sampling import generate_by_label_rows, generate_images, load_generator, morph_classes
+from facegan.sampling import generate_by_label_rows, generate_images, load_generator, morph_classes, morph_labels
 from facegan.train import build_trainer, resume_trainer
 from facegan.train.batches import ClassBalancedSampler
 
@@ -361,6 +361,31 @@ def test_grid_rows_share_the_noise_and_morph_ends_at_the_classes(tmp_path):
     assert frames.shape == (3, 4, 3, 16, 16)
     torch.testing.assert_close(frames[:, 0], grid[:3])  # same latents, ends at the classes
     torch.testing.assert_close(frames[:, -1], grid[3:])
+
+
+def test_an_attribute_morph_moves_the_set_attributes_and_keeps_the_others():
+    spec = LabelSpec("attr", ("Male", "Smiling", "Young"), (5, 5, 5), 10)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        latent_dim, label_dim, resolution = 6, 3, 16
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, z, c):
+            seen.append(c.clone())
+            return torch.zeros(z.shape[0], 3, 16, 16)
+
+    ends = [parse_condition(spec, attr=a).labels(spec, 4, seed=7) for a in ("Smiling=0", "Smiling=1")]
+    frames = morph_labels(Recorder(), *ends, steps=5, seed=7)
+    assert frames.shape == (4, 5, 3, 16, 16)
+    c = torch.cat(seen).view(4, 5, 3)
+    torch.testing.assert_close(c[:, :, 1], torch.linspace(0, 1, 5).expand(4, 5))  # Smiling 0 -> 1
+    assert torch.equal(c[:, :1, [0, 2]].expand(4, 5, 2), c[:, :, [0, 2]])  # the others fixed per row
+    with pytest.raises(UserError, match="attribute labels .*use --from-attr"):
+        morph_classes(Recorder(), spec, "Male", "Young")
 
 
 # --------------------------------------------------------------------------------------------

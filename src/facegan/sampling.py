@@ -424,13 +424,24 @@ def morph_classes(generator: nn.Module, labels: LabelSpec, a: str, b: str, *, ro
     classes' embeddings. UserError when ``labels`` has no class ``a`` or ``b`` (named as
     ``--from-class`` / ``--to-class``).
     """
+    ca = parse_condition(labels, a, class_opt="--from-class", attr_opt="--from-attr").labels(labels, rows)
+    cb = parse_condition(labels, b, class_opt="--to-class", attr_opt="--to-attr").labels(labels, rows)
+    return morph_labels(generator, ca, cb, steps=steps, seed=seed, truncation=truncation)
+
+
+def morph_labels(generator: nn.Module, ca: torch.Tensor, cb: torch.Tensor, *, steps: int = 10,
+                 seed: int = 0, truncation: float | None = None) -> torch.Tensor:
+    """From labels ``ca`` to ``cb`` (float (rows, K) each, row r's ends) at fixed noise: uint8
+    (rows, steps, 3, R, R). Row r keeps one latent (``latents(rows, D, seed, truncation=...)``)
+    while its labels go linearly from ``ca[r]`` to ``cb[r]``: a class morph (one-hot ends) or
+    an attribute morph (``Condition.labels`` of each end, drawn with one seed, so that the
+    attributes neither end sets are the same at both)."""
     if steps < 2:
         raise UserError("--steps must be at least 2")
-    ca = parse_condition(labels, a, class_opt="--from-class").labels(labels, 1)
-    cb = parse_condition(labels, b, class_opt="--to-class").labels(labels, 1)
+    rows = ca.shape[0]
     z = latents(rows, generator.latent_dim, seed, truncation=truncation).repeat_interleave(steps, dim=0)
     t = torch.linspace(0, 1, steps).repeat(rows)[:, None]
-    c = (1 - t) * ca + t * cb
+    c = (1 - t) * ca.repeat_interleave(steps, dim=0) + t * cb.repeat_interleave(steps, dim=0)
     imgs = generate(generator, z, c)
     return imgs.view(rows, steps, *imgs.shape[1:])
 

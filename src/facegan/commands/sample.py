@@ -89,6 +89,10 @@ def register(sub) -> None:
     m.add_argument("--from-class", metavar="NAME", help="conditional model: morph from this class "
                    "to --to-class at fixed noise (one latent per row)")
     m.add_argument("--to-class", metavar="NAME", help="the class --from-class morphs to")
+    m.add_argument("--from-attr", metavar="A=0|1,...", help="attribute-conditional model: morph "
+                   "from these attributes to --to-attr at fixed noise (those neither sets stay drawn "
+                   "per row), e.g. --from-attr Smiling=0 --to-attr Smiling=1")
+    m.add_argument("--to-attr", metavar="A=0|1,...", help="the attributes --from-attr morphs to")
     m.add_argument("--from", dest="from_latent", metavar="A.latent.npy", help="morph from this "
                    "projected face (facegan project) to --to, one row (--rows and --seed then "
                    "pick nothing)")
@@ -168,7 +172,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_morph(args) -> int:
-    from ..sampling import check_truncation, load_generator, morph, morph_classes, save_gif, save_grid
+    from ..labels import parse_condition
+    from ..sampling import check_truncation, load_generator, morph, morph_classes, morph_labels, save_gif, save_grid
 
     truncation = check_truncation(args.truncation)
     if args.rows < 1:
@@ -195,6 +200,12 @@ def cmd_morph(args) -> int:
     if bool(args.from_class) != bool(args.to_class):
         raise UserError("--from-class and --to-class go together: give both, e.g. --from-class cat "
                         "--to-class dog")
+    if bool(args.from_attr) != bool(args.to_attr):
+        raise UserError("--from-attr and --to-attr go together: give both, e.g. --from-attr Smiling=0 "
+                        "--to-attr Smiling=1")
+    if args.from_attr and (args.from_class or args.from_latent):
+        raise UserError(f"--from-attr/--to-attr morph the attributes of random faces; drop "
+                        f"{'--from-class/--to-class' if args.from_class else '--from/--to'}")
     if bool(args.from_latent) != bool(args.to_latent):
         raise UserError("--from and --to go together: give both, e.g. --from a.latent.npy --to "
                         "b.latent.npy")
@@ -224,6 +235,14 @@ def cmd_morph(args) -> int:
             f"{Path(args.to_latent).name}; " + ("the photos' own detail kept" if kept == 2 else
                                                 "the projections alone (no photo detail)" if kept == 0
                                                 else "one photo's detail kept (the other has no NAME.crop.png)")
+    elif args.from_attr:
+        if args.slerp:
+            raise UserError("--slerp interpolates the noise; an attribute morph keeps the noise fixed "
+                            "and blends the labels: drop --slerp")
+        ends = [parse_condition(lg.labels, attr=a, attr_opt=o).labels(lg.labels, args.rows, args.seed)
+                for a, o in ((args.from_attr, "--from-attr"), (args.to_attr, "--to-attr"))]
+        frames = morph_labels(lg.generator, *ends, steps=args.steps, seed=args.seed, truncation=truncation)
+        how = f"{args.from_attr} -> {args.to_attr} at fixed noise"
     elif args.from_class:
         if args.slerp:
             raise UserError("--slerp interpolates the noise; a class morph keeps the noise fixed "
