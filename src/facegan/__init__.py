@@ -15,7 +15,7 @@ The Python API (the command line calls the same functions)::
 Every generator is ``G(z, c)`` with ``c`` float (N, K), K = 0 without labels; every critic
 returns ``(score, aux or None)``. ``facegan.start_run`` gives the :class:`Trainer` before its
 first step, for a loop of your own (``trainer.train_step()``, ``trainer.save()``), which
-``facegan.end_run(trainer)`` ends. ``facegan.project(run, ["photo.jpg"])`` puts real photos
+``facegan.end_run(trainer)`` ends (or ``with facegan.start_run(...) as trainer:``). ``facegan.project(run, ["photo.jpg"])`` puts real photos
 into the latent space (:mod:`facegan.projection`).
 """
 
