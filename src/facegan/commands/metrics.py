@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "fid", help="FID (and KID) between two image folders or a folder and saved statistics",
-        description="FID between two image folders (recursive; jpg, jpeg, png, webp, bmp; any "
+        description="FID between two image folders (recursive; jpg, jpeg, png, webp, bmp, tif, tiff; any "
                     "size), or a folder and a statistics .npz. With --save-stats OUT.npz FOLDER, "
                     "write the folder's statistics instead.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="two folders/.npz files (one folder with --save-stats)")

@@ -5,7 +5,7 @@
     batch = to_float(ds.images[:64])     # float32 in [-1, 1]
 """
 
-from .dataset import ImageSet, SkippedFilesWarning, load_dataset
+from .dataset import DataWarning, ImageSet, SkippedFilesWarning, load_dataset
 from .labels import resolve_labels
 from .sources import CELEBA_ATTRIBUTES, IMAGE_EXTENSIONS
 from .synthetic import LABEL_NAMES as BUILTIN_ATTRIBUTES
@@ -14,6 +14,7 @@ from .transforms import crop_box, resolve_crop, to_float
 __all__ = [
     "BUILTIN_ATTRIBUTES",
     "CELEBA_ATTRIBUTES",
+    "DataWarning",
     "IMAGE_EXTENSIONS",
     "ImageSet",
     "SkippedFilesWarning",

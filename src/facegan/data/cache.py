@@ -23,7 +23,7 @@ from ..config import DataConfig
 from ..files import atomic_write, atomic_write_text, cache_home
 
 # Bump when decoding or drawing changes, so caches made by an older facegan are not reused.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 # Bump when content_hash changes what it covers.
 CONTENT_FORMAT = 1
 
@@ -56,7 +56,7 @@ def content_hash(images: np.ndarray, labels: np.ndarray | None, label_names: lis
     head = {"format": CONTENT_FORMAT, "shape": list(images.shape), "label_names": list(label_names),
             "labels": None if labels is None else [str(labels.dtype), list(labels.shape)]}
     h.update(json.dumps(head, sort_keys=True).encode("utf-8"))
-    h.update("\n".join(names).encode("utf-8"))
+    h.update("\n".join(names).encode("utf-8", "surrogateescape"))  # names not in UTF-8 too
     # In slices of images, so a memory-mapped 10 GB set is never copied whole.
     step = max(1, (64 << 20) // max(1, int(np.prod(images.shape[1:]))))
     for i in range(0, images.shape[0], step):

@@ -19,8 +19,8 @@ from ..config import DataConfig
 from ..errors import UserError
 from . import synthetic
 from .cache import MEMMAP_ABOVE, Decoded, DecodedCache, cache_root, fingerprint, scratch_array
-from .sources import Listing, list_source
-from .transforms import decode_image, resolve_crop
+from .sources import Listing, list_source, readable
+from .transforms import ImageTooLarge, decode_image, resolve_crop
 
 BUILTIN = "builtin"
 _BUILTIN_SEED = 0
@@ -37,14 +37,15 @@ class ImageSet:
         backed by a memory map of the cache file when large (writes stay private).
     labels: float32 N x K in {0, 1} (1 = attribute present), or None when the source has none.
     label_names: the K attribute names.
-    names: N source identifiers (path inside the folder or zip, CelebA file name, 'builtin/000123').
+    names: N source identifiers (path inside the folder or zip, CelebA file name, 'builtin/000123');
+        bytes of a file name that are not UTF-8 are written as escapes ('caf\\xe9.png').
     skipped: (file, reason) for files that are missing or could not be decoded.
     fingerprint: hex hash of the decoded content (pixels, labels, label names, names): the
         same for a fresh copy of the same files, different whenever an image, a label, the
         crop, resolution, partition or max_images changes. The key of what is derived from
         the images (real statistics, classifiers) and of the resume check.
-    cache_key: hex hash of source identity, file list (sizes, mtimes), partition, crop,
-        resolution and max_images: the decoded-image cache entry, found without decoding.
+    cache_key: hex hash of source identity, file list (sizes, mtimes, ctimes), partition,
+        crop, resolution and max_images: the decoded-image cache entry, found without decoding.
     source: 'folder' | 'zip' | 'celeba' | 'builtin'.
     """
 
@@ -73,7 +74,9 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> ImageSet:
     literally named 'builtin' must be written './builtin'). The first call decodes every file
     (in parallel, with a progress bar on stderr when ``progress``) into the cache folder; later
     calls with the same files and settings read that cache and decode nothing. Undecodable files
-    are skipped with one warning. Raises UserError when there is nothing to train on.
+    are skipped with one SkippedFilesWarning; what else the user should know about the source
+    (sub-folders that cannot be read, CelebA images listed but absent) comes as one DataWarning
+    each. Raises UserError when there is nothing to train on.
     """
     if cfg.resolution < 1:
         raise UserError(f"data.resolution must be positive, got {cfg.resolution}")
@@ -82,7 +85,10 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> ImageSet:
     if cfg.path.strip() == BUILTIN:
         return _load_builtin(cfg, progress)
 
-    listing = list_source(cfg).head(cfg.max_images)
+    listing = list_source(cfg)
+    for note in listing.notes:
+        warnings.warn(f"facegan: {note}", DataWarning, stacklevel=2)
+    listing = listing.head(cfg.max_images)
     crop = resolve_crop(cfg, listing.kind)
     key = fingerprint({
         "source": listing.kind, **listing.identity, "crop": crop, "resolution": cfg.resolution,
@@ -97,7 +103,7 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> ImageSet:
         data = _decode_listing(listing, crop, cfg.resolution, progress, cache)
         if cache.save(data) and data.images.nbytes >= MEMMAP_ABOVE:
             data = cache.load() or data  # map the cache file instead of the scratch copy
-    _warn_skipped(data.skipped, len(data.names) + len(data.skipped))
+    _warn_skipped(data.skipped, len(data.names) + len(data.skipped), cfg.path)
     return _to_imageset(data, key)
 
 
@@ -154,12 +160,13 @@ def _decode_listing(listing: Listing, crop: str, resolution: int, progress: bool
             raise
 
     keep = [i for i in range(n) if errors[i] is None]
-    skipped = list(listing.missing) + [(listing.names[i], errors[i]) for i in range(n)
-                                      if errors[i] is not None]
+    # Names go on into messages, skipped_files.txt and the cache's JSON: readable text there.
+    skipped = [(readable(name), why) for name, why in listing.missing] + [
+        (readable(listing.names[i]), errors[i]) for i in range(n) if errors[i] is not None]
     if not keep:
         raise UserError(f"none of the {n} image files could be decoded (first: "
-                        f"{listing.names[0]}: {errors[0]}); check that data.path holds valid "
-                        f"jpg/png/webp/bmp images")
+                        f"{readable(listing.names[0])}: {errors[0]}); check that --data holds "
+                        f"valid jpg/png/webp/bmp/tif images")
     if len(keep) < n:
         # Compact in place (row j <- row keep[j], j <= keep[j]) so a memory-mapped array is
         # never copied whole.
@@ -169,7 +176,8 @@ def _decode_listing(listing: Listing, crop: str, resolution: int, progress: bool
         out = out[:len(keep)]
     labels = None if listing.labels is None else listing.labels[keep]
     return Decoded(images=out, labels=labels, label_names=list(listing.label_names),
-                   names=[listing.names[i] for i in keep], skipped=skipped, source=listing.kind)
+                   names=[readable(listing.names[i]) for i in keep], skipped=skipped,
+                   source=listing.kind)
 
 
 # Pillow names the stream it read ("<_io.BytesIO object at 0x7f...>"), which says nothing beside
@@ -184,6 +192,8 @@ def decode_error(e: Exception) -> str:
 
     if isinstance(e, UnidentifiedImageError):
         return "not an image Pillow can read (a broken file, or not an image at all)"
+    if isinstance(e, ImageTooLarge):
+        return str(e)
     message = _STREAM.sub("", str(e)).strip()
     return (f"{type(e).__name__}: {message}" if message else type(e).__name__)[:200]
 
@@ -198,26 +208,34 @@ def _to_imageset(data: Decoded, key: str) -> ImageSet:
                     fingerprint=data.ensure_content(), source=data.source, cache_key=key)
 
 
-class SkippedFilesWarning(UserWarning):
+class DataWarning(UserWarning):
+    """Something about a data set the user should know, said once as it loads (sub-folders it
+    cannot read, CelebA images listed but absent, a partition that is every image): one line
+    that starts 'facegan: '. Under torchrun, ranks other than 0 may ignore it (rank 0 says it)."""
+
+
+class SkippedFilesWarning(DataWarning):
     """Some image files were missing or undecodable and left out (the list: ImageSet.skipped).
 
-    One warning per load, however many files; the CLI replaces it with its own line that names
-    the run's skipped_files.txt.
+    One warning per load, however many files; ``facegan train`` replaces it with its own line
+    that names the run's skipped_files.txt.
     """
 
 
-def _warn_skipped(skipped: list[tuple[str, str]], total: int) -> None:
+def _warn_skipped(skipped: list[tuple[str, str]], total: int, path: str) -> None:
     if skipped:
-        name, reason = skipped[0]
-        warnings.warn(f"facegan: skipped {len(skipped)} of {total} image files that are missing "
-                      f"or could not be decoded (first: {name}: {reason}); the list is in "
-                      f"ImageSet.skipped", SkippedFilesWarning, stacklevel=3)
+        (name, reason), others = skipped[0], [n for n, _ in skipped[1:3]]
+        also = f"; also {', '.join(others)}" if others else ""
+        more = f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
+        warnings.warn(f"facegan: skipped {len(skipped)} of {total} image files in '{path}' "
+                      f"(--data) that are missing or could not be decoded ({name}: {reason}"
+                      f"{also}{more}); the others are used", SkippedFilesWarning, stacklevel=3)
 
 
 def _hash_lines(lines) -> str:
     h = hashlib.sha256()
     for line in lines:
-        h.update(line.encode("utf-8"))
+        h.update(line.encode("utf-8", "surrogateescape"))  # a file name that is not UTF-8 too
         h.update(b"\n")
     return h.hexdigest()
 

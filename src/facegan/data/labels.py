@@ -23,6 +23,7 @@ from ..labels import (
     split_names,
 )
 from .dataset import ImageSet
+from .sources import CELEBA_ATTR
 
 
 def resolve_labels(condition: str, data: ImageSet) -> tuple[LabelSpec, torch.Tensor]:
@@ -53,8 +54,12 @@ def _attribute_names(text: str, data: ImageSet, cond: str) -> list[str]:
         raise UserError(f"data.condition '{cond}' names no attribute; write e.g. 'Male,Smiling', "
                         "'classes:Male,Smiling' or 'folders'")
     if data.labels is None or not data.label_names:
+        if data.source == "celeba":  # class sub-folders are no way out for CelebA
+            raise UserError(f"data.condition '{cond}' asks for attributes, but this CelebA folder "
+                            f"has no {CELEBA_ATTR} (or Kaggle's list_attr_celeba.csv) next to "
+                            f"img_align_celeba/; add it, or train without data.condition")
         raise UserError(f"data.condition '{cond}' asks for attributes, but the {data.source} data "
-                        "has none (only a CelebA folder with list_attr_celeba.txt, or builtin, has "
+                        f"has none (only a CelebA folder with {CELEBA_ATTR}, or builtin, has "
                         "them); use data.condition=folders for one class per sub-folder")
     missing = [a for a in names if a not in data.label_names]
     if missing:
@@ -107,9 +112,12 @@ def folder_of(names: list[str], source: str) -> list[str | None]:
 
 def _folder_classes(data: ImageSet) -> tuple[LabelSpec, torch.Tensor]:
     if data.source not in ("folder", "zip"):
+        example = f"data.condition={(data.label_names or ['Male'])[0]}"
+        if not data.label_names:  # CelebA without its attribute list: it must come first
+            example += f", after adding CelebA's {CELEBA_ATTR} next to img_align_celeba/"
         raise UserError(f"data.condition=folders needs a folder or a zip with one sub-folder per "
                         f"class, but data.path is {data.source} data; use attribute names instead "
-                        f"(e.g. data.condition={(data.label_names or ['Male'])[0]})")
+                        f"(e.g. {example})")
     folders = folder_of(data.names, data.source)
     loose = [n for n, f in zip(data.names, folders) if f is None]
     if loose:

@@ -1,30 +1,36 @@
-"""Finding the images: a folder, a .zip, or the official CelebA layout.
+"""Finding the images: a folder, a .zip, or the CelebA layout (official or Kaggle's).
 
 A source is turned into a :class:`Listing`: the sorted files to decode, how to read each one's
-bytes, the labels (if any) and an identity (path, sizes, mtimes) that goes into the cache key.
-Nothing is decoded here.
+bytes, the labels (if any) and an identity (path, sizes, mtimes, ctimes) that goes into the
+cache key. Nothing is decoded here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import errno
 import os
 import threading
 import zipfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..config import DataConfig
-from ..errors import UserError
+from ..errors import UserError, plural
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 
 CELEBA_IMAGES = "img_align_celeba"
 CELEBA_ATTR = "list_attr_celeba.txt"
 CELEBA_PARTITION = "list_eval_partition.txt"
+# Kaggle's copy of CelebA has the same lists as .csv files (a header row, commas).
+CELEBA_LISTS = (CELEBA_ATTR, CELEBA_PARTITION, "list_attr_celeba.csv", "list_eval_partition.csv")
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
     "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
@@ -41,10 +47,16 @@ CELEBA_ATTRIBUTES = (
 class Listing:
     """The files a source will decode, in their final order.
 
-    names: N identifiers (path relative to the folder or zip; the file name for CelebA).
-    stamps: N strings that change when a file's content may have (size and mtime, or zip CRC).
+    names: N identifiers (path relative to the folder or zip; the file name for CelebA), as
+        the file system gives them (bytes that are not UTF-8 kept as surrogates; see
+        :func:`readable`).
+    stamps: N strings that change when a file's content may have (size, mtime and ctime, or
+        zip CRC).
     labels: uint8 N x K in {0, 1}, or None.
-    missing: (file, reason) for files the source lists but that are not there.
+    missing: (file, reason) for image files that cannot be read (a broken link), or that
+        cannot be used (no row in the attribute list); they are reported as skipped.
+    notes: one-line messages about the source, for the user (sub-folders that cannot be read,
+        CelebA images listed but absent).
     identity: what else defines the source for the cache key (path, label files' stamps).
     read: index -> the file's bytes; safe to call from several threads.
     """
@@ -57,6 +69,7 @@ class Listing:
     labels: np.ndarray | None = None
     label_names: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -75,7 +88,37 @@ def _is_image(name: str) -> bool:
 
 
 def _stamp(st: os.stat_result) -> str:
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    # A file rewritten at the same size with its mtime put back (exiftool -P, touch -r, rsync
+    # -t) would keep size:mtime; its ctime changes on every write and nothing can set it back.
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def readable(name: str) -> str:
+    """``name`` as text any file or terminal takes: the bytes of a file name that are not UTF-8
+    (which Python keeps as surrogates, 'caf\\udce9.png') written as escapes ('caf\\\\xe9.png')."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def os_error_words(e: OSError) -> str:
+    """An OSError in a few words, without the path it repeats."""
+    if e.errno == errno.ELOOP:
+        return "a symbolic link that loops back on itself"
+    if e.errno == errno.ENOENT:
+        return "a symbolic link to something that does not exist"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return e.strerror or type(e).__name__
+
+
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError inside (a folder the user may not read, say) -> a UserError naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        fix = (f"make it readable (chmod -R u+rX '{path}') or use another folder"
+               if e.errno in (errno.EACCES, errno.EPERM) else "use another folder")
+        raise UserError(f"cannot read '{path}' ({os_error_words(e)}); {fix}") from None
 
 
 def list_source(cfg: DataConfig) -> Listing:
@@ -89,21 +132,24 @@ def list_source(cfg: DataConfig) -> Listing:
         raise UserError("data.path is empty; set it to an image folder, a .zip, a CelebA folder "
                         "or 'builtin'")
     path = Path(raw).expanduser()
-    if not path.exists():
-        raise UserError(f"data path '{raw}' does not exist; point data.path at an image folder, "
-                        f"a .zip of images, a CelebA folder or use data.path=builtin")
-    celeba = _find_celeba(path)
-    if celeba is not None:
-        return _list_celeba(*celeba, cfg.partition)
-    if cfg.partition in ("valid", "test"):
-        raise UserError(f"--partition {cfg.partition} (data.partition) needs CelebA's {CELEBA_PARTITION}, "
-                        f"but '{raw}' is a plain folder or zip; use --partition train or all")
-    if path.is_dir():
-        return _list_folder(path)
-    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-        return _list_zip(path)
-    raise UserError(f"data path '{raw}' is a file but not a .zip; point data.path at the folder "
-                    f"that holds the images, or at a .zip of them")
+    with _reading(raw):
+        try:
+            path.stat()  # unlike exists(), tells a missing path from one that cannot be read
+        except (FileNotFoundError, NotADirectoryError):
+            raise UserError(f"data path '{raw}' does not exist; give --data an image folder, a "
+                            f".zip of images, a CelebA folder or builtin") from None
+        celeba = _find_celeba(path)
+        if celeba is not None:
+            return _list_celeba(*celeba, cfg.partition)
+        if cfg.partition in ("valid", "test"):
+            raise UserError(f"--partition {cfg.partition} (data.partition) needs CelebA's {CELEBA_PARTITION}, "
+                            f"but '{raw}' is a plain folder or zip; use --partition train or all")
+        if path.is_dir():
+            return _list_folder(path)
+        if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+            return _list_zip(path)
+    raise UserError(f"data path '{raw}' is a file but not a .zip; give --data the folder that "
+                    f"holds the images, or a .zip of them")
 
 
 def absolute_path(path: str) -> str:
@@ -119,9 +165,10 @@ def scanned_folder(path: str | os.PathLike) -> Path | None:
     """The folder whose images ``path`` (a data.path) trains on: the folder itself, or a CelebA
     layout's image folder; None for a zip, 'builtin' or a path that is not a folder."""
     p = Path(path).expanduser()
-    if str(path).strip() == "builtin" or not p.is_dir():
-        return None
-    celeba = _find_celeba(p)
+    with _reading(path):
+        if str(path).strip() == "builtin" or not p.is_dir():
+            return None
+        celeba = _find_celeba(p)
     return celeba[1] if celeba is not None else p
 
 
@@ -139,10 +186,57 @@ def _is_run(entries: list[os.DirEntry]) -> bool:
         return False
 
 
-def _walk_images(root: Path) -> list[tuple[str, os.stat_result]]:
-    """(relative posix path, stat) of every image below root, hidden files and folders left out,
-    and so are facegan run folders below root (a run trained into the data folder)."""
-    found: list[tuple[str, os.stat_result]] = []
+@dataclass
+class FolderScan:
+    """What :func:`scan_folder` found below a folder (paths relative to it, posix, sorted).
+
+    files: (path, stat) of each image file.
+    broken: (path, why) of image-named entries that cannot be read (a link to nothing or to
+        itself).
+    unreadable: (path, why) of sub-folders that cannot be read, and of broken links that are
+        not image-named (one may stand for a folder: a link to an unmounted disk).
+    others: how many files of each other extension ('' for none) it holds.
+    run: the folder itself is a facegan run (its samples and plots are then in ``files``).
+    """
+
+    files: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    broken: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    others: Counter = field(default_factory=Counter)
+    run: bool = False
+
+    def other_files(self) -> str:
+        return _other_files(self.others)
+
+    def unreadable_count(self) -> str:
+        n = len(self.unreadable)
+        return f"{n:,} {'sub-folder or link' if n == 1 else 'sub-folders or links'}"
+
+    def unreadable_line(self, root: str | os.PathLike) -> str:
+        """One line naming the sub-folders (and broken links) of ``root`` that were left out."""
+        (first, why), rest = self.unreadable[0], [p for p, _ in self.unreadable[1:3]]
+        also = f"; also {', '.join(rest)}" if rest else ""
+        more = f" and {len(self.unreadable) - 3:,} more" if len(self.unreadable) > 3 else ""
+        return (f"left out {self.unreadable_count()} of '{root}' that "
+                f"cannot be read ({readable(first)}: {why}{readable(also)}{more}); make them "
+                f"readable (chmod -R u+rX) or remove the broken links")
+
+
+def _other_files(others: Counter) -> str:
+    """'; it holds only 3 other files (.txt 2, .gif 1)' when there are some, else ''."""
+    if not others:
+        return ""
+    kinds = ", ".join(f"{ext or 'no extension'} {n:,}" for ext, n in others.most_common(6))
+    return f"; it holds only {plural(sum(others.values()), 'other file')} ({kinds})"
+
+
+def scan_folder(root: Path) -> FolderScan:
+    """Every image file below ``root`` (recursive, symbolic links followed, each folder once),
+    leaving out hidden entries (macOS '._x.jpg' resource forks, .git) and facegan run folders
+    below root (a run trained into the data folder: its samples and plots are not images of the
+    data). What cannot be read is collected, not raised; UserError when root itself cannot be
+    read. Training and ``facegan fid`` both find their files here."""
+    scan = FolderScan()
     seen_dirs: set[tuple[int, int]] = set()
 
     def visit(folder: Path, rel: str) -> None:
@@ -150,41 +244,50 @@ def _walk_images(root: Path) -> list[tuple[str, os.stat_result]]:
         if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop would recurse forever
             return
         seen_dirs.add((st.st_dev, st.st_ino))
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            return
-        if rel and _is_run(entries):
-            return
+        entries = list(os.scandir(folder))
+        if _is_run(entries):
+            if rel:
+                return
+            scan.run = True
         for e in entries:
-            # Hidden entries include macOS '._x.jpg' resource forks, which are not images.
             if e.name.startswith("."):
                 continue
-            if e.is_dir():
-                visit(Path(e.path), f"{rel}{e.name}/")
-            elif _is_image(e.name):
-                try:
-                    found.append((f"{rel}{e.name}", e.stat()))
-                except OSError:
-                    continue
+            name, image = f"{rel}{e.name}", _is_image(e.name)
+            try:
+                if e.is_dir():  # raises for a link to itself (ELOOP)
+                    image = False
+                    visit(Path(e.path), f"{name}/")
+                elif image:
+                    scan.files.append((name, e.stat()))
+                else:
+                    if e.is_symlink():
+                        e.stat()  # a link to nothing raises here (is_dir() said False)
+                    scan.others[os.path.splitext(e.name)[1].lower()] += 1
+            except OSError as err:
+                (scan.broken if image else scan.unreadable).append((name, os_error_words(err)))
 
-    visit(root, "")
-    found.sort(key=lambda t: t[0])
-    return found
+    with _reading(root):
+        visit(root, "")
+    scan.files.sort(key=lambda t: t[0])
+    return scan
 
 
 def _list_folder(root: Path) -> Listing:
-    found = _walk_images(root)
-    if not found:
+    scan = scan_folder(root)
+    notes = [scan.unreadable_line(root)] if scan.unreadable else []
+    if not scan.files:
+        left_out = f"; {notes[0]}" if notes else ""
         raise UserError(f"no images in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)} in all "
-                        f"subfolders); point data.path at the folder that holds them")
-    names = [n for n, _ in found]
+                        f"subfolders{scan.other_files()}){left_out}; give --data the folder that "
+                        f"holds the images")
+    names = [n for n, _ in scan.files]
 
     def read(i: int) -> bytes:
         return (root / names[i]).read_bytes()
 
-    return Listing(kind="folder", names=names, stamps=[_stamp(st) for _, st in found], read=read,
-                   identity={"path": str(root.resolve())})
+    return Listing(kind="folder", names=names, stamps=[_stamp(st) for _, st in scan.files],
+                   read=read, identity={"path": str(root.resolve())}, missing=scan.broken,
+                   notes=notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,16 +296,17 @@ def _list_folder(root: Path) -> Listing:
 def _list_zip(path: Path) -> Listing:
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = [i for i in zf.infolist()
-                     if not i.is_dir() and _is_image(i.filename)
-                     and not i.filename.startswith("__MACOSX/")
+            files = [i for i in zf.infolist()
+                     if not i.is_dir() and not i.filename.startswith("__MACOSX/")
                      and not any(p.startswith(".") for p in i.filename.split("/"))]
     except (zipfile.BadZipFile, OSError) as e:
         raise UserError(f"'{path}' is not a readable zip file ({e}); re-create the archive or "
-                        f"point data.path at a folder of images") from None
+                        f"give --data a folder of images") from None
+    infos = [i for i in files if _is_image(i.filename)]
     if not infos:
-        raise UserError(f"no images in zip '{path}' (looked for {', '.join(IMAGE_EXTENSIONS)}); "
-                        f"check the archive's contents")
+        others = Counter(os.path.splitext(i.filename)[1].lower() for i in files)
+        raise UserError(f"no images in zip '{path}' (looked for {', '.join(IMAGE_EXTENSIONS)}"
+                        f"{_other_files(others)}); check the archive's contents")
     infos.sort(key=lambda i: i.filename)
     names = [i.filename for i in infos]
 
@@ -223,69 +327,117 @@ def _list_zip(path: Path) -> Listing:
 # CelebA
 
 def celeba_attributes_file(path: str | os.PathLike) -> Path | None:
-    """The ``list_attr_celeba.txt`` of a CelebA folder in the official layout, or None (any
-    other source, or a CelebA folder without it): whether ``path`` has attribute labels."""
-    celeba = _find_celeba(Path(path))
-    if celeba is None or not (celeba[0] / CELEBA_ATTR).is_file():
-        return None
-    return celeba[0] / CELEBA_ATTR
+    """The attribute list of a CelebA folder (``list_attr_celeba.txt``, or Kaggle's
+    ``list_attr_celeba.csv``), or None (any other source, or a CelebA folder without one):
+    whether ``path`` has attribute labels."""
+    with _reading(path):
+        celeba = _find_celeba(Path(path))
+        return None if celeba is None else _list_file(celeba[0], CELEBA_ATTR)
+
+
+def celeba_partitions(path: str | os.PathLike) -> dict[str, int] | None:
+    """File name -> 0 (train), 1 (valid) or 2 (test) from the partition list of a CelebA
+    folder (``list_eval_partition.txt``, or Kaggle's ``.csv``); None without one."""
+    with _reading(path):
+        celeba = _find_celeba(Path(path))
+        part_file = None if celeba is None else _list_file(celeba[0], CELEBA_PARTITION)
+    return None if part_file is None else _read_partition(part_file)
 
 
 def _find_celeba(path: Path) -> tuple[Path, Path] | None:
-    """(root holding the txt files, folder holding the jpgs) if ``path`` has the CelebA layout."""
+    """(root holding the lists, folder holding the jpgs) if ``path`` has the CelebA layout: it
+    holds img_align_celeba/, or it is that folder (Kaggle's inner one too) with the lists above."""
     if not path.is_dir():
         return None
-    if (path / CELEBA_IMAGES).is_dir():
+    root = images = None
+    if path.name == CELEBA_IMAGES:  # the lists are one level up (two from Kaggle's inner folder)
+        above = [path.parent, path.parent.parent] if path.parent.name == CELEBA_IMAGES else [path.parent]
+        root = next((r for r in above if any((r / f).is_file() for f in CELEBA_LISTS)), None)
+        images = path
+    if root is None:
+        if not (path / CELEBA_IMAGES).is_dir():
+            return None
         root, images = path, path / CELEBA_IMAGES
-    elif path.name == CELEBA_IMAGES and any(
-            (path.parent / f).is_file() for f in (CELEBA_ATTR, CELEBA_PARTITION)):
-        root, images = path.parent, path
-    else:
-        return None
     # Kaggle's copy nests the images one level deeper: img_align_celeba/img_align_celeba/.
     if (images / CELEBA_IMAGES).is_dir():
         images = images / CELEBA_IMAGES
     return root, images
 
 
+def _list_file(root: Path, txt: str) -> Path | None:
+    """CelebA's list ``txt`` in ``root``, else Kaggle's .csv of it, else None."""
+    for p in (root / txt, (root / txt).with_suffix(".csv")):
+        if p.is_file():
+            return p
+    return None
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """A CelebA list split into fields: by spaces (the official .txt) or commas (Kaggle's .csv)."""
+    with _reading(path):
+        text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: a BOM from Excel
+    if path.suffix.lower() == ".csv":
+        return [[f.strip() for f in row] for row in csv.reader(text.splitlines())]
+    return [line.split() for line in text.splitlines()]
+
+
 def _read_attributes(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Parse list_attr_celeba.txt: count, the names, then 'NAME v1 .. vK' rows of 1 / -1."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    if len(lines) < 2:
+    """Parse the attribute list: .txt: a count, the names, then 'NAME v1 .. vK' rows; .csv: an
+    'image_id,NAME1,..' header, then 'NAME,v1,..' rows; values 1 / -1."""
+    rows = _rows(path)
+    if path.suffix.lower() == ".csv":
+        names, body, first = (rows[0][1:] if rows else []), rows[1:], 2
+    else:
+        names, body, first = (rows[1] if len(rows) > 1 else []), rows[2:], 3
+    if not names:
         raise UserError(f"'{path}' is too short to be CelebA's attribute file; re-download it or "
                         f"remove it to train without labels")
-    names = lines[1].split()
-    rows: dict[str, np.ndarray] = {}
-    for ln, line in enumerate(lines[2:], start=3):
-        parts = line.split()
+    out: dict[str, np.ndarray] = {}
+    for ln, parts in enumerate(body, start=first):
         if not parts:
             continue
         if len(parts) != len(names) + 1:
             raise UserError(f"'{path}' line {ln} has {len(parts) - 1} values for {len(names)} "
                             f"attributes; the file is damaged, re-download it")
-        rows[parts[0]] = (np.array(parts[1:], dtype=np.int8) > 0).astype(np.uint8)
-    return names, rows
+        try:
+            out[parts[0]] = (np.array(parts[1:], dtype=np.int8) > 0).astype(np.uint8)
+        except ValueError:
+            raise UserError(f"'{path}' line {ln} holds a value that is not 1 or -1; the file is "
+                            f"damaged, re-download it") from None
+    return names, out
 
 
 def _read_partition(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1] in ("0", "1", "2"):
-            out[parts[0]] = int(parts[1])
-    return out
+    # Lines that are not 'NAME 0|1|2' (Kaggle's 'image_id,partition' header) are passed over.
+    return {p[0]: int(p[1]) for p in _rows(path) if len(p) == 2 and p[1] in ("0", "1", "2")}
 
 
 def _list_celeba(root: Path, images: Path, partition: str) -> Listing:
-    on_disk = {e.name: e for e in os.scandir(images) if e.is_file() and _is_image(e.name)}
-    attr_file, part_file = root / CELEBA_ATTR, root / CELEBA_PARTITION
+    with _reading(images):
+        entries = list(os.scandir(images))
+    on_disk: dict[str, os.DirEntry] = {}
+    broken: dict[str, str] = {}
+    for e in entries:
+        # Hidden entries include macOS '._x.jpg' resource forks, as in a plain folder.
+        if e.name.startswith(".") or not _is_image(e.name):
+            continue
+        try:
+            e.stat()  # follows a link: raises for one to nothing or to itself
+        except OSError as err:
+            broken[e.name] = os_error_words(err)
+            continue
+        if e.is_file():
+            on_disk[e.name] = e
+    present = set(on_disk) | set(broken)
+    attr_file, part_file = _list_file(root, CELEBA_ATTR), _list_file(root, CELEBA_PARTITION)
     identity = {"path": str(images.resolve())}
+    notes: list[str] = []
 
-    if part_file.is_file():
-        identity["partition_file"] = _stamp(part_file.stat())
+    if part_file is not None:
+        identity["partition_file"] = f"{part_file.name}:{_stamp(part_file.stat())}"
         parts = _read_partition(part_file)
         if partition == "all":
-            wanted = set(parts) | set(on_disk)
+            wanted = set(parts) | present
         else:
             wanted = {n for n, p in parts.items() if p == PARTITIONS[partition]}
             if not wanted:
@@ -295,29 +447,46 @@ def _list_celeba(root: Path, images: Path, partition: str) -> Listing:
                     f"(train {counts['train']}, valid {counts['valid']}, test {counts['test']}); "
                     f"use --partition train or all")
     elif partition in ("train", "all"):
-        wanted = set(on_disk)
+        wanted = present
+        if partition == "train":
+            # Without the list every image is in 'train': the valid and test ones too.
+            notes.append(f"'{root}' has no {CELEBA_PARTITION} (or .csv) to say which images are "
+                         f"valid and test, so partition 'train' is all {plural(len(present), 'image')} "
+                         f"in '{images}'; add CelebA's {CELEBA_PARTITION} to hold those out, or "
+                         f"use --partition all")
     else:
-        raise UserError(f"--partition {partition} (data.partition) needs '{part_file}', which is "
-                        f"missing; add CelebA's {CELEBA_PARTITION} or use --partition train or all")
+        raise UserError(f"--partition {partition} (data.partition) needs CelebA's {CELEBA_PARTITION} "
+                        f"(or Kaggle's list_eval_partition.csv) in '{root}', which is missing; add "
+                        f"it or use --partition train or all")
 
     label_names: list[str] = []
     attrs: dict[str, np.ndarray] | None = None
-    if attr_file.is_file():
-        identity["attr_file"] = _stamp(attr_file.stat())
+    if attr_file is not None:
+        identity["attr_file"] = f"{attr_file.name}:{_stamp(attr_file.stat())}"
         label_names, attrs = _read_attributes(attr_file)
 
     missing: list[tuple[str, str]] = []
     names: list[str] = []
+    absent = 0
     for name in sorted(wanted):
-        if name not in on_disk:
-            missing.append((name, f"listed in the CelebA txt files but not in {images}"))
+        if name in broken:
+            missing.append((name, broken[name]))
+        elif name not in on_disk:
+            # A partial copy (a subset of the 202,599 images) is normal: counted, not listed.
+            absent += 1
         elif attrs is not None and name not in attrs:
-            missing.append((name, f"has no row in {CELEBA_ATTR}"))
+            missing.append((name, f"has no row in {attr_file.name}"))
         else:
             names.append(name)
+    if absent:
+        which = "" if partition == "all" else f" for partition '{partition}'"
+        notes.append(f"{plural(absent, 'image')} listed in {part_file.name}{which} "
+                     f"{'is' if absent == 1 else 'are'} not in '{images}': using the "
+                     f"{len(wanted) - absent:,} present")
     if not names:
-        raise UserError(f"no CelebA images found for partition '{partition}' in '{images}'; "
-                        f"check that the jpgs were extracted there")
+        raise UserError(f"no CelebA images found for partition '{partition}' in '{images}'"
+                        f"{f' ({absent:,} listed, none there)' if absent else ''}; check that the "
+                        f"jpgs were extracted there")
 
     def read(i: int) -> bytes:
         return (images / names[i]).read_bytes()
@@ -325,4 +494,4 @@ def _list_celeba(root: Path, images: Path, partition: str) -> Listing:
     labels = None if attrs is None else np.stack([attrs[n] for n in names])
     return Listing(kind="celeba", names=names, stamps=[_stamp(on_disk[n].stat()) for n in names],
                    read=read, identity=identity, labels=labels, label_names=label_names,
-                   missing=missing)
+                   missing=missing, notes=notes)

@@ -133,21 +133,19 @@ def heldout_mask(names: list[str], data_path: str | os.PathLike | None = None,
                  classes: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
     """Which images to hold out: (bool (N,), a description of the rule).
 
-    CelebA's valid + test partitions (``list_eval_partition.txt`` next to ``img_align_celeba``)
+    CelebA's valid + test partitions (``list_eval_partition.txt`` or Kaggle's ``.csv`` next to
+    ``img_align_celeba``)
     when they hold at least MIN_HELDOUT of these images, else the last HELDOUT_FRACTION of the
     images in name order; with ``classes`` (int (N,), a class per image), the last
     HELDOUT_FRACTION of each class, since names of class folders sort by class ('cat/...'
     before 'dog/...') and the last 10% overall would be one class only.
     """
     n = len(names)
-    if data_path:
-        part_file = Path(data_path) / "list_eval_partition.txt"
-        if part_file.is_file():
-            parts: dict[str, int] = {}
-            for line in part_file.read_text(encoding="utf-8", errors="replace").splitlines():
-                p = line.split()
-                if len(p) == 2 and p[1] in ("0", "1", "2"):
-                    parts[p[0]] = int(p[1])
+    if data_path and str(data_path).strip() != "builtin":
+        from ..data.sources import celeba_partitions  # the .txt list, or Kaggle's .csv
+
+        parts = celeba_partitions(data_path)
+        if parts is not None:
             mask = torch.tensor([parts.get(nm, 0) > 0 for nm in names], dtype=torch.bool)
             if int(mask.sum()) >= MIN_HELDOUT and int(mask.sum()) < n:
                 return mask, "CelebA valid+test partitions"

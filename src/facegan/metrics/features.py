@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.transforms import pil_to_rgb
+from ..data.sources import IMAGE_EXTENSIONS, os_error_words, readable, scan_folder
+from ..data.transforms import open_image, read_rgb
 from ..errors import UserError
 from ..progress import Progress, format_duration
 from .resize import resize_clean
@@ -26,9 +27,6 @@ from .resize import resize_clean
 __all__ = ["IMAGE_EXTENSIONS", "FileImages", "ImageSource", "Progress", "TensorImages",
            "check_images_readable", "default_workers", "extract_features", "format_duration",
            "list_image_files"]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
 
 class ImageSource(Protocol):
     def __len__(self) -> int: ...
@@ -53,8 +51,8 @@ class TensorImages:
 
 
 class FileImages:
-    """Image files read with PIL, converted to RGB as training reads them (16-bit PNGs scaled
-    to 8 bits, not clipped to white), at their own size (no crop, no resize)."""
+    """Image files decoded as training decodes them (EXIF rotation applied, transparency on
+    white, 16-bit PNGs scaled to 8 bits, not clipped), at their own size (no crop, no resize)."""
 
     def __init__(self, paths: Sequence[str | os.PathLike]):
         self.paths = [Path(p) for p in paths]
@@ -65,10 +63,9 @@ class FileImages:
     def __getitem__(self, i: int) -> np.ndarray:
         p = self.paths[i]
         try:
-            with Image.open(p) as im:
-                # The training data's conversion: the statistics of a folder then match those
-                # of the same files read as training data.
-                return np.asarray(pil_to_rgb(im))
+            # Training's decoder: the statistics of a folder then match those of the same
+            # files read as training data.
+            return read_rgb(p)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise UserError(f"cannot read image {p} ({_reason(e, p)}); FID needs every image of "
                             f"its folder: remove or replace {p}, then run again") from None
@@ -78,6 +75,8 @@ class FileImages:
 def _reason(e: Exception, path: Path) -> str:
     if isinstance(e, Image.UnidentifiedImageError):
         return "not an image Pillow can read: empty, cut short, or another kind of file"
+    if isinstance(e, OSError) and e.filename is not None:  # the file itself: a broken link, say
+        return os_error_words(e)
     text = str(e).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
     return text or type(e).__name__
 
@@ -90,7 +89,7 @@ def check_images_readable(paths: Sequence[str | os.PathLike], folder: str | os.P
     bad: list[tuple[Path, str]] = []
     for p in map(Path, paths):
         try:
-            with Image.open(p):
+            with open_image(p):
                 pass
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             bad.append((p, _reason(e, p)))
@@ -108,16 +107,31 @@ def check_images_readable(paths: Sequence[str | os.PathLike], folder: str | os.P
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted); UserError when none or no folder."""
+    """Image files under ``folder`` (sorted), found as training finds them
+    (:func:`facegan.data.sources.scan_folder`: recursive, links followed, hidden files and run
+    folders inside left out); UserError when none, no folder, the folder is a run, or a
+    sub-folder cannot be read (FID needs every image). A broken link named as an image is
+    listed, for :func:`check_images_readable` to name."""
     folder = Path(folder)
     if not folder.exists():
         raise UserError(f"{folder} does not exist")
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder")
-    files = sorted(p for p in folder.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    scan = scan_folder(folder)
+    if scan.run:
+        raise UserError(f"{folder} is a facegan run folder: its samples/ and loss.png are not a set "
+                        f"of images to measure; write the run's images with 'facegan sample "
+                        f"{folder} --n 10000 --png-dir DIR' and give DIR, or measure the run with "
+                        f"'facegan evaluate {folder} --data DATA'")
+    if scan.unreadable:
+        first, why = scan.unreadable[0]
+        raise UserError(f"cannot read {scan.unreadable_count()} of "
+                        f"{folder} ({readable(first)}: {why}); FID needs every image of the folder: "
+                        f"make them readable (chmod -R u+rX) or remove them, then run again")
+    files = sorted(folder / name for name, _ in scan.files + scan.broken)
     if not files:
-        raise UserError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {folder}")
+        raise UserError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) in {folder}"
+                        f"{scan.other_files()}")
     return files
 
 

@@ -40,7 +40,7 @@ from ..config import (
     get_preset,
     parse_overrides,
 )
-from ..data import ImageSet, SkippedFilesWarning, load_dataset
+from ..data import DataWarning, ImageSet, SkippedFilesWarning, load_dataset
 from ..data.sources import absolute_path, scanned_folder
 from ..errors import UserError, plural
 from ..files import (
@@ -504,8 +504,12 @@ def absolute_data_path(cfg: Config) -> Config:
 
 def check_data_path(path: str, stored: str | None = None) -> None:
     """UserError unless ``path`` exists; ``stored``: the path as the resumed run recorded it."""
-    if path == "builtin" or Path(path).expanduser().exists():
-        return
+    try:
+        if path == "builtin" or Path(path).expanduser().exists():
+            return
+    except PermissionError:
+        raise UserError(f"cannot read the data path '{path}' (permission denied on a folder above it); "
+                        "make it readable, or use another folder") from None
     if stored is not None:
         where = "" if Path(stored).is_absolute() else f" (relative to where it started; here: {Path.cwd()})"
         raise UserError(f"the run's data path '{stored}' does not exist{where}; point the run at "
@@ -522,6 +526,8 @@ def load_data(cfg: Config, run_dir: Path, env: DistEnv | None = None) -> ImageSe
     with warnings.catch_warnings():
         # Replaced by the one line below, which names the file holding the list.
         warnings.simplefilter("ignore", SkippedFilesWarning)
+        if not env.is_main:  # the data's notes, said once (by rank 0), not once per process
+            warnings.simplefilter("ignore", DataWarning)
         data = load_dataset(cfg.data, progress=sys.stderr.isatty())
     if data.skipped and env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
