@@ -81,7 +81,8 @@ def test_heldout_rule(tmp_path):
     # the last 30 names in name order, whatever order the list is in
     held = {n for n, m in zip(reversed(names), mask.tolist()) if m}
     assert held == set(names[-30:])
-    # CelebA partitions win when they hold enough images
+    # CelebA partitions win when they hold enough images (in a CelebA folder's layout)
+    (tmp_path / "img_align_celeba").mkdir()
     (tmp_path / "list_eval_partition.txt").write_text(
         "".join(f"{n} {0 if i < 150 else (1 if i < 250 else 2)}\n" for i, n in enumerate(names)))
     mask, rule = heldout_mask(names, tmp_path)
@@ -89,6 +90,12 @@ def test_heldout_rule(tmp_path):
     # ...but not when all images are 'train' (the 10k development subset)
     (tmp_path / "list_eval_partition.txt").write_text("".join(f"{n} 0\n" for n in names))
     assert "last 10%" in heldout_mask(names, tmp_path)[1]
+    # Kaggle's copy: the same partitions in a .csv
+    (tmp_path / "list_eval_partition.txt").unlink()
+    (tmp_path / "list_eval_partition.csv").write_text("image_id,partition\n" + "".join(
+        f"{n},{0 if i < 150 else (1 if i < 250 else 2)}\n" for i, n in enumerate(names)))
+    mask, rule = heldout_mask(names, tmp_path)
+    assert rule == "CelebA valid+test partitions" and mask.tolist() == [i >= 150 for i in range(300)]
 
 
 def test_heldout_rule_for_class_folders_takes_every_class():
