@@ -8,12 +8,27 @@ other exception is a bug in facegan and keeps its traceback. Within
 from __future__ import annotations
 
 import contextlib
+import numbers
 import signal
 import threading
+from typing import Any
 
 
 class UserError(Exception):
     """A mistake in the user's input (path, option, file). The message names the problem and the fix."""
+
+
+def check_whole(value: Any, name: str, minimum: int | None = 0) -> int:
+    """``value`` as an int of at least ``minimum`` (a number of images, rows or steps; a seed
+    with ``minimum`` None), for values given from Python: TypeError for what is no whole number
+    (2.5, '16', True, None), UserError below ``minimum``. ``name`` says what it is in the
+    messages."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        shown = repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"  # not a model's repr
+        raise TypeError(f"{name} must be a whole number (int), got {shown}")
+    if minimum is not None and value < minimum:
+        raise UserError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def plural(n: int, word: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from .errors import UserError, check_whole
 
 NONE, CLASS, ATTR = "none", "class", "attr"
 KINDS = (NONE, CLASS, ATTR)
@@ -125,8 +125,7 @@ class LabelSpec:
         classes in their data proportions; attributes each on with its data rate, independently
         (a run keeps the rates, not the correlations between attributes). K = 0: no draw.
         UserError for ``n`` below 0."""
-        if n < 0:
-            raise UserError(f"labels: n must be at least 0 (rows of labels), got {n}")
+        n = check_whole(n, "labels: n (rows of labels)")
         if not self.conditional or n == 0:
             return torch.zeros(n, self.dim)
         g = _label_generator(seed)

@@ -9,11 +9,9 @@ lays out labels (``draw``, ``one_hot``, ``grid_rows``).
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
@@ -21,7 +19,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, run_dir_of
 from .config import Config
-from .errors import UserError
+from .errors import UserError, check_whole
 from .files import atomic_write, reporting_write_errors
 from .labels import UNCONDITIONAL, LabelSpec, parse_condition
 from .models import NetSpec, build_networks
@@ -74,18 +72,6 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
                            ckpt.get("G_ema") is not None, spec)
 
 
-def check_count(value: Any, name: str, minimum: int | None = 0) -> int:
-    """``value`` as an int of at least ``minimum`` (a number of images, rows or steps; a seed
-    with ``minimum`` None): TypeError for what is no whole number (2.5, '16', True, None),
-    UserError below ``minimum``. ``name`` says what it is in the messages."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        shown = repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"  # not a model's repr
-        raise TypeError(f"{name} must be a whole number (int), got {shown}")
-    if minimum is not None and value < minimum:
-        raise UserError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
 def network_of(generator: nn.Module | LoadedGenerator) -> nn.Module:
     """The generator network itself: a :class:`LoadedGenerator`'s ``.generator``, or
     ``generator`` when it is a network; TypeError for anything else (a run folder's path)."""
@@ -129,9 +115,9 @@ def latents(n: int, dim: int, seed: int, device: str | torch.device = "cpu",
     restricted normal); less variety, more typical images (T = 1.0 mild, 0.5 strong). Labels are
     drawn separately and do not change.
     """
-    n, dim = check_count(n, "n"), check_count(dim, "dim (the generator's latent_dim)", 1)
+    n, dim = check_whole(n, "n"), check_whole(dim, "dim (the generator's latent_dim)", 1)
     t = check_truncation(truncation)
-    g = torch.Generator().manual_seed(check_count(seed, "seed", None))
+    g = torch.Generator().manual_seed(check_whole(seed, "seed", None))
     if t is None:
         return torch.randn(n, dim, generator=g).to(device)
     z = torch.empty(n, dim)
@@ -158,7 +144,7 @@ def generate(generator: nn.Module | LoadedGenerator, z: torch.Tensor, c: torch.T
     ``z`` or ``c`` of another shape, a ``z`` not floating point, a ``batch_size`` below 1.
     """
     generator = network_of(generator)
-    batch_size = check_count(batch_size, "batch_size (images per forward pass)", 1)
+    batch_size = check_whole(batch_size, "batch_size (images per forward pass)", 1)
     # facegan's networks say their label width; another network is taken at its c's width
     d, k = int(generator.latent_dim), getattr(generator, "label_dim", None)
     if not isinstance(z, torch.Tensor):
@@ -345,7 +331,7 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     if images.shape[0] == 0:
         raise UserError("save_grid was given no images (N = 0); a grid needs at least one")
     if nrow is not None:
-        check_count(nrow, "nrow (images per grid row)", 1)
+        check_whole(nrow, "nrow (images per grid row)", 1)
     return save_image(make_grid(images, nrow), os.path.expanduser(path))
 
 

@@ -19,7 +19,7 @@ from ..config import DataConfig
 from ..errors import UserError
 from . import synthetic
 from .cache import MEMMAP_ABOVE, Decoded, DecodedCache, cache_root, fingerprint, scratch_array
-from .sources import Listing, list_source, readable
+from .sources import Listing, examples, list_source, readable
 from .transforms import ImageTooLarge, decode_image, resolve_crop
 
 BUILTIN = "builtin"
@@ -224,12 +224,9 @@ class SkippedFilesWarning(DataWarning):
 
 def _warn_skipped(skipped: list[tuple[str, str]], total: int, path: str) -> None:
     if skipped:
-        (name, reason), others = skipped[0], [n for n, _ in skipped[1:3]]
-        also = f"; also {', '.join(others)}" if others else ""
-        more = f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
         warnings.warn(f"facegan: skipped {len(skipped)} of {total} image files in '{path}' "
-                      f"(--data) that are missing or could not be decoded ({name}: {reason}"
-                      f"{also}{more}); the others are used", SkippedFilesWarning, stacklevel=3)
+                      f"(--data) that are missing or could not be decoded ({examples(skipped)}); "
+                      "the others are used", SkippedFilesWarning, stacklevel=3)
 
 
 def _hash_lines(lines) -> str:

@@ -111,7 +111,7 @@ def os_error_words(e: OSError) -> str:
 
 
 @contextlib.contextmanager
-def _reading(path: str | os.PathLike) -> Iterator[None]:
+def reading(path: str | os.PathLike) -> Iterator[None]:
     """An OSError inside (a folder the user may not read, say) -> a UserError naming ``path``."""
     try:
         yield
@@ -132,7 +132,7 @@ def list_source(cfg: DataConfig) -> Listing:
         raise UserError("data.path is empty; set it to an image folder, a .zip, a CelebA folder "
                         "or 'builtin'")
     path = Path(raw).expanduser()
-    with _reading(raw):
+    with reading(raw):
         try:
             path.stat()  # unlike exists(), tells a missing path from one that cannot be read
         except (FileNotFoundError, NotADirectoryError):
@@ -165,7 +165,7 @@ def scanned_folder(path: str | os.PathLike) -> Path | None:
     """The folder whose images ``path`` (a data.path) trains on: the folder itself, or a CelebA
     layout's image folder; None for a zip, 'builtin' or a path that is not a folder."""
     p = Path(path).expanduser()
-    with _reading(path):
+    with reading(path):
         if str(path).strip() == "builtin" or not p.is_dir():
             return None
         celeba = _find_celeba(p)
@@ -214,12 +214,17 @@ class FolderScan:
 
     def unreadable_line(self, root: str | os.PathLike) -> str:
         """One line naming the sub-folders (and broken links) of ``root`` that were left out."""
-        (first, why), rest = self.unreadable[0], [p for p, _ in self.unreadable[1:3]]
-        also = f"; also {', '.join(rest)}" if rest else ""
-        more = f" and {len(self.unreadable) - 3:,} more" if len(self.unreadable) > 3 else ""
-        return (f"left out {self.unreadable_count()} of '{root}' that "
-                f"cannot be read ({readable(first)}: {why}{readable(also)}{more}); make them "
-                f"readable (chmod -R u+rX) or remove the broken links")
+        return (f"left out {self.unreadable_count()} of '{root}' that cannot be read "
+                f"({readable(examples(self.unreadable))}); make them readable (chmod -R u+rX) or "
+                f"remove the broken links")
+
+
+def examples(items: list[tuple[str, str]]) -> str:
+    """(name, why) pairs in a message: 'a: why; also b, c and 7 more'."""
+    (first, why), rest = items[0], [name for name, _ in items[1:3]]
+    also = f"; also {', '.join(rest)}" if rest else ""
+    more = f" and {len(items) - 3:,} more" if len(items) > 3 else ""
+    return f"{first}: {why}{also}{more}"
 
 
 def _other_files(others: Counter) -> str:
@@ -266,7 +271,7 @@ def scan_folder(root: Path) -> FolderScan:
             except OSError as err:
                 (scan.broken if image else scan.unreadable).append((name, os_error_words(err)))
 
-    with _reading(root):
+    with reading(root):
         visit(root, "")
     scan.files.sort(key=lambda t: t[0])
     return scan
@@ -330,7 +335,7 @@ def celeba_attributes_file(path: str | os.PathLike) -> Path | None:
     """The attribute list of a CelebA folder (``list_attr_celeba.txt``, or Kaggle's
     ``list_attr_celeba.csv``), or None (any other source, or a CelebA folder without one):
     whether ``path`` has attribute labels."""
-    with _reading(path):
+    with reading(path):
         celeba = _find_celeba(Path(path))
         return None if celeba is None else _list_file(celeba[0], CELEBA_ATTR)
 
@@ -338,7 +343,7 @@ def celeba_attributes_file(path: str | os.PathLike) -> Path | None:
 def celeba_partitions(path: str | os.PathLike) -> dict[str, int] | None:
     """File name -> 0 (train), 1 (valid) or 2 (test) from the partition list of a CelebA
     folder (``list_eval_partition.txt``, or Kaggle's ``.csv``); None without one."""
-    with _reading(path):
+    with reading(path):
         celeba = _find_celeba(Path(path))
         part_file = None if celeba is None else _list_file(celeba[0], CELEBA_PARTITION)
     return None if part_file is None else _read_partition(part_file)
@@ -374,7 +379,7 @@ def _list_file(root: Path, txt: str) -> Path | None:
 
 def _rows(path: Path) -> list[list[str]]:
     """A CelebA list split into fields: by spaces (the official .txt) or commas (Kaggle's .csv)."""
-    with _reading(path):
+    with reading(path):
         text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: a BOM from Excel
     if path.suffix.lower() == ".csv":
         return [[f.strip() for f in row] for row in csv.reader(text.splitlines())]
@@ -413,7 +418,7 @@ def _read_partition(path: Path) -> dict[str, int]:
 
 
 def _list_celeba(root: Path, images: Path, partition: str) -> Listing:
-    with _reading(images):
+    with reading(images):
         entries = list(os.scandir(images))
     on_disk: dict[str, os.DirEntry] = {}
     broken: dict[str, str] = {}

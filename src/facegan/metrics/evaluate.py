@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..config import DataConfig
-from ..errors import UserError, plural
+from ..errors import UserError, check_whole, plural
 from ..files import WriteFailed, append_jsonl, reporting_write_errors
 from ..labels import UNCONDITIONAL, LabelSpec
 from ..runtime import resolve_device
@@ -317,14 +317,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str, *, n: int = 10000,
     and fingerprint, network, protocol, seed, seconds.
     """
     from ..data import load_dataset
-    from ..sampling import check_count, load_generator
+    from ..sampling import load_generator
 
     if not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"evaluate takes a run folder or checkpoint path (str or Path), got "
                         f"{type(checkpoint).__name__}; for a loaded generator give its file, "
                         "lg.checkpoint")
     names = parse_metrics(metrics)
-    n = check_count(n, "--n", 2)
+    n = check_whole(n, "--n", 2)
     t0 = time.time()
     dev = resolve_device(device)
     if standing_stats < 0:

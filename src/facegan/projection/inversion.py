@@ -18,11 +18,11 @@ from PIL import Image
 from torch import nn
 
 from ..data.transforms import to_float
-from ..errors import UserError
+from ..errors import UserError, check_whole
 from ..files import atomic_write, atomic_write_text, reporting_write_errors
 from ..labels import parse_condition
 from ..progress import Progress, run_steps
-from ..sampling import LoadedGenerator, check_count, generate, load_generator, make_grid, save_png
+from ..sampling import LoadedGenerator, generate, load_generator, make_grid, save_png
 from .encoder import DEFAULT_ENCODER_STEPS, Encoder, encoder_for
 from .features import DEFAULT_FEATURES, FEATURES, FeatureNet, load_features
 from .optimise import (
@@ -122,8 +122,8 @@ def project(generator: LoadedGenerator | str | os.PathLike,
     """
     if features not in FEATURES:
         raise UserError(f"--features must be one of {', '.join(FEATURES)}, got '{features}'")
-    steps = check_count(steps, "steps", 0)
-    encoder_steps = check_count(encoder_steps, "encoder_steps", 1)
+    steps = check_whole(steps, "steps", 0)
+    encoder_steps = check_whole(encoder_steps, "encoder_steps", 1)
     photos = _photo_list(photos)
     if not photos:
         raise UserError("no photos to project; give one or more image files")

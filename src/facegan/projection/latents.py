@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, check_whole
 from ..labels import LabelSpec
-from ..sampling import LoadedGenerator, check_count
+from ..sampling import LoadedGenerator
 from .photos import PhotoError, read_photo
 
 
@@ -28,7 +28,7 @@ def load_latent(path: str | os.PathLike, latent_dim: int | LoadedGenerator,
     value that is not finite; TypeError for a ``latent_dim`` that is neither."""
     if isinstance(latent_dim, LoadedGenerator):
         latent_dim = latent_dim.generator.latent_dim
-    latent_dim = check_count(latent_dim, "latent_dim", 1)
+    latent_dim = check_whole(latent_dim, "latent_dim", 1)
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"{option} '{p}' does not exist; give a NAME.latent.npy written by "

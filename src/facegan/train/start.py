@@ -41,7 +41,7 @@ from ..config import (
     parse_overrides,
 )
 from ..data import DataWarning, ImageSet, SkippedFilesWarning, load_dataset
-from ..data.sources import absolute_path, scanned_folder
+from ..data.sources import absolute_path, reading, scanned_folder
 from ..errors import UserError, plural
 from ..files import (
     LOCK_NAME,
@@ -504,12 +504,9 @@ def absolute_data_path(cfg: Config) -> Config:
 
 def check_data_path(path: str, stored: str | None = None) -> None:
     """UserError unless ``path`` exists; ``stored``: the path as the resumed run recorded it."""
-    try:
+    with reading(path):  # a folder above it that cannot be searched: one line, as list_source says
         if path == "builtin" or Path(path).expanduser().exists():
             return
-    except PermissionError:
-        raise UserError(f"cannot read the data path '{path}' (permission denied on a folder above it); "
-                        "make it readable, or use another folder") from None
     if stored is not None:
         where = "" if Path(stored).is_absolute() else f" (relative to where it started; here: {Path.cwd()})"
         raise UserError(f"the run's data path '{stored}' does not exist{where}; point the run at "

@@ -556,11 +556,8 @@ class Trainer:
     def write_samples(self) -> Path | None:
         if not self.dist.is_main:
             return None
-        g = self.sample_generator
-        was_training = g.training
-        g.eval()
-        imgs = generate(g, self.fixed_z, self.fixed_c, batch_size=self.fixed_z.shape[0])
-        g.train(was_training)
+        # generate samples in eval mode and gives the generator its mode back
+        imgs = generate(self.sample_generator, self.fixed_z, self.fixed_c, batch_size=self.fixed_z.shape[0])
         grid = make_grid(imgs, nrow=int(math.ceil(math.sqrt(imgs.shape[0]))))
         path = save_png(grid, self.run_dir / "samples" / f"step_{self.step:06d}.png")
         self.logger.image("samples", np.asarray(grid).transpose(2, 0, 1), self.step)
@@ -698,14 +695,21 @@ class Trainer:
                                               "balance": self.label_spec.balance()}, indent=2) + "\n")
         self.run_files_written = True
 
+    def _due(self, step: int, until: int) -> dict[str, bool]:
+        """What :meth:`train` (ending at ``until``) does after generator step ``step``: log,
+        sample, evaluate, keep a checkpoint, rewrite latest.pt."""
+        t = self.cfg.train
+        last = step == until
+        return {"log": last or step % t.log_every == 0, "sample": last or step % t.sample_every == 0,
+                "eval": bool(t.eval_every and (last or step % t.eval_every == 0)),
+                "keep": bool(t.keep_every and step % t.keep_every == 0),
+                "latest": last or step % t.checkpoint_every == 0}
+
     def pauses_after(self, step: int, until: int) -> bool:
         """Whether :meth:`train` (ending at ``until``) stops after generator step ``step`` to
         log, sample, evaluate or checkpoint, before the next step (a stop signal or the time
         budget add a last pause of their own)."""
-        t = self.cfg.train
-        return (step == until or step % t.log_every == 0 or step % t.sample_every == 0
-                or step % t.checkpoint_every == 0 or bool(t.keep_every and step % t.keep_every == 0)
-                or bool(t.eval_every and step % t.eval_every == 0))
+        return any(self._due(step, until).values())
 
     def train(self, until: int) -> dict[str, Any]:
         """Train until ``until`` generator steps in total. Returns the last logged record.
@@ -775,12 +779,12 @@ class Trainer:
                     if bar is not None:
                         bar.set_total(until)
                 s = self.step
-                latest_now = s % t.checkpoint_every == 0 or s == until
-                keep_now = bool(t.keep_every and s % t.keep_every == 0)
+                due = self._due(s, until)
+                latest_now, keep_now, sample_now, eval_now = (due[k] for k in ("latest", "keep", "sample", "eval"))
                 checkpoint_now = latest_now or keep_now or self._stop_reason is not None
-                if s % t.log_every == 0 or s == until or checkpoint_now:
+                if due["log"] or checkpoint_now:
                     self._check_pending(last_good)
-                if s % t.log_every == 0 or s == until:
+                if due["log"]:
                     last = self._flush_window()
                     if bar is not None:
                         bar.set_fields(d=f"{last['d_loss']:.3f}", g=f"{last['g_loss']:.3f}",
@@ -789,8 +793,6 @@ class Trainer:
                     if t.time_budget:
                         bar.set_budget_left(t.time_budget - self.elapsed)
                     bar.update(1)
-                sample_now = s % t.sample_every == 0 or s == until
-                eval_now = bool(t.eval_every and (s % t.eval_every == 0 or s == until))
                 if sample_now or eval_now or checkpoint_now:  # what the EMA generator writes
                     self.refresh_ema_stats()
                 if sample_now:
